@@ -1,0 +1,42 @@
+# boxcut: `make run` starts the whole stack on this machine; `make test` installs everything and runs every test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck unit integration bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/boxcut dev
+
+test: install lint typecheck
+	scripts/ensure-redis-server
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+integration: install
+	scripts/ensure-redis-server
+	$(BIN)/pytest -q tests/integration tests/drills
+
+bench: install
+	scripts/ensure-redis-server
+	$(BIN)/python bench/terminate.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""Celery settings that follow boxcut's reliability rules (README "Reliability")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config import defaults
+from config.settings import Settings
+
+QUEUE = "boxcut"
+
+# How often a worker looks for tasks whose worker vanished (unacknowledged past the visibility timeout).
+UNACKED_RESTORE_INTERVAL_SECONDS = 5
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery configuration for these settings.
+
+    - Late ack, prefetch 1: a task leaves Redis only once it has finished, and a worker holds one at a time.
+    - A worker process lost mid-task (killed, OOM) sends the task again as a retry (bounded by the task's
+      max_retries); a whole worker lost leaves its task unacknowledged, and Redis hands it to another worker
+      after the visibility timeout.
+    - The visibility timeout is set in every place Celery reads it and exceeds any task run (hard time limit)
+      and any retry countdown, so a slow task is never handed to a second worker while it still runs.
+    - Soft shutdown lets a task in progress finish its Box call before a worker stops.
+    """
+    visibility = settings.visibility_timeout
+    soft_limit, hard_limit = settings.task_time_limits
+    transport = {
+        "visibility_timeout": visibility,
+        "global_keyprefix": settings.key_prefix,
+        "unacked_restore_interval": UNACKED_RESTORE_INTERVAL_SECONDS,
+        "unacked_restore_throttle": 1,
+        "socket_timeout": 30,
+        "socket_connect_timeout": 5,
+    }
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": transport,
+        "broker_connection_retry": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "result_backend_transport_options": {"visibility_timeout": visibility},
+        "task_default_queue": QUEUE,
+        "task_acks_late": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_reject_on_worker_lost": True,
+        "task_retry_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": soft_limit,
+        "task_time_limit": hard_limit,
+        "worker_soft_shutdown_timeout": 30.0,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_hijack_root_logger": False,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "enable_utc": True,
+    }
+
+
+def max_countdown(settings: Settings) -> int:
+    """The longest Celery retry countdown: under the visibility timeout, or Redis would redeliver early."""
+    return min(defaults.MAX_COUNTDOWN_SECONDS, settings.visibility_timeout // 2)

@@ -1,0 +1,44 @@
+"""Default values of boxcut's settings, each with the reason for its value."""
+
+# Box's production endpoints; tests and `boxcut dev` point these at boxsim.
+BOX_API_BASE_URL = "https://api.box.com/2.0"
+BOX_OAUTH_URL = "https://api.box.com/oauth2/token"
+
+# A Redis on this host, database 0: what `boxcut dev` and docker-compose provide.
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+# Every key boxcut writes, the Celery broker's included, starts with this, so boxcut can share a Redis.
+KEY_PREFIX = "boxcut:"
+
+# Box allows about 1,000 requests a minute per user; keep a margin for other tools on the same account.
+RATE_LIMIT_PER_MINUTE = 900
+
+# Box documents no maximum array length; 100 ids keeps one bad batch small and a 400 cheap to split.
+BATCH_SIZE = 100
+MAX_BATCH_SIZE = 1000
+
+# Jobs whose users (groups' members counted) exceed this wait for an operator's approval.
+APPROVAL_THRESHOLD = 25
+
+# Redis redelivers an unacknowledged task after this long. It must exceed any task run (bounded by
+# RUN_BUDGET_SECONDS) and any retry countdown (bounded by MAX_COUNTDOWN_SECONDS), or a task runs twice at once.
+VISIBILITY_TIMEOUT_SECONDS = 1800
+
+# One task run works this long at most, then hands the rest of the job to a fresh run of itself.
+RUN_BUDGET_SECONDS = 300
+
+# A Celery retry never waits longer than this; a longer `retry-after` is asked for again after it.
+MAX_COUNTDOWN_SECONDS = 600
+
+# Box normally answers in well under a second; a read that takes 30 s is treated as a transport failure.
+HTTP_CONNECT_TIMEOUT_SECONDS = 5.0
+HTTP_READ_TIMEOUT_SECONDS = 30.0
+
+# Waits up to this long are slept inside the task (tenacity); longer ones become a Celery retry.
+RETRY_BUDGET_SECONDS = 30.0
+
+# Box advises at most 5 retries of one request: 6 calls per batch in all, across task runs.
+MAX_CALLS_PER_BATCH = 6
+
+# Refresh a cached access token this long before Box's `expires_in` runs out.
+TOKEN_REFRESH_MARGIN_SECONDS = 120

@@ -1,0 +1,289 @@
+"""Settings: read once at start from the environment and `.env`, validated, handed down as one object.
+
+Every variable name here is part of boxcut's contract (see README "Configuration"). A missing or malformed
+value raises `SettingsError`, whose message is one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from config import defaults
+from config.secret import Secret
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message is one line that names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+class BoxAuthMode(enum.StrEnum):
+    """How boxcut gets a Box access token."""
+
+    CLIENT_CREDENTIALS = "client_credentials"
+    JWT = "jwt"
+    DEVELOPER_TOKEN = "developer_token"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class JWTAppConfig:
+    """The parts of the app config JSON (downloaded from Box's developer console) that JWT auth uses."""
+
+    client_id: str
+    client_secret: Secret
+    public_key_id: str
+    private_key: Secret
+    passphrase: Secret
+    enterprise_id: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything boxcut reads from its environment, typed and validated."""
+
+    box_client_id: str | None = None
+    box_client_secret: Secret | None = None
+    box_enterprise_id: str | None = None
+    box_jwt: JWTAppConfig | None = None
+    box_developer_token: Secret | None = None
+    box_api_base_url: str = defaults.BOX_API_BASE_URL
+    box_oauth_url: str = defaults.BOX_OAUTH_URL
+    redis_url: str = defaults.REDIS_URL
+    key_prefix: str = defaults.KEY_PREFIX
+    intake_tokens: tuple[Secret, ...] = ()
+    intake_hmac_secrets: tuple[Secret, ...] = ()
+    operator_tokens: tuple[Secret, ...] = ()
+    dry_run: bool = False
+    protected_users: tuple[str, ...] = ()
+    protected_groups: tuple[str, ...] = ()
+    approval_threshold: int = defaults.APPROVAL_THRESHOLD
+    rate_limit_per_minute: int = defaults.RATE_LIMIT_PER_MINUTE
+    batch_size: int = defaults.BATCH_SIZE
+    visibility_timeout: int = defaults.VISIBILITY_TIMEOUT_SECONDS
+    http_connect_timeout: float = defaults.HTTP_CONNECT_TIMEOUT_SECONDS
+    http_read_timeout: float = defaults.HTTP_READ_TIMEOUT_SECONDS
+    retry_budget_seconds: float = defaults.RETRY_BUDGET_SECONDS
+    max_calls_per_batch: int = defaults.MAX_CALLS_PER_BATCH
+    run_budget_seconds: int = defaults.RUN_BUDGET_SECONDS
+    log_level: str = "INFO"
+
+    @property
+    def box_auth_mode(self) -> BoxAuthMode:
+        """Which credentials are set; a developer token wins over JWT, JWT over client credentials."""
+        if self.box_developer_token:
+            return BoxAuthMode.DEVELOPER_TOKEN
+        if self.box_jwt is not None:
+            return BoxAuthMode.JWT
+        if self.box_client_id and self.box_client_secret:
+            return BoxAuthMode.CLIENT_CREDENTIALS
+        return BoxAuthMode.NONE
+
+    @property
+    def has_box_credentials(self) -> bool:
+        """True when some way to get a Box token is configured."""
+        return self.box_auth_mode is not BoxAuthMode.NONE
+
+    @property
+    def task_time_limits(self) -> tuple[float, float]:
+        """Soft and hard time limits of one task run: its budget plus one Box call's worst overrun."""
+        soft = self.run_budget_seconds + self.retry_budget_seconds + self.http_read_timeout + 10
+        return soft, soft + 15
+
+    @property
+    def broker_url(self) -> str:
+        """The Celery broker: the same Redis that holds the job records."""
+        return self.redis_url
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+    """Read settings from `environ` (default: the process environment) over the values of `env_file`."""
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+    return _Reader(merged).settings()
+
+
+class _Reader:
+    """Turns raw strings into typed values, raising `SettingsError` that names the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def settings(self) -> Settings:
+        settings = self._read()
+        hard_limit = settings.task_time_limits[1]
+        if hard_limit >= settings.visibility_timeout:
+            raise SettingsError(
+                "BOXCUT_VISIBILITY_TIMEOUT",
+                f"must exceed a task run's hard time limit ({hard_limit:.0f} s: BOXCUT_RUN_BUDGET_SECONDS plus "
+                "BOXCUT_RETRY_BUDGET_SECONDS plus BOXCUT_HTTP_READ_TIMEOUT plus 25 s)",
+            )
+        return settings
+
+    def _read(self) -> Settings:
+        client_id, client_secret, enterprise_id = self._client_credentials()
+        return Settings(
+            box_client_id=client_id,
+            box_client_secret=client_secret,
+            box_enterprise_id=enterprise_id,
+            box_jwt=self._jwt_config(),
+            box_developer_token=self.secret("BOX_DEVELOPER_TOKEN"),
+            box_api_base_url=self.url("BOX_API_BASE_URL", defaults.BOX_API_BASE_URL),
+            box_oauth_url=self.url("BOX_OAUTH_URL", defaults.BOX_OAUTH_URL),
+            redis_url=self.redis_url(),
+            key_prefix=self.text("BOXCUT_KEY_PREFIX") or defaults.KEY_PREFIX,
+            intake_tokens=self.secret_list("BOXCUT_INTAKE_TOKENS"),
+            intake_hmac_secrets=self.secret_list("BOXCUT_INTAKE_HMAC_SECRETS"),
+            operator_tokens=self.secret_list("BOXCUT_OPERATOR_TOKENS"),
+            dry_run=self.boolean("BOXCUT_DRY_RUN", False),
+            protected_users=self.text_list("BOXCUT_PROTECTED_USERS"),
+            protected_groups=self.text_list("BOXCUT_PROTECTED_GROUPS"),
+            approval_threshold=self.integer("BOXCUT_APPROVAL_THRESHOLD", defaults.APPROVAL_THRESHOLD, 0, 10**6),
+            rate_limit_per_minute=self.integer(
+                "BOXCUT_RATE_LIMIT_PER_MINUTE", defaults.RATE_LIMIT_PER_MINUTE, 1, 100_000
+            ),
+            batch_size=self.integer("BOXCUT_BATCH_SIZE", defaults.BATCH_SIZE, 1, defaults.MAX_BATCH_SIZE),
+            visibility_timeout=self.integer(
+                "BOXCUT_VISIBILITY_TIMEOUT", defaults.VISIBILITY_TIMEOUT_SECONDS, 10, 7 * 86400
+            ),
+            http_connect_timeout=self.number("BOXCUT_HTTP_CONNECT_TIMEOUT", defaults.HTTP_CONNECT_TIMEOUT_SECONDS),
+            http_read_timeout=self.number("BOXCUT_HTTP_READ_TIMEOUT", defaults.HTTP_READ_TIMEOUT_SECONDS),
+            retry_budget_seconds=self.number("BOXCUT_RETRY_BUDGET_SECONDS", defaults.RETRY_BUDGET_SECONDS),
+            max_calls_per_batch=self.integer("BOXCUT_MAX_CALLS_PER_BATCH", defaults.MAX_CALLS_PER_BATCH, 1, 50),
+            run_budget_seconds=self.integer(
+                "BOXCUT_RUN_BUDGET_SECONDS", defaults.RUN_BUDGET_SECONDS, 1, 86400
+            ),
+            log_level=self.choice("BOXCUT_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        )
+
+    # -- typed readers -------------------------------------------------------------------------------------
+
+    def text(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def url(self, name: str, default: str) -> str:
+        value = self.text(name) or default
+        if not value.startswith(("https://", "http://")):
+            raise SettingsError(name, f"expected an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    def redis_url(self) -> str:
+        value = self.text("BOXCUT_REDIS_URL") or defaults.REDIS_URL
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("BOXCUT_REDIS_URL", f"expected redis://, rediss:// or unix://, got {value!r}")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(name, f"expected a whole number from {low} to {high}, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(name, f"expected a whole number from {low} to {high}, got {value}")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(name, f"expected a number of seconds, got {raw!r}") from None
+        if not 0 < value < 86400:
+            raise SettingsError(name, f"expected a positive number of seconds below 86400, got {raw}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(name, f"expected true or false, got {raw!r}")
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = (self.text(name) or default).upper()
+        if value not in allowed:
+            raise SettingsError(name, f"expected one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def text_list(self, name: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in (self.text(name) or "").split(",") if item.strip())
+
+    def secret(self, name: str) -> Secret | None:
+        """A secret from `NAME`, or from the file named by `NAME_FILE` (as Docker secrets are mounted)."""
+        value = self.text(name)
+        file_name = self.text(f"{name}_FILE")
+        if value is not None and file_name is not None:
+            raise SettingsError(name, f"set either {name} or {name}_FILE, not both")
+        if file_name is not None:
+            value = _read_secret_file(f"{name}_FILE", file_name)
+        return Secret(value) if value else None
+
+    def secret_list(self, name: str) -> tuple[Secret, ...]:
+        joined = self.secret(name)
+        if joined is None:
+            return ()
+        return tuple(Secret(item.strip()) for item in joined.reveal().split(",") if item.strip())
+
+    # -- groups of settings that are checked together ------------------------------------------------------
+
+    def _client_credentials(self) -> tuple[str | None, Secret | None, str | None]:
+        client_id = self.text("BOX_CLIENT_ID")
+        client_secret = self.secret("BOX_CLIENT_SECRET")
+        enterprise_id = self.text("BOX_ENTERPRISE_ID")
+        uses_jwt = self.text("BOX_JWT_CONFIG_FILE") is not None
+        if client_id and not client_secret and not uses_jwt:
+            raise SettingsError("BOX_CLIENT_SECRET", "missing: BOX_CLIENT_ID is set, so its secret is needed")
+        if client_secret and not client_id:
+            raise SettingsError("BOX_CLIENT_ID", "missing: BOX_CLIENT_SECRET is set without a client id")
+        if client_id and client_secret and not enterprise_id and not uses_jwt:
+            raise SettingsError("BOX_ENTERPRISE_ID", "missing: client credentials need the enterprise id")
+        return client_id, client_secret, enterprise_id
+
+    def _jwt_config(self) -> JWTAppConfig | None:
+        name = "BOX_JWT_CONFIG_FILE"
+        path = self.text(name)
+        if path is None:
+            return None
+        try:
+            document = json.loads(_read_secret_file(name, path))
+            app, auth = document["boxAppSettings"], document["boxAppSettings"]["appAuth"]
+            return JWTAppConfig(
+                client_id=str(app["clientID"]),
+                client_secret=Secret(str(app["clientSecret"])),
+                public_key_id=str(auth["publicKeyID"]),
+                private_key=Secret(str(auth["privateKey"])),
+                passphrase=Secret(str(auth.get("passphrase") or "")),
+                enterprise_id=str(document["enterpriseID"]),
+            )
+        except json.JSONDecodeError as exc:
+            raise SettingsError(name, f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from None
+        except (KeyError, TypeError) as exc:
+            raise SettingsError(name, f"{path} lacks {exc} (expected Box's app config JSON)") from None
+
+
+def _read_secret_file(variable: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(variable, f"cannot read {path}: {exc.strerror}") from None

@@ -1,0 +1,75 @@
+"""An in-memory stand-in for the Box client at the runner's seam (the BoxCalls protocol)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from worker.box_models import (
+    GROUPS_TERMINATE_ENDPOINT,
+    TERMINATE_ACCEPTED_MESSAGE,
+    USERS_TERMINATE_ENDPOINT,
+    BoxGroup,
+    BoxUser,
+    CallResult,
+)
+from worker.errors import RetryLater
+
+
+@dataclass
+class FakeBox:
+    """Users, groups and scripted terminate answers; records every terminate call."""
+
+    users: list[BoxUser] = field(default_factory=list)
+    groups: list[BoxGroup] = field(default_factory=list)
+    answers: list[CallResult | RetryLater] = field(default_factory=list)
+    calls: list[tuple[str, list[str]]] = field(default_factory=list)
+    lookups: int = 0
+
+    def find_users_by_login(self, login: str) -> list[BoxUser]:
+        self.lookups += 1
+        return [u for u in self.users if u.login.lower() == login.lower()]
+
+    def get_user(self, user_id: str) -> BoxUser | None:
+        self.lookups += 1
+        return next((u for u in self.users if u.id == user_id), None)
+
+    def find_groups_by_name(self, name: str) -> list[BoxGroup]:
+        self.lookups += 1
+        return [g for g in self.groups if g.name.lower() == name.lower()]
+
+    def get_group(self, group_id: str) -> BoxGroup | None:
+        self.lookups += 1
+        return next((g for g in self.groups if g.id == group_id), None)
+
+    def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0) -> CallResult:
+        return self._answer(USERS_TERMINATE_ENDPOINT, user_ids, prior_attempts)
+
+    def terminate_groups(self, group_ids: Sequence[str], *, prior_attempts: int = 0) -> CallResult:
+        return self._answer(GROUPS_TERMINATE_ENDPOINT, group_ids, prior_attempts)
+
+    def _answer(self, endpoint: str, ids: Sequence[str], prior_attempts: int) -> CallResult:
+        self.calls.append((endpoint, list(ids)))
+        if self.answers:
+            answer = self.answers.pop(0)
+            if isinstance(answer, RetryLater):
+                raise answer
+            return answer
+        return accepted(endpoint, attempts=prior_attempts + 1)
+
+
+def accepted(endpoint: str = USERS_TERMINATE_ENDPOINT, attempts: int = 1) -> CallResult:
+    return CallResult(endpoint=endpoint, http_status=202, message=TERMINATE_ACCEPTED_MESSAGE, error_code=None,
+                      request_id=None, attempts=attempts, started_at="t0", finished_at="t1")
+
+
+def refused(status: int, code: str, *, endpoint: str = USERS_TERMINATE_ENDPOINT, exhausted: bool = False,
+            attempts: int = 1) -> CallResult:
+    return CallResult(endpoint=endpoint, http_status=status, message=f"Box says {code}", error_code=code,
+                      request_id="req-123", attempts=attempts, started_at="t0", finished_at="t1",
+                      exhausted=exhausted)
+
+
+def directory(n_users: int) -> list[BoxUser]:
+    """`n_users` users: user00001@example.com ... with ids 30000001 ..."""
+    return [BoxUser(id=str(30000000 + i), login=f"user{i:05d}@example.com") for i in range(1, n_users + 1)]

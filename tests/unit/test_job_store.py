@@ -1,0 +1,85 @@
+"""The job store on fakeredis: records, transitions, listing, leases, audit."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from worker.errors import InvalidTransition, JobNotFound
+from worker.job_model import CANCELLABLE_STATES, JobState, TargetStatus
+from worker.job_store import JobStore, LeaseHeld
+from worker.submit import InvalidRequest, JobRequest, build_job
+
+
+@pytest.fixture
+def store() -> JobStore:
+    return JobStore(fakeredis.FakeRedis(), key_prefix="t:")
+
+
+def make(store: JobStore, n: int = 1) -> str:
+    job = build_job(JobRequest(targets=[{"type": "user", "login": f"u{i}@example.com"} for i in range(n)],
+                               source="test", reason="why", requested_by="pytest"))
+    store.create(job)
+    return job.job_id
+
+
+def test_a_created_job_loads_back_as_it_was(store: JobStore) -> None:
+    job_id = make(store, 3)
+    job = store.load(job_id)
+    assert job.state is JobState.QUEUED and job.reason == "why" and job.requested_by == "pytest"
+    assert [t.input["login"] for t in job.targets] == ["u0@example.com", "u1@example.com", "u2@example.com"]
+    assert all(t.status is TargetStatus.PENDING for t in job.targets)
+    assert set(job.to_dict()) >= {"job_id", "state", "source", "source_event_id", "reason", "requested_by",
+                                  "dry_run", "created_at", "updated_at", "targets", "calls"}
+
+
+def test_missing_job(store: JobStore) -> None:
+    with pytest.raises(JobNotFound):
+        store.load("j-nope")
+
+
+def test_transition_checks_the_current_state(store: JobStore) -> None:
+    job_id = make(store)
+    assert store.transition(job_id, to=JobState.CANCELLED, allowed_from=CANCELLABLE_STATES) is JobState.QUEUED
+    with pytest.raises(InvalidTransition, match="is cancelled"):
+        store.transition(job_id, to=JobState.RESOLVING, allowed_from=[JobState.QUEUED])
+    assert store.state(job_id) is JobState.CANCELLED
+
+
+def test_listing_by_state_newest_first_with_cursor(store: JobStore) -> None:
+    ids = [make(store) for _ in range(5)]
+    store.transition(ids[0], to=JobState.RESOLVING, allowed_from=[JobState.QUEUED])
+    queued, cursor = store.list_jobs(state="queued", limit=3)
+    assert len(queued) == 3 and cursor == 3
+    rest, cursor = store.list_jobs(state="queued", limit=3, cursor=3)
+    assert len(rest) == 1 and cursor is None
+    assert {r.job_id for r in queued + rest} == set(ids[1:])
+    assert [r.job_id for r in store.list_jobs(state="resolving")[0]] == [ids[0]]
+
+
+def test_a_lease_is_exclusive_until_released(store: JobStore) -> None:
+    job_id = make(store)
+    with store.lease(job_id, ttl_seconds=30), pytest.raises(LeaseHeld), store.lease(job_id, ttl_seconds=30):
+        pass
+    with store.lease(job_id, ttl_seconds=30) as lease:
+        assert lease.renew()
+
+
+def test_calls_are_records_that_targets_point_to(store: JobStore) -> None:
+    job_id = make(store, 2)
+    job = store.load(job_id)
+    for i, target in enumerate(job.targets):
+        target.user_id = str(100 + i)
+    call = store.plan_call(job_id, endpoint="/users/terminate_sessions", targets=dict(enumerate(job.targets)))
+    reloaded = store.load(job_id)
+    assert reloaded.calls[0].call_id == call.call_id and reloaded.calls[0].ids == ["100", "101"]
+    assert all(t.call_ids == [call.call_id] for t in reloaded.targets)
+
+
+def test_invalid_targets_are_refused_with_the_field() -> None:
+    with pytest.raises(InvalidRequest, match=r"targets\[1\]: a user target needs"):
+        build_job(JobRequest(targets=[{"type": "user", "id": "1"}, {"type": "user"}], source="t"))
+    with pytest.raises(InvalidRequest, match=r"targets\[0\]\.type"):
+        build_job(JobRequest(targets=[{"type": "robot", "id": "1"}], source="t"))
+    with pytest.raises(InvalidRequest, match="targets: at least one"):
+        build_job(JobRequest(targets=[], source="t"))

@@ -1,0 +1,192 @@
+"""The runner with fakeredis and a fake Box: resolution, policy, batching, recording, resuming."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from tests.unit.fake_box import FakeBox, accepted, directory, refused
+from worker.box_models import GROUPS_TERMINATE_ENDPOINT, TERMINATE_ACCEPTED_MESSAGE, BoxGroup, BoxUser
+from worker.errors import RetryLater
+from worker.job_model import CallState, JobState, TargetStatus
+from worker.job_store import JobStore
+from worker.policy import Policy
+from worker.runner import RunContext, RunOutcome, give_up, run_job
+from worker.submit import JobRequest, submit
+
+
+@pytest.fixture
+def store() -> JobStore:
+    return JobStore(fakeredis.FakeRedis(), key_prefix="t:")
+
+
+def make_ctx(store: JobStore, box: FakeBox, *, protected: tuple[str, ...] = (), dry_run: bool = False,
+             batch_size: int = 100, budget: float = 60) -> RunContext:
+    policy = Policy(protected_users=frozenset(protected), protected_groups=frozenset(), dry_run=dry_run)
+    return RunContext(store=store, box=box, policy=policy, batch_size=batch_size, run_budget_seconds=budget)
+
+
+def new_job(store: JobStore, targets: list[dict[str, str]], *, dry_run: bool = False) -> str:
+    request = JobRequest(targets=targets, source="test", reason="unit", requested_by="pytest", dry_run=dry_run)
+    return submit(store=store, enqueue=lambda _job_id: None, request=request).job_id
+
+
+def users(*logins: str) -> list[dict[str, str]]:
+    return [{"type": "user", "login": login} for login in logins]
+
+
+def test_one_user_is_accepted_with_boxs_message_recorded(store: JobStore) -> None:
+    box = FakeBox(users=[BoxUser(id="17738362", login="jdoe@example.com")])
+    job_id = new_job(store, users("JDoe@Example.com"))
+    assert run_job(ctx=make_ctx(store, box), job_id=job_id) is RunOutcome.SETTLED
+    job = store.load(job_id)
+    assert job.state is JobState.SUCCEEDED
+    assert job.targets[0].status is TargetStatus.ACCEPTED and job.targets[0].user_id == "17738362"
+    assert job.calls[0].message == TERMINATE_ACCEPTED_MESSAGE and job.calls[0].http_status == 202
+    assert job.targets[0].call_ids == [job.calls[0].call_id]
+    assert box.calls == [("/users/terminate_sessions", ["17738362"])]
+
+
+def test_unknown_and_ambiguous_logins_send_nothing(store: JobStore) -> None:
+    box = FakeBox(users=[BoxUser(id="1", login="casey@example.com"), BoxUser(id="2", login="Casey@Example.com")])
+    job_id = new_job(store, users("nobody@example.com", "casey@example.com"))
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    job = store.load(job_id)
+    assert [t.status for t in job.targets] == [TargetStatus.NOT_FOUND, TargetStatus.AMBIGUOUS]
+    assert job.state is JobState.REFUSED and box.calls == [] and job.calls == []
+
+
+def test_250_users_go_in_batches_of_100_100_50(store: JobStore) -> None:
+    box = FakeBox(users=directory(250))
+    job_id = new_job(store, users(*(u.login for u in box.users)))
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert [len(ids) for _, ids in box.calls] == [100, 100, 50]
+    assert store.load(job_id).state is JobState.SUCCEEDED
+
+
+def test_duplicate_targets_share_one_id_in_a_call(store: JobStore) -> None:
+    box = FakeBox(users=[BoxUser(id="7", login="a@example.com")])
+    job_id = new_job(store, [{"type": "user", "login": "a@example.com"}, {"type": "user", "id": "7"}])
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert box.calls == [("/users/terminate_sessions", ["7"])]
+    assert all(t.status is TargetStatus.ACCEPTED for t in store.load(job_id).targets)
+
+
+def test_dry_run_resolves_but_sends_nothing(store: JobStore) -> None:
+    box = FakeBox(users=directory(3))
+    job_id = new_job(store, users("user00001@example.com", "ghost@example.com"), dry_run=True)
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    job = store.load(job_id)
+    assert job.state is JobState.DRY_RUN and box.calls == []
+    assert [t.status for t in job.targets] == [TargetStatus.WOULD_TERMINATE, TargetStatus.NOT_FOUND]
+
+
+def test_global_dry_run_wins_over_the_job(store: JobStore) -> None:
+    box = FakeBox(users=directory(1))
+    job_id = new_job(store, users("user00001@example.com"))
+    run_job(ctx=make_ctx(store, box, dry_run=True), job_id=job_id)
+    assert store.load(job_id).state is JobState.DRY_RUN and box.calls == []
+
+
+def test_protected_login_is_never_sent(store: JobStore) -> None:
+    box = FakeBox(users=directory(3))
+    job_id = new_job(store, users("user00001@example.com", "user00002@example.com"))
+    run_job(ctx=make_ctx(store, box, protected=("user00002@example.com",)), job_id=job_id)
+    job = store.load(job_id)
+    assert [t.status for t in job.targets] == [TargetStatus.ACCEPTED, TargetStatus.PROTECTED]
+    assert box.calls == [("/users/terminate_sessions", ["30000001"])]
+    assert job.state is JobState.PARTIAL
+
+
+def test_permanent_error_fails_targets_with_boxs_code_and_request_id(store: JobStore) -> None:
+    box = FakeBox(users=directory(1), answers=[refused(403, "access_denied_insufficient_permissions")])
+    job_id = new_job(store, users("user00001@example.com"))
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    job = store.load(job_id)
+    assert job.state is JobState.FAILED and len(box.calls) == 1
+    assert job.targets[0].status is TargetStatus.FAILED
+    assert "403 access_denied_insufficient_permissions" in (job.targets[0].detail or "")
+    assert job.calls[0].error_code == "access_denied_insufficient_permissions"
+    assert job.calls[0].request_id == "req-123"
+
+
+def test_exhausted_retries_end_targets_dead_and_list_the_job(store: JobStore) -> None:
+    box = FakeBox(users=directory(1), answers=[refused(503, "unavailable", exhausted=True, attempts=6)])
+    job_id = new_job(store, users("user00001@example.com"))
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert store.load(job_id).targets[0].status is TargetStatus.DEAD
+    assert [r.job_id for r in store.list_jobs(state="dead")[0]] == [job_id]
+
+
+def test_a_400_batch_is_split_to_isolate_the_bad_id(store: JobStore) -> None:
+    box = FakeBox(users=directory(4), answers=[refused(400, "bad_request"), accepted(),
+                                                refused(400, "bad_request"), accepted(), refused(400, "bad")])
+    job_id = new_job(store, users(*(u.login for u in box.users)))
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    job = store.load(job_id)
+    assert [len(ids) for _, ids in box.calls] == [4, 2, 2, 1, 1]
+    assert [t.status for t in job.targets].count(TargetStatus.ACCEPTED) == 3
+    assert job.state is JobState.PARTIAL
+
+
+def test_retry_later_keeps_the_call_planned_and_a_rerun_sends_it_once(store: JobStore) -> None:
+    box = FakeBox(users=directory(150), answers=[accepted(), RetryLater(120, "429")])
+    job_id = new_job(store, users(*(u.login for u in box.users)))
+    with pytest.raises(RetryLater):
+        run_job(ctx=make_ctx(store, box), job_id=job_id)
+    job = store.load(job_id)
+    assert [c.state for c in job.calls] == [CallState.ANSWERED, CallState.PLANNED]
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    job = store.load(job_id)
+    assert job.state is JobState.SUCCEEDED and len(job.calls) == 2
+    assert [len(ids) for _, ids in box.calls] == [100, 50, 50]  # the first batch was not sent again
+
+
+def test_run_budget_hands_over_to_a_later_run(store: JobStore) -> None:
+    box = FakeBox(users=directory(30))
+    job_id = new_job(store, users(*(u.login for u in box.users)))
+    assert run_job(ctx=make_ctx(store, box, budget=-1), job_id=job_id) is RunOutcome.CONTINUE
+    assert store.load(job_id).state is JobState.RESOLVING
+    assert run_job(ctx=make_ctx(store, box), job_id=job_id) is RunOutcome.SETTLED
+    assert store.load(job_id).state is JobState.SUCCEEDED
+
+
+def test_group_by_exact_name(store: JobStore) -> None:
+    box = FakeBox(groups=[BoxGroup(id="55", name="Contractors"), BoxGroup(id="56", name="Contractors EU")])
+    job_id = new_job(store, [{"type": "group", "name": "Contractors"}])
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert box.calls == [(GROUPS_TERMINATE_ENDPOINT, ["55"])]
+
+
+def test_a_settled_job_is_not_run_again(store: JobStore) -> None:
+    box = FakeBox(users=directory(1))
+    job_id = new_job(store, users("user00001@example.com"))
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert len(box.calls) == 1
+
+
+def test_cancelled_job_sends_nothing(store: JobStore) -> None:
+    box = FakeBox(users=directory(1))
+    job_id = new_job(store, users("user00001@example.com"))
+    store.transition(job_id, to=JobState.CANCELLED, allowed_from=[JobState.QUEUED])
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert box.calls == [] and store.load(job_id).state is JobState.CANCELLED
+
+
+def test_give_up_ends_pending_targets_dead(store: JobStore) -> None:
+    job_id = new_job(store, users("user00001@example.com"))
+    give_up(store=store, job_id=job_id, why="gave up after 100 task retries")
+    job = store.load(job_id)
+    assert job.state is JobState.FAILED and job.targets[0].status is TargetStatus.DEAD
+
+
+def test_every_state_change_and_call_is_in_the_audit_stream(store: JobStore) -> None:
+    box = FakeBox(users=directory(1))
+    job_id = new_job(store, users("user00001@example.com"))
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    entries = store.audit_entries(job_id=job_id)
+    states = [(e["data"]["from"], e["data"]["to"]) for e in entries if e["event"] == "state"]
+    assert states == [("queued", "resolving"), ("resolving", "terminating"), ("terminating", "succeeded")]
+    calls = [e["data"] for e in entries if e["event"] == "call"]
+    assert calls and calls[-1]["http_status"] == 202

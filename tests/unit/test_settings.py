@@ -1,0 +1,80 @@
+"""Settings: typed values, NAME_FILE secrets, and one clear line naming a bad variable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from config import BoxAuthMode, SettingsError, load_settings
+
+
+def test_defaults_need_nothing() -> None:
+    settings = load_settings({}, env_file=None)
+    assert settings.batch_size == 100 and settings.approval_threshold == 25
+    assert settings.box_api_base_url == "https://api.box.com/2.0"
+    assert settings.box_auth_mode is BoxAuthMode.NONE
+
+
+def test_client_credentials_and_lists() -> None:
+    settings = load_settings({"BOX_CLIENT_ID": "cid", "BOX_CLIENT_SECRET": "s3cret", "BOX_ENTERPRISE_ID": "42",
+                              "BOXCUT_PROTECTED_USERS": " ceo@example.com, 17 ,,", "BOXCUT_DRY_RUN": "yes"},
+                             env_file=None)
+    assert settings.box_auth_mode is BoxAuthMode.CLIENT_CREDENTIALS
+    assert settings.protected_users == ("ceo@example.com", "17")
+    assert settings.dry_run is True
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"BOXCUT_BATCH_SIZE": "abc"}, "BOXCUT_BATCH_SIZE"),
+        ({"BOXCUT_BATCH_SIZE": "0"}, "BOXCUT_BATCH_SIZE"),
+        ({"BOXCUT_DRY_RUN": "maybe"}, "BOXCUT_DRY_RUN"),
+        ({"BOXCUT_REDIS_URL": "localhost:6379"}, "BOXCUT_REDIS_URL"),
+        ({"BOX_API_BASE_URL": "ftp://box"}, "BOX_API_BASE_URL"),
+        ({"BOX_CLIENT_ID": "cid"}, "BOX_CLIENT_SECRET"),
+        ({"BOX_CLIENT_ID": "cid", "BOX_CLIENT_SECRET": "s"}, "BOX_ENTERPRISE_ID"),
+        ({"BOX_CLIENT_SECRET_FILE": "/nonexistent/secret"}, "BOX_CLIENT_SECRET_FILE"),
+        ({"BOXCUT_VISIBILITY_TIMEOUT": "60"}, "BOXCUT_VISIBILITY_TIMEOUT"),
+    ],
+)
+def test_a_bad_setting_names_its_variable_in_one_line(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env, env_file=None)
+    assert str(caught.value).startswith(f"{variable}: ") and "\n" not in str(caught.value)
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("from-a-file\n")
+    settings = load_settings({"BOX_CLIENT_ID": "cid", "BOX_CLIENT_SECRET_FILE": str(tmp_path / "secret"),
+                              "BOX_ENTERPRISE_ID": "1"}, env_file=None)
+    assert settings.box_client_secret is not None and settings.box_client_secret.reveal() == "from-a-file"
+
+
+def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("BOXCUT_BATCH_SIZE=7\nBOXCUT_APPROVAL_THRESHOLD=3\n")
+    settings = load_settings({"BOXCUT_APPROVAL_THRESHOLD": "9"}, env_file=env_file)
+    assert (settings.batch_size, settings.approval_threshold) == (7, 9)
+
+
+def test_jwt_config_file(tmp_path: Path) -> None:
+    config = {"boxAppSettings": {"clientID": "cid", "clientSecret": "csec",
+                                 "appAuth": {"publicKeyID": "kid1", "privateKey": "-----BEGIN...", "passphrase": "pp"}},
+              "enterpriseID": "99"}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    settings = load_settings({"BOX_JWT_CONFIG_FILE": str(path)}, env_file=None)
+    assert settings.box_auth_mode is BoxAuthMode.JWT
+    assert settings.box_jwt is not None and settings.box_jwt.enterprise_id == "99"
+    assert "csec" not in repr(settings) and "pp" not in repr(settings.box_jwt.passphrase)
+
+
+def test_jwt_config_that_is_not_boxs_names_the_variable(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"nope": 1}))
+    with pytest.raises(SettingsError, match="^BOX_JWT_CONFIG_FILE: .*lacks"):
+        load_settings({"BOX_JWT_CONFIG_FILE": str(path)}, env_file=None)

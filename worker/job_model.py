@@ -1,0 +1,174 @@
+"""The job record: a job, its targets and the Box calls they point to, as plain typed records.
+
+The JSON shape (`Job.to_dict`) is boxcut's contract: `GET /v1/jobs/{id}` and `boxcut status JOB --json` print
+it. Fields may be added, never renamed.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utc_now() -> str:
+    """Now, as an ISO 8601 UTC timestamp with milliseconds: the format of every time in a job record."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life; the last six are final."""
+
+    QUEUED = "queued"
+    RESOLVING = "resolving"
+    AWAITING_APPROVAL = "awaiting_approval"
+    TERMINATING = "terminating"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    REFUSED = "refused"
+    DRY_RUN = "dry_run"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.PARTIAL, JobState.FAILED, JobState.REFUSED, JobState.DRY_RUN, JobState.CANCELLED}
+)
+
+# Cancelling is allowed until the job moves to TERMINATING, the moment before its first Box call.
+CANCELLABLE_STATES = frozenset({JobState.QUEUED, JobState.RESOLVING, JobState.AWAITING_APPROVAL})
+
+
+class TargetStatus(enum.StrEnum):
+    """What became of one target."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    NOT_FOUND = "not_found"
+    AMBIGUOUS = "ambiguous"
+    PROTECTED = "protected"
+    FAILED = "failed"
+    DEAD = "dead"
+    WOULD_TERMINATE = "would_terminate"
+
+
+class TargetType(enum.StrEnum):
+    USER = "user"
+    GROUP = "group"
+
+
+@dataclass
+class Target:
+    """One person or group a job names, what it resolved to, and what became of it."""
+
+    input: dict[str, str]
+    type: TargetType
+    user_id: str | None = None
+    login: str | None = None
+    group_id: str | None = None
+    group_name: str | None = None
+    status: TargetStatus = TargetStatus.PENDING
+    detail: str | None = None
+    call_ids: list[str] = field(default_factory=list)
+    resolved_by: str | None = None
+
+    @property
+    def box_id(self) -> str | None:
+        """The Box id a terminate call names for this target, once resolved."""
+        return self.user_id if self.type is TargetType.USER else self.group_id
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.box_id is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Target:
+        values = dict(data)
+        values["type"] = TargetType(values["type"])
+        values["status"] = TargetStatus(values["status"])
+        return cls(**values)
+
+    @classmethod
+    def from_input(cls, spec: dict[str, str]) -> Target:
+        """A pending target from an envelope entry such as `{"type": "user", "login": "a@example.com"}`."""
+        kind = TargetType(spec["type"])
+        target = cls(input=dict(spec), type=kind)
+        if kind is TargetType.USER:
+            target.login = spec.get("login")
+        else:
+            target.group_name = spec.get("name")
+        return target
+
+
+class CallState(enum.StrEnum):
+    """A call is planned (targets assigned, not yet answered) until Box's final answer is recorded."""
+
+    PLANNED = "planned"
+    ANSWERED = "answered"
+
+
+@dataclass
+class Call:
+    """One terminate request to Box (after its retries) and what Box answered."""
+
+    call_id: str
+    endpoint: str
+    ids: list[str]
+    state: CallState = CallState.PLANNED
+    http_status: int | None = None
+    message: str | None = None
+    error_code: str | None = None
+    request_id: str | None = None
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    exhausted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Call:
+        values = dict(data)
+        values["state"] = CallState(values["state"])
+        return cls(**values)
+
+
+@dataclass
+class Job:
+    """A job: who asked, why, its state, its targets and the calls made for them."""
+
+    job_id: str
+    state: JobState
+    source: str
+    reason: str
+    requested_by: str
+    dry_run: bool
+    created_at: str
+    updated_at: str
+    source_event_id: str | None = None
+    targets: list[Target] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job record as the contract prints it."""
+        data = asdict(self)
+        data["targets"] = [t.to_dict() for t in self.targets]
+        data["calls"] = [c.to_dict() for c in self.calls]
+        data["summary"] = self.summary()
+        return data
+
+    def summary(self) -> dict[str, int]:
+        """How many targets are in each status (only statuses that occur)."""
+        counts: dict[str, int] = {}
+        for target in self.targets:
+            counts[target.status.value] = counts.get(target.status.value, 0) + 1
+        return counts

@@ -1,0 +1,324 @@
+"""The job store: job records, Box call records and the audit stream, in Redis.
+
+Keys (all under the settings' key prefix `P`):
+
+    P job:{id}            hash   the job's scalar fields (state, source, reason, ...) and `call_seq`
+    P job:{id}:targets    hash   target index -> Target JSON
+    P job:{id}:calls      list   call ids, in the order they were planned
+    P job:{id}:lease      string who is running the job now (see `lease`)
+    P call:{call_id}      string Call JSON: a record of its own, so one call can serve several jobs later
+    P jobs                zset   every job id, scored by creation time (ms)
+    P jobs:state:{state}  zset   job ids by state, same score
+    P jobs:dead           zset   jobs holding a target whose retries ran out
+    P audit               stream append-only: an entry per job state change, target outcome and Box call
+
+Changes that read before they write (state transitions, leases) are Lua scripts; changes that only write
+several keys together are MULTI/EXEC pipelines. Every write that changes what a job says also appends to the
+audit stream in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from worker.errors import InvalidTransition, JobNotFound
+from worker.job_model import Call, Job, JobState, Target, utc_now
+
+# KEYS[1] job hash, KEYS[2] audit stream
+# ARGV[1] new state, ARGV[2] now (ISO), ARGV[3] state zset key prefix, ARGV[4] actor, ARGV[5] note,
+# ARGV[6..] the states the job may move from
+# Returns {1, old_state} when moved, {0, current_state} when the current state does not allow it, {-1} if absent.
+_TRANSITION = """
+local current = redis.call('HGET', KEYS[1], 'state')
+if not current then return {-1} end
+local allowed = false
+for i = 6, #ARGV do if ARGV[i] == current then allowed = true end end
+if not allowed then return {0, current} end
+local job_id = redis.call('HGET', KEYS[1], 'job_id')
+local score = redis.call('HGET', KEYS[1], 'created_ms')
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at', ARGV[2])
+redis.call('ZREM', ARGV[3] .. current, job_id)
+redis.call('ZADD', ARGV[3] .. ARGV[1], score, job_id)
+redis.call('XADD', KEYS[2], '*', 'job_id', job_id, 'event', 'state', 'at', ARGV[2],
+           'data', cjson.encode({from = current, to = ARGV[1], actor = ARGV[4], note = ARGV[5]}))
+return {1, current}
+"""
+
+# KEYS[1] lease key; ARGV[1] holder token. Deletes the lease only if this holder still owns it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS[1] lease key; ARGV[1] holder token, ARGV[2] ttl ms. Extends the lease only if this holder owns it.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+_SCALAR_FIELDS = ("job_id", "state", "source", "reason", "requested_by", "created_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One line of a job listing."""
+
+    job_id: str
+    state: str
+    source: str
+    created_at: str
+    updated_at: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return dict(self.__dict__)
+
+
+class LeaseHeld(Exception):
+    """Another task run holds this job's lease; `ttl` says for how many more seconds at most."""
+
+    def __init__(self, ttl: float) -> None:
+        super().__init__(f"job lease held for {ttl:.1f} s more")
+        self.ttl = ttl
+
+
+class JobStore:
+    """Reads and writes job records, call records and the audit stream."""
+
+    def __init__(self, redis_client: redis.Redis, *, key_prefix: str) -> None:
+        self.redis = redis_client
+        self.prefix = key_prefix
+        self._transition = redis_client.register_script(_TRANSITION)
+        self._release = redis_client.register_script(_RELEASE)
+        self._renew = redis_client.register_script(_RENEW)
+
+    # -- keys ------------------------------------------------------------------------------------------------
+
+    def _job_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def _call_key(self, call_id: str) -> str:
+        return f"{self.prefix}call:{call_id}"
+
+    @property
+    def audit_key(self) -> str:
+        return f"{self.prefix}audit"
+
+    def _state_prefix(self) -> str:
+        return f"{self.prefix}jobs:state:"
+
+    # -- jobs ------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def new_job_id() -> str:
+        """A short random job id, safe to paste into a shell."""
+        return "j-" + secrets.token_hex(8)
+
+    def create(self, job: Job) -> None:
+        """Store a new job with its targets, index it and note its creation in the audit stream."""
+        key, created_ms = self._job_key(job.job_id), int(time.time() * 1000)
+        fields: dict[str, Any] = {name: getattr(job, name) for name in _SCALAR_FIELDS}
+        fields.update(
+            dry_run=int(job.dry_run), source_event_id=job.source_event_id or "", created_ms=created_ms, call_seq=0
+        )
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(key, mapping=fields)
+        if job.targets:
+            pipe.hset(f"{key}:targets", mapping={str(i): _dumps(t.to_dict()) for i, t in enumerate(job.targets)})
+        pipe.zadd(f"{self.prefix}jobs", {job.job_id: created_ms})
+        pipe.zadd(self._state_prefix() + job.state.value, {job.job_id: created_ms})
+        self._audit(pipe, job.job_id, "created", {"source": job.source, "targets": len(job.targets),
+                                                  "dry_run": job.dry_run, "requested_by": job.requested_by})
+        pipe.execute()
+
+    def exists(self, job_id: str) -> bool:
+        return bool(self.redis.exists(self._job_key(job_id)))
+
+    def load(self, job_id: str) -> Job:
+        """The whole job record: fields, targets in input order, and every call its targets point to."""
+        key = self._job_key(job_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(key)
+        pipe.hgetall(f"{key}:targets")
+        pipe.lrange(f"{key}:calls", 0, -1)
+        fields, raw_targets, call_ids = pipe.execute()
+        if not fields:
+            raise JobNotFound(job_id)
+        fields = {_text(k): _text(v) for k, v in fields.items()}
+        targets = [Target.from_dict(json.loads(raw_targets[k])) for k in sorted(raw_targets, key=int)]
+        return Job(
+            job_id=fields["job_id"],
+            state=JobState(fields["state"]),
+            source=fields["source"],
+            reason=fields["reason"],
+            requested_by=fields["requested_by"],
+            dry_run=fields["dry_run"] == "1",
+            created_at=fields["created_at"],
+            updated_at=fields["updated_at"],
+            source_event_id=fields["source_event_id"] or None,
+            targets=targets,
+            calls=self.load_calls([_text(c) for c in call_ids]),
+        )
+
+    def state(self, job_id: str) -> JobState:
+        value = self.redis.hget(self._job_key(job_id), "state")
+        if value is None:
+            raise JobNotFound(job_id)
+        return JobState(_text(value))
+
+    def transition(
+        self, job_id: str, *, to: JobState, allowed_from: Iterable[JobState], actor: str = "boxcut", note: str = ""
+    ) -> JobState:
+        """Move the job to `to` if its state is one of `allowed_from`; return the state it left."""
+        allowed = [s.value for s in allowed_from]
+        result = self._transition(
+            keys=[self._job_key(job_id), self.audit_key],
+            args=[to.value, utc_now(), self._state_prefix(), actor, note, *allowed],
+        )
+        if result[0] == -1:
+            raise JobNotFound(job_id)
+        if result[0] == 0:
+            current = _text(result[1])
+            raise InvalidTransition(f"job {job_id} is {current}; it cannot become {to.value}")
+        return JobState(_text(result[1]))
+
+    def list_jobs(
+        self, *, state: str | None = None, limit: int = 50, cursor: int = 0
+    ) -> tuple[list[JobSummary], int | None]:
+        """Jobs newest first, optionally in one state (`dead`: jobs holding dead targets); and the next cursor."""
+        index = self._index_key(state)
+        ids = [_text(i) for i in self.redis.zrevrange(index, cursor, cursor + limit - 1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self._job_key(job_id), ["job_id", "state", "source", "created_at", "updated_at", "reason"])
+        rows = [[_text(v) for v in row] for row in pipe.execute() if row[0] is not None]
+        summaries = [JobSummary(*row) for row in rows]
+        more = self.redis.zcard(index) > cursor + limit
+        return summaries, (cursor + limit if more else None)
+
+    def _index_key(self, state: str | None) -> str:
+        if state is None:
+            return f"{self.prefix}jobs"
+        if state == "dead":
+            return f"{self.prefix}jobs:dead"
+        return self._state_prefix() + JobState(state).value
+
+    # -- targets and calls -----------------------------------------------------------------------------------
+
+    def save_targets(self, job_id: str, targets: dict[int, Target], *, event: str = "targets") -> None:
+        """Write changed targets, noting each new status in the audit stream."""
+        if not targets:
+            return
+        key = self._job_key(job_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(f"{key}:targets", mapping={str(i): _dumps(t.to_dict()) for i, t in targets.items()})
+        pipe.hset(key, "updated_at", utc_now())
+        self._audit(pipe, job_id, event, {"targets": [_target_note(i, t) for i, t in targets.items()]})
+        self._note_dead(pipe, job_id, targets.values())
+        pipe.execute()
+
+    def plan_call(self, job_id: str, *, endpoint: str, targets: dict[int, Target]) -> Call:
+        """Create a planned call for these targets (their Box ids, once each) and point the targets to it."""
+        seq = self.redis.hincrby(self._job_key(job_id), "call_seq", 1)
+        ids = list(dict.fromkeys(t.box_id for t in targets.values() if t.box_id))
+        call = Call(call_id=f"{job_id}-c{seq}", endpoint=endpoint, ids=ids)
+        for target in targets.values():
+            target.call_ids.append(call.call_id)
+        key = self._job_key(job_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self._call_key(call.call_id), _dumps(call.to_dict()))
+        pipe.rpush(f"{key}:calls", call.call_id)
+        pipe.hset(f"{key}:targets", mapping={str(i): _dumps(t.to_dict()) for i, t in targets.items()})
+        self._audit(pipe, job_id, "call_planned", {"call_id": call.call_id, "endpoint": endpoint, "ids": len(ids)})
+        pipe.execute()
+        return call
+
+    def save_call(self, job_id: str, call: Call, targets: dict[int, Target] | None = None) -> None:
+        """Record a call's progress or answer, and the targets it settled, in one transaction."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self._call_key(call.call_id), _dumps(call.to_dict()))
+        if targets:
+            key = self._job_key(job_id)
+            pipe.hset(f"{key}:targets", mapping={str(i): _dumps(t.to_dict()) for i, t in targets.items()})
+            self._note_dead(pipe, job_id, targets.values())
+        pipe.hset(self._job_key(job_id), "updated_at", utc_now())
+        self._audit(pipe, job_id, "call", _call_note(call))
+        pipe.execute()
+
+    def load_calls(self, call_ids: list[str]) -> list[Call]:
+        if not call_ids:
+            return []
+        raw = self.redis.mget([self._call_key(c) for c in call_ids])
+        return [Call.from_dict(json.loads(r)) for r in raw if r is not None]
+
+    def _note_dead(self, pipe: Any, job_id: str, targets: Iterable[Target]) -> None:
+        if any(t.status.value == "dead" for t in targets):
+            score = self.redis.hget(self._job_key(job_id), "created_ms") or 0
+            pipe.zadd(f"{self.prefix}jobs:dead", {job_id: float(score)})
+
+    # -- audit -----------------------------------------------------------------------------------------------
+
+    def _audit(self, pipe: Any, job_id: str, event: str, data: dict[str, Any]) -> None:
+        pipe.xadd(self.audit_key, {"job_id": job_id, "event": event, "at": utc_now(), "data": _dumps(data)})
+
+    def audit_entries(self, *, job_id: str | None = None, count: int = 1000) -> list[dict[str, Any]]:
+        """Audit entries oldest first, optionally only one job's (scans the newest `count` entries)."""
+        entries = self.redis.xrevrange(self.audit_key, count=count)
+        rows = []
+        for entry_id, fields in reversed(entries):
+            row = {_text(k): _text(v) for k, v in fields.items()}
+            if job_id is None or row["job_id"] == job_id:
+                rows.append({"id": _text(entry_id), **row, "data": json.loads(row["data"])})
+        return rows
+
+    # -- leases ----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def lease(self, job_id: str, *, ttl_seconds: float) -> Iterator[LeaseRenewer]:
+        """Hold the job for one task run, so two deliveries of one job never work on it at once."""
+        key, token = f"{self._job_key(job_id)}:lease", secrets.token_hex(8)
+        ttl_ms = int(ttl_seconds * 1000)
+        if not self.redis.set(key, token, nx=True, px=ttl_ms):
+            remaining = self.redis.pttl(key)
+            raise LeaseHeld(max(remaining, 1000) / 1000)
+        try:
+            yield LeaseRenewer(lambda: bool(self._renew(keys=[key], args=[token, ttl_ms])))
+        finally:
+            self._release(keys=[key], args=[token])
+
+
+class LeaseRenewer:
+    """Extends a held lease; long runs call `renew()` between Box calls."""
+
+    def __init__(self, renew: Any) -> None:
+        self._renew = renew
+
+    def renew(self) -> bool:
+        return bool(self._renew())
+
+
+def _target_note(index: int, target: Target) -> dict[str, Any]:
+    return {"index": index, "status": target.status.value, "user_id": target.user_id,
+            "group_id": target.group_id, "detail": target.detail}
+
+
+def _call_note(call: Call) -> dict[str, Any]:
+    return {"call_id": call.call_id, "endpoint": call.endpoint, "state": call.state.value,
+            "http_status": call.http_status, "error_code": call.error_code, "request_id": call.request_id,
+            "attempts": call.attempts, "ids": len(call.ids)}
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

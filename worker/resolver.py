@@ -1,0 +1,80 @@
+"""Resolution: turn each target's login, e-mail, id or group name into exactly one Box identity.
+
+Only exact matches count (Box's `filter_term` is a prefix search, so the client filters); zero matches end the
+target `not_found`, several end it `ambiguous`, and neither ever leads to a terminate call.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from worker.box_models import BoxGroup, BoxUser
+from worker.job_model import Target, TargetStatus, TargetType
+
+RESOLVED_BY_LOOKUP = "lookup"
+
+
+class DirectoryLookups(Protocol):
+    """The Box client calls that resolution needs."""
+
+    def find_users_by_login(self, login: str) -> list[BoxUser]: ...
+
+    def get_user(self, user_id: str) -> BoxUser | None: ...
+
+    def find_groups_by_name(self, name: str) -> list[BoxGroup]: ...
+
+    def get_group(self, group_id: str) -> BoxGroup | None: ...
+
+
+def resolve_target(*, box: DirectoryLookups, target: Target) -> None:
+    """Resolve one pending target in place: set its Box id, or end it `not_found` / `ambiguous`."""
+    if target.type is TargetType.USER:
+        _resolve_user(box, target)
+    else:
+        _resolve_group(box, target)
+    if target.is_resolved:
+        target.resolved_by = RESOLVED_BY_LOOKUP
+
+
+def _resolve_user(box: DirectoryLookups, target: Target) -> None:
+    user_id, login = target.input.get("id"), target.input.get("login")
+    if user_id:
+        user = box.get_user(user_id)
+        if user is None:
+            _settle(target, TargetStatus.NOT_FOUND, f"no Box user has id {user_id}")
+            return
+        matches = [user]
+    else:
+        matches = box.find_users_by_login(login or "")
+        if not matches:
+            _settle(target, TargetStatus.NOT_FOUND, f"no Box user has login {login}")
+            return
+    if len(matches) > 1:
+        ids = ", ".join(u.id for u in matches)
+        _settle(target, TargetStatus.AMBIGUOUS, f"{len(matches)} Box users have login {login} (ids {ids})")
+        return
+    target.user_id, target.login = matches[0].id, matches[0].login
+
+
+def _resolve_group(box: DirectoryLookups, target: Target) -> None:
+    group_id, name = target.input.get("id"), target.input.get("name")
+    if group_id:
+        group = box.get_group(group_id)
+        if group is None:
+            _settle(target, TargetStatus.NOT_FOUND, f"no Box group has id {group_id}")
+            return
+        matches = [group]
+    else:
+        matches = box.find_groups_by_name(name or "")
+        if not matches:
+            _settle(target, TargetStatus.NOT_FOUND, f"no Box group is named {name}")
+            return
+    if len(matches) > 1:
+        ids = ", ".join(g.id for g in matches)
+        _settle(target, TargetStatus.AMBIGUOUS, f"{len(matches)} Box groups are named {name} (ids {ids})")
+        return
+    target.group_id, target.group_name = matches[0].id, matches[0].name
+
+
+def _settle(target: Target, status: TargetStatus, detail: str) -> None:
+    target.status, target.detail = status, detail

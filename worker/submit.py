@@ -1,0 +1,84 @@
+"""Submitting work: validate a request's targets, create the job record, enqueue it for a worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from worker.errors import BoxcutError
+from worker.job_model import Job, JobState, Target, utc_now
+from worker.job_store import JobStore
+
+# A user target is named by `id` or `login`; a group target by `id` or `name`.
+_NAMING_FIELDS = {"user": ("id", "login"), "group": ("id", "name")}
+
+
+class InvalidRequest(BoxcutError):
+    """A job request that cannot be run as given; `field` names what is wrong."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a caller asks for: targets plus who asked, why, and from where."""
+
+    targets: list[dict[str, Any]]
+    source: str
+    reason: str = ""
+    requested_by: str = "unknown"
+    dry_run: bool = False
+    source_event_id: str | None = None
+
+
+def normalise_target(spec: Any, where: str) -> dict[str, str]:
+    """Check one target entry and return it with string values and no unknown keys."""
+    if not isinstance(spec, dict):
+        raise InvalidRequest(where, "must be an object such as {\"type\": \"user\", \"login\": \"a@example.com\"}")
+    kind = spec.get("type")
+    if kind not in _NAMING_FIELDS:
+        raise InvalidRequest(f"{where}.type", "must be \"user\" or \"group\"")
+    clean = {"type": kind}
+    for name in _NAMING_FIELDS[kind]:
+        value = spec.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise InvalidRequest(f"{where}.{name}", "must be a string")
+        clean[name] = str(value).strip()
+    if len(clean) == 1:
+        first, second = _NAMING_FIELDS[kind]
+        raise InvalidRequest(where, f"a {kind} target needs \"{first}\" or \"{second}\"")
+    return clean
+
+
+def build_job(request: JobRequest) -> Job:
+    """A new queued job for a request, its targets validated."""
+    if not request.targets:
+        raise InvalidRequest("targets", "at least one target is needed")
+    targets = [Target.from_input(normalise_target(t, f"targets[{i}]")) for i, t in enumerate(request.targets)]
+    now = utc_now()
+    return Job(
+        job_id=JobStore.new_job_id(),
+        state=JobState.QUEUED,
+        source=request.source,
+        reason=request.reason,
+        requested_by=request.requested_by,
+        dry_run=request.dry_run,
+        created_at=now,
+        updated_at=now,
+        source_event_id=request.source_event_id,
+        targets=targets,
+    )
+
+
+def submit(*, store: JobStore, enqueue: Callable[[str], None], request: JobRequest) -> Job:
+    """Create the job record, then enqueue it: the record exists before any worker can see the job."""
+    job = build_job(request)
+    store.create(job)
+    enqueue(job.job_id)
+    return job
