@@ -66,7 +66,7 @@ class InvalidTransition(BoxcutError):
     """A job state change that the job's current state does not allow (e.g. cancel after the first call)."""
 
 
-class RetryLater(Exception):  # noqa: N818 - a signal, not an error: never logged as one
+class RetryLater(Exception):
     """Come back in `delay` seconds: a wait too long to sleep inside a task becomes a Celery retry."""
 
     def __init__(self, delay: float, reason: str = "") -> None:

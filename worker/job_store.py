@@ -125,7 +125,7 @@ class JobStore:
     def create(self, job: Job) -> None:
         """Store a new job with its targets, index it and note its creation in the audit stream."""
         key, created_ms = self._job_key(job.job_id), int(time.time() * 1000)
-        fields: dict[str, Any] = {name: getattr(job, name) for name in _SCALAR_FIELDS}
+        fields: dict[Any, Any] = {name: getattr(job, name) for name in _SCALAR_FIELDS}
         fields.update(
             dry_run=int(job.dry_run), source_event_id=job.source_event_id or "", created_ms=created_ms, call_seq=0
         )
@@ -271,9 +271,11 @@ class JobStore:
 
     def audit_entries(self, *, job_id: str | None = None, count: int = 1000) -> list[dict[str, Any]]:
         """Audit entries oldest first, optionally only one job's (scans the newest `count` entries)."""
-        entries = self.redis.xrevrange(self.audit_key, count=count)
+        entries = self.redis.xrevrange(self.audit_key, count=count) or []
         rows = []
         for entry_id, fields in reversed(entries):
+            if not fields:
+                continue
             row = {_text(k): _text(v) for k, v in fields.items()}
             if job_id is None or row["job_id"] == job_id:
                 rows.append({"id": _text(entry_id), **row, "data": json.loads(row["data"])})

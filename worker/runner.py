@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 # Targets resolved between two writes of the job record: a crash repeats at most this many lookups.
 RESOLVE_CHECKPOINT = 25
 
-# A run's hold on its job outlives the run's budget, and is renewed after every Box call.
-LEASE_MIN_SECONDS = 30.0
-
 
 class Terminator(Protocol):
     """The Box client calls that end sessions."""
@@ -59,6 +56,7 @@ class RunContext:
     policy: Policy
     batch_size: int
     run_budget_seconds: float
+    lease_seconds: float = 60.0  # at least a run's hard time limit, so a live run never loses its hold
     clock: Callable[[], float] = field(default=time.monotonic)
 
 
@@ -68,7 +66,7 @@ def run_job(*, ctx: RunContext, job_id: str) -> RunOutcome:
     if job.state.is_final or job.state is JobState.AWAITING_APPROVAL:
         return RunOutcome.SETTLED
     deadline = ctx.clock() + ctx.run_budget_seconds
-    with ctx.store.lease(job_id, ttl_seconds=max(ctx.run_budget_seconds * 2, LEASE_MIN_SECONDS)) as lease:
+    with ctx.store.lease(job_id, ttl_seconds=ctx.lease_seconds) as lease:
         job = ctx.store.load(job_id)  # re-read under the lease: another run may have moved it on
         try:
             return _advance(ctx, job, deadline, lease)

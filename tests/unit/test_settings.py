@@ -76,5 +76,5 @@ def test_jwt_config_file(tmp_path: Path) -> None:
 def test_jwt_config_that_is_not_boxs_names_the_variable(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"nope": 1}))
-    with pytest.raises(SettingsError, match="^BOX_JWT_CONFIG_FILE: .*lacks"):
+    with pytest.raises(SettingsError, match=r"^BOX_JWT_CONFIG_FILE: .*lacks"):
         load_settings({"BOX_JWT_CONFIG_FILE": str(path)}, env_file=None)

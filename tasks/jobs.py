@@ -1,0 +1,76 @@
+"""The job task: load a job by id, run it, and turn waits and faults into Celery retries."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from celery import Celery, Task
+from celery.exceptions import MaxRetriesExceededError
+
+from worker.errors import (
+    BoxAuthError,
+    BoxRetryableError,
+    BoxTransportError,
+    BoxUnauthorized,
+    JobNotFound,
+    RetryLater,
+)
+from worker.job_store import LeaseHeld
+from worker.runner import RunContext, RunOutcome, give_up, run_job
+
+log = logging.getLogger(__name__)
+
+RUN_JOB = "boxcut.run_job"
+
+# Celery retries of one job, across waits, faults and worker losses; RetryLater waits are at most
+# MAX_COUNTDOWN_SECONDS, so this bounds a stuck job to many hours before its targets end `dead`.
+MAX_TASK_RETRIES = 100
+
+# Faults that may heal on their own (Box down, Redis restarting, credentials being fixed): retry with back-off.
+_TRANSIENT = (BoxTransportError, BoxRetryableError, BoxAuthError, BoxUnauthorized, redis.ConnectionError,
+              redis.TimeoutError)
+
+
+def fault_countdown(retries: int) -> float:
+    """Back-off for transient faults: 5 s, 10 s, 20 s ... capped at 5 minutes."""
+    return float(min(300, 5 * 2 ** min(retries, 6)))
+
+
+def register(app: Celery, *, context: Callable[[], RunContext], max_countdown: float) -> Any:
+    """Define the job task on `app`; `context` gives this worker process's RunContext."""
+
+    @app.task(name=RUN_JOB, bind=True, max_retries=MAX_TASK_RETRIES, acks_late=True)  # type: ignore[untyped-decorator]
+    def run_job_task(self: Task, job_id: str) -> str:
+        ctx = context()
+        try:
+            outcome = run_job(ctx=ctx, job_id=job_id)
+        except JobNotFound:
+            log.error("job %s: no such job record; dropping the task", job_id)
+            return "missing"
+        except RetryLater as wait:
+            log.info("job %s: waiting %.1f s (%s)", job_id, wait.delay, wait.reason)
+            _retry(self, ctx, job_id, countdown=min(wait.delay, max_countdown))
+        except LeaseHeld as held:
+            _retry(self, ctx, job_id, countdown=held.ttl)
+        except _TRANSIENT as fault:
+            log.warning("job %s: %s; retrying", job_id, fault)
+            _retry(self, ctx, job_id, countdown=fault_countdown(self.request.retries))
+        if outcome is RunOutcome.CONTINUE:
+            _retry(self, ctx, job_id, countdown=0)
+        return outcome.value
+
+    return run_job_task
+
+
+def _retry(task: Task, ctx: RunContext, job_id: str, *, countdown: float) -> None:
+    """Ask Celery to run the job again later; when its retries are spent, end the job's pending targets."""
+    try:
+        raise task.retry(countdown=countdown)
+    except MaxRetriesExceededError:
+        why = f"gave up after {task.max_retries} task retries"
+        log.error("job %s: %s", job_id, why)
+        give_up(store=ctx.store, job_id=job_id, why=why)
+        raise

@@ -1,0 +1,161 @@
+"""The real stack for integration tests: a real Redis, boxsim over HTTP, and real Celery workers (prefork)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from boxsim import BoxSim, SimConfig
+from config import Settings, load_settings
+from worker.celery_app import create_app, enqueuer
+from worker.job_model import Job, JobState
+from worker.job_store import JobStore
+from worker.submit import JobRequest, submit
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Short limits so a drill's redelivery takes seconds, not the production half hour; they still satisfy the
+# rule that the visibility timeout exceeds a task run's hard time limit (checked by load_settings).
+FAST_ENV = {
+    "BOXCUT_VISIBILITY_TIMEOUT": "25",
+    "BOXCUT_RUN_BUDGET_SECONDS": "2",
+    "BOXCUT_RETRY_BUDGET_SECONDS": "5",
+    "BOXCUT_HTTP_READ_TIMEOUT": "2",
+    "BOXCUT_HTTP_CONNECT_TIMEOUT": "2",
+    "BOXCUT_RATE_LIMIT_PER_MINUTE": "6000",
+}
+
+
+@dataclass
+class WorkerProcess:
+    """A `boxcut worker` child process in a session of its own, so a drill can kill all of it at once."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while "ready." not in self.log_path.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes: no goodbye, no acknowledgement."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=45)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class Stack:
+    """One test module's boxcut: its own key prefix on the shared Redis, its own boxsim, its workers."""
+
+    redis_url: str
+    sim: BoxSim
+    tmp: Path
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    key_prefix: str = field(default_factory=lambda: f"boxcut-test-{uuid.uuid4().hex[:10]}:")
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        config = self.sim.config
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BOX_", "BOXCUT_"))}
+        env.update(FAST_ENV)
+        env.update(
+            BOXCUT_REDIS_URL=self.redis_url,
+            BOXCUT_KEY_PREFIX=self.key_prefix,
+            BOX_API_BASE_URL=self.sim.base_url,
+            BOX_OAUTH_URL=self.sim.oauth_url,
+            BOX_CLIENT_ID=config.client_id,
+            BOX_CLIENT_SECRET=config.client_secret,
+            BOX_ENTERPRISE_ID=config.enterprise_id,
+        )
+        env.update(self.extra_env)
+        return env
+
+    def settings(self) -> Settings:
+        return load_settings(self.env, env_file=None)
+
+    def store(self) -> JobStore:
+        return JobStore(redis.Redis.from_url(self.redis_url), key_prefix=self.key_prefix)
+
+    def submit(self, targets: list[dict[str, str]], *, dry_run: bool = False, reason: str = "test") -> str:
+        settings = self.settings()
+        request = JobRequest(targets=targets, source="test", reason=reason, requested_by="pytest", dry_run=dry_run)
+        return submit(store=self.store(), enqueue=enqueuer(create_app(settings)), request=request).job_id
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> Job:
+        """Poll the job record until it is final (or waits for approval); fail with the record if it never is."""
+        store, deadline = self.store(), time.monotonic() + timeout
+        while True:
+            job = store.load(job_id)
+            if job.state.is_final or job.state is JobState.AWAITING_APPROVAL:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {job.state.value} after {timeout} s: {job.to_dict()}")
+            time.sleep(0.1)
+
+    def start_worker(self, *, concurrency: int = 2, extra_env: Mapping[str, str] | None = None) -> WorkerProcess:
+        log_path = self.tmp / f"worker-{len(self.workers)}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "worker", "--concurrency", str(concurrency),
+                 "--loglevel", "DEBUG"],
+                env={**self.env, **(extra_env or {})}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        worker = WorkerProcess(proc, log_path)
+        self.workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    def worker_logs(self) -> str:
+        return "".join(w.log_path.read_text(errors="replace") for w in self.workers)
+
+    def terminate_requests(self, endpoint: str = "/users/terminate_sessions") -> list[dict[str, Any]]:
+        return [r for r in self.sim.requests(path=f"/2.0{endpoint}") if r["method"] == "POST"]
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        client = redis.Redis.from_url(self.redis_url)
+        keys = list(client.scan_iter(match=f"{self.key_prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@contextmanager
+def running_stack(redis_url: str, tmp: Path, *, sim_config: SimConfig | None = None,
+                  extra_env: Mapping[str, str] | None = None, worker: bool = True,
+                  concurrency: int = 2) -> Iterator[Stack]:
+    """A stack with boxsim (seeded) and, unless told otherwise, one worker; cleaned up afterwards."""
+    sim = BoxSim(sim_config or SimConfig(port=0)).start()
+    stack = Stack(redis_url=redis_url, sim=sim, tmp=tmp, extra_env=extra_env or {})
+    try:
+        if worker:
+            stack.start_worker(concurrency=concurrency)
+        yield stack
+    finally:
+        stack.close()
+        sim.stop()

@@ -1,0 +1,57 @@
+"""The `boxcut` CLI against the real stack: terminate --wait, status --json, jobs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import REPO, Stack, running_stack
+from worker.box_models import TERMINATE_ACCEPTED_MESSAGE
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(redis_url, tmp_path_factory.mktemp("cli")) as running:
+        yield running
+
+
+def boxcut(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=stack.env, cwd=REPO,
+                          capture_output=True, text=True, timeout=90)
+
+
+def test_terminate_wait_ends_succeeded_and_status_json_holds_boxs_message(stack: Stack) -> None:
+    run = boxcut(stack, "terminate", "--user", "jdoe@example.com", "--reason", "cli test", "--wait")
+    assert run.returncode == 0, run.stderr
+    job_id = run.stdout.splitlines()[0]
+    assert "succeeded" in run.stdout and TERMINATE_ACCEPTED_MESSAGE in run.stdout
+    assert "targets done" in run.stderr  # progress was shown
+    record = json.loads(boxcut(stack, "status", job_id, "--json").stdout)
+    assert record["state"] == "succeeded" and record["calls"][0]["message"] == TERMINATE_ACCEPTED_MESSAGE
+    listing = json.loads(boxcut(stack, "jobs", "--state", "succeeded", "--json").stdout)
+    assert job_id in [row["job_id"] for row in listing]
+
+
+def test_terminate_without_targets_is_a_usage_error(stack: Stack) -> None:
+    run = boxcut(stack, "terminate")
+    assert run.returncode == 64 and "at least one --user or --group" in run.stderr
+
+
+def test_status_of_an_unknown_job(stack: Stack) -> None:
+    run = boxcut(stack, "status", "j-doesnotexist")
+    assert run.returncode == 1 and "no job j-doesnotexist" in run.stderr
+
+
+def test_a_bad_setting_stops_with_one_line_naming_it(stack: Stack, tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "worker.cli", "jobs"], env={**stack.env, "BOXCUT_BATCH_SIZE": "x"},
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 64
+    assert run.stderr.strip().splitlines() == ["boxcut: bad setting BOXCUT_BATCH_SIZE: expected a whole number "
+                                               "from 1 to 1000, got 'x'"]

@@ -1,0 +1,67 @@
+"""Secrets (client secret, access tokens, JWT private key and passphrase) never reach logs or job records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import redis
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from boxsim import SimConfig
+from tests.integration.harness import running_stack
+from worker.job_model import JobState
+
+pytestmark = pytest.mark.integration
+
+PASSPHRASE = "correct-horse-battery-staple-7731"
+CLIENT_SECRET = "jwt-client-secret-9f8e7d6c5b4a"
+
+
+def _jwt_app(tmp_path: Path, enterprise_id: str) -> tuple[Path, str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.BestAvailableEncryption(PASSPHRASE.encode())).decode()
+    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    config = {"boxAppSettings": {"clientID": "jwt-client-id", "clientSecret": CLIENT_SECRET,
+                                 "appAuth": {"publicKeyID": "kid-42", "privateKey": private_pem,
+                                             "passphrase": PASSPHRASE}},
+              "enterpriseID": enterprise_id}
+    path = tmp_path / "box_config.json"
+    path.write_text(json.dumps(config))
+    return path, private_pem, public_pem
+
+
+def test_no_secret_in_worker_logs_job_records_or_audit(redis_url: str, tmp_path: Path) -> None:
+    config_path, private_pem, public_pem = _jwt_app(tmp_path, "boxsim-enterprise")
+    sim_config = SimConfig(port=0, client_id="jwt-client-id", client_secret=CLIENT_SECRET,
+                           jwt_public_key_pem=public_pem, jwt_public_key_id="kid-42")
+    env = {"BOX_JWT_CONFIG_FILE": str(config_path), "BOX_CLIENT_ID": "", "BOX_CLIENT_SECRET": "",
+           "BOX_ENTERPRISE_ID": ""}
+    with running_stack(redis_url, tmp_path, sim_config=sim_config, extra_env=env) as stack:
+        job = stack.wait(stack.submit([{"type": "user", "login": "jdoe@example.com"}]))
+        assert job.state is JobState.SUCCEEDED
+        stack.sim.expire_tokens()  # a 401 and a refresh: the paths most likely to log a token
+        assert stack.wait(stack.submit([{"type": "user", "login": "rroe@example.com"}])).state is JobState.SUCCEEDED
+
+        cached = redis.Redis.from_url(redis_url).get(f"{stack.key_prefix}box:token")
+        assert cached, "the access token is cached in Redis"
+        access_token = _token_from_cache(cached.decode())
+        store = stack.store()
+        records = json.dumps([store.load(job.job_id).to_dict(), *store.audit_entries()])
+        logs = stack.worker_logs()
+        key_line = private_pem.splitlines()[2]
+        for secret in (CLIENT_SECRET, PASSPHRASE, access_token, key_line):
+            assert secret not in logs, "a secret reached the worker log"
+            assert secret not in records, "a secret reached a job record or the audit stream"
+
+
+def _token_from_cache(raw: str) -> str:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+    return str(value["access_token"]) if isinstance(value, dict) else str(value)

@@ -1,0 +1,372 @@
+"""The Box API client: session termination and the lookups that resolve targets, rate-limited and retried.
+
+Every HTTP request goes through the shared rate limiter, carries a bearer token, has connect and read
+timeouts, and goes to the base URL from settings only (redirects are not followed, so no answer can send the
+token elsewhere).
+
+Attempts: an attempt is one HTTP request sent to Box, whether Box answered it (any status, a 401 included) or
+failed to answer it (timeout, connection error). A 401 is followed at once by one retry with a fresh token, and
+that retry is an attempt too, so the cap on calls per batch bounds exactly the requests Box saw.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from tenacity import Retrying
+from tenacity.stop import stop_after_attempt
+from tenacity.wait import wait_base
+
+from config.settings import Settings
+from worker.box_auth import TokenSource
+from worker.box_models import (
+    GROUPS_TERMINATE_ENDPOINT,
+    USERS_TERMINATE_ENDPOINT,
+    BoxGroup,
+    BoxUser,
+    CallResult,
+)
+from worker.errors import (
+    BoxAPIError,
+    BoxError,
+    BoxPermanentError,
+    BoxRateLimited,
+    BoxRetryableError,
+    BoxTransportError,
+    BoxUnauthorized,
+    RetryLater,
+)
+from worker.rate_limit import RateLimiter
+from worker.retry_policy import (
+    LOOKUP_BACKOFF,
+    TERMINATE_BACKOFF,
+    TokenRefreshed,
+    box_retrying,
+    parse_retry_after,
+    stop_when,
+)
+
+log = logging.getLogger(__name__)
+
+USER_FIELDS = "id,login,name,role,status"
+PAGE_LIMIT = 1000
+# A collection longer than this many pages is a Box fault (e.g. a marker that repeats), not data.
+MAX_PAGES = 500
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+# requests raises these when Box did not answer (or the answer broke off): worth retrying.
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    requests.Timeout,
+    requests.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+class BatchRetryLater(RetryLater):
+    """`RetryLater` for a terminate batch: `attempts` calls were made in this run (`total_attempts` in all)."""
+
+    def __init__(self, delay: float, reason: str = "", *, attempts: int = 0, total_attempts: int = 0) -> None:
+        super().__init__(delay, reason)
+        self.attempts = attempts
+        self.total_attempts = total_attempts
+
+
+@dataclass
+class _Call:
+    """One logical Box call and the HTTP requests sent for it in this run."""
+
+    method: str
+    path: str
+    limit: int
+    params: dict[str, Any] | None = None
+    body: dict[str, Any] | None = None
+    sent: int = 0
+    refreshed: bool = False
+
+
+class BoxClient:
+    """Box's session termination and lookup endpoints, behind the shared rate limit and the retry policy."""
+
+    def __init__(
+        self,
+        *,
+        session: requests.Session,
+        settings: Settings,
+        tokens: TokenSource,
+        limiter: RateLimiter,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.tokens = tokens
+        self.limiter = limiter
+        self._sleep = sleep
+        self._clock = clock
+
+    # -- session termination ------------------------------------------------------------------------------
+
+    def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0) -> CallResult:
+        """End the sessions of these users; `prior_attempts` are calls for this batch in earlier runs."""
+        # The spec marks both arrays required, so an empty `user_logins` is sent too.
+        body = {"user_ids": [str(i) for i in user_ids], "user_logins": []}
+        return self._terminate(USERS_TERMINATE_ENDPOINT, body, prior_attempts)
+
+    def terminate_groups(self, group_ids: Sequence[str], *, prior_attempts: int = 0) -> CallResult:
+        """End the sessions of these groups' members; `prior_attempts` as for `terminate_users`."""
+        return self._terminate(GROUPS_TERMINATE_ENDPOINT, {"group_ids": [str(i) for i in group_ids]}, prior_attempts)
+
+    def _terminate(self, endpoint: str, body: dict[str, Any], prior_attempts: int) -> CallResult:
+        started = self._now_iso()
+        call = _Call("POST", endpoint, limit=self.settings.max_calls_per_batch - prior_attempts, body=body)
+        if call.limit <= 0:
+            return self._result(call, started, prior_attempts, exhausted=True, message="call cap already reached")
+        try:
+            response = self._retrying(call, TERMINATE_BACKOFF)(self._attempt, call)
+        except RetryLater as wait:
+            raise BatchRetryLater(
+                wait.delay, wait.reason, attempts=call.sent, total_attempts=prior_attempts + call.sent
+            ) from wait
+        except BoxPermanentError as error:
+            return self._result(call, started, prior_attempts, error=error)
+        except (BoxRetryableError, BoxTransportError) as error:
+            return self._result(call, started, prior_attempts, error=error, exhausted=True)
+        answer = _json_or_none(response)
+        message = answer.get("message") if isinstance(answer, dict) else None
+        return CallResult(
+            endpoint=endpoint, http_status=response.status_code, message=message, error_code=None,
+            request_id=response.headers.get("box-request-id"), attempts=prior_attempts + call.sent,
+            started_at=started, finished_at=self._now_iso(),
+        )
+
+    def _result(
+        self, call: _Call, started: str, prior_attempts: int, *, error: BoxError | None = None,
+        exhausted: bool = False, message: str | None = None,
+    ) -> CallResult:
+        """The CallResult for a call that did not end in a 2xx: what Box last said, or that it said nothing."""
+        api_error = error if isinstance(error, BoxAPIError) else None
+        return CallResult(
+            endpoint=call.path,
+            http_status=api_error.status if api_error else None,
+            message=api_error.message if api_error else (str(error) if error else message),
+            error_code=api_error.code if api_error else None,
+            request_id=api_error.request_id if api_error else None,
+            attempts=prior_attempts + call.sent,
+            started_at=started,
+            finished_at=self._now_iso(),
+            exhausted=exhausted,
+        )
+
+    # -- lookups ------------------------------------------------------------------------------------------
+
+    def find_users_by_login(self, login: str) -> list[BoxUser]:
+        """Users whose login is exactly `login`, ignoring case: none, one, or several (ambiguous)."""
+        wanted = login.strip().lower()
+        if not wanted:
+            return []  # an empty filter_term would list every user in the enterprise
+        params = {"filter_term": login.strip(), "user_type": "all", "limit": PAGE_LIMIT, "fields": USER_FIELDS}
+        found: dict[str, BoxUser] = {}
+        for page in self._pages("/users", params):
+            for entry in _entries(page):
+                # lower(), not casefold(): casefold makes "straße" equal "strasse", which are two people.
+                if str(entry.get("login", "")).lower() == wanted:
+                    user = _user(entry)
+                    found[user.id] = user
+        return list(found.values())
+
+    def get_user(self, user_id: str) -> BoxUser | None:
+        """The user with this id, or None when Box has none (404)."""
+        try:
+            return _user(self._get(f"/users/{_segment(user_id)}", {"fields": USER_FIELDS}))
+        except BoxPermanentError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def find_groups_by_name(self, name: str) -> list[BoxGroup]:
+        """Groups named exactly `name`, ignoring case: none, one, or several (ambiguous)."""
+        wanted = name.strip().lower()
+        if not wanted:
+            return []  # an empty filter_term would list every group
+        found: dict[str, BoxGroup] = {}
+        for page in self._pages("/groups", {"filter_term": name.strip(), "limit": PAGE_LIMIT}):
+            for entry in _entries(page):
+                if str(entry.get("name", "")).lower() == wanted:
+                    found[str(entry["id"])] = BoxGroup(id=str(entry["id"]), name=str(entry["name"]))
+        return list(found.values())
+
+    def get_group(self, group_id: str) -> BoxGroup | None:
+        """The group with this id, or None when Box has none (404)."""
+        try:
+            entry = self._get(f"/groups/{_segment(group_id)}", None)
+        except BoxPermanentError as error:
+            if error.status == 404:
+                return None
+            raise
+        return BoxGroup(id=str(entry.get("id", group_id)), name=str(entry.get("name", "")))
+
+    def group_members(self, group_id: str) -> tuple[int, list[BoxUser]]:
+        """Box's `total_count` of the group's memberships, and every member (login and name; role unknown)."""
+        total: int | None = None
+        members: dict[str, BoxUser] = {}
+        path = f"/groups/{_segment(group_id)}/memberships"
+        for page in self._pages(path, {"limit": PAGE_LIMIT}):
+            total = int(page.get("total_count", 0)) if total is None else total
+            for entry in _entries(page):
+                user = entry.get("user")
+                if isinstance(user, dict) and user.get("id") is not None:
+                    members[str(user["id"])] = BoxUser(
+                        id=str(user["id"]), login=str(user.get("login", "")), name=str(user.get("name", ""))
+                    )
+        return (total or 0), list(members.values())
+
+    def group_member_count(self, group_id: str) -> int:
+        """How many members the group has, from one call's `total_count`."""
+        page = self._get(f"/groups/{_segment(group_id)}/memberships", {"limit": 1})
+        return int(page.get("total_count", 0))
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every page of a Box collection: offset paging, or markers when Box answers with them."""
+        for _ in range(MAX_PAGES):
+            page = self._get(path, params)
+            yield page
+            following = _next_page_params(page, params)
+            if following is None:
+                return
+            params = following
+        raise BoxError(f"GET {path}: more than {MAX_PAGES} pages; stopped reading")
+
+    def _get(self, path: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        """A lookup's JSON object, retried by the policy; permanent failures raise the error classes."""
+        call = _Call("GET", path, limit=self.settings.max_calls_per_batch, params=params)
+        return self._retrying(call, LOOKUP_BACKOFF)(lambda: _json_object(call, self._attempt(call)))
+
+    # -- one request --------------------------------------------------------------------------------------
+
+    def _retrying(self, call: _Call, backoff: wait_base) -> Retrying:
+        # A failed token fetch uses a tenacity attempt but sends nothing to Box, hence the second bound.
+        stop = stop_when(lambda: call.sent >= call.limit) | stop_after_attempt(2 * max(call.limit, 1))
+        return box_retrying(
+            stop=stop, budget_seconds=self.settings.retry_budget_seconds, limiter=self.limiter,
+            sleep=self._sleep, backoff=backoff,
+        )
+
+    def _attempt(self, call: _Call) -> requests.Response:
+        """Send the call once; return a 2xx answer or raise the error class its status maps to."""
+        token = self.tokens.get()
+        response = self._send(call, token)
+        status = response.status_code
+        if status == 401:
+            # Drop the refused token (only if still cached) so the next attempt gets a fresh one; twice is final.
+            self.tokens.invalidate(token)
+            error_class: type[BoxAPIError] = BoxUnauthorized if call.refreshed else TokenRefreshed
+            call.refreshed = True
+            raise self._error(call, response, error_class)
+        if 200 <= status < 300:
+            return response
+        raise self._error(call, response, _error_class(status))
+
+    def _send(self, call: _Call, token: str) -> requests.Response:
+        self.limiter.acquire(max_wait=self.settings.retry_budget_seconds)
+        call.sent += 1
+        try:
+            response = self.session.request(
+                call.method,
+                self.settings.box_api_base_url + call.path,
+                params=call.params,
+                json=call.body,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                timeout=(self.settings.http_connect_timeout, self.settings.http_read_timeout),
+                allow_redirects=False,
+            )
+        except TRANSPORT_ERRORS as exc:
+            log.warning("%s %s: no answer from Box (%s), attempt %d", call.method, call.path,
+                        type(exc).__name__, call.sent)
+            raise BoxTransportError(f"{call.method} {call.path}: no answer from Box ({type(exc).__name__})") from exc
+        log.debug("%s %s answered %d, attempt %d", call.method, call.path, response.status_code, call.sent)
+        return response
+
+    def _error(self, call: _Call, response: requests.Response, error_class: type[BoxAPIError]) -> BoxAPIError:
+        """The error for Box's answer, carrying its status, code, message and request id."""
+        body = _json_or_none(response)
+        fields = body if isinstance(body, dict) else {}
+        message = fields.get("message") or (response.text.strip()[:200] if body is None else None) or None
+        retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
+        error = error_class(
+            endpoint=call.path,
+            status=response.status_code,
+            code=_text_or_none(fields.get("code")),
+            message=_text_or_none(message),
+            request_id=_text_or_none(fields.get("request_id")) or response.headers.get("box-request-id"),
+            retry_after=retry_after if response.status_code == 429 else None,
+        )
+        log.info("%s %s: %s", call.method, call.path, error)
+        return error
+
+    def _now_iso(self) -> str:
+        return datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _error_class(status: int) -> type[BoxAPIError]:
+    if status == 429:
+        return BoxRateLimited
+    if status in RETRYABLE_STATUSES:
+        return BoxRetryableError
+    return BoxPermanentError
+
+
+def _next_page_params(page: dict[str, Any], params: dict[str, Any]) -> dict[str, Any] | None:
+    """The query for the page after `page`, or None when it was the last."""
+    marker = page.get("next_marker")
+    if marker:
+        return {**params, "marker": marker}
+    entries = _entries(page)
+    if not entries or page.get("total_count") is None:
+        return None
+    offset = int(page.get("offset", params.get("offset", 0))) + len(entries)
+    return {**params, "offset": offset} if offset < int(page["total_count"]) else None
+
+
+def _entries(page: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = page.get("entries")
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def _user(entry: dict[str, Any]) -> BoxUser:
+    return BoxUser(
+        id=str(entry["id"]),
+        login=str(entry.get("login") or ""),
+        name=str(entry.get("name") or ""),
+        role=str(entry.get("role") or "user"),
+        status=str(entry.get("status") or "active"),
+    )
+
+
+def _segment(box_id: str) -> str:
+    """An id as one URL path segment: an id from an alert cannot change the path (`../`) or the host."""
+    return quote(str(box_id).strip(), safe="")
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _json_object(call: _Call, response: requests.Response) -> dict[str, Any]:
+    """The JSON object of a 2xx answer; an unreadable one is treated like no answer (and retried)."""
+    body = _json_or_none(response)
+    if not isinstance(body, dict):
+        raise BoxTransportError(f"{call.method} {call.path}: answer {response.status_code} is not a JSON object")
+    return body
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,30 @@
+"""The Celery app, configured from settings, with boxcut's task registered on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from celery import Celery
+
+from config import Settings
+from config.celery import QUEUE, celery_config, max_countdown
+from tasks import jobs
+from worker.runtime import Runtime
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app for these settings; its worker processes build their Runtime lazily, after the fork."""
+    app = Celery("boxcut", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    runtime = Runtime(settings)
+    jobs.register(app, context=runtime.context, max_countdown=max_countdown(settings))
+    return app
+
+
+def enqueuer(app: Celery) -> Callable[[str], None]:
+    """A function that enqueues a job id for the workers."""
+
+    def enqueue(job_id: str) -> None:
+        app.send_task(jobs.RUN_JOB, args=[job_id], queue=QUEUE)
+
+    return enqueue

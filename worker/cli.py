@@ -1,0 +1,179 @@
+"""The `boxcut` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import NoReturn
+
+import click
+
+from config import Settings, SettingsError, load_settings
+from config.celery import QUEUE
+from worker.celery_app import create_app, enqueuer
+from worker.cli_output import describe_job, describe_listing, wait_for_job
+from worker.errors import JobNotFound
+from worker.job_model import Job, JobState
+from worker.job_store import JobStore
+from worker.runtime import redis_client
+from worker.submit import InvalidRequest, JobRequest, submit
+
+# Exit codes of `terminate --wait` and `status`: scripts can tell a full success from the rest.
+EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2, 64
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    click.echo(f"boxcut: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        _fail(f"bad setting {exc}", EXIT_USAGE)
+
+
+def _store(settings: Settings) -> JobStore:
+    return JobStore(redis_client(settings), key_prefix=settings.key_prefix)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """boxcut: end Box sessions of the users and groups an alert or offboarding names, and record Box's answer.
+
+    Settings come from the environment and .env (see README, "Configuration").
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Worker processes (prefork).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency: int, loglevel: str) -> None:
+    """Run a Celery worker that executes boxcut jobs."""
+    settings = _settings()
+    app = create_app(settings)
+    app.worker_main(["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={QUEUE}",
+                     f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"])
+
+
+def _target_specs(users: tuple[str, ...], groups: tuple[str, ...]) -> list[dict[str, str]]:
+    """`--user` values are ids when all digits, else logins; `--group` values are ids or names likewise."""
+    specs = [{"type": "user", ("id" if u.isdigit() else "login"): u} for u in users]
+    specs += [{"type": "group", ("id" if g.isdigit() else "name"): g} for g in groups]
+    return specs
+
+
+@main.command()
+@click.option("--user", "users", multiple=True, metavar="LOGIN|ID", help="A user's login (e-mail) or id; repeat.")
+@click.option("--group", "groups", multiple=True, metavar="NAME|ID", help="A group's exact name or id; repeat.")
+@click.option("--dry-run", is_flag=True, help="Resolve and check policy, but call no terminate endpoint.")
+@click.option("--reason", default="", help="Why: kept in the job record and the audit stream.")
+@click.option("--wait", is_flag=True, help="Show progress until the job ends, then its record.")
+def terminate(users: tuple[str, ...], groups: tuple[str, ...], dry_run: bool, reason: str, wait: bool) -> None:
+    """Terminate the Box sessions of users and groups; prints the job id."""
+    if not users and not groups:
+        _fail("name at least one --user or --group", EXIT_USAGE)
+    settings = _settings()
+    store = _store(settings)
+    request = JobRequest(targets=_target_specs(users, groups), source="cli", reason=reason,
+                         requested_by=f"cli:{_whoami()}", dry_run=dry_run)
+    try:
+        job = submit(store=store, enqueue=enqueuer(create_app(settings)), request=request)
+    except InvalidRequest as exc:
+        _fail(str(exc), EXIT_USAGE)
+    click.echo(job.job_id)
+    if wait:
+        final = wait_for_job(store, job.job_id)
+        click.echo(describe_job(final))
+        sys.exit(_exit_code(final))
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
+def status(job_id: str, as_json: bool) -> None:
+    """Show a job's record: its state, every target, and every Box call with Box's answer."""
+    store = _store(_settings())
+    try:
+        job = store.load(job_id)
+    except JobNotFound:
+        _fail(f"no job {job_id}")
+    click.echo(json.dumps(job.to_dict(), indent=2) if as_json else describe_job(job))
+
+
+@main.command()
+@click.option("--state", type=click.Choice([s.value for s in JobState] + ["dead"]),
+              help="Only jobs in this state (dead: jobs holding targets whose retries ran out).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def jobs(state: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first."""
+    rows, _ = _store(_settings()).list_jobs(state=state, limit=limit)
+    click.echo(json.dumps([r.to_dict() for r in rows], indent=2) if as_json else describe_listing(rows))
+
+
+@main.command()
+def doctor() -> None:
+    """Check settings, Redis, the broker and a Box token; say what is wrong in words."""
+    from worker.doctor import run_checks
+
+    ok = run_checks(load=load_settings, echo=click.echo)
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+@main.command()
+@click.option("--demo", is_flag=True, help="Also run a sample job and print its record.")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 16), default=2, show_default=True)
+def dev(demo: bool, concurrency: int) -> None:
+    """Run the whole stack here: Redis and the Box simulator where none is set up, and a worker."""
+    from worker.dev_stack import DevStack
+
+    settings = _settings()
+    stack = DevStack(settings)
+    try:
+        stack.start(worker_concurrency=concurrency)
+        click.echo("boxcut dev is up:\n  " + "\n  ".join(stack.lines))
+        login = "jdoe@example.com" if stack.simulated_box else "<a login>"
+        click.echo(f"\ntry, in another shell:\n  boxcut terminate --user {login} --reason 'trying boxcut' --wait\n"
+                   "stop with Ctrl-C")
+        if demo:
+            _demo(settings, login)
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        click.echo("\nstopping")
+    finally:
+        stack.stop()
+
+
+def _demo(settings: Settings, login: str) -> None:
+    store = _store(settings)
+    request = JobRequest(targets=[{"type": "user", "login": login}], source="cli", reason="boxcut dev --demo",
+                         requested_by=f"cli:{_whoami()}")
+    job = submit(store=store, enqueue=enqueuer(create_app(settings)), request=request)
+    click.echo(f"\ndemo job {job.job_id}:")
+    click.echo(describe_job(wait_for_job(store, job.job_id)))
+
+
+def _exit_code(job: Job) -> int:
+    if job.state in (JobState.SUCCEEDED, JobState.DRY_RUN, JobState.AWAITING_APPROVAL):
+        return EXIT_OK
+    return EXIT_PARTIAL if job.state is JobState.PARTIAL else EXIT_FAILED
+
+
+def _whoami() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    main()

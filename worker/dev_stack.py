@@ -1,0 +1,147 @@
+"""`boxcut dev`: the whole stack on one machine, with embedded stand-ins for what is not there.
+
+Redis: the configured one when it answers; else a private `redis-server` on the configured port when one is
+installed; else fakeredis's TCP server on that port. Box: the real one when credentials are set; else boxsim,
+the local simulator, clearly labelled. Then a Celery worker in a child process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import redis
+
+from config import Settings
+
+# boxsim's port in `boxcut dev` when free: fixed, so a printed sample command stays valid between runs.
+BOXSIM_PORT = 8765
+
+
+@dataclass
+class DevStack:
+    """What `boxcut dev` started, and how to stop it."""
+
+    settings: Settings
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    lines: list[str] = field(default_factory=list)
+    _stops: list[Callable[[], None]] = field(default_factory=list)
+    simulated_box: bool = False
+
+    def start(self, *, worker_concurrency: int = 2) -> None:
+        """Start Redis, Box and a worker as needed, noting each in `lines`."""
+        self._ensure_redis()
+        self._ensure_box()
+        self._start_worker(worker_concurrency)
+
+    def stop(self) -> None:
+        for stop in reversed(self._stops):
+            with contextlib.suppress(Exception):
+                stop()
+        self._stops.clear()
+
+    # -- Redis -----------------------------------------------------------------------------------------------
+
+    def _ensure_redis(self) -> None:
+        url = self.settings.redis_url
+        if _redis_answers(url):
+            self.lines.append(f"redis   using the Redis at {url}")
+            return
+        parsed = urlparse(url)
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
+        server = shutil.which("redis-server")
+        if server:
+            self._start_redis_server(server, host, port)
+            self.lines.append(f"redis   started a private redis-server on {host}:{port} (nothing answered at {url})")
+        else:
+            self._start_fake_redis(host, port)
+            self.lines.append(f"redis   started fakeredis's TCP server on {host}:{port} (no redis-server installed;"
+                              " in memory, for trying boxcut out only)")
+        _wait_until(lambda: _redis_answers(url), what=f"Redis at {url}")
+
+    def _start_redis_server(self, server: str, host: str, port: int) -> None:
+        proc = subprocess.Popen(
+            [server, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self._stops.append(lambda: _end(proc))
+
+    def _start_fake_redis(self, host: str, port: int) -> None:
+        from fakeredis import TcpFakeServer
+
+        server = TcpFakeServer((host, port), server_type="redis")
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self._stops.append(server.shutdown)
+
+    # -- Box -------------------------------------------------------------------------------------------------
+
+    def _ensure_box(self) -> None:
+        if self.settings.has_box_credentials:
+            self.lines.append(f"box     REAL Box at {self.settings.box_api_base_url} "
+                              f"({self.settings.box_auth_mode.value})")
+            return
+        from boxsim import BoxSim, SimConfig
+
+        port = BOXSIM_PORT if _port_free(BOXSIM_PORT) else 0
+        sim = BoxSim(SimConfig(port=port)).start()
+        self._stops.append(sim.stop)
+        config = sim.config
+        self.env.update(
+            BOX_API_BASE_URL=sim.base_url,
+            BOX_OAUTH_URL=sim.oauth_url,
+            BOX_CLIENT_ID=config.client_id,
+            BOX_CLIENT_SECRET=config.client_secret,
+            BOX_ENTERPRISE_ID=config.enterprise_id,
+        )
+        self.simulated_box = True
+        self.lines.append(f"box     SIMULATED: boxsim at {sim.base_url} (no Box credentials are set; "
+                          "seeded users such as jdoe@example.com)")
+
+    # -- worker ----------------------------------------------------------------------------------------------
+
+    def _start_worker(self, concurrency: int) -> None:
+        self.env["BOXCUT_REDIS_URL"] = self.settings.redis_url
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "worker", "--concurrency", str(concurrency)], env=self.env
+        )
+        self._stops.append(lambda: _end(proc))
+        self.lines.append(f"worker  a Celery worker (prefork, {concurrency} processes), pid {proc.pid}")
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _wait_until(check: Callable[[], bool], *, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        proc.kill()

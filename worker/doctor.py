@@ -1,0 +1,88 @@
+"""`boxcut doctor`: check what boxcut needs, one line per check, saying what is wrong in words."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+import redis
+import requests
+
+from config import Settings, SettingsError
+from worker.errors import BoxcutError
+
+Echo = Callable[[str], None]
+
+
+def redacted_url(url: str) -> str:
+    """A URL without its password, for printing."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    return url.replace(f":{parsed.password}@", ":***@")
+
+
+def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
+    """Run every check in order, stopping at the first whose failure makes the rest meaningless."""
+    try:
+        settings = load()
+    except SettingsError as exc:
+        echo(f"FAIL settings: {exc}")
+        return False
+    echo(f"ok   settings: Box auth {settings.box_auth_mode.value}, API {settings.box_api_base_url}, "
+         f"Redis {redacted_url(settings.redis_url)}, batch {settings.batch_size}, "
+         f"rate limit {settings.rate_limit_per_minute}/min" + (", GLOBAL DRY RUN" if settings.dry_run else ""))
+    if not _check_redis(settings, echo) or not _check_broker(settings, echo):
+        return False
+    return _check_box(settings, echo)
+
+
+def _check_redis(settings: Settings, echo: Echo) -> bool:
+    from worker.runtime import redis_client
+
+    try:
+        info = redis_client(settings).info()
+    except (redis.RedisError, OSError) as exc:
+        echo(f"FAIL redis: cannot reach {redacted_url(settings.redis_url)}: {exc}")
+        return False
+    notes = []
+    if str(info.get("aof_enabled", "0")) != "1":
+        notes.append("AOF is off: a Redis restart loses queued jobs (production wants appendonly yes)")
+    if info.get("maxmemory_policy") not in (None, "noeviction"):
+        notes.append(f"maxmemory-policy is {info.get('maxmemory_policy')}: Redis may evict job records")
+    echo(f"ok   redis: version {info.get('redis_version')}" + "".join(f"\nwarn redis: {n}" for n in notes))
+    return True
+
+
+def _check_broker(settings: Settings, echo: Echo) -> bool:
+    from worker.celery_app import create_app
+
+    try:
+        with create_app(settings).connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        echo(f"FAIL broker: {exc}")
+        return False
+    echo("ok   broker: Celery can connect")
+    return True
+
+
+def _check_box(settings: Settings, echo: Echo) -> bool:
+    from worker.runtime import box_client, redis_client
+
+    if not settings.has_box_credentials:
+        echo("FAIL box: no credentials: set BOX_CLIENT_ID/BOX_CLIENT_SECRET/BOX_ENTERPRISE_ID, "
+             "BOX_JWT_CONFIG_FILE or BOX_DEVELOPER_TOKEN (or use `boxcut dev`, which simulates Box)")
+        return False
+    client = box_client(settings, redis_client(settings), requests.Session())
+    try:
+        client.tokens.get()
+        echo(f"ok   box token: issued by {settings.box_oauth_url}")
+        client.find_users_by_login("boxcut-doctor-check@invalid")
+        echo("ok   box users: the account may list users (needed to resolve logins)")
+    except BoxcutError as exc:
+        echo(f"FAIL box: {exc}")
+        return False
+    echo("note box terminate: Box offers no way to test the terminate permission without using it; "
+         "a 403 on the first job means the app lacks the admin scope (Manage users / Manage groups)")
+    return True

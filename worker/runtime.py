@@ -1,0 +1,60 @@
+"""The per-process runtime: Redis client, HTTP session, Box client, job store, built once after the fork."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import redis
+import requests
+
+from config import Settings
+from worker.box_auth import token_source_for
+from worker.box_client import BoxClient
+from worker.job_store import JobStore
+from worker.policy import Policy
+from worker.rate_limit import RateLimiter
+from worker.runner import RunContext
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """A Redis client with timeouts, so a vanished Redis shows as an error instead of a hang."""
+    return redis.Redis.from_url(
+        settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+def box_client(settings: Settings, client: redis.Redis, session: requests.Session) -> BoxClient:
+    """A Box client sharing its token cache and rate limit with every worker through Redis."""
+    limiter = RateLimiter(client, key_prefix=settings.key_prefix, per_minute=settings.rate_limit_per_minute)
+    tokens = token_source_for(settings=settings, redis=client, session=session)
+    return BoxClient(session=session, settings=settings, tokens=tokens, limiter=limiter)
+
+
+class Runtime:
+    """Builds a RunContext on first use in each process (connections must not cross a fork)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._context: RunContext | None = None
+
+    def context(self) -> RunContext:
+        with self._lock:
+            if self._context is None or self._pid != os.getpid():
+                self._context = self._build()
+                self._pid = os.getpid()
+            return self._context
+
+    def _build(self) -> RunContext:
+        settings = self.settings
+        client, session = redis_client(settings), requests.Session()
+        return RunContext(
+            store=JobStore(client, key_prefix=settings.key_prefix),
+            box=box_client(settings, client, session),
+            policy=Policy.from_settings(settings),
+            batch_size=settings.batch_size,
+            run_budget_seconds=settings.run_budget_seconds,
+            lease_seconds=settings.task_time_limits[1],
+        )
