@@ -54,6 +54,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
     """Reads one HTTP request, hands it to the pipeline, writes the reply (or drops the connection)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as real clients pool connections
+    # Headers and body go out in two writes; with Nagle on, the client's delayed ACK stalls each reply ~40 ms.
+    disable_nagle_algorithm = True
     server_version = "boxsim"
     timeout = 300  # seconds an idle keep-alive connection is kept
     server: SimHTTPServer

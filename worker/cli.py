@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import signal
 import sys
 import time
 from typing import NoReturn
 
 import click
 
-from config import Settings, SettingsError, load_settings
+from config import Settings, SettingsError, defaults, load_settings
 from config.celery import QUEUE
 from worker.celery_app import create_app, enqueuer
 from worker.cli_output import describe_job, describe_listing, wait_for_job
@@ -135,20 +137,27 @@ def dev(demo: bool, concurrency: int) -> None:
 
     settings = _settings()
     stack = DevStack(settings)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the children on SIGTERM too, not just Ctrl-C
     try:
         stack.start(worker_concurrency=concurrency)
         click.echo("boxcut dev is up:\n  " + "\n  ".join(stack.lines))
-        login = "jdoe@example.com" if stack.simulated_box else "<a login>"
-        click.echo(f"\ntry, in another shell:\n  boxcut terminate --user {login} --reason 'trying boxcut' --wait\n"
-                   "stop with Ctrl-C")
+        click.echo(f"\ntry, in another shell:\n  {_sample_command(settings, stack.simulated_box)}\nstop with Ctrl-C")
         if demo:
-            _demo(settings, login)
+            _demo(settings, "jdoe@example.com" if stack.simulated_box else _fail_demo())
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
         click.echo("\nstopping")
     finally:
         stack.stop()
+
+
+def _sample_command(settings: Settings, simulated_box: bool) -> str:
+    """A command a person can paste into another shell to reach this stack."""
+    login = "jdoe@example.com" if simulated_box else "<a login>"
+    program = shutil.which("boxcut") or f"{sys.executable} -m worker.cli"
+    env = "" if settings.redis_url == defaults.REDIS_URL else f"BOXCUT_REDIS_URL={settings.redis_url} "
+    return f"{env}{program} terminate --user {login} --reason 'trying boxcut' --wait"
 
 
 def _demo(settings: Settings, login: str) -> None:
@@ -158,6 +167,10 @@ def _demo(settings: Settings, login: str) -> None:
     job = submit(store=store, enqueue=enqueuer(create_app(settings)), request=request)
     click.echo(f"\ndemo job {job.job_id}:")
     click.echo(describe_job(wait_for_job(store, job.job_id)))
+
+
+def _fail_demo() -> NoReturn:
+    _fail("--demo needs the simulated Box: it would end a real person's sessions", EXIT_USAGE)
 
 
 def _exit_code(job: Job) -> int:

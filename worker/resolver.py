@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from worker.box_models import BoxGroup, BoxUser
+from worker.errors import BoxPermanentError
 from worker.job_model import Target, TargetStatus, TargetType
 
 RESOLVED_BY_LOOKUP = "lookup"
@@ -27,11 +28,21 @@ class DirectoryLookups(Protocol):
 
 
 def resolve_target(*, box: DirectoryLookups, target: Target) -> None:
-    """Resolve one pending target in place: set its Box id, or end it `not_found` / `ambiguous`."""
-    if target.type is TargetType.USER:
-        _resolve_user(box, target)
-    else:
-        _resolve_group(box, target)
+    """Resolve one pending target in place: set its Box id, or end it `not_found`, `ambiguous` or `failed`.
+
+    A lookup Box refuses for good (403, 400) fails this target alone; faults that may pass (5xx, timeouts)
+    propagate, so the task retries the job later.
+    """
+    try:
+        if target.type is TargetType.USER:
+            _resolve_user(box, target)
+        else:
+            _resolve_group(box, target)
+    except BoxPermanentError as error:
+        code = f" {error.code}" if error.code else ""
+        _settle(target, TargetStatus.FAILED, f"lookup refused: Box answered {error.status}{code}: {error.message}"
+                f" (request id {error.request_id})")
+        return
     if target.is_resolved:
         target.resolved_by = RESOLVED_BY_LOOKUP
 

@@ -190,3 +190,22 @@ def test_every_state_change_and_call_is_in_the_audit_stream(store: JobStore) -> 
     assert states == [("queued", "resolving"), ("resolving", "terminating"), ("terminating", "succeeded")]
     calls = [e["data"] for e in entries if e["event"] == "call"]
     assert calls and calls[-1]["http_status"] == 202
+
+
+def test_a_lookup_box_refuses_fails_only_that_target(store: JobStore) -> None:
+    from worker.errors import BoxPermanentError
+
+    class RefusingBox(FakeBox):
+        def find_users_by_login(self, login: str) -> list[BoxUser]:
+            if login.startswith("secret"):
+                raise BoxPermanentError(endpoint="/users", status=403, code="access_denied_insufficient_permissions",
+                                        message="no", request_id="r-9")
+            return super().find_users_by_login(login)
+
+    box = RefusingBox(users=directory(1))
+    job_id = new_job(store, users("secret@example.com", "user00001@example.com"))
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    job = store.load(job_id)
+    assert [t.status for t in job.targets] == [TargetStatus.FAILED, TargetStatus.ACCEPTED]
+    assert "403 access_denied_insufficient_permissions" in (job.targets[0].detail or "")
+    assert "r-9" in (job.targets[0].detail or "") and job.state is JobState.PARTIAL
