@@ -97,8 +97,8 @@ class Settings:
     @property
     def task_time_limits(self) -> tuple[float, float]:
         """Soft and hard time limits of one task run: its budget plus one Box call's worst overrun."""
-        soft = self.run_budget_seconds + self.retry_budget_seconds + self.http_read_timeout + 10
-        return soft, soft + 15
+        soft = self.run_budget_seconds + self.retry_budget_seconds + self.http_read_timeout + 5
+        return soft, soft + 10
 
     @property
     def broker_url(self) -> str:
@@ -128,7 +128,7 @@ class _Reader:
             raise SettingsError(
                 "BOXCUT_VISIBILITY_TIMEOUT",
                 f"must exceed a task run's hard time limit ({hard_limit:.0f} s: BOXCUT_RUN_BUDGET_SECONDS plus "
-                "BOXCUT_RETRY_BUDGET_SECONDS plus BOXCUT_HTTP_READ_TIMEOUT plus 25 s)",
+                "BOXCUT_RETRY_BUDGET_SECONDS plus BOXCUT_HTTP_READ_TIMEOUT plus 15 s)",
             )
         return settings
 

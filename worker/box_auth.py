@@ -327,12 +327,13 @@ def token_source_for(*, settings: Settings, redis: redis.Redis, session: request
     # The lock must outlive one token request, which the HTTP timeouts bound.
     lock_seconds = settings.http_connect_timeout + settings.http_read_timeout + 5
     return CachedTokenSource(
-        redis=redis, key_prefix=settings.key_prefix, fetcher=_fetcher_for(settings, session),
+        redis=redis, key_prefix=settings.key_prefix, fetcher=token_fetcher_for(settings, session),
         lock_seconds=lock_seconds, wait_seconds=lock_seconds,
     )
 
 
-def _fetcher_for(settings: Settings, session: requests.Session) -> TokenFetcher:
+def token_fetcher_for(settings: Settings, session: requests.Session) -> TokenFetcher:
+    """The fetcher for the configured credentials: it asks Box for a new token each time (no cache)."""
     timeout = (settings.http_connect_timeout, settings.http_read_timeout)
     mode, url = settings.box_auth_mode, settings.box_oauth_url
     if mode is BoxAuthMode.JWT and settings.box_jwt is not None:

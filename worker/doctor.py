@@ -8,7 +8,8 @@ from urllib.parse import urlparse
 import redis
 import requests
 
-from config import Settings, SettingsError
+from config import BoxAuthMode, Settings, SettingsError
+from worker.box_auth import token_fetcher_for
 from worker.errors import BoxcutError
 
 Echo = Callable[[str], None]
@@ -74,10 +75,14 @@ def _check_box(settings: Settings, echo: Echo) -> bool:
         echo("FAIL box: no credentials: set BOX_CLIENT_ID/BOX_CLIENT_SECRET/BOX_ENTERPRISE_ID, "
              "BOX_JWT_CONFIG_FILE or BOX_DEVELOPER_TOKEN (or use `boxcut dev`, which simulates Box)")
         return False
-    client = box_client(settings, redis_client(settings), requests.Session())
+    session = requests.Session()
+    client = box_client(settings, redis_client(settings), session)
     try:
-        client.tokens.get()
-        echo(f"ok   box token: issued by {settings.box_oauth_url}")
+        if settings.box_auth_mode is BoxAuthMode.DEVELOPER_TOKEN:
+            client.tokens.get()
+        else:  # a fresh token request: a cached token would hide credentials that stopped working
+            token_fetcher_for(settings, session).fetch()
+        echo(f"ok   box token: issued by {settings.box_oauth_url} for these credentials")
         client.find_users_by_login("boxcut-doctor-check@invalid")
         echo("ok   box users: the account may list users (needed to resolve logins)")
     except BoxcutError as exc:

@@ -1,0 +1,72 @@
+"""`boxcut dev` (what `make run` starts) and `boxcut doctor`, as a person would run them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.integration.harness import REPO, running_stack
+from worker.box_models import TERMINATE_ACCEPTED_MESSAGE
+
+pytestmark = pytest.mark.integration
+
+
+def _clean_env(redis_url: str, prefix: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOX_", "BOXCUT_"))}
+    return {**env, "BOXCUT_REDIS_URL": redis_url, "BOXCUT_KEY_PREFIX": prefix}
+
+
+def test_dev_stack_then_terminate_wait_ends_succeeded(redis_url: str, tmp_path: Path) -> None:
+    prefix = f"boxcut-test-{uuid.uuid4().hex[:10]}:"
+    env = _clean_env(redis_url, prefix)
+    log = tmp_path / "dev.log"
+    with log.open("wb") as out:
+        dev = subprocess.Popen([sys.executable, "-m", "worker.cli", "dev"], env=env, cwd=tmp_path, stdout=out,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "ready." not in log.read_text(errors="replace"):
+            assert dev.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        text = log.read_text()
+        assert "box     SIMULATED" in text and "try, in another shell" in text
+        run = subprocess.run([sys.executable, "-m", "worker.cli", "terminate", "--user", "jdoe@example.com",
+                              "--wait"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert "succeeded" in run.stdout and TERMINATE_ACCEPTED_MESSAGE in run.stdout
+    finally:
+        os.killpg(dev.pid, signal.SIGTERM)
+        dev.wait(timeout=60)
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+def test_doctor_says_ok_for_a_working_stack(redis_url: str, tmp_path: Path) -> None:
+    with running_stack(redis_url, tmp_path, worker=False) as stack:
+        run = subprocess.run([sys.executable, "-m", "worker.cli", "doctor"], env=stack.env, cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "ok   redis" in run.stdout and "ok   broker" in run.stdout and "ok   box token" in run.stdout
+
+
+def test_doctor_says_what_is_wrong_even_with_a_token_cached(redis_url: str, tmp_path: Path) -> None:
+    with running_stack(redis_url, tmp_path, worker=False) as stack:
+        first = subprocess.run([sys.executable, "-m", "worker.cli", "doctor"], env=stack.env, cwd=REPO,
+                               capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0  # a good token is cached in Redis now
+        env = {**stack.env, "BOX_CLIENT_SECRET": "wrong-secret"}
+        run = subprocess.run([sys.executable, "-m", "worker.cli", "doctor"], env=env, cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "FAIL box: Box refused the token request (400 invalid_client)" in run.stdout
+    assert "wrong-secret" not in run.stdout + run.stderr
