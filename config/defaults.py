@@ -42,3 +42,23 @@ MAX_CALLS_PER_BATCH = 6
 
 # Refresh a cached access token this long before Box's `expires_in` runs out.
 TOKEN_REFRESH_MARGIN_SECONDS = 120
+
+# -- HTTP intake ---------------------------------------------------------------------------------------------
+
+# The senders whose own payloads `POST /v1/alerts/{source}` accepts.
+ALERT_SOURCES = ("splunk", "sentinel", "elastic", "datadog", "panther", "sumologic", "okta", "box-shield")
+
+# Larger alert bodies are refused (413) before they are read whole; real alerts are a few KiB.
+INTAKE_MAX_BODY_BYTES = 1024 * 1024
+
+# A sender's event id (or Idempotency-Key) is remembered this long: a repeat within it returns the first job.
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+# A signed request older or newer than this is refused, so a captured request cannot be replayed later.
+HMAC_TOLERANCE_SECONDS = 300
+
+# Okta event types that name a person whose Box sessions should end.
+OKTA_EVENT_TYPES = ("user.lifecycle.deactivate", "user.lifecycle.suspend", "user.account.lock")
+
+INTAKE_HOST = "127.0.0.1"
+INTAKE_PORT = 8000

@@ -10,7 +10,7 @@ import enum
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -77,6 +77,11 @@ class Settings:
     max_calls_per_batch: int = defaults.MAX_CALLS_PER_BATCH
     run_budget_seconds: int = defaults.RUN_BUDGET_SECONDS
     log_level: str = "INFO"
+    intake_max_body_bytes: int = defaults.INTAKE_MAX_BODY_BYTES
+    idempotency_ttl_seconds: int = defaults.IDEMPOTENCY_TTL_SECONDS
+    okta_event_types: tuple[str, ...] = defaults.OKTA_EVENT_TYPES
+    identity_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    query_token_sources: frozenset[str] = frozenset()
 
     @property
     def box_auth_mode(self) -> BoxAuthMode:
@@ -166,6 +171,15 @@ class _Reader:
                 "BOXCUT_RUN_BUDGET_SECONDS", defaults.RUN_BUDGET_SECONDS, 1, 86400
             ),
             log_level=self.choice("BOXCUT_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            intake_max_body_bytes=self.integer(
+                "BOXCUT_INTAKE_MAX_BODY_BYTES", defaults.INTAKE_MAX_BODY_BYTES, 1024, 64 * 1024 * 1024
+            ),
+            idempotency_ttl_seconds=self.integer(
+                "BOXCUT_IDEMPOTENCY_TTL_SECONDS", defaults.IDEMPOTENCY_TTL_SECONDS, 60, 30 * 86400
+            ),
+            okta_event_types=self.text_list("BOXCUT_OKTA_EVENT_TYPES") or defaults.OKTA_EVENT_TYPES,
+            identity_paths=self._identity_paths(),
+            query_token_sources=self._query_token_sources(),
         )
 
     # -- typed readers -------------------------------------------------------------------------------------
@@ -260,6 +274,24 @@ class _Reader:
             raise SettingsError("BOX_ENTERPRISE_ID", "missing: client credentials need the enterprise id")
         return client_id, client_secret, enterprise_id
 
+    def _identity_paths(self) -> dict[str, tuple[str, ...]]:
+        """Per-source identity field paths from `BOXCUT_IDENTITY_PATHS_<SOURCE>` (e.g. ..._BOX_SHIELD)."""
+        paths = {}
+        for source in defaults.ALERT_SOURCES:
+            listed = self.text_list(identity_paths_variable(source))
+            if listed:
+                paths[source] = listed
+        return paths
+
+    def _query_token_sources(self) -> frozenset[str]:
+        name = "BOXCUT_QUERY_TOKEN_SOURCES"
+        sources = frozenset(s.lower() for s in self.text_list(name))
+        unknown = sorted(sources - set(defaults.ALERT_SOURCES))
+        if unknown:
+            expected = ", ".join(defaults.ALERT_SOURCES)
+            raise SettingsError(name, f"unknown source {unknown[0]!r}; expected some of {expected}")
+        return sources
+
     def _jwt_config(self) -> JWTAppConfig | None:
         name = "BOX_JWT_CONFIG_FILE"
         path = self.text(name)
@@ -280,6 +312,11 @@ class _Reader:
             raise SettingsError(name, f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from None
         except (KeyError, TypeError) as exc:
             raise SettingsError(name, f"{path} lacks {exc} (expected Box's app config JSON)") from None
+
+
+def identity_paths_variable(source: str) -> str:
+    """The variable that overrides a source's identity paths: `box-shield` → BOXCUT_IDENTITY_PATHS_BOX_SHIELD."""
+    return "BOXCUT_IDENTITY_PATHS_" + source.upper().replace("-", "_")
 
 
 def _read_secret_file(variable: str, path: str) -> str:

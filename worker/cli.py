@@ -63,6 +63,46 @@ def worker(concurrency: int, loglevel: str) -> None:
                      f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"])
 
 
+@main.command()
+@click.option("--host", default=defaults.INTAKE_HOST, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=defaults.INTAKE_PORT, show_default=True)
+@click.option("--insecure-dev", is_flag=True,
+              help="Accept requests without credentials. Loopback only; for trying boxcut out.")
+def intake(host: str, port: int, insecure_dev: bool) -> None:
+    """Serve the HTTP intake: alert webhooks and the operator API."""
+    import uvicorn
+
+    from worker.intake.build import build_intake_app
+
+    settings = _settings()
+    if insecure_dev and not _is_loopback(host):
+        _fail(f"--insecure-dev serves only on loopback (127.0.0.1, ::1, localhost), not {host}", EXIT_USAGE)
+    if not (settings.intake_tokens or settings.intake_hmac_secrets) and not insecure_dev:
+        _fail("no intake credentials: set BOXCUT_INTAKE_TOKENS or BOXCUT_INTAKE_HMAC_SECRETS "
+              "(or use --insecure-dev on loopback to try boxcut out)", EXIT_USAGE)
+    if insecure_dev:
+        click.echo("boxcut intake: INSECURE DEV MODE: no credentials are checked", err=True)
+    elif not settings.operator_tokens:
+        click.echo("boxcut intake: no BOXCUT_OPERATOR_TOKENS: the operator API refuses every request", err=True)
+    try:
+        app = build_intake_app(settings, insecure_dev=insecure_dev)
+    except SettingsError as exc:
+        _fail(f"bad setting {exc}", EXIT_USAGE)
+    # No access log: it would print query strings, and a Splunk `?token=` is a secret. The app logs paths.
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level=settings.log_level.lower())
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _target_specs(users: tuple[str, ...], groups: tuple[str, ...]) -> list[dict[str, str]]:
     """`--user` values are ids when all digits, else logins; `--group` values are ids or names likewise."""
     specs = [{"type": "user", ("id" if u.isdigit() else "login"): u} for u in users]

@@ -155,6 +155,8 @@ class Job:
     created_at: str
     updated_at: str
     source_event_id: str | None = None
+    severity: str | None = None
+    link: str | None = None
     targets: list[Target] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
 

@@ -7,8 +7,9 @@ Keys (all under the settings' key prefix `P`):
     P job:{id}:calls      list   call ids, in the order they were planned
     P job:{id}:lease      string who is running the job now (see `lease`)
     P call:{call_id}      string Call JSON: a record of its own, so one call can serve several jobs later
-    P jobs                zset   every job id, scored by creation time (ms)
+    P jobs                zset   every job id, scored by creation time (µs)
     P jobs:state:{state}  zset   job ids by state, same score
+    P jobs:source:{source} zset  job ids by source, same score
     P jobs:dead           zset   jobs holding a target whose retries ran out
     P audit               stream append-only: an entry per job state change, target outcome and Box call
 
@@ -43,7 +44,7 @@ local allowed = false
 for i = 6, #ARGV do if ARGV[i] == current then allowed = true end end
 if not allowed then return {0, current} end
 local job_id = redis.call('HGET', KEYS[1], 'job_id')
-local score = redis.call('HGET', KEYS[1], 'created_ms')
+local score = redis.call('HGET', KEYS[1], 'created_us')
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at', ARGV[2])
 redis.call('ZREM', ARGV[3] .. current, job_id)
 redis.call('ZADD', ARGV[3] .. ARGV[1], score, job_id)
@@ -124,17 +125,19 @@ class JobStore:
 
     def create(self, job: Job) -> None:
         """Store a new job with its targets, index it and note its creation in the audit stream."""
-        key, created_ms = self._job_key(job.job_id), int(time.time() * 1000)
+        key, created_us = self._job_key(job.job_id), int(time.time() * 1_000_000)
         fields: dict[Any, Any] = {name: getattr(job, name) for name in _SCALAR_FIELDS}
         fields.update(
-            dry_run=int(job.dry_run), source_event_id=job.source_event_id or "", created_ms=created_ms, call_seq=0
+            dry_run=int(job.dry_run), source_event_id=job.source_event_id or "", severity=job.severity or "",
+            link=job.link or "", created_us=created_us, call_seq=0,
         )
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(key, mapping=fields)
         if job.targets:
             pipe.hset(f"{key}:targets", mapping={str(i): _dumps(t.to_dict()) for i, t in enumerate(job.targets)})
-        pipe.zadd(f"{self.prefix}jobs", {job.job_id: created_ms})
-        pipe.zadd(self._state_prefix() + job.state.value, {job.job_id: created_ms})
+        pipe.zadd(f"{self.prefix}jobs", {job.job_id: created_us})
+        pipe.zadd(self._state_prefix() + job.state.value, {job.job_id: created_us})
+        pipe.zadd(f"{self.prefix}jobs:source:{job.source}", {job.job_id: created_us})
         self._audit(pipe, job.job_id, "created", {"source": job.source, "targets": len(job.targets),
                                                   "dry_run": job.dry_run, "requested_by": job.requested_by})
         pipe.execute()
@@ -164,6 +167,8 @@ class JobStore:
             created_at=fields["created_at"],
             updated_at=fields["updated_at"],
             source_event_id=fields["source_event_id"] or None,
+            severity=fields.get("severity") or None,
+            link=fields.get("link") or None,
             targets=targets,
             calls=self.load_calls([_text(c) for c in call_ids]),
         )
@@ -191,18 +196,27 @@ class JobStore:
         return JobState(_text(result[1]))
 
     def list_jobs(
-        self, *, state: str | None = None, limit: int = 50, cursor: int = 0
+        self, *, state: str | None = None, source: str | None = None, limit: int = 50, cursor: int = 0
     ) -> tuple[list[JobSummary], int | None]:
-        """Jobs newest first, optionally in one state (`dead`: jobs holding dead targets); and the next cursor."""
-        index = self._index_key(state)
-        ids = [_text(i) for i in self.redis.zrevrange(index, cursor, cursor + limit - 1)]
+        """Jobs newest first, optionally in one state (`dead`: jobs holding dead targets) and from one source;
+        and the cursor of the next page (None on the last)."""
+        ids, total = self._page_of_ids(state, source, cursor, limit)
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hmget(self._job_key(job_id), ["job_id", "state", "source", "created_at", "updated_at", "reason"])
         rows = [[_text(v) for v in row] for row in pipe.execute() if row[0] is not None]
-        summaries = [JobSummary(*row) for row in rows]
-        more = self.redis.zcard(index) > cursor + limit
-        return summaries, (cursor + limit if more else None)
+        return [JobSummary(*row) for row in rows], (cursor + limit if total > cursor + limit else None)
+
+    def _page_of_ids(self, state: str | None, source: str | None, cursor: int, limit: int) -> tuple[list[str], int]:
+        indexes = [self._index_key(state)] if state or not source else []
+        if source:
+            indexes.append(f"{self.prefix}jobs:source:{source}")
+        if len(indexes) == 1:
+            ids = self.redis.zrevrange(indexes[0], cursor, cursor + limit - 1)
+            return [_text(i) for i in ids], int(self.redis.zcard(indexes[0]))
+        scored: list[Any] = list(self.redis.zinter(indexes, withscores=True))
+        both = sorted(scored, key=lambda pair: pair[1], reverse=True)
+        return [_text(pair[0]) for pair in both[cursor:cursor + limit]], len(both)
 
     def _index_key(self, state: str | None) -> str:
         if state is None:
@@ -261,7 +275,7 @@ class JobStore:
 
     def _note_dead(self, pipe: Any, job_id: str, targets: Iterable[Target]) -> None:
         if any(t.status.value == "dead" for t in targets):
-            score = self.redis.hget(self._job_key(job_id), "created_ms") or 0
+            score = self.redis.hget(self._job_key(job_id), "created_us") or 0
             pipe.zadd(f"{self.prefix}jobs:dead", {job_id: float(score)})
 
     # -- audit -----------------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ class JobRequest:
     requested_by: str = "unknown"
     dry_run: bool = False
     source_event_id: str | None = None
+    severity: str | None = None
+    link: str | None = None
 
 
 def normalise_target(spec: Any, where: str) -> dict[str, str]:
@@ -72,6 +74,8 @@ def build_job(request: JobRequest) -> Job:
         created_at=now,
         updated_at=now,
         source_event_id=request.source_event_id,
+        severity=request.severity,
+        link=request.link,
         targets=targets,
     )
 

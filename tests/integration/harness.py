@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import requests
 
 from boxsim import BoxSim, SimConfig
 from config import Settings, load_settings
@@ -75,6 +77,7 @@ class Stack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     key_prefix: str = field(default_factory=lambda: f"boxcut-test-{uuid.uuid4().hex[:10]}:")
     workers: list[WorkerProcess] = field(default_factory=list)
+    servers: list[WorkerProcess] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -129,6 +132,25 @@ class Stack:
         worker.wait_ready()
         return worker
 
+    def start_intake(self, *, extra_env: Mapping[str, str] | None = None) -> str:
+        """Serve `boxcut intake` on a free loopback port; return its base URL once /healthz answers."""
+        port = free_port()
+        log_path = self.tmp / f"intake-{port}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "intake", "--port", str(port)],
+                env={**self.env, **(extra_env or {})}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.servers.append(WorkerProcess(proc, log_path))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while not _answers(url + "/healthz"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"intake did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+        return url
+
     def worker_logs(self) -> str:
         return "".join(w.log_path.read_text(errors="replace") for w in self.workers)
 
@@ -136,13 +158,26 @@ class Stack:
         return [r for r in self.sim.requests(path=f"/2.0{endpoint}") if r["method"] == "POST"]
 
     def close(self) -> None:
-        for worker in self.workers:
-            worker.stop()
+        for process in self.servers + self.workers:
+            process.stop()
         client = redis.Redis.from_url(self.redis_url)
         keys = list(client.scan_iter(match=f"{self.key_prefix}*", count=1000))
         if keys:
             client.delete(*keys)
         client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 @contextmanager

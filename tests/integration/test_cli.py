@@ -55,3 +55,16 @@ def test_a_bad_setting_stops_with_one_line_naming_it(stack: Stack, tmp_path: Pat
     assert run.returncode == 64
     assert run.stderr.strip().splitlines() == ["boxcut: bad setting BOXCUT_BATCH_SIZE: expected a whole number "
                                                "from 1 to 1000, got 'x'"]
+
+
+def test_intake_refuses_to_start_without_credentials(stack: Stack) -> None:
+    env = {k: v for k, v in stack.env.items() if k not in ("BOXCUT_INTAKE_TOKENS", "BOXCUT_INTAKE_HMAC_SECRETS")}
+    run = subprocess.run([sys.executable, "-m", "worker.cli", "intake", "--port", "0"], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 64 and "no intake credentials" in run.stderr
+
+
+def test_insecure_dev_serves_on_loopback_only(stack: Stack) -> None:
+    run = subprocess.run([sys.executable, "-m", "worker.cli", "intake", "--insecure-dev", "--host", "0.0.0.0"],
+                         env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 64 and "loopback" in run.stderr

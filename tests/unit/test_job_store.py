@@ -83,3 +83,18 @@ def test_invalid_targets_are_refused_with_the_field() -> None:
         build_job(JobRequest(targets=[{"type": "robot", "id": "1"}], source="t"))
     with pytest.raises(InvalidRequest, match="targets: at least one"):
         build_job(JobRequest(targets=[], source="t"))
+
+
+def test_listing_by_source_and_by_state_and_source(store: JobStore) -> None:
+    def made(source: str) -> str:
+        job = build_job(JobRequest(targets=[{"type": "user", "id": "1"}], source=source))
+        store.create(job)
+        return job.job_id
+
+    splunk_a, okta, splunk_b = made("splunk"), made("okta"), made("splunk")
+    store.transition(splunk_a, to=JobState.CANCELLED, allowed_from=[JobState.QUEUED])
+    assert [r.job_id for r in store.list_jobs(source="splunk")[0]] == [splunk_b, splunk_a]
+    assert [r.job_id for r in store.list_jobs(state="queued", source="splunk")[0]] == [splunk_b]
+    assert [r.job_id for r in store.list_jobs(state="queued", source="okta")[0]] == [okta]
+    page, cursor = store.list_jobs(source="splunk", limit=1)
+    assert [r.job_id for r in page] == [splunk_b] and cursor == 1

@@ -1,0 +1,1 @@
+"""The HTTP intake: authenticates senders and turns their alert payloads into boxcut jobs."""

@@ -1,0 +1,40 @@
+"""Panther's custom webhook: the rule's `alertContext` names the user; the alert carries its own id."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from worker.intake.adapters.base import (
+    Envelope,
+    NoIdentityFound,
+    as_object,
+    default_reason,
+    resolve_paths,
+    text_at,
+    user_targets,
+)
+from worker.intake.adapters.fieldpath import first_found
+
+# Tried in order; a later path is a fallback when the earlier ones hold nothing.
+DEFAULT_PATHS: tuple[str, ...] = ("alertContext.user", "alertContext.email", "alertContext.actor")
+
+
+class PantherAdapter:
+    """Reads the identity the detection rule put in `alertContext`."""
+
+    source = "panther"
+
+    def parse(self, payload: object, *, paths: Sequence[str] | None = None) -> list[Envelope]:
+        """One envelope per Panther alert; NoIdentityFound if `alertContext` names nobody."""
+        body = as_object(payload)
+        tried = resolve_paths(paths, DEFAULT_PATHS)
+        logins = first_found(body, tried)
+        if not logins:
+            raise NoIdentityFound(tried)
+        return [Envelope(
+            targets=user_targets(logins),
+            reason=text_at(body, "title") or text_at(body, "name") or default_reason(self.source),
+            severity=text_at(body, "severity"),
+            source_event_id=text_at(body, "alertId"),
+            link=text_at(body, "link"),
+        )]

@@ -1,0 +1,275 @@
+"""The intake's FastAPI app: alert webhooks, the operator API, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from config import Settings, defaults
+from worker.errors import InvalidTransition, JobNotFound
+from worker.intake.adapters.base import AdapterError, NoIdentityFound
+from worker.intake.adapters.registry import adapter_for
+from worker.intake.auth import Authenticator, AuthFailed, Caller
+from worker.intake.http import ApiError, error_response, parse_json, read_body, require_json_content_type
+from worker.intake.metrics import IntakeMetrics
+from worker.intake.models import (
+    AlertAccepted,
+    GenericEnvelope,
+    JobList,
+    JobRef,
+    JobSummaryModel,
+    OktaVerification,
+    error_responses,
+)
+from worker.intake.service import Accepted, AlertIntake
+from worker.job_model import CANCELLABLE_STATES, JobState
+from worker.job_store import JobStore
+from worker.submit import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+GENERIC_SOURCE = "generic"
+
+AlertSource = enum.StrEnum("AlertSource", {s.replace("-", "_"): s for s in defaults.ALERT_SOURCES})  # type: ignore[misc]
+JobStateName = enum.StrEnum("JobStateName", {s.value: s.value for s in JobState} | {"dead": "dead"})  # type: ignore[misc]
+
+
+@dataclass
+class IntakeDeps:
+    """What the app needs, built from settings by `worker.intake.build` (or by tests, with fakes)."""
+
+    settings: Settings
+    store: JobStore
+    intake: AlertIntake
+    auth: Authenticator
+    readiness: Callable[[], dict[str, str]]
+    insecure_dev: bool = False
+
+
+def create_app(deps: IntakeDeps) -> FastAPI:
+    """The intake app for these dependencies."""
+    app = FastAPI(title="boxcut intake", version="1", description=_DESCRIPTION)
+    metrics = IntakeMetrics()
+    _add_request_log(app)
+    _install_error_handlers(app)
+    _add_alert_routes(app, deps, metrics)
+    _add_operator_routes(app, deps, metrics)
+    _add_health_routes(app, deps, metrics)
+    return app
+
+
+_DESCRIPTION = (
+    "Security alerts that name people become boxcut jobs that end their Box sessions. Senders authenticate "
+    "with `Authorization: Bearer <intake token>` or an HMAC signature (`X-Boxcut-Timestamp`, "
+    "`X-Boxcut-Signature: v1=<hex HMAC-SHA256 of \"<timestamp>.<raw body>\">`); operators with an operator token."
+)
+
+
+def _add_request_log(app: FastAPI) -> None:
+    """One log line per request, without the query string: a Splunk `?token=` must never reach a log."""
+
+    @app.middleware("http")
+    async def log_request(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        started = time.monotonic()
+        response: Response = await call_next(request)
+        log.info("%s %s %d %.1f ms", request.method, request.url.path, response.status_code,
+                 (time.monotonic() - started) * 1000)
+        return response
+
+
+# -- errors --------------------------------------------------------------------------------------------------
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body"))
+        return error_response(422, "invalid_parameter", f"{where or 'request'}: {first.get('msg')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+
+# -- alerts --------------------------------------------------------------------------------------------------
+
+_ALERT_ERRORS = error_responses(400, 401, 413, 415, 422, 503)
+_ENVELOPE_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": GenericEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+_VENDOR_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"description": "The sender's own JSON payload (an object, or a list for Box Shield)."}}}}}
+
+
+IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+QueryToken = Annotated[str | None, Query(alias="token", description="Only for sources allowed by settings.")]
+OktaChallenge = Annotated[str | None, Header(alias="X-Okta-Verification-Challenge", max_length=1000)]
+
+
+def _add_alert_routes(app: FastAPI, deps: IntakeDeps, metrics: IntakeMetrics) -> None:
+    @app.post("/v1/alerts", response_model=AlertAccepted, status_code=202, openapi_extra=_ENVELOPE_BODY,
+              responses={200: {"model": AlertAccepted, "description": "A duplicate: the first job"},
+                         **_ALERT_ERRORS}, tags=["alerts"])
+    async def post_generic(request: Request, response: Response, key: IdempotencyKeyHeader = None,
+                           token: QueryToken = None) -> AlertAccepted:
+        """Post the generic envelope: targets by id, login or group name."""
+        return await _receive(deps, metrics, GENERIC_SOURCE, request, response, key, token)
+
+    @app.post("/v1/alerts/{source}", response_model=AlertAccepted, status_code=202, openapi_extra=_VENDOR_BODY,
+              responses={200: {"model": AlertAccepted, "description": "A duplicate: the first job"},
+                         **_ALERT_ERRORS}, tags=["alerts"])
+    async def post_vendor(source: AlertSource, request: Request, response: Response,  # type: ignore[valid-type]
+                          key: IdempotencyKeyHeader = None, token: QueryToken = None) -> AlertAccepted:
+        """Post a sender's own payload (Splunk, Sentinel, Elastic, Datadog, Panther, Sumo Logic, Okta, Box Shield)."""
+        return await _receive(deps, metrics, str(source.value), request, response, key, token)
+
+    @app.get("/v1/alerts/okta", response_model=OktaVerification, responses=error_responses(400, 401),
+             tags=["alerts"])
+    def okta_verification(request: Request, challenge: OktaChallenge = None,
+                          token: QueryToken = None) -> OktaVerification:
+        """Answer Okta's one-time event hook verification."""
+        _authenticate_sender(deps, metrics, request, b"", token, "okta")
+        if not challenge:
+            raise ApiError(400, "missing_challenge", "send the X-Okta-Verification-Challenge header")
+        return OktaVerification(verification=challenge)
+
+
+async def _receive(deps: IntakeDeps, metrics: IntakeMetrics, source: str, request: Request, response: Response,
+                   idempotency_key: str | None, query_token: str | None) -> AlertAccepted:
+    try:
+        accepted = await _accept(deps, metrics, source, request, idempotency_key, query_token)
+    except ApiError as error:
+        metrics.requests.labels(source, error.code).inc()
+        raise
+    new = [a for a in accepted if not a.duplicate]
+    metrics.requests.labels(source, "accepted" if new else "duplicate").inc()
+    metrics.jobs_created.labels(source).inc(len(new))
+    metrics.duplicates.labels(source).inc(len(accepted) - len(new))
+    response.status_code = 202 if new else 200
+    return _accepted_body(accepted)
+
+
+async def _accept(deps: IntakeDeps, metrics: IntakeMetrics, source: str, request: Request,
+                  idempotency_key: str | None, query_token: str | None) -> list[Accepted]:
+    if not deps.insecure_dev and not deps.auth.has_sender_headers(request.headers, query_token):
+        metrics.auth_failures.labels("alerts").inc()
+        raise ApiError(401, "unauthorized", "missing credentials: send Authorization: Bearer <token> or a signature")
+    require_json_content_type(request)
+    body = await read_body(request, deps.settings.intake_max_body_bytes)
+    caller = _authenticate_sender(deps, metrics, request, body, query_token, source)
+    payload = parse_json(body)
+    adapter = adapter_for(source, okta_event_types=deps.settings.okta_event_types)
+    try:
+        envelopes = adapter.parse(payload, paths=deps.settings.identity_paths.get(source))
+        return await run_in_threadpool(deps.intake.accept, source=source, envelopes=envelopes,
+                                       requested_by=f"{source}:{caller.credential}", idempotency_key=idempotency_key)
+    except (AdapterError, InvalidRequest) as error:
+        code = "no_identity" if isinstance(error, NoIdentityFound) else "invalid_payload"
+        raise ApiError(422, code, str(error)) from None
+
+
+def _authenticate_sender(deps: IntakeDeps, metrics: IntakeMetrics, request: Request, body: bytes,
+                         query_token: str | None, source: str) -> Caller:
+    if deps.insecure_dev:
+        return Caller("sender", "insecure-dev")
+    try:
+        return deps.auth.sender(request.headers, body, query_token=query_token, source=source)
+    except AuthFailed as failure:
+        metrics.auth_failures.labels("alerts").inc()
+        log.warning("refused an alert for %s: %s", source, failure.message)
+        raise ApiError(failure.status, "unauthorized", failure.message) from None
+
+
+def _accepted_body(accepted: list[Accepted]) -> AlertAccepted:
+    refs = [JobRef(job_id=a.job_id, status_url=f"/v1/jobs/{a.job_id}", duplicate=a.duplicate,
+                   source_event_id=a.source_event_id) for a in accepted]
+    first = refs[0] if refs else None
+    return AlertAccepted(job_id=first.job_id if first else None, status_url=first.status_url if first else None,
+                         duplicate=bool(refs) and all(r.duplicate for r in refs), jobs=refs)
+
+
+# -- operator API --------------------------------------------------------------------------------------------
+
+
+def _add_operator_routes(app: FastAPI, deps: IntakeDeps, metrics: IntakeMetrics) -> None:
+    def operator(request: Request) -> Caller:
+        if deps.insecure_dev:
+            return Caller("operator", "insecure-dev")
+        try:
+            return deps.auth.operator(request.headers)
+        except AuthFailed as failure:
+            metrics.auth_failures.labels("operator").inc()
+            raise ApiError(failure.status, "unauthorized" if failure.status == 401 else "forbidden",
+                           failure.message) from None
+
+    @app.get("/v1/jobs/{job_id}", responses=error_responses(401, 403, 404), tags=["operator"])
+    def get_job(job_id: str, request: Request) -> dict[str, Any]:
+        """A job's record: state, every target, every Box call with Box's answer."""
+        operator(request)
+        try:
+            return deps.store.load(job_id).to_dict()
+        except JobNotFound:
+            raise ApiError(404, "not_found", f"no job {job_id}") from None
+
+    @app.get("/v1/jobs", response_model=JobList, responses=error_responses(401, 403, 422), tags=["operator"])
+    def list_jobs(request: Request, state: JobStateName | None = None,  # type: ignore[valid-type]
+                  source: Annotated[str | None, Query(max_length=64)] = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                  cursor: Annotated[str | None, Query(pattern=r"^\d{1,9}$")] = None) -> JobList:
+        """Jobs newest first, by state (`dead`: holding targets whose retries ran out) and source."""
+        operator(request)
+        rows, following = deps.store.list_jobs(state=state.value if state else None, source=source, limit=limit,
+                                               cursor=int(cursor or 0))
+        return JobList(jobs=[JobSummaryModel(**r.to_dict()) for r in rows],
+                       next_cursor=str(following) if following is not None else None)
+
+    @app.post("/v1/jobs/{job_id}/cancel", responses=error_responses(401, 403, 404, 409), tags=["operator"])
+    def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
+        """Cancel a job, possible until its first Box call is sent."""
+        caller = operator(request)
+        try:
+            deps.store.transition(job_id, to=JobState.CANCELLED, allowed_from=CANCELLABLE_STATES,
+                                  actor=caller.label)
+            return deps.store.load(job_id).to_dict()
+        except JobNotFound:
+            raise ApiError(404, "not_found", f"no job {job_id}") from None
+        except InvalidTransition as exc:
+            raise ApiError(409, "not_cancellable", f"{exc}; a job can be cancelled until its first Box call") from None
+
+
+# -- health --------------------------------------------------------------------------------------------------
+
+
+def _add_health_routes(app: FastAPI, deps: IntakeDeps, metrics: IntakeMetrics) -> None:
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "Redis or the broker does not answer"}})
+    def readyz() -> JSONResponse:
+        """Redis and the broker really answer."""
+        checks = deps.readiness()
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
+                            status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def prometheus() -> Response:
+        """Prometheus metrics: requests by source and outcome, jobs created, duplicates, auth failures."""
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,132 @@
+"""Who may call the intake: senders (bearer token or HMAC signature) and operators (bearer token).
+
+Every comparison is constant-time and every list holds several values at once, so a secret can be rotated by
+adding the new one, moving senders over, then removing the old one. Credentials are never logged; a caller is
+named by the position of the credential it used (`token#2`), which is enough to tell rotations apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from config import Settings, defaults
+from config.secret import Secret
+
+SIGNATURE_HEADER = "x-boxcut-signature"
+TIMESTAMP_HEADER = "x-boxcut-timestamp"
+SIGNATURE_VERSION = "v1="
+
+
+class AuthFailed(Exception):
+    """The request carries no valid credentials; `status` is 401, or 403 for a valid but insufficient one."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made an authenticated request, without the credential itself."""
+
+    role: str
+    credential: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.role}:{self.credential}"
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an `Authorization: Bearer` header, or None."""
+    value = headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _match(candidate: str, secrets: tuple[Secret, ...]) -> int | None:
+    """The 1-based position of the secret equal to `candidate`, comparing against every one (constant time)."""
+    found = None
+    for position, secret in enumerate(secrets, start=1):
+        if secret.matches(candidate) and found is None:
+            found = position
+    return found
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`v1=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`, the value senders put in X-Boxcut-Signature."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return SIGNATURE_VERSION + digest
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """Checks sender and operator credentials against the settings."""
+
+    settings: Settings
+    clock: Callable[[], float] = time.time
+
+    @property
+    def has_sender_credentials(self) -> bool:
+        return bool(self.settings.intake_tokens or self.settings.intake_hmac_secrets)
+
+    def sender(self, headers: Mapping[str, str], body: bytes, *, query_token: str | None, source: str) -> Caller:
+        """The sender of an alert: a bearer token, a valid HMAC signature, or (where enabled) `?token=`."""
+        token = bearer_token(headers)
+        if token is None and query_token is not None:
+            if source not in self.settings.query_token_sources:
+                raise AuthFailed(f"?token= is not enabled for {source} (BOXCUT_QUERY_TOKEN_SOURCES)")
+            token = query_token
+        if token is not None:
+            position = _match(token, self.settings.intake_tokens)
+            if position is None:
+                raise AuthFailed(self._wrong_token_message(token))
+            return Caller("sender", f"token#{position}")
+        if SIGNATURE_HEADER in headers or TIMESTAMP_HEADER in headers:
+            return self._signed(headers, body)
+        raise AuthFailed("missing credentials: send Authorization: Bearer <token> or a signed request")
+
+    def has_sender_headers(self, headers: Mapping[str, str], query_token: str | None) -> bool:
+        """Whether the request carries anything that could be a sender credential (checked before the body)."""
+        return bool(bearer_token(headers) or query_token or SIGNATURE_HEADER in headers or TIMESTAMP_HEADER in headers)
+
+    def operator(self, headers: Mapping[str, str]) -> Caller:
+        """An operator: a bearer token from BOXCUT_OPERATOR_TOKENS. A sender's token gets 403, not access."""
+        token = bearer_token(headers)
+        if token is None:
+            raise AuthFailed("missing credentials: send Authorization: Bearer <operator token>")
+        position = _match(token, self.settings.operator_tokens)
+        if position is not None:
+            return Caller("operator", f"token#{position}")
+        if _match(token, self.settings.intake_tokens) is not None:
+            raise AuthFailed("an intake token may only post alerts; the operator API needs an operator token", 403)
+        raise AuthFailed("invalid operator token")
+
+    def _signed(self, headers: Mapping[str, str], body: bytes) -> Caller:
+        timestamp, sent = headers.get(TIMESTAMP_HEADER, ""), headers.get(SIGNATURE_HEADER, "")
+        if not timestamp or not sent:
+            raise AuthFailed(f"a signed request needs both {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}")
+        try:
+            skew = abs(self.clock() - float(timestamp))
+        except ValueError:
+            raise AuthFailed(f"{TIMESTAMP_HEADER} must be unix seconds") from None
+        if skew > defaults.HMAC_TOLERANCE_SECONDS:
+            raise AuthFailed(f"{TIMESTAMP_HEADER} is {skew:.0f} s off; at most {defaults.HMAC_TOLERANCE_SECONDS} s")
+        found = None
+        for position, secret in enumerate(self.settings.intake_hmac_secrets, start=1):
+            expected = signature(secret.reveal(), timestamp, body)
+            if hmac.compare_digest(expected.encode(), sent.strip().encode()) and found is None:
+                found = position
+        if found is None:
+            raise AuthFailed("signature does not match the body")
+        return Caller("sender", f"hmac#{found}")
+
+    def _wrong_token_message(self, token: str) -> str:
+        if _match(token, self.settings.operator_tokens) is not None:
+            return "an operator token cannot post alerts; use an intake token"
+        return "invalid intake token"
