@@ -37,6 +37,7 @@ integration: install
 bench: install
 	scripts/ensure-redis-server
 	$(BIN)/python bench/terminate.py
+	$(BIN)/python bench/intake.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -8,6 +8,7 @@ import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -16,6 +17,7 @@ from config import Settings, SettingsError, defaults, load_settings
 from config.celery import QUEUE
 from worker.celery_app import create_app, enqueuer
 from worker.cli_output import describe_job, describe_listing, wait_for_job
+from worker.dev_stack import IntakeAccess
 from worker.errors import JobNotFound
 from worker.job_model import Job, JobState
 from worker.job_store import JobStore
@@ -181,7 +183,10 @@ def dev(demo: bool, concurrency: int) -> None:
     try:
         stack.start(worker_concurrency=concurrency)
         click.echo("boxcut dev is up:\n  " + "\n  ".join(stack.lines))
-        click.echo(f"\ntry, in another shell:\n  {_sample_command(settings, stack.simulated_box)}\nstop with Ctrl-C")
+        click.echo(f"\ntry, in another shell:\n  {_sample_command(settings, stack.simulated_box)}")
+        if stack.intake is not None:
+            click.echo(_sample_curl(stack.intake, stack.simulated_box))
+        click.echo("stop with Ctrl-C")
         if demo:
             _demo(settings, "jdoe@example.com" if stack.simulated_box else _fail_demo())
         while True:
@@ -195,9 +200,24 @@ def dev(demo: bool, concurrency: int) -> None:
 def _sample_command(settings: Settings, simulated_box: bool) -> str:
     """A command a person can paste into another shell to reach this stack."""
     login = "jdoe@example.com" if simulated_box else "<a login>"
-    program = shutil.which("boxcut") or f"{sys.executable} -m worker.cli"
+    beside = Path(sys.executable).with_name("boxcut")  # the venv's, when it is not on PATH
+    program = shutil.which("boxcut") or (str(beside) if beside.exists() else f"{sys.executable} -m worker.cli")
     env = "" if settings.redis_url == defaults.REDIS_URL else f"BOXCUT_REDIS_URL={settings.redis_url} "
     return f"{env}{program} terminate --user {login} --reason 'trying boxcut' --wait"
+
+
+def _sample_curl(access: IntakeAccess, simulated_box: bool) -> str:
+    """Ready-to-paste curl commands for the dev intake: post an alert, then read the job."""
+    login = "jdoe@example.com" if simulated_box else "<a login>"
+    token = access.intake_token or "<one of BOXCUT_INTAKE_TOKENS>"
+    operator = access.operator_token or "<one of BOXCUT_OPERATOR_TOKENS>"
+    body = json.dumps({"id": f"dev-{int(time.time())}", "reason": "trying the intake",
+                       "targets": [{"type": "user", "login": login}]})
+    return (f"or post an alert to the intake:\n"
+            f"  curl -sS -X POST {access.url}/v1/alerts -H 'Authorization: Bearer {token}' "
+            f"-H 'Content-Type: application/json' -d '{body}'\n"
+            f"and read the job it names:\n"
+            f"  curl -sS {access.url}/v1/jobs/JOB_ID -H 'Authorization: Bearer {operator}'")
 
 
 def _demo(settings: Settings, login: str) -> None:

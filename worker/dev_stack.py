@@ -9,21 +9,32 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 import redis
 
-from config import Settings
+from config import Settings, defaults
 
 # boxsim's port in `boxcut dev` when free: fixed, so a printed sample command stays valid between runs.
 BOXSIM_PORT = 8765
+
+
+@dataclass(frozen=True)
+class IntakeAccess:
+    """Where `boxcut dev`'s intake listens and the tokens a person can paste (generated ones only)."""
+
+    url: str
+    intake_token: str | None
+    operator_token: str | None
 
 
 @dataclass
@@ -35,12 +46,14 @@ class DevStack:
     lines: list[str] = field(default_factory=list)
     _stops: list[Callable[[], None]] = field(default_factory=list)
     simulated_box: bool = False
+    intake: IntakeAccess | None = None
 
-    def start(self, *, worker_concurrency: int = 2) -> None:
-        """Start Redis, Box and a worker as needed, noting each in `lines`."""
+    def start(self, *, worker_concurrency: int = 2, intake_port: int = defaults.INTAKE_PORT) -> None:
+        """Start Redis, Box, a worker and the intake as needed, noting each in `lines`."""
         self._ensure_redis()
         self._ensure_box()
         self._start_worker(worker_concurrency)
+        self._start_intake(intake_port if _port_free(intake_port) else _free_port())
 
     def stop(self) -> None:
         for stop in reversed(self._stops):
@@ -115,6 +128,42 @@ class DevStack:
         )
         self._stops.append(lambda: _end(proc))
         self.lines.append(f"worker  a Celery worker (prefork, {concurrency} processes), pid {proc.pid}")
+
+
+    # -- intake --------------------------------------------------------------------------------------------
+
+    def _start_intake(self, port: int) -> None:
+        """Serve the intake on loopback; with no tokens configured, make some for this session and show them."""
+        intake_token = operator_token = None
+        if not (self.settings.intake_tokens or self.settings.intake_hmac_secrets):
+            intake_token = self.env["BOXCUT_INTAKE_TOKENS"] = "dev-intake-" + secrets.token_urlsafe(16)
+        if not self.settings.operator_tokens:
+            operator_token = self.env["BOXCUT_OPERATOR_TOKENS"] = "dev-operator-" + secrets.token_urlsafe(16)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "intake", "--host", "127.0.0.1", "--port", str(port)], env=self.env
+        )
+        self._stops.append(lambda: _end(proc))
+        url = f"http://127.0.0.1:{port}"
+        _wait_until(lambda: _http_ok(url + "/healthz"), what=f"the intake at {url}", timeout=30)
+        self.intake = IntakeAccess(url, intake_token, operator_token)
+        made = " (tokens made for this session, shown below)" if intake_token or operator_token else ""
+        self.lines.append(f"intake  {url}, pid {proc.pid}{made}")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _redis_answers(url: str) -> bool:

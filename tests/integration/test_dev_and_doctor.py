@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 
 from tests.integration.harness import REPO, running_stack
 from worker.box_models import TERMINATE_ACCEPTED_MESSAGE
@@ -33,7 +35,7 @@ def test_dev_stack_then_terminate_wait_ends_succeeded(redis_url: str, tmp_path: 
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while "ready." not in log.read_text(errors="replace"):
+        while "stop with Ctrl-C" not in log.read_text(errors="replace"):
             assert dev.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
             time.sleep(0.2)
         text = log.read_text()
@@ -42,6 +44,7 @@ def test_dev_stack_then_terminate_wait_ends_succeeded(redis_url: str, tmp_path: 
                               "--wait"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
         assert "succeeded" in run.stdout and TERMINATE_ACCEPTED_MESSAGE in run.stdout
+        _post_the_printed_curl(text)
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
         dev.wait(timeout=60)
@@ -49,6 +52,24 @@ def test_dev_stack_then_terminate_wait_ends_succeeded(redis_url: str, tmp_path: 
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)
+
+
+def _post_the_printed_curl(text: str) -> None:
+    """Do what the printed curl commands do, with the URL and tokens they show."""
+    post = re.search(r"curl -sS -X POST (\S+) -H 'Authorization: Bearer (\S+)' .* -d '(.+)'", text)
+    read = re.search(r"curl -sS (\S+)/JOB_ID -H 'Authorization: Bearer (\S+)'", text)
+    assert post and read, text
+    answer = requests.post(post[1], data=post[3], timeout=10,
+                           headers={"Authorization": f"Bearer {post[2]}", "Content-Type": "application/json"})
+    assert answer.status_code == 202, answer.text
+    deadline = time.monotonic() + 30
+    while True:
+        record = requests.get(f"{read[1]}/{answer.json()['job_id']}", timeout=10,
+                              headers={"Authorization": f"Bearer {read[2]}"}).json()
+        if record["state"] == "succeeded":
+            return
+        assert time.monotonic() < deadline, record
+        time.sleep(0.2)
 
 
 def test_doctor_says_ok_for_a_working_stack(redis_url: str, tmp_path: Path) -> None:
