@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from boxsim.directory import User
 from boxsim.errors import ApiError, invalid_parameter
 from boxsim.http_types import Reply, SimRequest
 from boxsim.paging import marker_page, offset_page
@@ -37,6 +38,15 @@ def get_user(state: SimState, request: SimRequest, params: Mapping[str, str]) ->
     user = state.directory.user(params["user_id"])
     if user is None:
         raise ApiError(404, "Not Found", code="not_found")
+    return Reply(200, user_json(user, query.items("fields")))
+
+
+def get_current_user(state: SimState, request: SimRequest, _params: Mapping[str, str]) -> Reply:
+    """GET /users/me: the service account every token acts as (from the directory when seeded there)."""
+    query = parse_query("get_users_me", request.query)
+    config = state.config
+    user = state.directory.user(config.service_account_id) or User(
+        id=config.service_account_id, login=config.service_account_login, name="boxsim service account")
     return Reply(200, user_json(user, query.items("fields")))
 
 
@@ -118,6 +128,7 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", r"/users/terminate_sessions", terminate_users),
     _route("POST", r"/groups/terminate_sessions", terminate_groups),
     _route("GET", r"/users", list_users),
+    _route("GET", r"/users/me", get_current_user),
     _route("GET", r"/users/(?P<user_id>[^/]+)", get_user),
     _route("GET", r"/groups", list_groups),
     _route("GET", r"/groups/(?P<group_id>[^/]+)", get_group),

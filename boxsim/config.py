@@ -27,3 +27,6 @@ class SimConfig:
     seed_file: str | Path | None = None
     generate_users: int = 0
     generate_groups: int = 0
+    # The user every issued token acts as (GET /users/me): the app's service account, as with Box's CCG/JWT.
+    service_account_id: str = "9000000001"
+    service_account_login: str = "AutomationUser_boxsim@boxdevedition.com"

@@ -62,3 +62,13 @@ OKTA_EVENT_TYPES = ("user.lifecycle.deactivate", "user.lifecycle.suspend", "user
 
 INTAKE_HOST = "127.0.0.1"
 INTAKE_PORT = 8000
+
+# -- resolution at scale -------------------------------------------------------------------------------------
+
+# A job naming at least this many users by login or id resolves them from a copy of the enterprise directory
+# (GET /users, 1,000 a page) instead of one lookup each: 5,000 logins cost 5 calls, not 5,000.
+DIRECTORY_CACHE_MIN_TARGETS = 200
+
+# The copy is shared by every worker through Redis and kept this long; a login it lacks is looked up directly,
+# so a user created since is still found.
+DIRECTORY_CACHE_TTL_SECONDS = 600

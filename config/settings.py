@@ -82,6 +82,10 @@ class Settings:
     okta_event_types: tuple[str, ...] = defaults.OKTA_EVENT_TYPES
     identity_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     query_token_sources: frozenset[str] = frozenset()
+    allowed_admins: tuple[str, ...] = ()
+    expand_groups: bool = False
+    directory_cache_min_targets: int = defaults.DIRECTORY_CACHE_MIN_TARGETS
+    directory_cache_ttl_seconds: int = defaults.DIRECTORY_CACHE_TTL_SECONDS
 
     @property
     def box_auth_mode(self) -> BoxAuthMode:
@@ -180,6 +184,14 @@ class _Reader:
             okta_event_types=self.text_list("BOXCUT_OKTA_EVENT_TYPES") or defaults.OKTA_EVENT_TYPES,
             identity_paths=self._identity_paths(),
             query_token_sources=self._query_token_sources(),
+            allowed_admins=self.text_list("BOXCUT_ALLOWED_ADMINS"),
+            expand_groups=self.boolean("BOXCUT_EXPAND_GROUPS", False),
+            directory_cache_min_targets=self.integer(
+                "BOXCUT_DIRECTORY_CACHE_MIN_TARGETS", defaults.DIRECTORY_CACHE_MIN_TARGETS, 1, 10**7
+            ),
+            directory_cache_ttl_seconds=self.integer(
+                "BOXCUT_DIRECTORY_CACHE_TTL_SECONDS", defaults.DIRECTORY_CACHE_TTL_SECONDS, 10, 86400
+            ),
         )
 
     # -- typed readers -------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ KEPT_OPERATIONS: tuple[str, ...] = (
     "post_oauth2_token",
     "get_users",
     "get_users_id",
+    "get_users_me",
     "get_groups",
     "get_groups_id",
     "get_groups_id_memberships",

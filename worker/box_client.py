@@ -59,6 +59,8 @@ USER_FIELDS = "id,login,name,role,status"
 PAGE_LIMIT = 1000
 # A collection longer than this many pages is a Box fault (e.g. a marker that repeats), not data.
 MAX_PAGES = 500
+# The whole directory: up to a million users.
+MAX_DIRECTORY_PAGES = 1000
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 # requests raises these when Box did not answer (or the answer broke off): worth retrying.
 TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
@@ -201,6 +203,17 @@ class BoxClient:
                     found[str(entry["id"])] = BoxGroup(id=str(entry["id"]), name=str(entry["name"]))
         return list(found.values())
 
+    def current_user(self) -> BoxUser:
+        """The user the access token acts as: for CCG and JWT apps, the app's service account."""
+        return _user(self._get("/users/me", {"fields": USER_FIELDS}))
+
+    def all_users(self) -> Iterator[BoxUser]:
+        """Every user of the enterprise, 1,000 a page with markers (offsets stop at 10,000)."""
+        params = {"usemarker": "true", "limit": PAGE_LIMIT, "user_type": "all", "fields": USER_FIELDS}
+        for page in self._pages("/users", params, max_pages=MAX_DIRECTORY_PAGES):
+            for entry in _entries(page):
+                yield _user(entry)
+
     def get_group(self, group_id: str) -> BoxGroup | None:
         """The group with this id, or None when Box has none (404)."""
         try:
@@ -231,16 +244,16 @@ class BoxClient:
         page = self._get(f"/groups/{_segment(group_id)}/memberships", {"limit": 1})
         return int(page.get("total_count", 0))
 
-    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _pages(self, path: str, params: dict[str, Any], *, max_pages: int = MAX_PAGES) -> Iterator[dict[str, Any]]:
         """Every page of a Box collection: offset paging, or markers when Box answers with them."""
-        for _ in range(MAX_PAGES):
+        for _ in range(max_pages):
             page = self._get(path, params)
             yield page
             following = _next_page_params(page, params)
             if following is None:
                 return
             params = following
-        raise BoxError(f"GET {path}: more than {MAX_PAGES} pages; stopped reading")
+        raise BoxError(f"GET {path}: more than {max_pages} pages; stopped reading")
 
     def _get(self, path: str, params: dict[str, Any] | None) -> dict[str, Any]:
         """A lookup's JSON object, retried by the policy; permanent failures raise the error classes."""

@@ -76,6 +76,9 @@ class Target:
     detail: str | None = None
     call_ids: list[str] = field(default_factory=list)
     resolved_by: str | None = None
+    role: str | None = None
+    member_count: int | None = None
+    members: list[str] | None = None
 
     @property
     def box_id(self) -> str | None:
@@ -157,6 +160,9 @@ class Job:
     source_event_id: str | None = None
     severity: str | None = None
     link: str | None = None
+    expand_groups: bool = False
+    approval: dict[str, Any] | None = None
+    blast_radius: int | None = None
     targets: list[Target] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
 

@@ -35,17 +35,19 @@ from worker.job_model import Call, Job, JobState, Target, utc_now
 
 # KEYS[1] job hash, KEYS[2] audit stream
 # ARGV[1] new state, ARGV[2] now (ISO), ARGV[3] state zset key prefix, ARGV[4] actor, ARGV[5] note,
-# ARGV[6..] the states the job may move from
+# ARGV[6] a JSON object of further job fields to set in the same step (e.g. an approval), ARGV[7..] the states
+# the job may move from
 # Returns {1, old_state} when moved, {0, current_state} when the current state does not allow it, {-1} if absent.
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {-1} end
 local allowed = false
-for i = 6, #ARGV do if ARGV[i] == current then allowed = true end end
+for i = 7, #ARGV do if ARGV[i] == current then allowed = true end end
 if not allowed then return {0, current} end
 local job_id = redis.call('HGET', KEYS[1], 'job_id')
 local score = redis.call('HGET', KEYS[1], 'created_us')
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at', ARGV[2])
+for name, value in pairs(cjson.decode(ARGV[6])) do redis.call('HSET', KEYS[1], name, value) end
 redis.call('ZREM', ARGV[3] .. current, job_id)
 redis.call('ZADD', ARGV[3] .. ARGV[1], score, job_id)
 redis.call('XADD', KEYS[2], '*', 'job_id', job_id, 'event', 'state', 'at', ARGV[2],
@@ -129,7 +131,8 @@ class JobStore:
         fields: dict[Any, Any] = {name: getattr(job, name) for name in _SCALAR_FIELDS}
         fields.update(
             dry_run=int(job.dry_run), source_event_id=job.source_event_id or "", severity=job.severity or "",
-            link=job.link or "", created_us=created_us, call_seq=0,
+            link=job.link or "", created_us=created_us, call_seq=0, expand_groups=int(job.expand_groups),
+            approval=_dumps(job.approval) if job.approval else "", blast_radius="",
         )
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(key, mapping=fields)
@@ -141,6 +144,18 @@ class JobStore:
         self._audit(pipe, job.job_id, "created", {"source": job.source, "targets": len(job.targets),
                                                   "dry_run": job.dry_run, "requested_by": job.requested_by})
         pipe.execute()
+
+    def set_fields(self, job_id: str, fields: dict[str, str], *, event: str) -> None:
+        """Set job fields that are not its state (e.g. the blast radius), noting them in the audit stream."""
+        pipe = self.redis.pipeline(transaction=True)
+        values: dict[Any, Any] = {**fields, "updated_at": utc_now()}
+        pipe.hset(self._job_key(job_id), mapping=values)
+        self._audit(pipe, job_id, event, dict(fields))
+        pipe.execute()
+
+    def forget_dead(self, job_id: str) -> None:
+        """Take the job off the `dead` listing (its dead targets are being sent again)."""
+        self.redis.zrem(f"{self.prefix}jobs:dead", job_id)
 
     def exists(self, job_id: str) -> bool:
         return bool(self.redis.exists(self._job_key(job_id)))
@@ -169,6 +184,9 @@ class JobStore:
             source_event_id=fields["source_event_id"] or None,
             severity=fields.get("severity") or None,
             link=fields.get("link") or None,
+            expand_groups=fields.get("expand_groups") == "1",
+            approval=json.loads(fields["approval"]) if fields.get("approval") else None,
+            blast_radius=int(fields["blast_radius"]) if fields.get("blast_radius") else None,
             targets=targets,
             calls=self.load_calls([_text(c) for c in call_ids]),
         )
@@ -180,13 +198,15 @@ class JobStore:
         return JobState(_text(value))
 
     def transition(
-        self, job_id: str, *, to: JobState, allowed_from: Iterable[JobState], actor: str = "boxcut", note: str = ""
+        self, job_id: str, *, to: JobState, allowed_from: Iterable[JobState], actor: str = "boxcut", note: str = "",
+        fields: dict[str, str] | None = None,
     ) -> JobState:
-        """Move the job to `to` if its state is one of `allowed_from`; return the state it left."""
+        """Move the job to `to` if its state is one of `allowed_from`, setting `fields` in the same step;
+        return the state it left."""
         allowed = [s.value for s in allowed_from]
         result = self._transition(
             keys=[self._job_key(job_id), self.audit_key],
-            args=[to.value, utc_now(), self._state_prefix(), actor, note, *allowed],
+            args=[to.value, utc_now(), self._state_prefix(), actor, note, _dumps(fields or {}), *allowed],
         )
         if result[0] == -1:
             raise JobNotFound(job_id)

@@ -1,31 +1,44 @@
-"""Policy: which resolved targets boxcut may act on. Applied to every source, and again before each call."""
+"""Policy: which resolved targets boxcut may act on, and when a person must approve first.
+
+Applied to every source alike, and the protection check runs again right before each Box call.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from config import Settings
-from worker.job_model import Target, TargetType
+from worker.job_model import Target, TargetStatus, TargetType
+
+# Box roles that administer the enterprise: cutting one off mid-incident can lock out the responders.
+ADMIN_ROLES = frozenset({"admin", "coadmin"})
 
 
 @dataclass(frozen=True)
 class Policy:
-    """Protected accounts and the global dry-run switch, from settings."""
+    """Protected accounts, the admin rule, the blast-radius threshold and the global dry-run switch."""
 
     protected_users: frozenset[str]
     protected_groups: frozenset[str]
     dry_run: bool = False
+    approval_threshold: int = 25
+    allowed_admins: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
         return cls(
-            protected_users=frozenset(u.lower() for u in settings.protected_users),
-            protected_groups=frozenset(g.lower() for g in settings.protected_groups),
+            protected_users=_lowered(settings.protected_users),
+            protected_groups=_lowered(settings.protected_groups),
             dry_run=settings.dry_run,
+            approval_threshold=settings.approval_threshold,
+            allowed_admins=_lowered(settings.allowed_admins),
         )
 
-    def protection(self, target: Target) -> str | None:
+    def protection(self, target: Target, *, service_account_id: str | None = None) -> str | None:
         """Why this target must never be terminated, or None when it may be."""
+        if target.type is TargetType.USER and service_account_id and target.user_id == service_account_id:
+            return "this is the service account boxcut itself runs as"
         if target.type is TargetType.USER:
             names = {target.user_id, target.login, target.input.get("login"), target.input.get("id")}
             listed, setting = self.protected_users, "BOXCUT_PROTECTED_USERS"
@@ -38,3 +51,37 @@ class Policy:
     def is_dry_run(self, job_dry_run: bool) -> bool:
         """A job is a dry run when it asked to be or when the global switch is on."""
         return job_dry_run or self.dry_run
+
+    def approval_reasons(self, targets: Iterable[Target], blast_radius: int) -> list[str]:
+        """Why a person must approve before any call is sent; empty when no approval is needed."""
+        reasons = []
+        if blast_radius > self.approval_threshold:
+            reasons.append(f"{blast_radius} users (groups' members counted) exceed BOXCUT_APPROVAL_THRESHOLD "
+                           f"({self.approval_threshold})")
+        for target in targets:
+            if target.status is TargetStatus.PENDING and self._unlisted_admin(target):
+                reasons.append(f"{target.login or target.user_id} is a Box {target.role}; admins are terminated "
+                               "only after approval (or when listed in BOXCUT_ALLOWED_ADMINS)")
+        return reasons
+
+    def _unlisted_admin(self, target: Target) -> bool:
+        if target.type is not TargetType.USER or (target.role or "").lower() not in ADMIN_ROLES:
+            return False
+        return not ({(target.login or "").lower(), target.user_id or ""} & self.allowed_admins)
+
+
+def blast_radius(targets: Iterable[Target]) -> int:
+    """How many users a job would cut off: distinct pending users plus the members of its pending groups."""
+    users, members = set(), 0
+    for target in targets:
+        if target.status is not TargetStatus.PENDING or not target.is_resolved:
+            continue
+        if target.type is TargetType.USER:
+            users.add(target.user_id)
+        else:
+            members += target.member_count or 0
+    return len(users) + members
+
+
+def _lowered(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(v.strip().lower() for v in values if v.strip())

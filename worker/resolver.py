@@ -13,6 +13,7 @@ from worker.errors import BoxPermanentError
 from worker.job_model import Target, TargetStatus, TargetType
 
 RESOLVED_BY_LOOKUP = "lookup"
+RESOLVED_BY_DIRECTORY = "directory"
 
 
 class DirectoryLookups(Protocol):
@@ -27,7 +28,15 @@ class DirectoryLookups(Protocol):
     def get_group(self, group_id: str) -> BoxGroup | None: ...
 
 
-def resolve_target(*, box: DirectoryLookups, target: Target) -> None:
+class DirectoryCopy(Protocol):
+    """A copy of the enterprise directory (see worker.directory_cache), consulted before Box itself."""
+
+    def by_login(self, login: str) -> list[BoxUser]: ...
+
+    def by_id(self, user_id: str) -> BoxUser | None: ...
+
+
+def resolve_target(*, box: DirectoryLookups, target: Target, copy: DirectoryCopy | None = None) -> None:
     """Resolve one pending target in place: set its Box id, or end it `not_found`, `ambiguous` or `failed`.
 
     A lookup Box refuses for good (403, 400) fails this target alone; faults that may pass (5xx, timeouts)
@@ -35,7 +44,7 @@ def resolve_target(*, box: DirectoryLookups, target: Target) -> None:
     """
     try:
         if target.type is TargetType.USER:
-            _resolve_user(box, target)
+            _resolve_user(box, target, copy)
         else:
             _resolve_group(box, target)
     except BoxPermanentError as error:
@@ -43,28 +52,38 @@ def resolve_target(*, box: DirectoryLookups, target: Target) -> None:
         _settle(target, TargetStatus.FAILED, f"lookup refused: Box answered {error.status}{code}: {error.message}"
                 f" (request id {error.request_id})")
         return
-    if target.is_resolved:
-        target.resolved_by = RESOLVED_BY_LOOKUP
 
 
-def _resolve_user(box: DirectoryLookups, target: Target) -> None:
+def _resolve_user(box: DirectoryLookups, target: Target, copy: DirectoryCopy | None) -> None:
     user_id, login = target.input.get("id"), target.input.get("login")
-    if user_id:
-        user = box.get_user(user_id)
-        if user is None:
-            _settle(target, TargetStatus.NOT_FOUND, f"no Box user has id {user_id}")
-            return
-        matches = [user]
-    else:
-        matches = box.find_users_by_login(login or "")
-        if not matches:
-            _settle(target, TargetStatus.NOT_FOUND, f"no Box user has login {login}")
-            return
+    matches, target.resolved_by = _from_copy(copy, user_id, login), RESOLVED_BY_DIRECTORY
+    if not matches:  # not in the copy (or no copy): ask Box, which also finds users created since
+        matches, target.resolved_by = _from_box(box, user_id, login), RESOLVED_BY_LOOKUP
+    if not matches:
+        what = f"id {user_id}" if user_id else f"login {login}"
+        _settle(target, TargetStatus.NOT_FOUND, f"no Box user has {what}")
+        return
     if len(matches) > 1:
         ids = ", ".join(u.id for u in matches)
         _settle(target, TargetStatus.AMBIGUOUS, f"{len(matches)} Box users have login {login} (ids {ids})")
         return
-    target.user_id, target.login = matches[0].id, matches[0].login
+    target.user_id, target.login, target.role = matches[0].id, matches[0].login, matches[0].role
+
+
+def _from_box(box: DirectoryLookups, user_id: str | None, login: str | None) -> list[BoxUser]:
+    if user_id:
+        found = box.get_user(user_id)
+        return [found] if found else []
+    return box.find_users_by_login(login or "")
+
+
+def _from_copy(copy: DirectoryCopy | None, user_id: str | None, login: str | None) -> list[BoxUser]:
+    if copy is None:
+        return []
+    if user_id:
+        found = copy.by_id(user_id)
+        return [found] if found else []
+    return copy.by_login(login or "")
 
 
 def _resolve_group(box: DirectoryLookups, target: Target) -> None:
@@ -85,7 +104,8 @@ def _resolve_group(box: DirectoryLookups, target: Target) -> None:
         _settle(target, TargetStatus.AMBIGUOUS, f"{len(matches)} Box groups are named {name} (ids {ids})")
         return
     target.group_id, target.group_name = matches[0].id, matches[0].name
+    target.resolved_by = RESOLVED_BY_LOOKUP
 
 
 def _settle(target: Target, status: TargetStatus, detail: str) -> None:
-    target.status, target.detail = status, detail
+    target.status, target.detail, target.resolved_by = status, detail, None

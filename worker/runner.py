@@ -9,17 +9,19 @@ call id (so the record never shows one batch twice).
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from worker.box_models import GROUPS_TERMINATE_ENDPOINT, USERS_TERMINATE_ENDPOINT, CallResult
+from worker.box_models import GROUPS_TERMINATE_ENDPOINT, USERS_TERMINATE_ENDPOINT, BoxUser, CallResult
+from worker.directory_cache import DirectoryCache
 from worker.errors import InvalidTransition, RetryLater
 from worker.job_model import Call, CallState, Job, JobState, Target, TargetStatus, TargetType, utc_now
 from worker.job_store import JobStore, LeaseRenewer
-from worker.policy import Policy
+from worker.policy import Policy, blast_radius
 from worker.resolver import DirectoryLookups, resolve_target
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,12 @@ class Terminator(Protocol):
 
 class BoxCalls(DirectoryLookups, Terminator, Protocol):
     """Everything the runner asks of Box."""
+
+    def all_users(self) -> Iterator[BoxUser]: ...
+
+    def group_member_count(self, group_id: str) -> int: ...
+
+    def group_members(self, group_id: str) -> tuple[int, list[BoxUser]]: ...
 
 
 class RunOutcome(enum.Enum):
@@ -58,6 +66,9 @@ class RunContext:
     run_budget_seconds: float
     lease_seconds: float = 60.0  # at least a run's hard time limit, so a live run never loses its hold
     clock: Callable[[], float] = field(default=time.monotonic)
+    directory: DirectoryCache | None = None
+    directory_min_targets: int = 200
+    service_account_id: Callable[[], str | None] = field(default=lambda: None)
 
 
 def run_job(*, ctx: RunContext, job_id: str) -> RunOutcome:
@@ -83,8 +94,12 @@ def _advance(ctx: RunContext, job: Job, deadline: float, lease: LeaseRenewer) ->
         if not _resolve_pending(ctx, job, deadline):
             return RunOutcome.CONTINUE
         _apply_protection(ctx, job)
+        _measure_groups(ctx, job)
+        reasons = ctx.policy.approval_reasons(job.targets, blast_radius(job.targets))
         if ctx.policy.is_dry_run(job.dry_run):
-            return _finish_dry_run(ctx, job)
+            return _finish_dry_run(ctx, job, reasons)
+        if reasons and not is_approved(job):
+            return _await_approval(ctx, job, reasons)
         ctx.store.transition(job.job_id, to=JobState.TERMINATING, allowed_from=[JobState.RESOLVING])
         job.state = JobState.TERMINATING
     if job.state is JobState.TERMINATING:
@@ -99,14 +114,15 @@ def _advance(ctx: RunContext, job: Job, deadline: float, lease: LeaseRenewer) ->
 
 def _resolve_pending(ctx: RunContext, job: Job, deadline: float) -> bool:
     """Resolve every pending, unresolved target; False when the run's time ran out first."""
+    unresolved = [i for i, t in enumerate(job.targets) if t.status is TargetStatus.PENDING and not t.is_resolved]
+    copy = _directory_copy(ctx, job, unresolved)
     changed: dict[int, Target] = {}
-    for index, target in enumerate(job.targets):
-        if target.status is not TargetStatus.PENDING or target.is_resolved:
-            continue
+    for index in unresolved:
+        target = job.targets[index]
         if ctx.clock() > deadline:
             ctx.store.save_targets(job.job_id, changed, event="resolved")
             return False
-        resolve_target(box=ctx.box, target=target)
+        resolve_target(box=ctx.box, target=target, copy=copy)
         changed[index] = target
         if len(changed) >= RESOLVE_CHECKPOINT:
             ctx.store.save_targets(job.job_id, changed, event="resolved")
@@ -115,26 +131,70 @@ def _resolve_pending(ctx: RunContext, job: Job, deadline: float) -> bool:
     return True
 
 
+def _directory_copy(ctx: RunContext, job: Job, unresolved: list[int]) -> DirectoryCache | None:
+    """The shared copy of the directory when this job names enough users to make one worth its pages."""
+    users = sum(job.targets[i].type is TargetType.USER for i in unresolved)
+    if ctx.directory is None or users < ctx.directory_min_targets:
+        return None
+    return ctx.directory if ctx.directory.ensure(ctx.box.all_users) else None
+
+
 def _apply_protection(ctx: RunContext, job: Job) -> None:
     """End every protected target `protected`, so no call ever names it."""
     changed: dict[int, Target] = {}
+    service_account = ctx.service_account_id()
     for index, target in enumerate(job.targets):
-        reason = ctx.policy.protection(target) if target.status is TargetStatus.PENDING else None
+        pending = target.status is TargetStatus.PENDING
+        reason = ctx.policy.protection(target, service_account_id=service_account) if pending else None
         if reason:
             target.status, target.detail = TargetStatus.PROTECTED, reason
             changed[index] = target
     ctx.store.save_targets(job.job_id, changed, event="protected")
 
 
-def _finish_dry_run(ctx: RunContext, job: Job) -> RunOutcome:
+def _measure_groups(ctx: RunContext, job: Job) -> None:
+    """Count each pending group's members (for the blast radius) and, when asked, record who they are."""
+    changed: dict[int, Target] = {}
+    for index, target in enumerate(job.targets):
+        if target.type is not TargetType.GROUP or target.status is not TargetStatus.PENDING or not target.group_id:
+            continue
+        if job.expand_groups and target.members is None:
+            target.member_count, members = ctx.box.group_members(target.group_id)
+            target.members = sorted(m.login for m in members)
+        elif target.member_count is None:
+            target.member_count = ctx.box.group_member_count(target.group_id)
+        else:
+            continue
+        changed[index] = target
+    ctx.store.save_targets(job.job_id, changed, event="groups_measured")
+    ctx.store.set_fields(job.job_id, {"blast_radius": str(blast_radius(job.targets))}, event="blast_radius")
+
+
+def _await_approval(ctx: RunContext, job: Job, reasons: list[str]) -> RunOutcome:
+    """Hold the job until a person approves it; nothing is sent meanwhile."""
+    approval = {"required": True, "reasons": reasons, "approved_by": None, "approved_at": None}
+    ctx.store.transition(job.job_id, to=JobState.AWAITING_APPROVAL, allowed_from=[JobState.RESOLVING],
+                         note="; ".join(reasons), fields={"approval": json.dumps(approval)})
+    return RunOutcome.SETTLED
+
+
+def _finish_dry_run(ctx: RunContext, job: Job, reasons: list[str]) -> RunOutcome:
     changed: dict[int, Target] = {}
     for index, target in enumerate(job.targets):
         if target.status is TargetStatus.PENDING:
             target.status, target.detail = TargetStatus.WOULD_TERMINATE, "dry run: no call was sent to Box"
             changed[index] = target
     ctx.store.save_targets(job.job_id, changed, event="dry_run")
-    ctx.store.transition(job.job_id, to=JobState.DRY_RUN, allowed_from=[JobState.RESOLVING])
+    # Say what a real run would wait for, so a dry run also shows whether approval will be needed.
+    approval = {"required": bool(reasons), "reasons": reasons, "approved_by": None, "approved_at": None}
+    ctx.store.transition(job.job_id, to=JobState.DRY_RUN, allowed_from=[JobState.RESOLVING],
+                         fields={"approval": json.dumps(approval)} if reasons else None)
     return RunOutcome.SETTLED
+
+
+def is_approved(job: Job) -> bool:
+    """A person approved the job (after it waited, or when submitting it with --approve)."""
+    return bool(job.approval and job.approval.get("approved_by"))
 
 
 # -- terminate -------------------------------------------------------------------------------------------
@@ -213,8 +273,9 @@ def _send(ctx: RunContext, job: Job, call: Call) -> None:
 
 
 def _recheck_protection(ctx: RunContext, targets: dict[int, Target], call: Call) -> None:
+    service_account = ctx.service_account_id()
     for target in targets.values():
-        reason = ctx.policy.protection(target)
+        reason = ctx.policy.protection(target, service_account_id=service_account)
         if reason:
             target.status, target.detail = TargetStatus.PROTECTED, reason
     still = {t.box_id for t in targets.values() if t.status is TargetStatus.PENDING}

@@ -11,6 +11,7 @@ import requests
 from config import Settings
 from worker.box_auth import token_source_for
 from worker.box_client import BoxClient
+from worker.directory_cache import DirectoryCache
 from worker.job_store import JobStore
 from worker.policy import Policy
 from worker.rate_limit import RateLimiter
@@ -29,6 +30,19 @@ def box_client(settings: Settings, client: redis.Redis, session: requests.Sessio
     limiter = RateLimiter(client, key_prefix=settings.key_prefix, per_minute=settings.rate_limit_per_minute)
     tokens = token_source_for(settings=settings, redis=client, session=session)
     return BoxClient(session=session, settings=settings, tokens=tokens, limiter=limiter)
+
+
+class ServiceAccount:
+    """The id of the user boxcut's token acts as (GET /users/me), asked once per process and then kept."""
+
+    def __init__(self, box: BoxClient) -> None:
+        self._box = box
+        self._id: str | None = None
+
+    def __call__(self) -> str | None:
+        if self._id is None:
+            self._id = self._box.current_user().id
+        return self._id
 
 
 class Runtime:
@@ -50,11 +64,16 @@ class Runtime:
     def _build(self) -> RunContext:
         settings = self.settings
         client, session = redis_client(settings), requests.Session()
+        box = box_client(settings, client, session)
         return RunContext(
             store=JobStore(client, key_prefix=settings.key_prefix),
-            box=box_client(settings, client, session),
+            box=box,
             policy=Policy.from_settings(settings),
             batch_size=settings.batch_size,
             run_budget_seconds=settings.run_budget_seconds,
             lease_seconds=settings.task_time_limits[1],
+            directory=DirectoryCache(client, key_prefix=settings.key_prefix,
+                                     ttl_seconds=settings.directory_cache_ttl_seconds),
+            directory_min_targets=settings.directory_cache_min_targets,
+            service_account_id=ServiceAccount(box),
         )

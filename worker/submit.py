@@ -35,6 +35,8 @@ class JobRequest:
     source_event_id: str | None = None
     severity: str | None = None
     link: str | None = None
+    expand_groups: bool = False
+    approval: dict[str, Any] | None = None
 
 
 def normalise_target(spec: Any, where: str) -> dict[str, str]:
@@ -45,6 +47,8 @@ def normalise_target(spec: Any, where: str) -> dict[str, str]:
     if kind not in _NAMING_FIELDS:
         raise InvalidRequest(f"{where}.type", "must be \"user\" or \"group\"")
     clean = {"type": kind}
+    if isinstance(spec.get("reason"), str) and spec["reason"].strip():
+        clean["reason"] = spec["reason"].strip()  # an offboarding row's own reason, kept with its target
     for name in _NAMING_FIELDS[kind]:
         value = spec.get(name)
         if value is None or value == "":
@@ -52,7 +56,7 @@ def normalise_target(spec: Any, where: str) -> dict[str, str]:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise InvalidRequest(f"{where}.{name}", "must be a string")
         clean[name] = str(value).strip()
-    if len(clean) == 1:
+    if not any(name in clean for name in _NAMING_FIELDS[kind]):
         first, second = _NAMING_FIELDS[kind]
         raise InvalidRequest(where, f"a {kind} target needs \"{first}\" or \"{second}\"")
     return clean
@@ -76,6 +80,8 @@ def build_job(request: JobRequest) -> Job:
         source_event_id=request.source_event_id,
         severity=request.severity,
         link=request.link,
+        expand_groups=request.expand_groups,
+        approval=request.approval,
         targets=targets,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from worker.box_models import (
@@ -25,6 +25,22 @@ class FakeBox:
     answers: list[CallResult | RetryLater] = field(default_factory=list)
     calls: list[tuple[str, list[str]]] = field(default_factory=list)
     lookups: int = 0
+    members: dict[str, list[BoxUser]] = field(default_factory=dict)
+    directory_reads: int = 0
+
+    def all_users(self) -> Iterator[BoxUser]:
+        self.directory_reads += 1
+        yield from self.users
+
+    def group_member_count(self, group_id: str) -> int:
+        self.lookups += 1
+        group = next((g for g in self.groups if g.id == group_id), None)
+        return len(self.members.get(group_id, [])) or (group.member_count if group else 0) or 0
+
+    def group_members(self, group_id: str) -> tuple[int, list[BoxUser]]:
+        self.lookups += 1
+        found = self.members.get(group_id, [])
+        return len(found), list(found)
 
     def find_users_by_login(self, login: str) -> list[BoxUser]:
         self.lookups += 1

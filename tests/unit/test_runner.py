@@ -21,9 +21,13 @@ def store() -> JobStore:
 
 
 def make_ctx(store: JobStore, box: FakeBox, *, protected: tuple[str, ...] = (), dry_run: bool = False,
-             batch_size: int = 100, budget: float = 60) -> RunContext:
-    policy = Policy(protected_users=frozenset(protected), protected_groups=frozenset(), dry_run=dry_run)
-    return RunContext(store=store, box=box, policy=policy, batch_size=batch_size, run_budget_seconds=budget)
+             batch_size: int = 100, budget: float = 60, threshold: int = 10_000,
+             allowed_admins: tuple[str, ...] = (), service_account: str | None = None) -> RunContext:
+    """A context whose approval threshold is out of the way unless a test sets it."""
+    policy = Policy(protected_users=frozenset(protected), protected_groups=frozenset(), dry_run=dry_run,
+                    approval_threshold=threshold, allowed_admins=frozenset(allowed_admins))
+    return RunContext(store=store, box=box, policy=policy, batch_size=batch_size, run_budget_seconds=budget,
+                      service_account_id=lambda: service_account)
 
 
 def new_job(store: JobStore, targets: list[dict[str, str]], *, dry_run: bool = False) -> str:

@@ -1,0 +1,119 @@
+"""A short-lived copy of the enterprise's users in Redis, shared by every worker, for resolving large jobs.
+
+Resolving 5,000 logins one lookup at a time costs 5,000 calls against a limit of about 1,000 a minute; paging
+the directory costs one call per 1,000 users. Keys (under the settings' key prefix `P`):
+
+    P directory:logins   hash    lower-cased login -> JSON list of users with that login (several: ambiguous)
+    P directory:ids      hash    user id -> JSON user
+    P directory:built    string  when the copy was made; present only while a complete copy exists
+    P directory:lock     string  held by the one worker building the copy
+
+A copy is built under new names and renamed into place, so a reader never sees half of one. Everything expires
+after the TTL; a login the copy lacks is looked up directly, so a user created since is still found.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from typing import Any
+
+import redis
+
+from worker.box_models import BoxUser
+from worker.job_model import utc_now
+
+log = logging.getLogger(__name__)
+
+# Users written to Redis per round trip while building.
+_CHUNK = 1000
+
+# KEYS[1] lock key; ARGV[1] holder token. Deletes the lock only if this holder still owns it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class DirectoryCache:
+    """Builds, reads and expires the shared copy of the directory."""
+
+    def __init__(self, client: redis.Redis, *, key_prefix: str, ttl_seconds: int,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.redis = client
+        self.ttl = ttl_seconds
+        self.logins_key = f"{key_prefix}directory:logins"
+        self.ids_key = f"{key_prefix}directory:ids"
+        self.built_key = f"{key_prefix}directory:built"
+        self.lock_key = f"{key_prefix}directory:lock"
+        self._sleep = sleep
+        self._release = client.register_script(_RELEASE)
+
+    def ready(self) -> bool:
+        """Whether a complete copy exists now."""
+        return bool(self.redis.exists(self.built_key))
+
+    def ensure(self, users: Callable[[], Iterable[BoxUser]], *, wait_seconds: float = 120.0) -> bool:
+        """Make sure a copy exists, building it from `users()` unless another worker is; False when none could
+        be had in time (the caller then looks users up one by one)."""
+        deadline = time.monotonic() + wait_seconds
+        while not self.ready():
+            token = secrets.token_hex(8)
+            if self.redis.set(self.lock_key, token, nx=True, px=int(wait_seconds * 1000)):
+                try:
+                    self._build(users())
+                finally:
+                    self._release(keys=[self.lock_key], args=[token])
+                return True
+            if time.monotonic() > deadline:
+                return False
+            self._sleep(0.2)
+        return True
+
+    def by_login(self, login: str) -> list[BoxUser]:
+        raw = self.redis.hget(self.logins_key, login.strip().lower())
+        return [_user(entry) for entry in json.loads(raw)] if raw else []
+
+    def by_id(self, user_id: str) -> BoxUser | None:
+        raw = self.redis.hget(self.ids_key, user_id.strip())
+        return _user(json.loads(raw)) if raw else None
+
+    def _build(self, users: Iterable[BoxUser]) -> None:
+        suffix = secrets.token_hex(4)
+        logins_tmp, ids_tmp = f"{self.logins_key}:{suffix}", f"{self.ids_key}:{suffix}"
+        by_login: dict[str, list[dict[str, Any]]] = {}
+        count, chunk = 0, dict[Any, Any]()
+        for user in users:
+            entry = asdict(user)
+            by_login.setdefault(user.login.lower(), []).append(entry)
+            chunk[user.id] = json.dumps(entry)
+            count += 1
+            if len(chunk) >= _CHUNK:
+                self.redis.hset(ids_tmp, mapping=chunk)
+                chunk = {}
+        if chunk:
+            self.redis.hset(ids_tmp, mapping=chunk)
+        logins = list(by_login.items())
+        for start in range(0, len(logins), _CHUNK):
+            part: dict[Any, Any] = {login: json.dumps(entries) for login, entries in logins[start:start + _CHUNK]}
+            self.redis.hset(logins_tmp, mapping=part)
+        self._publish(logins_tmp, ids_tmp, count)
+
+    def _publish(self, logins_tmp: str, ids_tmp: str, count: int) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        if count:
+            pipe.rename(logins_tmp, self.logins_key)
+            pipe.rename(ids_tmp, self.ids_key)
+            pipe.expire(self.logins_key, self.ttl)
+            pipe.expire(self.ids_key, self.ttl)
+        pipe.set(self.built_key, utc_now(), ex=self.ttl)
+        pipe.execute()
+        log.info("copied the Box directory (%d users) for %d s", count, self.ttl)
+
+
+def _user(entry: dict[str, Any]) -> BoxUser:
+    return BoxUser(**entry)
