@@ -15,17 +15,19 @@ import click
 
 from config import Settings, SettingsError, defaults, load_settings
 from config.celery import QUEUE
+from worker import job_actions
 from worker.celery_app import create_app, enqueuer
-from worker.cli_output import describe_job, describe_listing, wait_for_job
+from worker.cli_output import describe_job, describe_listing, summary_table, wait_for_job
 from worker.dev_stack import IntakeAccess
-from worker.errors import JobNotFound
-from worker.job_model import Job, JobState
+from worker.errors import InvalidTransition, JobNotFound
+from worker.job_model import Job, JobState, TargetStatus
 from worker.job_store import JobStore
+from worker.offboarding_file import InvalidOffboardFile, parse_csv
 from worker.runtime import redis_client
-from worker.submit import InvalidRequest, JobRequest, submit
+from worker.submit import InvalidRequest, JobRequest, Submitted, build_job, submit, submit_once
 
-# Exit codes of `terminate --wait` and `status`: scripts can tell a full success from the rest.
-EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2, 64
+# Exit codes: scripts can tell a full success from the rest; 64 a bad command line, 65 a bad input file.
+EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE, EXIT_DATA = 0, 1, 2, 64, 65
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -159,6 +161,127 @@ def jobs(state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
     rows, _ = _store(_settings()).list_jobs(state=state, limit=limit)
     click.echo(json.dumps([r.to_dict() for r in rows], indent=2) if as_json else describe_listing(rows))
+
+
+def _actor() -> str:
+    return f"cli:{_whoami()}"
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Resolve and check policy; list what would be terminated. Calls nothing.")
+@click.option("--reason", default="", help="Why (each row may also give its own in a `reason` column).")
+@click.option("--id", "submission_id", metavar="ID", help="Submit again with the same id: you get the first job back.")
+@click.option("--approve", is_flag=True, help="Approve the job as you submit it, for an operator who means it.")
+@click.option("--expand-groups", is_flag=True, help="Record the member logins of each group in the job.")
+@click.option("--wait", is_flag=True, help="Show a progress bar until the job ends, then a summary.")
+def offboard(file: Path, dry_run: bool, reason: str, submission_id: str | None, approve: bool,
+             expand_groups: bool, wait: bool) -> None:
+    """End the Box sessions of every user and group in a CSV file (columns as the Box CLI's bulk files:
+    user_id, user_login, group_id, group_name, and an optional reason). The whole file is checked first;
+    one bad row and nothing is submitted."""
+    from worker.offboarding import offboarding_request
+
+    settings = _settings()
+    try:
+        parsed = parse_csv(file.read_bytes())
+    except InvalidOffboardFile as exc:
+        _fail(f"{file}: {exc}", EXIT_DATA)
+    request = offboarding_request(parsed, reason=reason or f"offboarding file {file.name}", actor=_actor(),
+                                  dry_run=dry_run, approve=approve, expand_groups=expand_groups,
+                                  submission_id=submission_id)
+    store = _store(settings)
+    made = _submit_idempotent(settings, store, request, submission_id)
+    note = " (submitted before with this --id: this is that job)" if made.duplicate else ""
+    click.echo(made.job_id + note)
+    click.echo(f"{len(parsed.targets):,} targets from {parsed.rows:,} rows ({parsed.merged:,} repeats merged)",
+               err=True)
+    if wait or dry_run:
+        final = wait_for_job(store, made.job_id)
+        click.echo(summary_table(final) if not dry_run else _would_terminate(final))
+        if final.state is JobState.AWAITING_APPROVAL:
+            click.echo(_approval_hint(final), err=True)
+        sys.exit(_exit_code(final))
+
+
+def _submit_idempotent(settings: Settings, store: JobStore, request: JobRequest, key: str | None) -> Submitted:
+    from worker.idempotency import IdempotencyKeys
+
+    keys = IdempotencyKeys(store.redis, key_prefix=settings.key_prefix, ttl_seconds=settings.idempotency_ttl_seconds)
+    try:
+        job = build_job(request)
+    except InvalidRequest as exc:
+        _fail(str(exc), EXIT_USAGE)
+    return submit_once(store=store, enqueue=enqueuer(create_app(settings)), keys=keys, job=job, key=key)
+
+
+def _would_terminate(job: Job) -> str:
+    lines = [f"dry run {job.job_id}: nothing was sent to Box", summary_table(job)]
+    would = [t for t in job.targets if t.status is TargetStatus.WOULD_TERMINATE]
+    lines += [f"  would terminate {t.type.value} {t.login or t.group_name} ({t.box_id})" for t in would]
+    if job.approval and job.approval.get("required"):
+        lines.append("a real run would wait for approval: " + "; ".join(job.approval.get("reasons", [])))
+    return "\n".join(lines)
+
+
+def _approval_hint(job: Job) -> str:
+    reasons = "; ".join((job.approval or {}).get("reasons", []))
+    return f"job {job.job_id} waits for approval ({reasons}); approve it with: boxcut approve {job.job_id}"
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--wait", is_flag=True, help="Show progress until the job ends.")
+def approve(job_id: str, wait: bool) -> None:
+    """Approve a job that waits for approval; it then runs. Who approved, and when, is recorded."""
+    settings = _settings()
+    store = _store(settings)
+    try:
+        job = job_actions.approve(store=store, enqueue=enqueuer(create_app(settings)), job_id=job_id, actor=_actor())
+    except (JobNotFound, InvalidTransition) as exc:
+        _fail(_not_possible(job_id, exc))
+    click.echo(f"approved {job.job_id} ({(job.approval or {}).get('approved_by')})")
+    if wait:
+        final = wait_for_job(store, job_id)
+        click.echo(summary_table(final))
+        sys.exit(_exit_code(final))
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--wait", is_flag=True, help="Show progress until the job ends.")
+def retry(job_id: str, wait: bool) -> None:
+    """Send again only the targets of a job that ended `failed` or `dead` (its other targets are left alone)."""
+    settings = _settings()
+    store = _store(settings)
+    try:
+        count = job_actions.retry(store=store, enqueue=enqueuer(create_app(settings)), job_id=job_id,
+                                  actor=_actor())
+    except (JobNotFound, InvalidTransition) as exc:
+        _fail(_not_possible(job_id, exc))
+    if not count:
+        _fail(f"job {job_id} has no failed or dead targets to retry")
+    click.echo(f"retrying {count:,} targets of {job_id}")
+    if wait:
+        final = wait_for_job(store, job_id)
+        click.echo(summary_table(final))
+        sys.exit(_exit_code(final))
+
+
+@main.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Cancel a job; possible until its first Box call is sent."""
+    store = _store(_settings())
+    try:
+        job_actions.cancel(store=store, job_id=job_id, actor=_actor())
+    except (JobNotFound, InvalidTransition) as exc:
+        _fail(_not_possible(job_id, exc))
+    click.echo(f"cancelled {job_id}")
+
+
+def _not_possible(job_id: str, exc: Exception) -> str:
+    return f"no job {job_id}" if isinstance(exc, JobNotFound) else str(exc)
 
 
 @main.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 from worker.job_model import Job, JobState, TargetStatus
@@ -47,13 +48,54 @@ def describe_listing(rows: list[JobSummary]) -> str:
     return "\n".join(lines)
 
 
-def progress_line(job: Job, elapsed: float) -> str:
-    """One line of progress: state, targets done of total, accepted and failed counts."""
+@dataclass
+class Progress:
+    """Targets done of total, counts, rate and time left, from successive looks at a job."""
+
+    started: float
+    first_done: int | None = None
+    first_at: float | None = None
+
+    def line(self, job: Job, now: float, *, width: int = 24) -> str:
+        total = len(job.targets) or 1
+        done, accepted, failed, _ = counts(job)
+        filled = int(width * done / total)
+        bar = "#" * filled + "-" * (width - filled)
+        return (f"[{bar}] {done:,}/{len(job.targets):,} targets  accepted {accepted:,}  failed {failed:,}  "
+                f"{self._pace(done, total, now)}  {job.state.value}")
+
+    def _pace(self, done: int, total: int, now: float) -> str:
+        """Rate since the first target finished, and the time the rest would take at it."""
+        if self.first_done is None or self.first_at is None:
+            if done:
+                self.first_done, self.first_at = done, now
+            return f"{now - self.started:.0f} s"
+        elapsed = now - self.first_at
+        rate = (done - self.first_done) / elapsed if elapsed > 0 else 0.0
+        left = f"~{(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
+        return f"{rate:,.0f}/s {left}  {now - self.started:.0f} s".replace("  ", " ", 1)
+
+
+def counts(job: Job) -> tuple[int, int, int, str]:
+    """Targets done, accepted and failed (or dead), and the job's state."""
     done = sum(t.status in _DONE for t in job.targets)
     accepted = sum(t.status is TargetStatus.ACCEPTED for t in job.targets)
     failed = sum(t.status in (TargetStatus.FAILED, TargetStatus.DEAD) for t in job.targets)
-    return (f"{job.state.value:<17} {done}/{len(job.targets)} targets done, {accepted} accepted, "
-            f"{failed} failed, {len(job.calls)} Box calls  [{elapsed:.0f} s]")
+    return done, accepted, failed, job.state.value
+
+
+def summary_table(job: Job, *, limit: int = 20) -> str:
+    """The end of a long job: counts by status, calls, and the targets that were not accepted."""
+    lines = [f"job {job.job_id}: {job.state.value}   {len(job.targets):,} targets, {len(job.calls):,} Box calls"]
+    lines += [f"  {status:<16} {count:>8,}" for status, count in sorted(job.summary().items())]
+    unsettled = [t for t in job.targets if t.status is not TargetStatus.ACCEPTED]
+    if unsettled and job.state is not JobState.DRY_RUN:
+        lines.append("  not accepted:")
+        lines += [f"    {t.type.value} {t.login or t.group_name or t.input.get('id', '')}: {t.status.value}"
+                  f"{' - ' + t.detail if t.detail else ''}" for t in unsettled[:limit]]
+        if len(unsettled) > limit:
+            lines.append(f"    ... and {len(unsettled) - limit:,} more (boxcut status {job.job_id})")
+    return "\n".join(lines)
 
 
 def wait_for_job(
@@ -65,15 +107,16 @@ def wait_for_job(
     clock: Callable[[], float] = time.monotonic,
 ) -> Job:
     """Show progress until the job is final or waits for approval; return its record."""
-    start, last = clock(), ""
+    progress, last = Progress(started=clock()), None
     live = out.isatty()
     while True:
         job = store.load(job_id)
-        line = progress_line(job, clock() - start)
-        if line.split("[")[0] != last.split("[")[0] or live:
-            out.write(("\r" + line) if live else line + "\n")
+        line = progress.line(job, clock())
+        # On a terminal the bar redraws in place; in a log, a new line only when the counts change.
+        if live or counts(job) != last:
+            out.write(("\r" + line + "\x1b[K") if live else line + "\n")
             out.flush()
-            last = line
+            last = counts(job)
         if job.state.is_final or job.state is JobState.AWAITING_APPROVAL:
             if live:
                 out.write("\n")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.errors import BoxcutError
-from worker.job_model import Job, JobState, Target, utc_now
+from worker.idempotency import IdempotencyKeys
+from worker.job_model import CANCELLABLE_STATES, Job, JobState, Target, utc_now
 from worker.job_store import JobStore
 
 # A user target is named by `id` or `login`; a group target by `id` or `name`.
@@ -84,6 +85,42 @@ def build_job(request: JobRequest) -> Job:
         approval=request.approval,
         targets=targets,
     )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A submitted job's id, and whether an earlier submission with the same key made it (a duplicate)."""
+
+    job_id: str
+    duplicate: bool
+
+
+def submit_once(*, store: JobStore, enqueue: Callable[[str], None], keys: IdempotencyKeys, job: Job,
+                key: str | None) -> Submitted:
+    """Create and enqueue `job` unless an earlier submission claimed `key`; then return that one's job.
+
+    If the record cannot be written or the job cannot be enqueued, the claim is released so the sender's
+    retry is not taken for a duplicate, and a record that exists but was never enqueued says so.
+    """
+    if key is not None:
+        first = keys.claim(source=job.source, event_key=key, job_id=job.job_id)
+        if first is not None:
+            return Submitted(first, True)
+    try:
+        store.create(job)
+    except Exception:
+        if key is not None:
+            keys.release(source=job.source, event_key=key, job_id=job.job_id)
+        raise
+    try:
+        enqueue(job.job_id)
+    except Exception:
+        store.transition(job.job_id, to=JobState.CANCELLED, allowed_from=CANCELLABLE_STATES,
+                         note="could not be enqueued: the broker refused it")
+        if key is not None:
+            keys.release(source=job.source, event_key=key, job_id=job.job_id)
+        raise
+    return Submitted(job.job_id, False)
 
 
 def submit(*, store: JobStore, enqueue: Callable[[str], None], request: JobRequest) -> Job:

@@ -32,7 +32,7 @@ def test_terminate_wait_ends_succeeded_and_status_json_holds_boxs_message(stack:
     assert run.returncode == 0, run.stderr
     job_id = run.stdout.splitlines()[0]
     assert "succeeded" in run.stdout and TERMINATE_ACCEPTED_MESSAGE in run.stdout
-    assert "targets done" in run.stderr  # progress was shown
+    assert "1/1 targets  accepted 1" in run.stderr  # progress was shown
     record = json.loads(boxcut(stack, "status", job_id, "--json").stdout)
     assert record["state"] == "succeeded" and record["calls"][0]["message"] == TERMINATE_ACCEPTED_MESSAGE
     listing = json.loads(boxcut(stack, "jobs", "--state", "succeeded", "--json").stdout)

@@ -13,9 +13,9 @@ import fakeredis
 from fastapi.testclient import TestClient
 
 from config import Settings, load_settings
+from worker.idempotency import IdempotencyKeys
 from worker.intake.app import IntakeDeps, create_app
 from worker.intake.auth import Authenticator, signature
-from worker.intake.idempotency import IdempotencyKeys
 from worker.intake.service import AlertIntake
 from worker.job_store import JobStore
 

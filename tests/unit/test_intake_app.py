@@ -247,5 +247,5 @@ def test_identity_paths_an_adapter_would_refuse_stop_the_start() -> None:
     from worker.intake.build import check_identity_paths
 
     settings = load_settings({"BOXCUT_IDENTITY_PATHS_OKTA": "actor.alternateId"}, env_file=None)
-    with pytest.raises(SettingsError, match="^BOXCUT_IDENTITY_PATHS_OKTA: "):
+    with pytest.raises(SettingsError, match=r"^BOXCUT_IDENTITY_PATHS_OKTA: "):
         check_identity_paths(settings)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from worker.idempotency import IdempotencyKeys
 from worker.intake.adapters.base import Envelope
-from worker.intake.idempotency import IdempotencyKeys
-from worker.job_model import CANCELLABLE_STATES, Job, JobState
+from worker.job_model import Job
 from worker.job_store import JobStore
-from worker.submit import JobRequest, build_job
+from worker.submit import JobRequest, build_job, submit_once
 
 
 @dataclass(frozen=True)
@@ -50,26 +50,8 @@ class AlertIntake:
         ))
 
     def _create_once(self, job: Job, key: str | None) -> Accepted:
-        if key is not None:
-            first = self.keys.claim(source=job.source, event_key=key, job_id=job.job_id)
-            if first is not None:
-                return Accepted(first, True, job.source_event_id)
-        try:
-            self.store.create(job)
-        except Exception:
-            if key is not None:
-                self.keys.release(source=job.source, event_key=key, job_id=job.job_id)
-            raise
-        try:
-            self.enqueue(job.job_id)
-        except Exception:
-            # The record exists but no worker will see it: say so in the record, let the sender retry.
-            self.store.transition(job.job_id, to=JobState.CANCELLED, allowed_from=CANCELLABLE_STATES,
-                                  note="could not be enqueued: the broker refused it")
-            if key is not None:
-                self.keys.release(source=job.source, event_key=key, job_id=job.job_id)
-            raise
-        return Accepted(job.job_id, False, job.source_event_id)
+        made = submit_once(store=self.store, enqueue=self.enqueue, keys=self.keys, job=job, key=key)
+        return Accepted(made.job_id, made.duplicate, job.source_event_id)
 
 
 def _event_key(header: str | None, envelope: Envelope, index: int, count: int) -> str | None:

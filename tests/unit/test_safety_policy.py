@@ -1,0 +1,159 @@
+"""The safety policy in the runner: protection, the service account, admins, blast radius, approval, retry."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from tests.unit.fake_box import FakeBox, directory, refused
+from tests.unit.test_runner import make_ctx, new_job, users
+from worker import job_actions
+from worker.box_models import BoxGroup, BoxUser
+from worker.directory_cache import DirectoryCache
+from worker.errors import InvalidTransition
+from worker.job_model import JobState, TargetStatus
+from worker.job_store import JobStore
+from worker.runner import run_job
+
+
+@pytest.fixture
+def store() -> JobStore:
+    return JobStore(fakeredis.FakeRedis(), key_prefix="t:")
+
+
+def engineering(n: int = 30) -> FakeBox:
+    members = directory(n)
+    return FakeBox(users=members, groups=[BoxGroup(id="55", name="Engineering")], members={"55": members})
+
+
+def test_a_group_of_30_waits_for_approval_and_sends_nothing_until_approved(store: JobStore) -> None:
+    box = engineering(30)
+    job_id = new_job(store, [{"type": "group", "name": "Engineering"}])
+    run_job(ctx=make_ctx(store, box, threshold=25), job_id=job_id)
+    job = store.load(job_id)
+    assert job.state is JobState.AWAITING_APPROVAL and box.calls == []
+    assert job.blast_radius == 30 and job.approval is not None
+    assert "30 users" in job.approval["reasons"][0] and job.approval["approved_by"] is None
+    run_job(ctx=make_ctx(store, box, threshold=25), job_id=job_id)  # a redelivery changes nothing
+    assert box.calls == []
+
+    enqueued: list[str] = []
+    job_actions.approve(store=store, enqueue=enqueued.append, job_id=job_id, actor="cli:alice")
+    assert enqueued == [job_id]
+    run_job(ctx=make_ctx(store, box, threshold=25), job_id=job_id)
+    job = store.load(job_id)
+    assert job.state is JobState.SUCCEEDED and box.calls == [("/groups/terminate_sessions", ["55"])]
+    assert job.approval is not None and job.approval["approved_by"] == "cli:alice" and job.approval["approved_at"]
+
+
+def test_approving_a_job_that_does_not_wait_is_refused(store: JobStore) -> None:
+    job_id = new_job(store, users("user00001@example.com"))
+    with pytest.raises(InvalidTransition):
+        job_actions.approve(store=store, enqueue=lambda _: None, job_id=job_id, actor="cli:alice")
+
+
+def test_within_the_threshold_no_approval_is_needed(store: JobStore) -> None:
+    box = engineering(25)
+    job_id = new_job(store, [{"type": "group", "name": "Engineering"}])
+    run_job(ctx=make_ctx(store, box, threshold=25), job_id=job_id)
+    assert store.load(job_id).state is JobState.SUCCEEDED
+
+
+def test_an_admin_waits_for_approval_unless_listed(store: JobStore) -> None:
+    box = FakeBox(users=[BoxUser(id="1", login="boss@example.com", role="admin"), *directory(1)])
+    waiting = new_job(store, users("boss@example.com"))
+    run_job(ctx=make_ctx(store, box, threshold=25), job_id=waiting)
+    job = store.load(waiting)
+    assert job.state is JobState.AWAITING_APPROVAL and box.calls == []
+    assert job.approval is not None and "boss@example.com is a Box admin" in job.approval["reasons"][0]
+
+    allowed = new_job(store, users("boss@example.com"))
+    run_job(ctx=make_ctx(store, box, threshold=25, allowed_admins=("boss@example.com",)), job_id=allowed)
+    assert store.load(allowed).state is JobState.SUCCEEDED
+
+
+def test_the_service_account_itself_is_protected(store: JobStore) -> None:
+    box = FakeBox(users=[BoxUser(id="900", login="AutomationUser_1@boxdevedition.com"), *directory(1)])
+    job_id = new_job(store, [{"type": "user", "id": "900"}, *users("user00001@example.com")])
+    run_job(ctx=make_ctx(store, box, service_account="900"), job_id=job_id)
+    job = store.load(job_id)
+    assert [t.status for t in job.targets] == [TargetStatus.PROTECTED, TargetStatus.ACCEPTED]
+    assert "service account" in (job.targets[0].detail or "")
+    assert box.calls == [("/users/terminate_sessions", ["30000001"])]
+
+
+def test_a_pre_approved_job_runs_past_the_threshold(store: JobStore) -> None:
+    from worker.submit import JobRequest, submit
+
+    box = FakeBox(users=directory(40))
+    request = JobRequest(targets=users(*(u.login for u in box.users)), source="offboarding",
+                         approval=job_actions.pre_approval("cli:alice"))
+    job_id = submit(store=store, enqueue=lambda _: None, request=request).job_id
+    run_job(ctx=make_ctx(store, box, threshold=25), job_id=job_id)
+    assert store.load(job_id).state is JobState.SUCCEEDED
+
+
+def test_dry_run_says_whether_a_real_run_would_wait(store: JobStore) -> None:
+    box = engineering(30)
+    job_id = new_job(store, [{"type": "group", "name": "Engineering"}], dry_run=True)
+    run_job(ctx=make_ctx(store, box, threshold=25), job_id=job_id)
+    job = store.load(job_id)
+    assert job.state is JobState.DRY_RUN and box.calls == []
+    assert job.approval is not None and job.approval["required"] is True
+
+
+def test_expand_groups_records_member_logins(store: JobStore) -> None:
+    from worker.submit import JobRequest, submit
+
+    box = engineering(3)
+    request = JobRequest(targets=[{"type": "group", "name": "Engineering"}], source="test", expand_groups=True)
+    job_id = submit(store=store, enqueue=lambda _: None, request=request).job_id
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    target = store.load(job_id).targets[0]
+    assert target.members == ["user00001@example.com", "user00002@example.com", "user00003@example.com"]
+    assert target.member_count == 3
+
+
+def test_retry_sends_only_the_failed_targets_again(store: JobStore) -> None:
+    box = FakeBox(users=directory(3), answers=[refused(503, "unavailable", exhausted=True, attempts=6)])
+    job_id = new_job(store, users("user00001@example.com"))
+    second = new_job(store, users("user00002@example.com", "ghost@example.com", "user00003@example.com"))
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert store.load(job_id).targets[0].status is TargetStatus.DEAD
+    box.answers = [refused(403, "access_denied_insufficient_permissions")]
+    run_job(ctx=make_ctx(store, box, batch_size=1), job_id=second)
+    job = store.load(second)
+    assert [t.status for t in job.targets] == [TargetStatus.FAILED, TargetStatus.NOT_FOUND, TargetStatus.ACCEPTED]
+    calls_before = len(box.calls)
+
+    assert job_actions.retry(store=store, enqueue=lambda _: None, job_id=second, actor="cli:alice") == 1
+    run_job(ctx=make_ctx(store, box, batch_size=1), job_id=second)
+    job = store.load(second)
+    assert box.calls[calls_before:] == [("/users/terminate_sessions", ["30000002"])]
+    assert [t.status for t in job.targets] == [TargetStatus.ACCEPTED, TargetStatus.NOT_FOUND, TargetStatus.ACCEPTED]
+    assert len(job.targets[0].call_ids) == 2 and len(job.calls) == 3  # the old call stays in the record
+    assert job.state is JobState.PARTIAL
+
+    assert [r.job_id for r in store.list_jobs(state="dead")[0]] == [job_id]
+    job_actions.retry(store=store, enqueue=lambda _: None, job_id=job_id, actor="cli:alice")
+    assert store.list_jobs(state="dead")[0] == []
+
+
+def test_a_large_job_resolves_from_the_directory_copy(store: JobStore) -> None:
+    box = FakeBox(users=directory(300))
+    ctx = make_ctx(store, box)
+    ctx.directory = DirectoryCache(store.redis, key_prefix="t:", ttl_seconds=600)
+    ctx.directory_min_targets = 200
+    assert ctx.directory.ensure(box.all_users)  # a copy made a moment ago, by another job
+    box.users.append(BoxUser(id="999", login="late@example.com"))  # created since: not in the copy
+    job_id = new_job(store, users(*[u.login for u in box.users[:250]], "late@example.com"))
+    run_job(ctx=ctx, job_id=job_id)
+    job = store.load(job_id)
+    assert job.state is JobState.SUCCEEDED and box.directory_reads == 1  # the copy was shared, not re-read
+    assert {t.resolved_by for t in job.targets[:250]} == {"directory"}
+    assert job.targets[250].resolved_by == "lookup" and job.targets[250].user_id == "999"
+    assert box.lookups == 1  # only the login the copy lacked
+
+    small = new_job(store, users("user00001@example.com"))
+    run_job(ctx=ctx, job_id=small)
+    assert store.load(small).targets[0].resolved_by == "lookup" and box.lookups == 2

@@ -1,0 +1,20 @@
+"""Bulk offboarding: a validated file becomes one job request with a target per row."""
+
+from __future__ import annotations
+
+from worker.job_actions import pre_approval
+from worker.offboarding_file import OffboardFile
+from worker.submit import JobRequest
+
+OFFBOARDING_SOURCE = "offboarding"
+
+
+def offboarding_request(parsed: OffboardFile, *, reason: str, actor: str, dry_run: bool = False,
+                        approve: bool = False, expand_groups: bool = False,
+                        submission_id: str | None = None) -> JobRequest:
+    """The job request for a validated offboarding file (from the CLI or `POST /v1/offboarding`)."""
+    return JobRequest(
+        targets=list(parsed.specs), source=OFFBOARDING_SOURCE, reason=reason, requested_by=actor, dry_run=dry_run,
+        source_event_id=submission_id, expand_groups=expand_groups,
+        approval=dict(pre_approval(actor)) if approve else None,
+    )
