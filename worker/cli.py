@@ -136,6 +136,8 @@ def terminate(users: tuple[str, ...], groups: tuple[str, ...], dry_run: bool, re
     if wait:
         final = wait_for_job(store, job.job_id)
         click.echo(describe_job(final))
+        if final.state is JobState.AWAITING_APPROVAL:
+            click.echo(_approval_hint(final), err=True)
         sys.exit(_exit_code(final))
 
 

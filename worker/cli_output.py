@@ -22,6 +22,7 @@ def describe_job(job: Job) -> str:
         f"  source: {job.source}   requested by: {job.requested_by}   reason: {job.reason or '-'}",
         f"  created: {job.created_at}   updated: {job.updated_at}",
         f"  targets: {len(job.targets)}  " + "  ".join(f"{k} {v}" for k, v in sorted(job.summary().items())),
+        *_approval_lines(job),
         "",
         "  TARGET                                  BOX ID        STATUS           DETAIL",
     ]
@@ -37,6 +38,16 @@ def describe_job(job: Job) -> str:
         lines.append(f"  {call.call_id.rsplit('-', 1)[-1]:<14}  {call.endpoint:<27}  {len(call.ids):>3}  "
                      f"{status:<4}  {call.attempts:>8}  {call.request_id or '-':<12}  {call.message or ''}")
     return "\n".join(lines)
+
+
+def _approval_lines(job: Job) -> list[str]:
+    lines = [f"  blast radius: {job.blast_radius} users (groups' members counted)"] if job.blast_radius else []
+    approval = job.approval or {}
+    if approval.get("approved_by"):
+        lines.append(f"  approved by {approval['approved_by']} at {approval.get('approved_at')}")
+    elif approval.get("required"):
+        lines.append("  needs approval: " + "; ".join(approval.get("reasons", [])))
+    return lines
 
 
 def describe_listing(rows: list[JobSummary]) -> str:
