@@ -13,7 +13,9 @@ from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from config import Settings, defaults
 from worker.errors import InvalidTransition, JobNotFound
@@ -29,6 +31,8 @@ from worker.intake.models import (
     JobRef,
     JobSummaryModel,
     OktaVerification,
+    Readiness,
+    component_schemas,
     error_responses,
 )
 from worker.intake.service import Accepted, AlertIntake
@@ -65,7 +69,21 @@ def create_app(deps: IntakeDeps) -> FastAPI:
     _add_alert_routes(app, deps, metrics)
     _add_operator_routes(app, deps, metrics)
     _add_health_routes(app, deps, metrics)
+    _add_schema_components(app, GenericEnvelope)
     return app
+
+
+def _add_schema_components(app: FastAPI, *models: type[BaseModel]) -> None:
+    """List in the OpenAPI document the models of the bodies the routes read themselves (see `_ENVELOPE_BODY`)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(component_schemas(*models))
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 _DESCRIPTION = (
@@ -102,50 +120,75 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_parameter", f"{where or 'request'}: {first.get('msg')}")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
-        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(app, request)
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
+                              headers=headers)
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    """Every method some route serves at the request's path: Starlette's `Allow` names only the first route's,
+    and `/v1/alerts/okta` has two (GET for Okta's verification, POST for its events)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 # -- alerts --------------------------------------------------------------------------------------------------
 
 _ALERT_ERRORS = error_responses(400, 401, 413, 415, 422, 503)
+_OKTA_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"type": "object", "description": "Okta's event hook payload: `data.events[]`."}}}}}
+_NOTHING_NEW = {"model": AlertAccepted,
+                "description": "No new job: a repeat of an event seen before (the first job), or a batch without an "
+                               "event of interest (`job_id` null)"}
 _ENVELOPE_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": GenericEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+    "schema": {"$ref": f"#/components/schemas/{GenericEnvelope.__name__}"}}}}}
 _VENDOR_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"description": "The sender's own JSON payload (an object, or a list for Box Shield)."}}}}}
+    "schema": {"type": ["object", "array"],
+               "description": "The sender's own JSON payload (an object, or a list for Box Shield)."}}}}}
 
 
 IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 QueryToken = Annotated[str | None, Query(alias="token", description="Only for sources allowed by settings.")]
-OktaChallenge = Annotated[str | None, Header(alias="X-Okta-Verification-Challenge", max_length=1000)]
+OktaChallenge = Annotated[str, Header(alias="X-Okta-Verification-Challenge", min_length=1, max_length=1000,
+                                      description="Okta sends it with its one-time verification request.")]
 
 
 def _add_alert_routes(app: FastAPI, deps: IntakeDeps, metrics: IntakeMetrics) -> None:
     @app.post("/v1/alerts", response_model=AlertAccepted, status_code=202, openapi_extra=_ENVELOPE_BODY,
-              responses={200: {"model": AlertAccepted, "description": "A duplicate: the first job"},
-                         **_ALERT_ERRORS}, tags=["alerts"])
+              responses={200: _NOTHING_NEW, **_ALERT_ERRORS}, tags=["alerts"])
     async def post_generic(request: Request, response: Response, key: IdempotencyKeyHeader = None,
                            token: QueryToken = None) -> AlertAccepted:
         """Post the generic envelope: targets by id, login or group name."""
         return await _receive(deps, metrics, GENERIC_SOURCE, request, response, key, token)
 
+    # Okta's own path, before `{source}` matches it: its verification (GET) lives there too, and the document
+    # should list both methods at the one path a client (and `Allow`) sees.
+    @app.post("/v1/alerts/okta", response_model=AlertAccepted, status_code=202, openapi_extra=_OKTA_BODY,
+              responses={200: _NOTHING_NEW, **_ALERT_ERRORS}, tags=["alerts"])
+    async def post_okta(request: Request, response: Response, key: IdempotencyKeyHeader = None,
+                        token: QueryToken = None) -> AlertAccepted:
+        """Okta's event hook: one job per event of a chosen type in the batch (`BOXCUT_OKTA_EVENT_TYPES`)."""
+        return await _receive(deps, metrics, "okta", request, response, key, token)
+
     @app.post("/v1/alerts/{source}", response_model=AlertAccepted, status_code=202, openapi_extra=_VENDOR_BODY,
-              responses={200: {"model": AlertAccepted, "description": "A duplicate: the first job"},
-                         **_ALERT_ERRORS}, tags=["alerts"])
+              responses={200: _NOTHING_NEW, **_ALERT_ERRORS}, tags=["alerts"])
     async def post_vendor(source: AlertSource, request: Request, response: Response,  # type: ignore[valid-type]
                           key: IdempotencyKeyHeader = None, token: QueryToken = None) -> AlertAccepted:
         """Post a sender's own payload (Splunk, Sentinel, Elastic, Datadog, Panther, Sumo Logic, Okta, Box Shield)."""
         return await _receive(deps, metrics, str(source.value), request, response, key, token)
 
-    @app.get("/v1/alerts/okta", response_model=OktaVerification, responses=error_responses(400, 401),
+    @app.get("/v1/alerts/okta", response_model=OktaVerification, responses=error_responses(401, 422),
              tags=["alerts"])
-    def okta_verification(request: Request, challenge: OktaChallenge = None,
-                          token: QueryToken = None) -> OktaVerification:
+    def okta_verification(request: Request, challenge: OktaChallenge, token: QueryToken = None) -> OktaVerification:
         """Answer Okta's one-time event hook verification."""
         _authenticate_sender(deps, metrics, request, b"", token, "okta")
-        if not challenge:
-            raise ApiError(400, "missing_challenge", "send the X-Okta-Verification-Challenge header")
         return OktaVerification(verification=challenge)
 
 
@@ -217,7 +260,7 @@ def _add_operator_routes(app: FastAPI, deps: IntakeDeps, metrics: IntakeMetrics)
             raise ApiError(failure.status, "unauthorized" if failure.status == 401 else "forbidden",
                            failure.message) from None
 
-    @app.get("/v1/jobs/{job_id}", responses=error_responses(401, 403, 404), tags=["operator"])
+    @app.get("/v1/jobs/{job_id}", responses=error_responses(401, 403, 404, 422), tags=["operator"])
     def get_job(job_id: str, request: Request) -> dict[str, Any]:
         """A job's record: state, every target, every Box call with Box's answer."""
         operator(request)
@@ -238,7 +281,7 @@ def _add_operator_routes(app: FastAPI, deps: IntakeDeps, metrics: IntakeMetrics)
         return JobList(jobs=[JobSummaryModel(**r.to_dict()) for r in rows],
                        next_cursor=str(following) if following is not None else None)
 
-    @app.post("/v1/jobs/{job_id}/cancel", responses=error_responses(401, 403, 404, 409), tags=["operator"])
+    @app.post("/v1/jobs/{job_id}/cancel", responses=error_responses(401, 403, 404, 409, 422), tags=["operator"])
     def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
         """Cancel a job, possible until its first Box call is sent."""
         caller = operator(request)
@@ -261,7 +304,9 @@ def _add_health_routes(app: FastAPI, deps: IntakeDeps, metrics: IntakeMetrics) -
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "Redis or the broker does not answer"}})
+    @app.get("/readyz", tags=["health"], responses={
+        200: {"model": Readiness, "description": "Redis and the broker answer"},
+        503: {"model": Readiness, "description": "Redis or the broker does not answer"}})
     def readyz() -> JSONResponse:
         """Redis and the broker really answer."""
         checks = deps.readiness()
@@ -269,7 +314,8 @@ def _add_health_routes(app: FastAPI, deps: IntakeDeps, metrics: IntakeMetrics) -
         return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
                             status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    @app.get("/metrics", tags=["health"], response_class=Response, responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"}})
     def prometheus() -> Response:
         """Prometheus metrics: requests by source and outcome, jobs created, duplicates, auth failures."""
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")

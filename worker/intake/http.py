@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
@@ -22,9 +23,10 @@ class ApiError(Exception):
         return error_response(self.status, self.code, self.message)
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """An error in the contract's shape; `headers` are added (e.g. the `Allow` a 405 must carry)."""
+    sent = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=sent or None)
 
 
 def require_json_content_type(request: Request) -> None:
@@ -51,9 +53,20 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_json(body: bytes) -> Any:
-    """The decoded body; 400 when it is not valid JSON (UTF-8)."""
+    """The decoded body; 400 when it is not valid JSON (UTF-8), or holds what would fail later (a 500, or a job
+    record Redis refuses): an unpaired surrogate escape (`"\\ud800"`: no character), a number of more digits than
+    Python converts (4,300), nesting deeper than Python's recursion limit."""
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise ApiError(400, "malformed_json", f"body is not valid JSON{where}") from None
+        payload = json.loads(body)
+        json.dumps(payload, ensure_ascii=False).encode()  # UnicodeEncodeError on an unpaired surrogate
+    except json.JSONDecodeError as exc:
+        message = f"body is not valid JSON at line {exc.lineno} column {exc.colno}"
+    except UnicodeError:
+        message = "body is not valid JSON in UTF-8, or holds an unpaired surrogate escape (\\ud800 to \\udfff)"
+    except RecursionError:
+        message = "body is nested too deeply to read"
+    except ValueError:  # json's "Exceeds the limit (4300 digits) for integer string conversion"
+        message = "body holds a number of more than 4300 digits"
+    else:
+        return payload
+    raise ApiError(400, "malformed_json", message)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.json_schema import models_json_schema
+
+REF_TEMPLATE = "#/components/schemas/{model}"
 
 
 class ErrorDetail(BaseModel):
@@ -18,23 +21,60 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class EnvelopeTarget(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# The generic envelope is read by `worker.intake.adapters.generic`, not by these models: they document what that
+# adapter accepts, exactly, so that a sender can trust the document (what it allows is accepted, the rest is 422).
+NonBlank = Annotated[str, StringConstraints(pattern=r"\S")]
+BoxId = Annotated[NonBlank | int, Field(description="A Box user or group id, as text or a whole number.")]
 
-    type: Literal["user", "group"]
-    id: str | None = Field(default=None, description="A Box user or group id.")
-    login: str | None = Field(default=None, description="A user's login (e-mail); users only.")
-    name: str | None = Field(default=None, description="A group's exact name; groups only.")
+
+class _Target(BaseModel):
+    model_config = ConfigDict(extra="allow")  # other keys are ignored
+
+
+class UserById(_Target):
+    """A user by Box user id."""
+
+    type: Literal["user"]
+    id: BoxId
+    login: None = Field(default=None, description="Give `id` or `login`, not both.")
+
+
+class UserByLogin(_Target):
+    """A user by login (e-mail)."""
+
+    type: Literal["user"]
+    login: NonBlank = Field(description="The user's login (e-mail).")
+    id: None = Field(default=None, description="Give `id` or `login`, not both.")
+
+
+class GroupById(_Target):
+    """A group by Box group id."""
+
+    type: Literal["group"]
+    id: BoxId
+    name: None = Field(default=None, description="Give `id` or `name`, not both.")
+
+
+class GroupByName(_Target):
+    """A group by its exact name."""
+
+    type: Literal["group"]
+    name: NonBlank = Field(description="The group's exact name.")
+    id: None = Field(default=None, description="Give `id` or `name`, not both.")
+
+
+EnvelopeTarget = UserById | UserByLogin | GroupById | GroupByName
 
 
 class GenericEnvelope(BaseModel):
     """The generic alert envelope of `POST /v1/alerts`."""
 
-    id: str | None = Field(default=None, description="The sender's event id: a repeat returns the first job.")
+    id: NonBlank | int | None = Field(default=None,
+                                      description="The sender's event id: a repeat returns the first job.")
     reason: str | None = None
     severity: str | None = None
-    dry_run: bool = False
-    targets: list[EnvelopeTarget] = Field(min_length=1)
+    dry_run: bool | None = Field(default=False, description="null is false.")
+    targets: list[EnvelopeTarget] = Field(min_length=1, description="Each names exactly one user or group.")
 
 
 class JobRef(BaseModel):
@@ -71,6 +111,13 @@ class OktaVerification(BaseModel):
     verification: str
 
 
+class Readiness(BaseModel):
+    """`GET /readyz`: 200 when every dependency answers, else 503 with the same shape."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(description="Each dependency (`redis`, `broker`): `ok`, or what is wrong.")
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for error statuses, all in the contract's error shape."""
     words = {400: "Malformed JSON", 401: "Missing or invalid credentials", 403: "Valid credentials without the right",
@@ -78,3 +125,12 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
              415: "Body is not JSON", 422: "No target found, or a field of the wrong type",
              503: "Redis or the broker is unavailable"}
     return {status: {"model": ErrorBody, "description": words[status]} for status in statuses}
+
+
+def component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI component schemas of `models` and of every model they use, keyed by name.
+
+    For bodies a route reads itself (and so declares through `openapi_extra`): FastAPI only lists the models of
+    the parameters it parses, and a `$ref` to a component that is not listed leaves the document broken."""
+    _, definitions = models_json_schema([(model, "validation") for model in models], ref_template=REF_TEMPLATE)
+    return dict(definitions.get("$defs", {}))
