@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 
 from config import Settings, load_settings
 from worker.idempotency import IdempotencyKeys
-from worker.intake.app import IntakeDeps, create_app
+from worker.intake.app import create_app
 from worker.intake.auth import Authenticator, signature
+from worker.intake.deps import IntakeDeps
 from worker.intake.service import AlertIntake
 from worker.job_store import JobStore
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
+from typing import Any
 
 import pytest
 
@@ -249,3 +251,49 @@ def test_identity_paths_an_adapter_would_refuse_stop_the_start() -> None:
     settings = load_settings({"BOXCUT_IDENTITY_PATHS_OKTA": "actor.alternateId"}, env_file=None)
     with pytest.raises(SettingsError, match=r"^BOXCUT_IDENTITY_PATHS_OKTA: "):
         check_identity_paths(settings)
+
+
+# -- offboarding, approve and retry over the API --------------------------------------------------------------
+
+
+def _operator_post(intake: IntakeUnderTest, path: str, body: bytes = b"", content_type: str = "text/csv",
+                   token: str = OPERATOR_TOKEN, headers: dict[str, str] | None = None) -> Any:
+    return intake.client.post(path, content=body, headers={"Authorization": f"Bearer {token}",
+                                                           "Content-Type": content_type, **(headers or {})})
+
+
+def test_offboarding_csv_becomes_one_job_and_a_repeat_with_the_same_key_returns_it(intake: IntakeUnderTest) -> None:
+    body = b"\xef\xbb\xbfUser_Login,reason\r\nalice@example.com,contract ended\r\n\r\nbob@example.com,\r\n"
+    first = _operator_post(intake, "/v1/offboarding?approve=true", body, headers={"Idempotency-Key": "q4"})
+    again = _operator_post(intake, "/v1/offboarding?approve=true", body, headers={"Idempotency-Key": "q4"})
+    assert (first.status_code, again.status_code) == (202, 200), first.text
+    assert first.json()["targets"] == 2 and again.json()["job_id"] == first.json()["job_id"]
+    job = intake.store.load(first.json()["job_id"])
+    assert job.source == "offboarding" and [t.input.get("reason") for t in job.targets] == ["contract ended", None]
+    assert job.approval is not None and job.approval["approved_by"] == "operator:token#1"
+    assert intake.enqueued == [job.job_id]
+
+
+def test_offboarding_json_list_and_refusals(intake: IntakeUnderTest) -> None:
+    good = _operator_post(intake, "/v1/offboarding", json.dumps([{"user_id": 17738362}, {"group_name": "Eng"}]
+                                                               ).encode(), content_type="application/json")
+    assert good.status_code == 202 and good.json()["targets"] == 2
+    bad = _operator_post(intake, "/v1/offboarding", b"user_id\n12\nabc\n,\n")
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_file"
+    assert "line 3:" in bad.json()["error"]["message"] and "line 4:" in bad.json()["error"]["message"]
+    assert _operator_post(intake, "/v1/offboarding", b"user_id\n12\n", token=INTAKE_TOKEN).status_code == 403
+    assert _operator_post(intake, "/v1/offboarding", b"x", content_type="text/plain").status_code == 415
+    assert len(intake.enqueued) == 1
+
+
+def test_approve_and_retry_over_the_api(intake: IntakeUnderTest) -> None:
+    job_id = intake.post("/v1/alerts", sample("generic.json")).json()["job_id"]
+    assert _operator_post(intake, f"/v1/jobs/{job_id}/approve").status_code == 409
+    assert _operator_post(intake, f"/v1/jobs/{job_id}/retry").status_code == 409
+    intake.store.transition(job_id, to=JobState.AWAITING_APPROVAL, allowed_from=[JobState.QUEUED])
+    approved = _operator_post(intake, f"/v1/jobs/{job_id}/approve")
+    assert approved.status_code == 200 and approved.json()["state"] == "resolving"
+    assert approved.json()["approval"]["approved_by"] == "operator:token#1"
+    assert intake.enqueued == [job_id, job_id]
+    assert _operator_post(intake, f"/v1/jobs/{job_id}/approve", token=INTAKE_TOKEN).status_code == 403
+    assert _operator_post(intake, "/v1/jobs/j-nope/retry").status_code == 404

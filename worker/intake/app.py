@@ -6,7 +6,6 @@ import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request, Response
@@ -17,27 +16,24 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
-from config import Settings, defaults
-from worker.errors import InvalidTransition, JobNotFound
+from config import defaults
 from worker.intake.adapters.base import AdapterError, NoIdentityFound
 from worker.intake.adapters.registry import adapter_for
-from worker.intake.auth import Authenticator, AuthFailed, Caller
+from worker.intake.auth import AuthFailed, Caller
+from worker.intake.deps import IntakeDeps
 from worker.intake.http import ApiError, error_response, parse_json, read_body, require_json_content_type
 from worker.intake.metrics import IntakeMetrics
 from worker.intake.models import (
     AlertAccepted,
     GenericEnvelope,
-    JobList,
     JobRef,
-    JobSummaryModel,
     OktaVerification,
     Readiness,
     component_schemas,
     error_responses,
 )
-from worker.intake.service import Accepted, AlertIntake
-from worker.job_model import CANCELLABLE_STATES, JobState
-from worker.job_store import JobStore
+from worker.intake.operator_routes import add_operator_routes
+from worker.intake.service import Accepted
 from worker.submit import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -45,19 +41,6 @@ log = logging.getLogger(__name__)
 GENERIC_SOURCE = "generic"
 
 AlertSource = enum.StrEnum("AlertSource", {s.replace("-", "_"): s for s in defaults.ALERT_SOURCES})  # type: ignore[misc]
-JobStateName = enum.StrEnum("JobStateName", {s.value: s.value for s in JobState} | {"dead": "dead"})  # type: ignore[misc]
-
-
-@dataclass
-class IntakeDeps:
-    """What the app needs, built from settings by `worker.intake.build` (or by tests, with fakes)."""
-
-    settings: Settings
-    store: JobStore
-    intake: AlertIntake
-    auth: Authenticator
-    readiness: Callable[[], dict[str, str]]
-    insecure_dev: bool = False
 
 
 def create_app(deps: IntakeDeps) -> FastAPI:
@@ -67,7 +50,7 @@ def create_app(deps: IntakeDeps) -> FastAPI:
     _add_request_log(app)
     _install_error_handlers(app)
     _add_alert_routes(app, deps, metrics)
-    _add_operator_routes(app, deps, metrics)
+    add_operator_routes(app, deps, metrics)
     _add_health_routes(app, deps, metrics)
     _add_schema_components(app, GenericEnvelope)
     return app
@@ -247,52 +230,6 @@ def _accepted_body(accepted: list[Accepted]) -> AlertAccepted:
 
 
 # -- operator API --------------------------------------------------------------------------------------------
-
-
-def _add_operator_routes(app: FastAPI, deps: IntakeDeps, metrics: IntakeMetrics) -> None:
-    def operator(request: Request) -> Caller:
-        if deps.insecure_dev:
-            return Caller("operator", "insecure-dev")
-        try:
-            return deps.auth.operator(request.headers)
-        except AuthFailed as failure:
-            metrics.auth_failures.labels("operator").inc()
-            raise ApiError(failure.status, "unauthorized" if failure.status == 401 else "forbidden",
-                           failure.message) from None
-
-    @app.get("/v1/jobs/{job_id}", responses=error_responses(401, 403, 404, 422), tags=["operator"])
-    def get_job(job_id: str, request: Request) -> dict[str, Any]:
-        """A job's record: state, every target, every Box call with Box's answer."""
-        operator(request)
-        try:
-            return deps.store.load(job_id).to_dict()
-        except JobNotFound:
-            raise ApiError(404, "not_found", f"no job {job_id}") from None
-
-    @app.get("/v1/jobs", response_model=JobList, responses=error_responses(401, 403, 422), tags=["operator"])
-    def list_jobs(request: Request, state: JobStateName | None = None,  # type: ignore[valid-type]
-                  source: Annotated[str | None, Query(max_length=64)] = None,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                  cursor: Annotated[str | None, Query(pattern=r"^\d{1,9}$")] = None) -> JobList:
-        """Jobs newest first, by state (`dead`: holding targets whose retries ran out) and source."""
-        operator(request)
-        rows, following = deps.store.list_jobs(state=state.value if state else None, source=source, limit=limit,
-                                               cursor=int(cursor or 0))
-        return JobList(jobs=[JobSummaryModel(**r.to_dict()) for r in rows],
-                       next_cursor=str(following) if following is not None else None)
-
-    @app.post("/v1/jobs/{job_id}/cancel", responses=error_responses(401, 403, 404, 409, 422), tags=["operator"])
-    def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
-        """Cancel a job, possible until its first Box call is sent."""
-        caller = operator(request)
-        try:
-            deps.store.transition(job_id, to=JobState.CANCELLED, allowed_from=CANCELLABLE_STATES,
-                                  actor=caller.label)
-            return deps.store.load(job_id).to_dict()
-        except JobNotFound:
-            raise ApiError(404, "not_found", f"no job {job_id}") from None
-        except InvalidTransition as exc:
-            raise ApiError(409, "not_cancellable", f"{exc}; a job can be cancelled until its first Box call") from None
 
 
 # -- health --------------------------------------------------------------------------------------------------

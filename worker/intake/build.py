@@ -11,8 +11,9 @@ from worker.celery_app import create_app as create_celery_app
 from worker.celery_app import enqueuer
 from worker.idempotency import IdempotencyKeys
 from worker.intake.adapters.registry import check_paths
-from worker.intake.app import IntakeDeps, create_app
+from worker.intake.app import create_app
 from worker.intake.auth import Authenticator
+from worker.intake.deps import IntakeDeps
 from worker.intake.service import AlertIntake
 from worker.job_store import JobStore
 from worker.runtime import redis_client

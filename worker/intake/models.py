@@ -134,3 +134,22 @@ def component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
     the parameters it parses, and a `$ref` to a component that is not listed leaves the document broken."""
     _, definitions = models_json_schema([(model, "validation") for model in models], ref_template=REF_TEMPLATE)
     return dict(definitions.get("$defs", {}))
+
+
+class RetryStarted(BaseModel):
+    """A retry was started: how many failed or dead targets are being sent again."""
+
+    job_id: str
+    retried: int
+    status_url: str
+
+
+class OffboardingAccepted(BaseModel):
+    """An offboarding file became one job (202), or was submitted before with the same Idempotency-Key (200)."""
+
+    job_id: str
+    status_url: str
+    duplicate: bool
+    targets: int = Field(description="Targets after repeated rows were merged.")
+    rows: int
+    merged: int

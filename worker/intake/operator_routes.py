@@ -1,0 +1,227 @@
+"""The operator API: read, list, approve, retry and cancel jobs, and submit offboarding files."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import FastAPI, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from worker import job_actions
+from worker.errors import InvalidTransition, JobNotFound
+from worker.intake.auth import AuthFailed, Caller
+from worker.intake.deps import IntakeDeps
+from worker.intake.http import ApiError, parse_json, read_body
+from worker.intake.metrics import IntakeMetrics
+from worker.intake.models import JobList, JobSummaryModel, OffboardingAccepted, RetryStarted, error_responses
+from worker.job_model import JobState
+from worker.offboarding import offboarding_request
+from worker.offboarding_file import InvalidOffboardFile, OffboardFile, parse_csv
+from worker.offboarding_file import parse_json as parse_json_rows
+from worker.submit import InvalidRequest, build_job, submit_once
+
+JobStateName = enum.StrEnum("JobStateName", {s.value: s.value for s in JobState} | {"dead": "dead"})  # type: ignore[misc]
+
+T = TypeVar("T")
+
+# Offboarding files are larger than alerts: 100,000 rows of ids and logins fit in this.
+OFFBOARDING_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+_OFFBOARDING_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {
+                "schema": {
+                    "type": "string",
+                    "description": "Columns user_id, user_login, group_id, group_name, "
+                    "reason (header names case-insensitive; UTF-8 with or without BOM).",
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "user_id": {"type": ["string", "integer"]},
+                            "group_id": {"type": ["string", "integer"]},
+                            **{name: {"type": "string"} for name in ("user_login", "group_name", "reason")},
+                        },
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def add_operator_routes(app: FastAPI, deps: IntakeDeps, metrics: IntakeMetrics) -> None:
+    """Register the operator API on `app`; every route needs an operator token."""
+    operator = _operator_check(deps, metrics)
+    _add_read_routes(app, deps, operator)
+    _add_action_routes(app, deps, operator)
+    _add_offboarding_route(app, deps, operator)
+
+
+def _operator_check(deps: IntakeDeps, metrics: IntakeMetrics) -> Any:
+    def operator(request: Request) -> Caller:
+        if deps.insecure_dev:
+            return Caller("operator", "insecure-dev")
+        try:
+            return deps.auth.operator(request.headers)
+        except AuthFailed as failure:
+            metrics.auth_failures.labels("operator").inc()
+            raise ApiError(
+                failure.status, "unauthorized" if failure.status == 401 else "forbidden", failure.message
+            ) from None
+
+    return operator
+
+
+def _add_read_routes(app: FastAPI, deps: IntakeDeps, operator: Any) -> None:
+    @app.get("/v1/jobs/{job_id}", responses=error_responses(401, 403, 404, 422), tags=["operator"])
+    def get_job(job_id: str, request: Request) -> dict[str, Any]:
+        """A job's record: state, every target, every Box call with Box's answer."""
+        operator(request)
+        try:
+            return deps.store.load(job_id).to_dict()
+        except JobNotFound:
+            raise ApiError(404, "not_found", f"no job {job_id}") from None
+
+    @app.get("/v1/jobs", response_model=JobList, responses=error_responses(401, 403, 422), tags=["operator"])
+    def list_jobs(
+        request: Request,
+        state: JobStateName | None = None,  # type: ignore[valid-type]
+        source: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: Annotated[str | None, Query(pattern=r"^\d{1,9}$")] = None,
+    ) -> JobList:
+        """Jobs newest first, by state (`dead`: holding targets whose retries ran out) and source."""
+        operator(request)
+        rows, following = deps.store.list_jobs(
+            state=state.value if state else None, source=source, limit=limit, cursor=int(cursor or 0)
+        )
+        return JobList(
+            jobs=[JobSummaryModel(**r.to_dict()) for r in rows],
+            next_cursor=str(following) if following is not None else None,
+        )
+
+
+def _add_action_routes(app: FastAPI, deps: IntakeDeps, operator: Any) -> None:
+    actions = error_responses(401, 403, 404, 409, 422)
+
+    @app.post("/v1/jobs/{job_id}/cancel", responses=actions, tags=["operator"])
+    def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
+        """Cancel a job, possible until its first Box call is sent."""
+        caller = operator(request)
+        job = _job_action(
+            job_id,
+            "not_cancellable",
+            "a job can be cancelled until its first Box call",
+            lambda: job_actions.cancel(store=deps.store, job_id=job_id, actor=caller.label),
+        )
+        return job.to_dict()
+
+    @app.post("/v1/jobs/{job_id}/approve", responses=actions, tags=["operator"])
+    def approve_job(job_id: str, request: Request) -> dict[str, Any]:
+        """Approve a job that waits for approval; who approved and when is recorded, then it runs."""
+        caller = operator(request)
+        job = _job_action(
+            job_id,
+            "not_awaiting_approval",
+            "only a job in awaiting_approval can be approved",
+            lambda: job_actions.approve(
+                store=deps.store, enqueue=deps.intake.enqueue, job_id=job_id, actor=caller.label
+            ),
+        )
+        return job.to_dict()
+
+    @app.post("/v1/jobs/{job_id}/retry", response_model=RetryStarted, responses=actions, tags=["operator"])
+    def retry_job(job_id: str, request: Request) -> RetryStarted:
+        """Send again only the targets that ended `failed` or `dead`; new calls are recorded beside the old."""
+        caller = operator(request)
+        count = _job_action(
+            job_id,
+            "not_retryable",
+            "only a failed or partial job can be retried",
+            lambda: job_actions.retry(store=deps.store, enqueue=deps.intake.enqueue, job_id=job_id, actor=caller.label),
+        )
+        if not count:
+            raise ApiError(409, "nothing_to_retry", f"job {job_id} has no failed or dead targets")
+        return RetryStarted(job_id=job_id, retried=count, status_url=f"/v1/jobs/{job_id}")
+
+
+def _job_action(job_id: str, code: str, rule: str, action: Callable[[], T]) -> T:
+    """Run an action on a job: a missing job is 404, a state that forbids the action 409."""
+    try:
+        return action()
+    except JobNotFound:
+        raise ApiError(404, "not_found", f"no job {job_id}") from None
+    except InvalidTransition as error:
+        raise ApiError(409, code, f"{error}; {rule}") from None
+
+
+def _add_offboarding_route(app: FastAPI, deps: IntakeDeps, operator: Any) -> None:
+    @app.post(
+        "/v1/offboarding",
+        response_model=OffboardingAccepted,
+        status_code=202,
+        openapi_extra=_OFFBOARDING_BODY,
+        tags=["operator"],
+        responses={
+            200: {"model": OffboardingAccepted, "description": "The same Idempotency-Key: the first job"},
+            **error_responses(400, 401, 403, 413, 415, 422),
+        },
+    )
+    async def offboarding(
+        request: Request,
+        response: Response,
+        key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+        reason: Annotated[str, Query(max_length=500)] = "",
+        dry_run: bool = False,
+        approve: bool = False,
+        expand_groups: bool = False,
+    ) -> OffboardingAccepted:
+        """Offboard every user and group of a CSV file or JSON list; the whole input is checked first."""
+        caller = operator(request)
+        parsed = _parse_offboarding(request, await read_body(request, OFFBOARDING_MAX_BODY_BYTES))
+        job_request = offboarding_request(
+            parsed,
+            reason=reason or "offboarding via the API",
+            actor=caller.label,
+            dry_run=dry_run,
+            approve=approve,
+            expand_groups=expand_groups,
+            submission_id=key,
+        )
+        try:
+            job = build_job(job_request)
+        except InvalidRequest as exc:
+            raise ApiError(422, "invalid_file", str(exc)) from None
+        made = await run_in_threadpool(
+            submit_once, store=deps.store, enqueue=deps.intake.enqueue, keys=deps.intake.keys, job=job, key=key
+        )
+        response.status_code = 200 if made.duplicate else 202
+        return OffboardingAccepted(
+            job_id=made.job_id,
+            status_url=f"/v1/jobs/{made.job_id}",
+            duplicate=made.duplicate,
+            targets=len(parsed.targets),
+            rows=parsed.rows,
+            merged=parsed.merged,
+        )
+
+
+def _parse_offboarding(request: Request, body: bytes) -> OffboardFile:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    try:
+        if media_type == "text/csv":
+            return parse_csv(body)
+        if media_type == "application/json":
+            return parse_json_rows(parse_json(body))
+    except InvalidOffboardFile as exc:
+        raise ApiError(422, "invalid_file", str(exc)) from None
+    raise ApiError(415, "unsupported_media_type", f"send text/csv or application/json (got {media_type or 'none'})")
