@@ -38,6 +38,7 @@ bench: install
 	scripts/ensure-redis-server
 	$(BIN)/python bench/terminate.py
 	$(BIN)/python bench/intake.py
+	$(BIN)/python bench/offboard.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

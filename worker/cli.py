@@ -119,15 +119,17 @@ def _target_specs(users: tuple[str, ...], groups: tuple[str, ...]) -> list[dict[
 @click.option("--group", "groups", multiple=True, metavar="NAME|ID", help="A group's exact name or id; repeat.")
 @click.option("--dry-run", is_flag=True, help="Resolve and check policy, but call no terminate endpoint.")
 @click.option("--reason", default="", help="Why: kept in the job record and the audit stream.")
+@click.option("--expand-groups", is_flag=True, help="Record the member logins of each group in the job.")
 @click.option("--wait", is_flag=True, help="Show progress until the job ends, then its record.")
-def terminate(users: tuple[str, ...], groups: tuple[str, ...], dry_run: bool, reason: str, wait: bool) -> None:
+def terminate(users: tuple[str, ...], groups: tuple[str, ...], dry_run: bool, reason: str, expand_groups: bool,
+              wait: bool) -> None:
     """Terminate the Box sessions of users and groups; prints the job id."""
     if not users and not groups:
         _fail("name at least one --user or --group", EXIT_USAGE)
     settings = _settings()
     store = _store(settings)
     request = JobRequest(targets=_target_specs(users, groups), source="cli", reason=reason,
-                         requested_by=f"cli:{_whoami()}", dry_run=dry_run)
+                         requested_by=_actor(), dry_run=dry_run, expand_groups=expand_groups)
     try:
         job = submit(store=store, enqueue=enqueuer(create_app(settings)), request=request)
     except InvalidRequest as exc:

@@ -51,6 +51,7 @@ def build_intake_app(settings: Settings, *, insecure_dev: bool = False) -> FastA
             checks["broker"] = f"unavailable: {type(exc).__name__}"
         return checks
 
-    deps = IntakeDeps(settings=settings, store=store, intake=AlertIntake(store=store, enqueue=enqueuer(celery),
-                      keys=keys), auth=Authenticator(settings), readiness=readiness, insecure_dev=insecure_dev)
+    intake = AlertIntake(store=store, enqueue=enqueuer(celery), keys=keys, expand_groups=settings.expand_groups)
+    deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
+                      readiness=readiness, insecure_dev=insecure_dev)
     return create_app(deps)

@@ -28,6 +28,7 @@ class AlertIntake:
     store: JobStore
     enqueue: Callable[[str], None]
     keys: IdempotencyKeys
+    expand_groups: bool = False  # BOXCUT_EXPAND_GROUPS: record whose sessions a group call covered
 
     def accept(
         self, *, source: str, envelopes: list[Envelope], requested_by: str, idempotency_key: str | None
@@ -41,12 +42,11 @@ class AlertIntake:
             results.append(self._create_once(job, key))
         return results
 
-    @staticmethod
-    def _job(source: str, envelope: Envelope, requested_by: str) -> Job:
+    def _job(self, source: str, envelope: Envelope, requested_by: str) -> Job:
         return build_job(JobRequest(
             targets=list(envelope.targets), source=source, reason=envelope.reason, requested_by=requested_by,
             dry_run=envelope.dry_run, source_event_id=envelope.source_event_id, severity=envelope.severity,
-            link=envelope.link,
+            link=envelope.link, expand_groups=self.expand_groups,
         ))
 
     def _create_once(self, job: Job, key: str | None) -> Accepted:
