@@ -22,14 +22,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
-import redis
 import requests
+from benchkit import REPO, delete_prefix
 
 from worker.intake.auth import signature
 
-REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-hmac-secret"
 
 
@@ -57,10 +55,7 @@ def main() -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
+        delete_prefix(redis_url, prefix)
 
 
 def _post_signed(session: requests.Session, url: str) -> requests.Response:

@@ -20,11 +20,9 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import redis
+from benchkit import REPO, delete_prefix, start_worker
 
 from boxsim import BoxSim, SimConfig
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -46,7 +44,7 @@ def main() -> None:
                "BOX_API_BASE_URL": sim.base_url, "BOX_OAUTH_URL": sim.oauth_url,
                "BOX_CLIENT_ID": sim.config.client_id, "BOX_CLIENT_SECRET": sim.config.client_secret,
                "BOX_ENTERPRISE_ID": sim.config.enterprise_id}
-        worker = _start_worker(env, work)
+        worker = start_worker(env, work / "worker.log")
         try:
             started = time.monotonic()
             run = subprocess.run([sys.executable, "-m", "worker.cli", "offboard", str(csv_path), "--approve", "--wait"],
@@ -56,23 +54,7 @@ def main() -> None:
         finally:
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(timeout=60)
-            client = redis.Redis.from_url(redis_url)
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-
-
-def _start_worker(env: dict[str, str], work: Path) -> subprocess.Popen[bytes]:
-    log = work / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "-c", "2"], env=env, cwd=REPO,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while "ready." not in log.read_text(errors="replace"):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"worker did not start; see {log}")
-        time.sleep(0.1)
-    return proc
+            delete_prefix(redis_url, prefix)
 
 
 def _report(run: subprocess.CompletedProcess[str], wall: float, sim: BoxSim, args: argparse.Namespace) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -21,14 +19,13 @@ from collections import Counter
 from pathlib import Path
 
 import redis
+from benchkit import delete_prefix, start_worker
 
 from boxsim import BoxSim, SimConfig
 from config import load_settings
 from worker.celery_app import create_app, enqueuer
 from worker.job_store import JobStore
 from worker.submit import JobRequest, submit
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -45,30 +42,16 @@ def main() -> None:
                "BOX_API_BASE_URL": sim.base_url, "BOX_OAUTH_URL": sim.oauth_url,
                "BOX_CLIENT_ID": sim.config.client_id, "BOX_CLIENT_SECRET": sim.config.client_secret,
                "BOX_ENTERPRISE_ID": sim.config.enterprise_id,
-               "BOXCUT_RATE_LIMIT_PER_MINUTE": str(args.rate_limit)}
-        worker = _start_worker(env, args.concurrency)
+               "BOXCUT_RATE_LIMIT_PER_MINUTE": str(args.rate_limit),
+               # This measures throughput, not the approval rule: the job must not wait for a person.
+               "BOXCUT_APPROVAL_THRESHOLD": str(args.users + 1)}
+        worker = start_worker(env, Path(tempfile.mkdtemp()) / "worker.log", concurrency=args.concurrency)
         try:
             _run(env, sim, args.users)
         finally:
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(timeout=60)
-            client = redis.Redis.from_url(redis_url)
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-
-
-def _start_worker(env: dict[str, str], concurrency: int) -> subprocess.Popen[bytes]:
-    log = Path(tempfile.mkdtemp()) / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "-c", str(concurrency)], env=env,
-                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while "ready." not in log.read_text(errors="replace"):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"worker did not start; see {log}")
-        time.sleep(0.1)
-    return proc
+            delete_prefix(redis_url, prefix)
 
 
 def _run(env: dict[str, str], sim: BoxSim, n_users: int) -> None:
@@ -79,7 +62,7 @@ def _run(env: dict[str, str], sim: BoxSim, n_users: int) -> None:
     start = time.monotonic()
     job = submit(store=store, enqueue=enqueuer(create_app(settings)),
                  request=JobRequest(targets=targets, source="bench", reason="bench"))
-    while not (record := store.load(job.job_id)).state.is_final:
+    while not (record := store.load(job.job_id)).state.is_final and record.state.value != "awaiting_approval":
         time.sleep(0.2)
     wall = time.monotonic() - start
     requests_ = sim.requests()

@@ -8,6 +8,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -136,11 +137,7 @@ def terminate(users: tuple[str, ...], groups: tuple[str, ...], dry_run: bool, re
         _fail(str(exc), EXIT_USAGE)
     click.echo(job.job_id)
     if wait:
-        final = wait_for_job(store, job.job_id)
-        click.echo(describe_job(final))
-        if final.state is JobState.AWAITING_APPROVAL:
-            click.echo(_approval_hint(final), err=True)
-        sys.exit(_exit_code(final))
+        _wait_and_exit(store, job.job_id, show=describe_job)
 
 
 @main.command()
@@ -201,11 +198,7 @@ def offboard(file: Path, dry_run: bool, reason: str, submission_id: str | None, 
     click.echo(f"{len(parsed.targets):,} targets from {parsed.rows:,} rows ({parsed.merged:,} repeats merged)",
                err=True)
     if wait or dry_run:
-        final = wait_for_job(store, made.job_id)
-        click.echo(summary_table(final) if not dry_run else _would_terminate(final))
-        if final.state is JobState.AWAITING_APPROVAL:
-            click.echo(_approval_hint(final), err=True)
-        sys.exit(_exit_code(final))
+        _wait_and_exit(store, made.job_id, show=_would_terminate if dry_run else summary_table)
 
 
 def _submit_idempotent(settings: Settings, store: JobStore, request: JobRequest, key: str | None) -> Submitted:
@@ -228,6 +221,15 @@ def _would_terminate(job: Job) -> str:
     return "\n".join(lines)
 
 
+def _wait_and_exit(store: JobStore, job_id: str, *, show: Callable[[Job], str] = summary_table) -> NoReturn:
+    """Show progress until the job ends (or waits for approval), print it, and exit with its outcome."""
+    final = wait_for_job(store, job_id)
+    click.echo(show(final))
+    if final.state is JobState.AWAITING_APPROVAL:
+        click.echo(_approval_hint(final), err=True)
+    sys.exit(_exit_code(final))
+
+
 def _approval_hint(job: Job) -> str:
     reasons = "; ".join((job.approval or {}).get("reasons", []))
     return f"job {job.job_id} waits for approval ({reasons}); approve it with: boxcut approve {job.job_id}"
@@ -246,9 +248,7 @@ def approve(job_id: str, wait: bool) -> None:
         _fail(_not_possible(job_id, exc))
     click.echo(f"approved {job.job_id} ({(job.approval or {}).get('approved_by')})")
     if wait:
-        final = wait_for_job(store, job_id)
-        click.echo(summary_table(final))
-        sys.exit(_exit_code(final))
+        _wait_and_exit(store, job_id)
 
 
 @main.command()
@@ -267,9 +267,7 @@ def retry(job_id: str, wait: bool) -> None:
         _fail(f"job {job_id} has no failed or dead targets to retry")
     click.echo(f"retrying {count:,} targets of {job_id}")
     if wait:
-        final = wait_for_job(store, job_id)
-        click.echo(summary_table(final))
-        sys.exit(_exit_code(final))
+        _wait_and_exit(store, job_id)
 
 
 @main.command()

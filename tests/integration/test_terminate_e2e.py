@@ -125,3 +125,14 @@ def test_every_body_boxcut_sends_passes_boxs_openapi_schema(stack: Stack) -> Non
     assert len(sent) == 2
     for operation, body in sent:
         assert validate_request_body(operation, body) == []
+
+
+def test_a_wait_beyond_the_in_task_budget_becomes_a_celery_retry(stack: Stack) -> None:
+    # FAST_ENV sets BOXCUT_RETRY_BUDGET_SECONDS=5: an 8 s retry-after is not slept inside the task.
+    stack.sim.add_faults([{"method": "POST", "path": USERS, "times": 1, "status": 429,
+                           "headers": {"retry-after": "8"}}])
+    job = stack.wait(stack.submit([user("jdoe@example.com")]), timeout=90)
+    assert job.state is JobState.SUCCEEDED and job.calls[0].attempts == 2
+    first, second = stack.terminate_requests()
+    assert second["time"] - first["time"] >= 8.0
+    assert "retry: Retry in" in stack.worker_logs()  # Celery's own line for a task retry
