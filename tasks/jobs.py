@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 from celery import Celery, Task
-from celery.exceptions import MaxRetriesExceededError
+from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 
 from worker.errors import (
     BoxAuthError,
@@ -39,6 +39,10 @@ def fault_countdown(retries: int) -> float:
     return float(min(300, 5 * 2 ** min(retries, 6)))
 
 
+# A held lease is checked again after at most this long, so a job whose holder died resumes soon.
+LEASE_RECHECK_SECONDS = 30.0
+
+
 def register(app: Celery, *, context: Callable[[], RunContext], max_countdown: float) -> Any:
     """Define the job task on `app`; `context` gives this worker process's RunContext."""
 
@@ -54,15 +58,30 @@ def register(app: Celery, *, context: Callable[[], RunContext], max_countdown: f
             log.info("job %s: waiting %.1f s (%s)", job_id, wait.delay, wait.reason)
             _retry(self, ctx, job_id, countdown=min(wait.delay, max_countdown))
         except LeaseHeld as held:
-            _retry(self, ctx, job_id, countdown=held.ttl)
+            _retry(self, ctx, job_id, countdown=min(held.ttl, LEASE_RECHECK_SECONDS))
         except _TRANSIENT as fault:
             log.warning("job %s: %s; retrying", job_id, fault)
             _retry(self, ctx, job_id, countdown=fault_countdown(self.request.retries))
+        except SoftTimeLimitExceeded:
+            log.warning("job %s: the run overran its time limit; a fresh run continues it", job_id)
+            _continue(self, job_id)
+            return RunOutcome.CONTINUE.value
+        except Exception as error:
+            # Not a fault boxcut knows to wait out: say so in the record (targets end `dead`, listed by
+            # `boxcut jobs --state dead`, sent again by `boxcut retry`) rather than leave the job stuck.
+            log.exception("job %s: unexpected %s; ending its pending targets", job_id, type(error).__name__)
+            give_up(store=ctx.store, job_id=job_id, why=f"stopped by an unexpected {type(error).__name__}: {error}")
+            raise
         if outcome is RunOutcome.CONTINUE:
-            _retry(self, ctx, job_id, countdown=0)
+            _continue(self, job_id)
         return outcome.value
 
     return run_job_task
+
+
+def _continue(task: Task, job_id: str) -> None:
+    """Hand the rest of a long job to a fresh run; a hand-over is not a retry, so it spends none."""
+    task.apply_async(args=[job_id], countdown=0)
 
 
 def _retry(task: Task, ctx: RunContext, job_id: str, *, countdown: float) -> None:

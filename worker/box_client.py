@@ -356,7 +356,7 @@ def _user(entry: dict[str, Any]) -> BoxUser:
         id=str(entry["id"]),
         login=str(entry.get("login") or ""),
         name=str(entry.get("name") or ""),
-        role=str(entry.get("role") or "user"),
+        role=str(entry["role"]) if entry.get("role") else None,
         status=str(entry.get("status") or "active"),
     )
 

@@ -18,7 +18,7 @@ class BoxUser:
     id: str
     login: str
     name: str = ""
-    role: str = "user"
+    role: str | None = "user"  # None when Box did not say: the policy then treats the user as an admin
     status: str = "active"
 
 

@@ -79,6 +79,7 @@ class Target:
     role: str | None = None
     member_count: int | None = None
     members: list[str] | None = None
+    admins: list[str] | None = None
 
     @property
     def box_id(self) -> str | None:

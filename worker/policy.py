@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from config import Settings
+from worker.box_models import BoxUser
 from worker.job_model import Target, TargetStatus, TargetType
 
 # Box roles that administer the enterprise: cutting one off mid-incident can lock out the responders.
@@ -59,15 +60,35 @@ class Policy:
             reasons.append(f"{blast_radius} users (groups' members counted) exceed BOXCUT_APPROVAL_THRESHOLD "
                            f"({self.approval_threshold})")
         for target in targets:
-            if target.status is TargetStatus.PENDING and self._unlisted_admin(target):
-                reasons.append(f"{target.login or target.user_id} is a Box {target.role}; admins are terminated "
-                               "only after approval (or when listed in BOXCUT_ALLOWED_ADMINS)")
+            if target.status is not TargetStatus.PENDING:
+                continue
+            if target.type is TargetType.USER and self._unlisted_admin(target.login, target.user_id, target.role):
+                reasons.append(f"{target.login or target.user_id} is a Box {target.role or 'user of unknown role'}; "
+                               "admins are terminated only after approval (or when listed in BOXCUT_ALLOWED_ADMINS)")
+            if target.type is TargetType.GROUP and target.admins:
+                reasons.append(f"group {target.group_name} includes Box admins ({', '.join(target.admins[:5])}); "
+                               "admins are terminated only after approval")
         return reasons
 
-    def _unlisted_admin(self, target: Target) -> bool:
-        if target.type is not TargetType.USER or (target.role or "").lower() not in ADMIN_ROLES:
+    def needs_approval_as_admin(self, user: BoxUser) -> bool:
+        """A user whose role is admin, co-admin or unknown, and who is not in BOXCUT_ALLOWED_ADMINS."""
+        return self._unlisted_admin(user.login, user.id, user.role)
+
+    def member_protection(self, members: Iterable[BoxUser], *, service_account_id: str | None) -> str | None:
+        """Why a group must not be terminated because of who is in it, or None."""
+        for member in members:
+            if service_account_id and member.id == service_account_id:
+                return "the group includes the service account boxcut itself runs as"
+            if {member.login.lower(), member.id} & self.protected_users:
+                return (f"the group includes {member.login}, listed in BOXCUT_PROTECTED_USERS: a group call would "
+                        "end their sessions too; name the other members one by one instead")
+        return None
+
+    def _unlisted_admin(self, login: str | None, user_id: str | None, role: str | None) -> bool:
+        # An unknown role is treated as an admin's: the rule must fail closed.
+        if role is not None and role.lower() not in ADMIN_ROLES:
             return False
-        return not ({(target.login or "").lower(), target.user_id or ""} & self.allowed_admins)
+        return not ({(login or "").lower(), user_id or ""} & self.allowed_admins)
 
 
 def blast_radius(targets: Iterable[Target]) -> int:

@@ -19,8 +19,9 @@ from typing import Protocol
 from worker.box_models import GROUPS_TERMINATE_ENDPOINT, USERS_TERMINATE_ENDPOINT, BoxUser, CallResult
 from worker.directory_cache import DirectoryCache
 from worker.errors import InvalidTransition, RetryLater
+from worker.group_check import check_group
 from worker.job_model import Call, CallState, Job, JobState, Target, TargetStatus, TargetType, utc_now
-from worker.job_store import JobStore, LeaseRenewer
+from worker.job_store import JobStore, LeaseHeld, LeaseRenewer
 from worker.policy import Policy, blast_radius
 from worker.resolver import DirectoryLookups, resolve_target
 
@@ -95,7 +96,9 @@ def _advance(ctx: RunContext, job: Job, deadline: float, lease: LeaseRenewer) ->
             return RunOutcome.CONTINUE
         _apply_protection(ctx, job)
         _measure_groups(ctx, job)
-        reasons = ctx.policy.approval_reasons(job.targets, blast_radius(job.targets))
+        radius = blast_radius(job.targets)
+        ctx.store.set_fields(job.job_id, {"blast_radius": str(radius)}, event="blast_radius")
+        reasons = ctx.policy.approval_reasons(job.targets, radius)
         if ctx.policy.is_dry_run(job.dry_run):
             return _finish_dry_run(ctx, job, reasons)
         if reasons and not is_approved(job):
@@ -153,21 +156,17 @@ def _apply_protection(ctx: RunContext, job: Job) -> None:
 
 
 def _measure_groups(ctx: RunContext, job: Job) -> None:
-    """Count each pending group's members (for the blast radius) and, when asked, record who they are."""
-    changed: dict[int, Target] = {}
-    for index, target in enumerate(job.targets):
-        if target.type is not TargetType.GROUP or target.status is not TargetStatus.PENDING or not target.group_id:
-            continue
-        if job.expand_groups and target.members is None:
-            target.member_count, members = ctx.box.group_members(target.group_id)
-            target.members = sorted(m.login for m in members)
-        elif target.member_count is None:
-            target.member_count = ctx.box.group_member_count(target.group_id)
-        else:
-            continue
-        changed[index] = target
-    ctx.store.save_targets(job.job_id, changed, event="groups_measured")
-    ctx.store.set_fields(job.job_id, {"blast_radius": str(blast_radius(job.targets))}, event="blast_radius")
+    """Check each pending group's members against the policy, count them, and record them when asked."""
+    groups = {i: t for i, t in enumerate(job.targets) if t.type is TargetType.GROUP
+              and t.status is TargetStatus.PENDING and t.group_id and t.member_count is None}
+    if not groups:
+        return
+    copy = ctx.directory if ctx.directory is not None and ctx.directory.ensure(ctx.box.all_users) else None
+    service_account = ctx.service_account_id()
+    for target in groups.values():
+        check_group(box=ctx.box, policy=ctx.policy, target=target, record_members=job.expand_groups,
+                    service_account_id=service_account, known_user=copy.by_id if copy else lambda _id: None)
+    ctx.store.save_targets(job.job_id, groups, event="groups_checked")
 
 
 def _await_approval(ctx: RunContext, job: Job, reasons: list[str]) -> RunOutcome:
@@ -332,8 +331,17 @@ def _finish(ctx: RunContext, job: Job) -> None:
     ctx.store.transition(job.job_id, to=final, allowed_from=[JobState.TERMINATING])
 
 
-def give_up(*, store: JobStore, job_id: str, why: str) -> None:
-    """End every still-pending target `dead` and settle the job: used when a job's task retries run out."""
+def give_up(*, store: JobStore, job_id: str, why: str, lease_seconds: float = 60.0) -> None:
+    """End every still-pending target `dead` and settle the job: used when a job's task retries run out or
+    an unexpected error stopped it. Does nothing while another run holds the job (that run will settle it)."""
+    try:
+        with store.lease(job_id, ttl_seconds=lease_seconds):
+            _give_up(store, job_id, why)
+    except LeaseHeld:
+        log.warning("job %s: not giving up: another run holds it", job_id)
+
+
+def _give_up(store: JobStore, job_id: str, why: str) -> None:
     job = store.load(job_id)
     if job.state.is_final:
         return

@@ -157,3 +157,37 @@ def test_a_large_job_resolves_from_the_directory_copy(store: JobStore) -> None:
     small = new_job(store, users("user00001@example.com"))
     run_job(ctx=ctx, job_id=small)
     assert store.load(small).targets[0].resolved_by == "lookup" and box.lookups == 2
+
+
+def test_a_group_holding_a_protected_member_is_never_terminated(store: JobStore) -> None:
+    box = engineering(3)
+    job_id = new_job(store, [{"type": "group", "name": "Engineering"}])
+    run_job(ctx=make_ctx(store, box, protected=("user00002@example.com",)), job_id=job_id)
+    job = store.load(job_id)
+    assert job.targets[0].status is TargetStatus.PROTECTED and box.calls == []
+    assert "user00002@example.com" in (job.targets[0].detail or "")
+
+
+def test_a_group_holding_the_service_account_is_never_terminated(store: JobStore) -> None:
+    box = engineering(3)
+    job_id = new_job(store, [{"type": "group", "id": "55"}])
+    run_job(ctx=make_ctx(store, box, service_account="30000003"), job_id=job_id)
+    assert store.load(job_id).targets[0].status is TargetStatus.PROTECTED and box.calls == []
+
+
+def test_a_group_holding_an_admin_waits_for_approval(store: JobStore) -> None:
+    boss = BoxUser(id="1", login="boss@example.com", role="admin")
+    box = FakeBox(users=[boss, *directory(2)], groups=[BoxGroup(id="55", name="Engineering")],
+                  members={"55": [BoxUser(id="1", login="boss@example.com", role=None), *directory(2)]})
+    job_id = new_job(store, [{"type": "group", "name": "Engineering"}])
+    run_job(ctx=make_ctx(store, box), job_id=job_id)  # the membership carries no role: get_user says admin
+    job = store.load(job_id)
+    assert job.state is JobState.AWAITING_APPROVAL and box.calls == []
+    assert job.approval is not None and "includes Box admins (boss@example.com)" in job.approval["reasons"][0]
+
+
+def test_a_user_whose_role_box_did_not_give_is_treated_as_an_admin(store: JobStore) -> None:
+    box = FakeBox(users=[BoxUser(id="5", login="who@example.com", role=None)])
+    job_id = new_job(store, users("who@example.com"))
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert store.load(job_id).state is JobState.AWAITING_APPROVAL and box.calls == []
