@@ -181,7 +181,7 @@ def offboard(file: Path, dry_run: bool, reason: str, submission_id: str | None, 
     """End the Box sessions of every user and group in a CSV file (columns as the Box CLI's bulk files:
     user_id, user_login, group_id, group_name, and an optional reason). The whole file is checked first;
     one bad row and nothing is submitted."""
-    from worker.offboarding import offboarding_request
+    from worker.offboarding import offboarding_key, offboarding_request
 
     settings = _settings()
     try:
@@ -192,7 +192,7 @@ def offboard(file: Path, dry_run: bool, reason: str, submission_id: str | None, 
                                   dry_run=dry_run, approve=approve, expand_groups=expand_groups,
                                   submission_id=submission_id)
     store = _store(settings)
-    made = _submit_idempotent(settings, store, request, submission_id)
+    made = _submit_idempotent(settings, store, request, offboarding_key(submission_id, dry_run=dry_run))
     note = " (submitted before with this --id: this is that job)" if made.duplicate else ""
     click.echo(made.job_id + note)
     click.echo(f"{len(parsed.targets):,} targets from {parsed.rows:,} rows ({parsed.merged:,} repeats merged)",

@@ -93,15 +93,22 @@ class DirectoryCache:
             chunk[user.id] = json.dumps(entry)
             count += 1
             if len(chunk) >= _CHUNK:
-                self.redis.hset(ids_tmp, mapping=chunk)
+                self._write_part(ids_tmp, chunk)
                 chunk = {}
         if chunk:
-            self.redis.hset(ids_tmp, mapping=chunk)
+            self._write_part(ids_tmp, chunk)
         logins = list(by_login.items())
         for start in range(0, len(logins), _CHUNK):
             part: dict[Any, Any] = {login: json.dumps(entries) for login, entries in logins[start:start + _CHUNK]}
-            self.redis.hset(logins_tmp, mapping=part)
+            self._write_part(logins_tmp, part)
         self._publish(logins_tmp, ids_tmp, count)
+
+    def _write_part(self, key: str, values: dict[Any, Any]) -> None:
+        # A build cut short (a 429 that sends the run away, a crash) must not leave its half copy behind.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping=values)
+        pipe.expire(key, self.ttl)
+        pipe.execute()
 
     def _publish(self, logins_tmp: str, ids_tmp: str, count: int) -> None:
         pipe = self.redis.pipeline(transaction=True)

@@ -9,6 +9,15 @@ import hashlib
 
 import redis
 
+# KEYS[1] the claim; ARGV[1] the job id it must still hold, ARGV[2] the new job id, ARGV[3] ttl seconds.
+_TAKE_OVER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
 
 class IdempotencyKeys:
     """Claims an event key for a job id; a later claim of the same key gets the first job id back."""
@@ -17,6 +26,7 @@ class IdempotencyKeys:
         self.redis = client
         self.prefix = key_prefix
         self.ttl = ttl_seconds
+        self._take_over = client.register_script(_TAKE_OVER)
 
     def _key(self, source: str, event_key: str) -> str:
         # Hash the sender's key: it is arbitrary text from outside and could be long or hold odd bytes.
@@ -32,6 +42,11 @@ class IdempotencyKeys:
         if existing is None:  # expired between the two calls: claim it again
             return self.claim(source=source, event_key=event_key, job_id=job_id)
         return existing.decode() if isinstance(existing, bytes) else str(existing)
+
+    def take_over(self, *, source: str, event_key: str, stale_job_id: str, job_id: str) -> bool:
+        """Point a claim whose job was never created (its submitter died) at `job_id`; False if it moved on."""
+        key = self._key(source, event_key)
+        return bool(self._take_over(keys=[key], args=[stale_job_id, job_id, self.ttl]))
 
     def release(self, *, source: str, event_key: str, job_id: str) -> None:
         """Forget a claim whose job could not be created, so the sender's retry is not taken for a duplicate."""

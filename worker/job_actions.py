@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from worker.job_model import CANCELLABLE_STATES, Job, JobState, TargetStatus, utc_now
+from worker.errors import InvalidTransition
+from worker.job_model import CANCELLABLE_STATES, Job, JobState, Target, TargetStatus, utc_now
 from worker.job_store import JobStore
 
 # Targets `retry` sends again: Box refused them, or their retries ran out.
@@ -15,11 +16,18 @@ RETRYABLE_STATUSES = frozenset({TargetStatus.FAILED, TargetStatus.DEAD})
 def approve(*, store: JobStore, enqueue: Callable[[str], None], job_id: str, actor: str) -> Job:
     """Approve a job that waits for approval, recording who and when, and hand it back to the workers."""
     job = store.load(job_id)
+    before = json.dumps(job.approval or {})
     approval = dict(job.approval or {"required": True, "reasons": []})
     approval.update(approved_by=actor, approved_at=utc_now())
     store.transition(job_id, to=JobState.RESOLVING, allowed_from=[JobState.AWAITING_APPROVAL], actor=actor,
                      note="approved", fields={"approval": json.dumps(approval)})
-    enqueue(job_id)
+    try:
+        enqueue(job_id)
+    except Exception:
+        # No worker will see it: put it back as it was, so the approval can simply be given again.
+        store.transition(job_id, to=JobState.AWAITING_APPROVAL, allowed_from=[JobState.RESOLVING], actor=actor,
+                         note="approval undone: the job could not be enqueued", fields={"approval": before})
+        raise
     return store.load(job_id)
 
 
@@ -35,13 +43,25 @@ def retry(*, store: JobStore, enqueue: Callable[[str], None], job_id: str, actor
     again = {i: t for i, t in enumerate(job.targets) if t.status in RETRYABLE_STATUSES}
     if not again:
         return 0
-    store.transition(job_id, to=JobState.RESOLVING, allowed_from=[JobState.FAILED, JobState.PARTIAL], actor=actor,
-                     note=f"retry of {len(again)} failed or dead targets")
+    if job.state not in (JobState.FAILED, JobState.PARTIAL):
+        raise InvalidTransition(f"job {job_id} is {job.state.value}; only a failed or partial job is retried")
+    # Targets first, state second: while the job is still final no run touches it, and once it is
+    # resolving its targets are already pending, so a run never finds it half reset.
+    before = {i: Target.from_dict(t.to_dict()) for i, t in again.items()}
     for target in again.values():
         target.status, target.detail = TargetStatus.PENDING, None
     store.save_targets(job_id, again, event="retry")
+    store.transition(job_id, to=JobState.RESOLVING, allowed_from=[JobState.FAILED, JobState.PARTIAL], actor=actor,
+                     note=f"retry of {len(again)} failed or dead targets")
+    try:
+        enqueue(job_id)
+    except Exception:
+        # No worker will see it: undo, state first, so the retry can simply be asked for again.
+        store.transition(job_id, to=job.state, allowed_from=[JobState.RESOLVING], actor=actor,
+                         note="retry undone: the job could not be enqueued")
+        store.save_targets(job_id, before, event="retry_undone")
+        raise
     store.forget_dead(job_id)
-    enqueue(job_id)
     return len(again)
 
 

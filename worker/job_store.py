@@ -21,6 +21,7 @@ audit stream in the same transaction.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterable, Iterator
@@ -66,6 +67,8 @@ _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+
+_JOB_ID = re.compile(r"j-[0-9a-f]{16}")
 
 _SCALAR_FIELDS = ("job_id", "state", "source", "reason", "requested_by", "created_at", "updated_at")
 
@@ -125,6 +128,11 @@ class JobStore:
         """A short random job id, safe to paste into a shell."""
         return "j-" + secrets.token_hex(8)
 
+    @staticmethod
+    def is_job_id(text: str) -> bool:
+        """Whether `text` has a job id's shape (anything else, `j-…:targets` say, names no job)."""
+        return _JOB_ID.fullmatch(text) is not None
+
     def create(self, job: Job) -> None:
         """Store a new job with its targets, index it and note its creation in the audit stream."""
         key, created_us = self._job_key(job.job_id), int(time.time() * 1_000_000)
@@ -162,6 +170,8 @@ class JobStore:
 
     def load(self, job_id: str) -> Job:
         """The whole job record: fields, targets in input order, and every call its targets point to."""
+        if not self.is_job_id(job_id):
+            raise JobNotFound(job_id)
         key = self._job_key(job_id)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hgetall(key)

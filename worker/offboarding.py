@@ -9,6 +9,13 @@ from worker.submit import JobRequest
 OFFBOARDING_SOURCE = "offboarding"
 
 
+def offboarding_key(submission_id: str | None, *, dry_run: bool) -> str | None:
+    """The de-duplication key of a submission: a dry run and a real run of one id are two submissions."""
+    if submission_id is None:
+        return None
+    return f"{submission_id}:dry-run" if dry_run else submission_id
+
+
 def offboarding_request(parsed: OffboardFile, *, reason: str, actor: str, dry_run: bool = False,
                         approve: bool = False, expand_groups: bool = False,
                         submission_id: str | None = None) -> JobRequest:

@@ -27,6 +27,10 @@ from worker.resolver import DirectoryLookups, resolve_target
 
 log = logging.getLogger(__name__)
 
+# Answers for which Box refuses a whole batch for what may be one bad id (e.g. a user deleted since it was
+# resolved): the batch is split in halves until the bad ids stand alone.
+SPLIT_STATUSES = frozenset({400, 404})
+
 # Targets resolved between two writes of the job record: a crash repeats at most this many lookups.
 RESOLVE_CHECKPOINT = 25
 
@@ -250,8 +254,12 @@ def _send(ctx: RunContext, job: Job, call: Call) -> None:
     targets = {i: t for i, t in enumerate(job.targets) if t.call_ids and t.call_ids[-1] == call.call_id
                and t.status is TargetStatus.PENDING}
     _recheck_protection(ctx, targets, call)
+    if ctx.policy.dry_run:  # switched on since the job was planned: the global brake holds every call
+        for target in targets.values():
+            target.status, target.detail = TargetStatus.WOULD_TERMINATE, "not sent: BOXCUT_DRY_RUN is on"
+        call.ids = []
     if not call.ids:
-        call.state, call.message = CallState.ANSWERED, "not sent: every target it named is now protected"
+        call.state, call.message = CallState.ANSWERED, "not sent: no target it named may be terminated now"
         ctx.store.save_call(job.job_id, call, targets)
         return
     call.started_at = call.started_at or utc_now()
@@ -263,7 +271,7 @@ def _send(ctx: RunContext, job: Job, call: Call) -> None:
         ctx.store.save_call(job.job_id, call)
         raise
     _record_result(call, result)
-    if result.http_status == 400 and len(call.ids) > 1:
+    if result.http_status in SPLIT_STATUSES and len(call.ids) > 1:
         ctx.store.save_call(job.job_id, call, targets)
         _split(ctx, job, call, targets)
         return
@@ -309,7 +317,7 @@ def _said(result: CallResult) -> str:
 
 
 def _split(ctx: RunContext, job: Job, call: Call, targets: dict[int, Target]) -> None:
-    """Box refused a whole batch (400): plan its halves as new calls, to isolate the bad ids."""
+    """Box refused a whole batch (400 or 404): plan its halves as new calls, to isolate the bad ids."""
     half = max(1, len(call.ids) // 2)
     for ids in (set(call.ids[:half]), set(call.ids[half:])):
         part = {i: t for i, t in targets.items() if t.box_id in ids}
@@ -326,6 +334,8 @@ def _finish(ctx: RunContext, job: Job) -> None:
         final = JobState.PARTIAL
     elif TargetStatus.FAILED in statuses or TargetStatus.DEAD in statuses:
         final = JobState.FAILED
+    elif TargetStatus.WOULD_TERMINATE in statuses:
+        final = JobState.DRY_RUN
     else:
         final = JobState.REFUSED
     ctx.store.transition(job.job_id, to=final, allowed_from=[JobState.TERMINATING])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,9 +58,11 @@ def normalise_target(spec: Any, where: str) -> dict[str, str]:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise InvalidRequest(f"{where}.{name}", "must be a string")
         clean[name] = str(value).strip()
+    first, second = _NAMING_FIELDS[kind]
     if not any(name in clean for name in _NAMING_FIELDS[kind]):
-        first, second = _NAMING_FIELDS[kind]
         raise InvalidRequest(where, f"a {kind} target needs \"{first}\" or \"{second}\"")
+    if first in clean and second in clean:
+        raise InvalidRequest(where, f"give \"{first}\" or \"{second}\", not both: they could name two {kind}s")
     return clean
 
 
@@ -104,8 +107,11 @@ def submit_once(*, store: JobStore, enqueue: Callable[[str], None], keys: Idempo
     """
     if key is not None:
         first = keys.claim(source=job.source, event_key=key, job_id=job.job_id)
-        if first is not None:
+        if first is not None and not _orphaned(store, first):
             return Submitted(first, True)
+        if first is not None and not keys.take_over(source=job.source, event_key=key, stale_job_id=first,
+                                                    job_id=job.job_id):
+            return submit_once(store=store, enqueue=enqueue, keys=keys, job=job, key=key)
     try:
         store.create(job)
     except Exception:
@@ -121,6 +127,17 @@ def submit_once(*, store: JobStore, enqueue: Callable[[str], None], keys: Idempo
             keys.release(source=job.source, event_key=key, job_id=job.job_id)
         raise
     return Submitted(job.job_id, False)
+
+
+def _orphaned(store: JobStore, job_id: str, *, wait_seconds: float = 2.0) -> bool:
+    """Whether a claimed job id never became a record: its submitter died between claiming and creating.
+    A claim is made a moment before its record, so a missing record is given `wait_seconds` to appear."""
+    deadline = time.monotonic() + wait_seconds
+    while not store.exists(job_id):
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def submit(*, store: JobStore, enqueue: Callable[[str], None], request: JobRequest) -> Job:

@@ -35,7 +35,7 @@ EXPECTED: dict[tuple[str, str], list[Envelope]] = {
         source_event_id="6f1d2c3e-0b7a-4f6e-9a41-5d2f0c9b8e11", link=None, dry_run=False)],
     ("splunk", "splunk.json"): [Envelope(
         targets=[JDOE], reason="Box - impossible travel", severity=None,
-        source_event_id=f"{SPLUNK_SID}:1764350123",
+        source_event_id=f"{SPLUNK_SID}:1764350123:jdoe@example.com",
         link=f"https://splunk.example.com:8000/app/search/@go?sid={SPLUNK_SID}")],
     ("sentinel", "sentinel-incident.json"): [Envelope(
         targets=[JDOE], reason="Suspicious sign-in followed by mass download", severity="High",
@@ -145,8 +145,16 @@ def test_splunk_row_without_time_and_multivalue_user() -> None:
     del payload["result"]["_time"]
     payload["result"]["user"] = ["jdoe@example.com", "JDOE@example.com", "rroe@example.com"]
     [envelope] = SplunkAdapter().parse(payload)
-    assert envelope.source_event_id == f"{SPLUNK_SID}:0"
+    assert envelope.source_event_id == f"{SPLUNK_SID}::jdoe@example.com,rroe@example.com"
     assert envelope.targets == [JDOE, RROE]
+
+
+def test_splunk_rows_without_time_naming_different_people_are_different_events() -> None:
+    alice, bob = sample("splunk.json"), sample("splunk.json")
+    for payload, who in ((alice, "alice@example.com"), (bob, "bob@example.com")):
+        del payload["result"]["_time"]
+        payload["result"]["user"] = who
+    assert SplunkAdapter().parse(alice)[0].source_event_id != SplunkAdapter().parse(bob)[0].source_event_id
 
 
 def test_splunk_without_sid_leaves_the_event_id_to_the_idempotency_key() -> None:
@@ -362,6 +370,13 @@ def test_okta_kept_event_without_a_user_target_finds_no_identity() -> None:
     with pytest.raises(NoIdentityFound) as raised:
         OktaAdapter().parse(batch)
     assert raised.value.tried == ["data.events[].target[type=User].alternateId"]
+
+
+def test_okta_batch_keeps_the_events_that_name_someone_when_another_names_nobody() -> None:
+    # Okta does not deliver a batch again after a 4xx: refusing it whole would lose jdoe's deactivation.
+    batch = okta_batch(okta_event("u1", "user.lifecycle.suspend", None),
+                       okta_event("u2", "user.lifecycle.deactivate", "jdoe@example.com"))
+    assert [e.source_event_id for e in OktaAdapter().parse(batch)] == ["u2"]
 
 
 def test_okta_batch_without_events_list_is_a_payload_error() -> None:

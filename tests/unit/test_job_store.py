@@ -98,3 +98,21 @@ def test_listing_by_source_and_by_state_and_source(store: JobStore) -> None:
     assert [r.job_id for r in store.list_jobs(state="queued", source="okta")[0]] == [okta]
     page, cursor = store.list_jobs(source="splunk", limit=1)
     assert [r.job_id for r in page] == [splunk_b] and cursor == 1
+
+
+def test_a_target_with_both_id_and_login_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="not both"):
+        build_job(JobRequest(targets=[{"type": "user", "id": "2", "login": "someone@example.com"}], source="t"))
+
+
+def test_a_claim_whose_job_was_never_created_is_taken_over(store: JobStore) -> None:
+    from worker.idempotency import IdempotencyKeys
+    from worker.submit import submit_once
+
+    keys = IdempotencyKeys(store.redis, key_prefix="t:", ttl_seconds=60)
+    keys.claim(source="test", event_key="evt-1", job_id="j-0000000000000000")  # its submitter died here
+    job = build_job(JobRequest(targets=[{"type": "user", "id": "1"}], source="test"))
+    made = submit_once(store=store, enqueue=lambda _: None, keys=keys, job=job, key="evt-1")
+    assert made.job_id == job.job_id and not made.duplicate and store.exists(job.job_id)
+    again = build_job(JobRequest(targets=[{"type": "user", "id": "1"}], source="test"))
+    assert submit_once(store=store, enqueue=lambda _: None, keys=keys, job=again, key="evt-1").job_id == job.job_id

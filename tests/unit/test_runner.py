@@ -213,3 +213,22 @@ def test_a_lookup_box_refuses_fails_only_that_target(store: JobStore) -> None:
     assert [t.status for t in job.targets] == [TargetStatus.FAILED, TargetStatus.ACCEPTED]
     assert "403 access_denied_insufficient_permissions" in (job.targets[0].detail or "")
     assert "r-9" in (job.targets[0].detail or "") and job.state is JobState.PARTIAL
+
+
+def test_global_dry_run_switched_on_mid_job_holds_the_calls_not_yet_sent(store: JobStore) -> None:
+    box = FakeBox(users=directory(150), answers=[accepted(), RetryLater(60, "429")])
+    job_id = new_job(store, users(*(u.login for u in box.users)))
+    with pytest.raises(RetryLater):
+        run_job(ctx=make_ctx(store, box), job_id=job_id)
+    run_job(ctx=make_ctx(store, box, dry_run=True), job_id=job_id)  # a worker restarted with BOXCUT_DRY_RUN
+    job = store.load(job_id)
+    assert [len(ids) for _, ids in box.calls] == [100, 50]  # the held call was never sent again
+    assert job.summary() == {"accepted": 100, "would_terminate": 50} and job.state is JobState.PARTIAL
+
+
+def test_a_404_for_a_whole_batch_is_split_like_a_400(store: JobStore) -> None:
+    box = FakeBox(users=directory(2), answers=[refused(404, "not_found"), accepted(), refused(404, "not_found")])
+    job_id = new_job(store, users("user00001@example.com", "user00002@example.com"))
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert [len(ids) for _, ids in box.calls] == [2, 1, 1]
+    assert store.load(job_id).summary() == {"accepted": 1, "failed": 1}

@@ -191,3 +191,26 @@ def test_a_user_whose_role_box_did_not_give_is_treated_as_an_admin(store: JobSto
     job_id = new_job(store, users("who@example.com"))
     run_job(ctx=make_ctx(store, box), job_id=job_id)
     assert store.load(job_id).state is JobState.AWAITING_APPROVAL and box.calls == []
+
+
+def _broker_down(_job_id: str) -> None:
+    raise ConnectionError("broker unreachable")
+
+
+def test_approve_and_retry_are_undone_when_the_job_cannot_be_enqueued(store: JobStore) -> None:
+    box = engineering(30)
+    waiting = new_job(store, [{"type": "group", "name": "Engineering"}])
+    run_job(ctx=make_ctx(store, box, threshold=25), job_id=waiting)
+    with pytest.raises(ConnectionError):
+        job_actions.approve(store=store, enqueue=_broker_down, job_id=waiting, actor="cli:alice")
+    job = store.load(waiting)
+    assert job.state is JobState.AWAITING_APPROVAL and job.approval is not None and not job.approval["approved_by"]
+
+    box = FakeBox(users=directory(1), answers=[refused(403, "access_denied_insufficient_permissions")])
+    failed = new_job(store, users("user00001@example.com"))
+    run_job(ctx=make_ctx(store, box), job_id=failed)
+    with pytest.raises(ConnectionError):
+        job_actions.retry(store=store, enqueue=_broker_down, job_id=failed, actor="cli:alice")
+    job = store.load(failed)
+    assert job.state is JobState.FAILED and job.targets[0].status is TargetStatus.FAILED
+    assert job_actions.retry(store=store, enqueue=lambda _: None, job_id=failed, actor="cli:alice") == 1

@@ -17,7 +17,7 @@ from worker.intake.http import ApiError, parse_json, read_body
 from worker.intake.metrics import IntakeMetrics
 from worker.intake.models import JobList, JobSummaryModel, OffboardingAccepted, RetryStarted, error_responses
 from worker.job_model import JobState
-from worker.offboarding import offboarding_request
+from worker.offboarding import offboarding_key, offboarding_request
 from worker.offboarding_file import InvalidOffboardFile, OffboardFile, parse_csv
 from worker.offboarding_file import parse_json as parse_json_rows
 from worker.submit import InvalidRequest, build_job, submit_once
@@ -187,7 +187,8 @@ def _add_offboarding_route(app: FastAPI, deps: IntakeDeps, operator: Any) -> Non
     ) -> OffboardingAccepted:
         """Offboard every user and group of a CSV file or JSON list; the whole input is checked first."""
         caller = operator(request)
-        parsed = _parse_offboarding(request, await read_body(request, OFFBOARDING_MAX_BODY_BYTES))
+        media_type = _offboarding_media_type(request)
+        parsed = _parse_offboarding(media_type, await read_body(request, OFFBOARDING_MAX_BODY_BYTES))
         job_request = offboarding_request(
             parsed,
             reason=reason or "offboarding via the API",
@@ -202,7 +203,8 @@ def _add_offboarding_route(app: FastAPI, deps: IntakeDeps, operator: Any) -> Non
         except InvalidRequest as exc:
             raise ApiError(422, "invalid_file", str(exc)) from None
         made = await run_in_threadpool(
-            submit_once, store=deps.store, enqueue=deps.intake.enqueue, keys=deps.intake.keys, job=job, key=key
+            submit_once, store=deps.store, enqueue=deps.intake.enqueue, keys=deps.intake.keys, job=job,
+                                       key=offboarding_key(key, dry_run=dry_run)
         )
         response.status_code = 200 if made.duplicate else 202
         return OffboardingAccepted(
@@ -215,13 +217,18 @@ def _add_offboarding_route(app: FastAPI, deps: IntakeDeps, operator: Any) -> Non
         )
 
 
-def _parse_offboarding(request: Request, body: bytes) -> OffboardFile:
+def _offboarding_media_type(request: Request) -> str:
+    """`text/csv` or `application/json`; anything else is refused (415) before the body is read."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in ("text/csv", "application/json"):
+        raise ApiError(415, "unsupported_media_type", f"send text/csv or application/json (got {media_type or 'none'})")
+    return media_type
+
+
+def _parse_offboarding(media_type: str, body: bytes) -> OffboardFile:
     try:
         if media_type == "text/csv":
             return parse_csv(body)
-        if media_type == "application/json":
-            return parse_json_rows(parse_json(body))
+        return parse_json_rows(parse_json(body))
     except InvalidOffboardFile as exc:
         raise ApiError(422, "invalid_file", str(exc)) from None
-    raise ApiError(415, "unsupported_media_type", f"send text/csv or application/json (got {media_type or 'none'})")

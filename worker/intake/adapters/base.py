@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from worker.errors import BoxcutError
 from worker.intake.adapters.fieldpath import nodes_at, parse_path, scalar_text, values_at
@@ -21,12 +22,16 @@ __all__ = [
     "decoded_field",
     "dedupe_targets",
     "default_reason",
+    "each_event",
     "looks_like_email",
     "resolve_paths",
     "text_at",
     "user_targets",
     "values_at",
 ]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -153,3 +158,19 @@ def dedupe_targets(targets: Iterable[dict[str, str]]) -> list[dict[str, str]]:
             seen.add(key)
             kept.append(target)
     return kept
+
+
+def each_event(events: Iterable[T], build: Callable[[T], Envelope]) -> list[Envelope]:
+    """One envelope per event of a batch, skipping (with a warning) events that name nobody, so one odd event
+    cannot make the sender's whole batch fail; when every event names nobody, the first refusal is raised."""
+    envelopes, refusals = [], []
+    for event in events:
+        try:
+            envelopes.append(build(event))
+        except NoIdentityFound as refusal:
+            refusals.append(refusal)
+    if refusals and not envelopes:
+        raise refusals[0]
+    for skipped in refusals:
+        log.warning("skipped an event of a batch: %s", skipped)
+    return envelopes

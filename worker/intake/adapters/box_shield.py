@@ -15,6 +15,7 @@ from worker.intake.adapters.base import (
     as_object,
     dedupe_targets,
     default_reason,
+    each_event,
     resolve_paths,
     text_at,
 )
@@ -33,9 +34,10 @@ class BoxShieldAdapter:
     source = "box-shield"
 
     def parse(self, payload: object, *, paths: Sequence[str] | None = None) -> list[Envelope]:
-        """One envelope per `SHIELD_ALERT` event; NoIdentityFound for an alert that names no user."""
+        """One envelope per `SHIELD_ALERT` event naming a user (others are skipped); NoIdentityFound when none does."""
         tried = resolve_paths(paths, DEFAULT_PATHS)
-        return [self._envelope(event, tried) for event in _events(payload) if _is_shield_alert(event)]
+        alerts = [event for event in _events(payload) if _is_shield_alert(event)]
+        return each_event(alerts, lambda event: self._envelope(event, tried))
 
     def _envelope(self, event: dict[str, object], tried: tuple[str, ...]) -> Envelope:
         category, rule = text_at(event, f"{_ALERT}.rule_category"), text_at(event, f"{_ALERT}.rule_name")

@@ -14,6 +14,7 @@ from worker.intake.adapters.base import (
     PayloadError,
     as_object,
     default_reason,
+    each_event,
     resolve_paths,
     text_at,
     user_targets,
@@ -42,7 +43,8 @@ class OktaAdapter:
         """One envelope per kept event; an empty list when the batch holds none (Okta sends other events too)."""
         tried = resolve_paths(paths, DEFAULT_PATHS)
         inner = inside_event(tried)
-        return [self._envelope(event, tried, inner) for event in _events(payload) if self._wanted(event)]
+        wanted = [event for event in _events(payload) if self._wanted(event)]
+        return each_event(wanted, lambda event: self._envelope(event, tried, inner))
 
     def _wanted(self, event: dict[str, object]) -> bool:
         return event.get("eventType") in self.event_types

@@ -36,18 +36,20 @@ class SplunkAdapter:
             targets=user_targets(logins),
             reason=text_at(body, "search_name") or default_reason(self.source),
             severity=None,
-            source_event_id=_event_id(body),
+            source_event_id=_event_id(body, logins),
             link=text_at(body, "results_link"),
         )]
 
 
-def _event_id(body: dict[str, object]) -> str | None:
-    """`sid:_time` of the row sent, `sid:0` for a row without `_time`; None without a sid."""
+def _event_id(body: dict[str, object], logins: list[str]) -> str | None:
+    """`sid:_time:identities` of the row sent (`_time` may be empty); None without a sid."""
     sid = text_at(body, "sid")
     if sid is None:
         return None
     # Splunk posts only the first result row and gives rows no id. With "for each result" triggering one search
     # run (one sid) posts several rows, so the sid alone would swallow every row after the first as a duplicate;
-    # the row's _time tells them apart and is the same when Splunk re-sends the same row. No body hash: two
-    # genuine alerts with the same body must both act.
-    return f"{sid}:{text_at(body, 'result._time') or 0}"
+    # the row's _time and the people it names tell them apart (rows of `stats` or `table` searches often have no
+    # _time), and both are the same when Splunk re-sends the same row. No body hash: two genuine alerts with the
+    # same body must both act.
+    who = ",".join(sorted({login.lower() for login in logins}))
+    return f"{sid}:{text_at(body, 'result._time') or ''}:{who}"

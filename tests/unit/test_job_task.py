@@ -1,0 +1,58 @@
+"""The Celery task around the runner: waits become retries, long jobs hand over, surprises end the job."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+from celery import Celery
+
+from tests.unit.fake_box import FakeBox, directory
+from tests.unit.test_runner import make_ctx, new_job, users
+from tasks import jobs
+from worker.box_models import BoxUser
+from worker.job_model import JobState, TargetStatus
+from worker.job_store import JobStore
+from worker.runner import RunContext
+
+
+class BrokenBox(FakeBox):
+    def find_users_by_login(self, login: str) -> list[BoxUser]:
+        raise ValueError("a bug somewhere")
+
+
+@pytest.fixture
+def store() -> JobStore:
+    return JobStore(fakeredis.FakeRedis(), key_prefix="t:")
+
+
+def task_for(ctx: RunContext) -> tuple[Celery, object]:
+    app = Celery("test", set_as_current=False)
+    app.conf.update(task_always_eager=True, task_eager_propagates=False, broker_url="memory://")
+    return app, jobs.register(app, context=lambda: ctx, max_countdown=600)
+
+
+def test_an_unexpected_error_ends_the_pending_targets_dead_instead_of_leaving_the_job_stuck(store: JobStore) -> None:
+    job_id = new_job(store, users("user00001@example.com"))
+    _, task = task_for(make_ctx(store, BrokenBox(users=directory(1))))
+    result = task.apply(args=[job_id])  # type: ignore[attr-defined]
+    assert isinstance(result.result, ValueError)
+    job = store.load(job_id)
+    assert job.state is JobState.FAILED and job.targets[0].status is TargetStatus.DEAD
+    assert "unexpected ValueError: a bug somewhere" in (job.targets[0].detail or "")
+    assert [r.job_id for r in store.list_jobs(state="dead")[0]] == [job_id]
+
+
+def test_a_missing_job_is_dropped(store: JobStore) -> None:
+    _, task = task_for(make_ctx(store, FakeBox()))
+    assert task.apply(args=["j-0123456789abcdef"]).result == "missing"  # type: ignore[attr-defined]
+
+
+def test_a_settled_run_returns_its_outcome(store: JobStore) -> None:
+    job_id = new_job(store, users("user00001@example.com"))
+    _, task = task_for(make_ctx(store, FakeBox(users=directory(1))))
+    assert task.apply(args=[job_id]).result == "settled"  # type: ignore[attr-defined]
+    assert store.load(job_id).state is JobState.SUCCEEDED
+
+
+def test_fault_back_off_grows_and_is_capped() -> None:
+    assert [jobs.fault_countdown(n) for n in (0, 1, 2, 10)] == [5.0, 10.0, 20.0, 300.0]
