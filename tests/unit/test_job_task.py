@@ -6,9 +6,9 @@ import fakeredis
 import pytest
 from celery import Celery
 
+from tasks import jobs
 from tests.unit.fake_box import FakeBox, directory
 from tests.unit.test_runner import make_ctx, new_job, users
-from tasks import jobs
 from worker.box_models import BoxUser
 from worker.job_model import JobState, TargetStatus
 from worker.job_store import JobStore
