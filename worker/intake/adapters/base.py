@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from worker.errors import BoxcutError
-from worker.intake.adapters.fieldpath import nodes_at, parse_path, scalar_text, values_at
+from worker.intake.adapters.fieldpath import Reader, first_found, nodes_at, parse_path, scalar_text, values_at
 
 __all__ = [
     "Adapter",
@@ -24,6 +24,7 @@ __all__ = [
     "default_reason",
     "each_event",
     "looks_like_email",
+    "required_logins",
     "resolve_paths",
     "text_at",
     "user_targets",
@@ -174,3 +175,12 @@ def each_event(events: Iterable[T], build: Callable[[T], Envelope]) -> list[Enve
     for skipped in refusals:
         log.warning("skipped an event of a batch: %s", skipped)
     return envelopes
+
+
+def required_logins(payload: object, paths: Sequence[str], *, read: Reader = values_at,
+                    note: str | None = None) -> list[str]:
+    """The identities at the first of `paths` that holds any; NoIdentityFound, naming every path tried, if none."""
+    logins = first_found(payload, paths, read)
+    if not logins:
+        raise NoIdentityFound(paths, note=note)
+    return logins

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 
 from worker.intake.adapters.base import (
     Envelope,
-    NoIdentityFound,
     as_object,
     default_reason,
+    required_logins,
     resolve_paths,
     text_at,
     user_targets,
 )
-from worker.intake.adapters.fieldpath import first_found, nodes_at, values_at
+from worker.intake.adapters.fieldpath import nodes_at, values_at
 
 # Tried in order: the `user:` tags, then a top-level `user` as a fallback.
 DEFAULT_PATHS: tuple[str, ...] = ("tags", "user")
@@ -34,9 +34,7 @@ class DatadogAdapter:
         """One envelope per Datadog notification; NoIdentityFound without a `user:` tag or `user` field."""
         body = as_object(payload)
         tried = resolve_paths(paths, DEFAULT_PATHS)
-        logins = first_found(body, tried, read=_read)
-        if not logins:
-            raise NoIdentityFound(tried)
+        logins = required_logins(body, tried, read=_read)
         return [Envelope(
             targets=user_targets(logins),
             reason=text_at(body, "alert_title") or text_at(body, "title") or default_reason(self.source),

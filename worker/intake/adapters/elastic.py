@@ -6,15 +6,15 @@ from collections.abc import Sequence
 
 from worker.intake.adapters.base import (
     Envelope,
-    NoIdentityFound,
     as_object,
     default_reason,
     looks_like_email,
+    required_logins,
     resolve_paths,
     text_at,
     user_targets,
 )
-from worker.intake.adapters.fieldpath import first_found, values_at
+from worker.intake.adapters.fieldpath import values_at
 
 # Per alert, `user.name` is a fallback for an alert without `user.email`.
 DEFAULT_PATHS: tuple[str, ...] = ("alerts[].user.email", "alerts[].user.name")
@@ -29,9 +29,8 @@ class ElasticAdapter:
         """One envelope for the rule's run, one target per distinct user among its alerts."""
         body = as_object(payload)
         tried = resolve_paths(paths, DEFAULT_PATHS)
-        logins = first_found(body, tried, read=_email_values)
-        if not logins:
-            raise NoIdentityFound(tried, note="only values shaped like an e-mail address count")
+        logins = required_logins(body, tried, read=_email_values,
+                                 note="only values shaped like an e-mail address count")
         return [Envelope(
             targets=user_targets(logins),
             reason=text_at(body, "rule.name") or default_reason(self.source),

@@ -6,14 +6,13 @@ from collections.abc import Sequence
 
 from worker.intake.adapters.base import (
     Envelope,
-    NoIdentityFound,
     as_object,
     default_reason,
+    required_logins,
     resolve_paths,
     text_at,
     user_targets,
 )
-from worker.intake.adapters.fieldpath import first_found
 
 # Tried in order; a later path is a fallback when the earlier ones hold nothing.
 DEFAULT_PATHS: tuple[str, ...] = ("alertContext.user", "alertContext.email", "alertContext.actor")
@@ -28,9 +27,7 @@ class PantherAdapter:
         """One envelope per Panther alert; NoIdentityFound if `alertContext` names nobody."""
         body = as_object(payload)
         tried = resolve_paths(paths, DEFAULT_PATHS)
-        logins = first_found(body, tried)
-        if not logins:
-            raise NoIdentityFound(tried)
+        logins = required_logins(body, tried)
         return [Envelope(
             targets=user_targets(logins),
             reason=text_at(body, "title") or text_at(body, "name") or default_reason(self.source),

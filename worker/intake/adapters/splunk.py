@@ -6,14 +6,13 @@ from collections.abc import Sequence
 
 from worker.intake.adapters.base import (
     Envelope,
-    NoIdentityFound,
     as_object,
     default_reason,
+    required_logins,
     resolve_paths,
     text_at,
     user_targets,
 )
-from worker.intake.adapters.fieldpath import first_found
 
 # Tried in order, each a fallback for the one before, never an addition: in Splunk's CIM `src_user` is the
 # account that *initiated* a change, often an admin, and cutting that person off would be cutting the wrong one.
@@ -29,9 +28,7 @@ class SplunkAdapter:
         """One envelope for the row Splunk sent; NoIdentityFound if no path holds an identity."""
         body = as_object(payload)
         tried = resolve_paths(paths, DEFAULT_PATHS)
-        logins = first_found(body, tried)
-        if not logins:
-            raise NoIdentityFound(tried)
+        logins = required_logins(body, tried)
         return [Envelope(
             targets=user_targets(logins),
             reason=text_at(body, "search_name") or default_reason(self.source),

@@ -6,15 +6,14 @@ from collections.abc import Sequence
 
 from worker.intake.adapters.base import (
     Envelope,
-    NoIdentityFound,
     as_object,
     decoded_field,
     default_reason,
+    required_logins,
     resolve_paths,
     text_at,
     user_targets,
 )
-from worker.intake.adapters.fieldpath import first_found
 
 DEFAULT_PATHS: tuple[str, ...] = ("ResultsJson[].user",)
 
@@ -31,9 +30,7 @@ class SumoLogicAdapter:
         if (text_at(body, "TriggerType") or "").startswith("Resolved"):
             return []  # the monitor recovered: nothing to contain, and no one's sessions should end for it
         tried = resolve_paths(paths, DEFAULT_PATHS)
-        logins = first_found(body, tried)
-        if not logins:
-            raise NoIdentityFound(tried)
+        logins = required_logins(body, tried)
         return [Envelope(
             targets=user_targets(logins),
             reason=text_at(body, "Name") or default_reason(self.source),
