@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 2) -> subprocess.Popen[bytes]:
-    """A `boxcut worker` (prefork) with `env`, once it says it is ready."""
+    """A `boxcut worker` (prefork) with `env`, once it says it is ready.
+
+    A SIGTERM to the benchmark (`timeout`, Ctrl-C's cousin) becomes a normal exit, so its `finally` stops the
+    worker and deletes its keys instead of leaving them behind.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "-c", str(concurrency)], env=env,
                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
