@@ -67,24 +67,28 @@ class Progress:
     first_done: int | None = None
     first_at: float | None = None
 
-    def line(self, job: Job, now: float, *, width: int = 24) -> str:
-        total = len(job.targets) or 1
-        done, accepted, failed, _ = counts(job)
-        filled = int(width * done / total)
+    def line(self, tally: tuple[int, int, int, str], total: int, now: float, *, width: int = 24) -> str:
+        """The bar for `tally` (from `counts`) out of `total` targets."""
+        done, accepted, failed, state = tally
+        filled = int(width * done / (total or 1))
         bar = "#" * filled + "-" * (width - filled)
-        return (f"[{bar}] {done:,}/{len(job.targets):,} targets  accepted {accepted:,}  failed {failed:,}  "
-                f"{self._pace(done, total, now)}  {job.state.value}")
+        return (f"[{bar}] {done:,}/{total:,} targets  accepted {accepted:,}  failed {failed:,}  "
+                f"{self._pace(done, total, now)}  {state}")
 
     def _pace(self, done: int, total: int, now: float) -> str:
-        """Rate since the first target finished, and the time the rest would take at it."""
+        """Rate since the first target finished, the time the rest would take at it, and the time so far."""
+        parts = []
         if self.first_done is None or self.first_at is None:
             if done:
                 self.first_done, self.first_at = done, now
-            return f"{now - self.started:.0f} s"
-        elapsed = now - self.first_at
-        rate = (done - self.first_done) / elapsed if elapsed > 0 else 0.0
-        left = f"~{(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
-        return f"{rate:,.0f}/s {left}  {now - self.started:.0f} s".replace("  ", " ", 1)
+        else:
+            elapsed = now - self.first_at
+            rate = (done - self.first_done) / elapsed if elapsed > 0 else 0.0
+            parts.append(f"{rate:,.0f}/s")
+            if rate > 0 and done < total:
+                parts.append(f"~{(total - done) / rate:.0f} s left")
+        parts.append(f"{now - self.started:.0f} s")
+        return " ".join(parts)
 
 
 def counts(job: Job) -> tuple[int, int, int, str]:
@@ -122,12 +126,13 @@ def wait_for_job(
     live = out.isatty()
     while True:
         job = store.load(job_id)
-        line = progress.line(job, clock())
+        tally = counts(job)
         # On a terminal the bar redraws in place; in a log, a new line only when the counts change.
-        if live or counts(job) != last:
+        if live or tally != last:
+            line = progress.line(tally, len(job.targets), clock())
             out.write(("\r" + line + "\x1b[K") if live else line + "\n")
             out.flush()
-            last = counts(job)
+            last = tally
         if job.state.is_final or job.state is JobState.AWAITING_APPROVAL:
             if live:
                 out.write("\n")

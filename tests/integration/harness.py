@@ -40,8 +40,8 @@ FAST_ENV = {
 
 
 @dataclass
-class WorkerProcess:
-    """A `boxcut worker` child process in a session of its own, so a drill can kill all of it at once."""
+class ChildProcess:
+    """A boxcut child process (a worker or the intake) in a session of its own, so it can be killed whole."""
 
     proc: subprocess.Popen[bytes]
     log_path: Path
@@ -76,8 +76,8 @@ class Stack:
     tmp: Path
     extra_env: Mapping[str, str] = field(default_factory=dict)
     key_prefix: str = field(default_factory=lambda: f"boxcut-test-{uuid.uuid4().hex[:10]}:")
-    workers: list[WorkerProcess] = field(default_factory=list)
-    servers: list[WorkerProcess] = field(default_factory=list)
+    workers: list[ChildProcess] = field(default_factory=list)
+    servers: list[ChildProcess] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -118,7 +118,7 @@ class Stack:
                 raise AssertionError(f"job {job_id} still {job.state.value} after {timeout} s: {job.to_dict()}")
             time.sleep(0.1)
 
-    def start_worker(self, *, concurrency: int = 2, extra_env: Mapping[str, str] | None = None) -> WorkerProcess:
+    def start_worker(self, *, concurrency: int = 2, extra_env: Mapping[str, str] | None = None) -> ChildProcess:
         log_path = self.tmp / f"worker-{len(self.workers)}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
@@ -127,7 +127,7 @@ class Stack:
                 env={**self.env, **(extra_env or {})}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        worker = WorkerProcess(proc, log_path)
+        worker = ChildProcess(proc, log_path)
         self.workers.append(worker)
         worker.wait_ready()
         return worker
@@ -142,7 +142,7 @@ class Stack:
                 env={**self.env, **(extra_env or {})}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.servers.append(WorkerProcess(proc, log_path))
+        self.servers.append(ChildProcess(proc, log_path))
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while not _answers(url + "/healthz"):
