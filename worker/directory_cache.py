@@ -25,6 +25,7 @@ from typing import Any
 import redis
 
 from worker.box_models import BoxUser
+from worker.identity import login_key
 from worker.job_model import utc_now
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class DirectoryCache:
         return True
 
     def by_login(self, login: str) -> list[BoxUser]:
-        raw = self.redis.hget(self.logins_key, login.strip().lower())
+        raw = self.redis.hget(self.logins_key, login_key(login))
         return [_user(entry) for entry in json.loads(raw)] if raw else []
 
     def by_id(self, user_id: str) -> BoxUser | None:
@@ -89,7 +90,7 @@ class DirectoryCache:
         count, chunk = 0, dict[Any, Any]()
         for user in users:
             entry = asdict(user)
-            by_login.setdefault(user.login.lower(), []).append(entry)
+            by_login.setdefault(login_key(user.login), []).append(entry)
             chunk[user.id] = json.dumps(entry)
             count += 1
             if len(chunk) >= _CHUNK:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from worker.errors import BoxcutError
+from worker.identity import box_id_problem, login_key
 
 TARGET_COLUMNS = ("user_id", "user_login", "group_id", "group_name")
 COLUMNS = (*TARGET_COLUMNS, "reason")
@@ -27,7 +28,6 @@ GROUP_COLUMNS = ("group_id", "group_name")
 
 MAX_ROWS = 100_000
 MAX_LISTED_PROBLEMS = 100
-MAX_ID_DIGITS = 20
 MAX_LOGIN_CHARS = 254  # the longest e-mail address SMTP allows
 MAX_GROUP_NAME_CHARS = 255
 MAX_REASON_CHARS = 500
@@ -114,11 +114,8 @@ def _show(value: str) -> str:
 
 def _check_id(column: str, value: str) -> str | None:
     """Why a value is not a Box id, or None."""
-    if not value.isascii() or not value.isdigit():
-        return f"{column} {_show(value)} is not a Box id (digits only)"
-    if len(value) > MAX_ID_DIGITS:
-        return f"{column} {_show(value)} is not a Box id (at most {MAX_ID_DIGITS} digits)"
-    return None
+    problem = box_id_problem(value)
+    return f"{column} {_show(value)} {problem}" if problem else None
 
 
 def _login_flaw(value: str) -> str | None:
@@ -189,9 +186,9 @@ def _names_something(values: Mapping[str, str]) -> bool:
 
 
 def _merge_key(spec: Mapping[str, str]) -> tuple[str, str, str]:
-    """What makes two specs the same target: logins compare ignoring case, ids and names exactly."""
+    """What makes two specs the same target: logins compare by `login_key` (as resolution does), the rest exactly."""
     key = next(k for k in ("id", "login", "name") if k in spec)  # _check_row puts exactly one in a spec
-    return spec["type"], key, spec[key].casefold() if key == "login" else spec[key]
+    return spec["type"], key, login_key(spec[key]) if key == "login" else spec[key]
 
 
 @dataclass

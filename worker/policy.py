@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from config import Settings
 from worker.box_models import BoxUser
+from worker.identity import login_key
 from worker.job_model import Target, TargetStatus, TargetType
 
 # Box roles that administer the enterprise: cutting one off mid-incident can lock out the responders.
@@ -46,7 +47,7 @@ class Policy:
         else:
             names = {target.group_id, target.group_name, target.input.get("name"), target.input.get("id")}
             listed, setting = self.protected_groups, "BOXCUT_PROTECTED_GROUPS"
-        hits = sorted(n for n in names if n and n.lower() in listed)
+        hits = sorted(n for n in names if n and login_key(n) in listed)
         return f"{hits[0]} is listed in {setting}" if hits else None
 
     def is_dry_run(self, job_dry_run: bool) -> bool:
@@ -79,7 +80,7 @@ class Policy:
         for member in members:
             if service_account_id and member.id == service_account_id:
                 return "the group includes the service account boxcut itself runs as"
-            if {member.login.lower(), member.id} & self.protected_users:
+            if {login_key(member.login), member.id} & self.protected_users:
                 return (f"the group includes {member.login}, listed in BOXCUT_PROTECTED_USERS: a group call would "
                         "end their sessions too; name the other members one by one instead")
         return None
@@ -88,7 +89,7 @@ class Policy:
         # An unknown role is treated as an admin's: the rule must fail closed.
         if role is not None and role.lower() not in ADMIN_ROLES:
             return False
-        return not ({(login or "").lower(), user_id or ""} & self.allowed_admins)
+        return not ({login_key(login or ""), user_id or ""} & self.allowed_admins)
 
 
 def blast_radius(targets: Iterable[Target]) -> int:
@@ -105,4 +106,4 @@ def blast_radius(targets: Iterable[Target]) -> int:
 
 
 def _lowered(values: Iterable[str]) -> frozenset[str]:
-    return frozenset(v.strip().lower() for v in values if v.strip())
+    return frozenset(login_key(v) for v in values if v.strip())

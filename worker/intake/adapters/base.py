@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from worker.errors import BoxcutError
+from worker.identity import login_key
 from worker.intake.adapters.fieldpath import Reader, first_found, nodes_at, parse_path, scalar_text, values_at
 
 __all__ = [
@@ -150,11 +151,11 @@ def user_targets(logins: Iterable[str]) -> list[dict[str, str]]:
 
 
 def dedupe_targets(targets: Iterable[dict[str, str]]) -> list[dict[str, str]]:
-    """Targets without repeats, order kept; logins compare ignoring case (as resolution does), the rest exactly."""
+    """Targets without repeats, order kept; logins compare by `login_key` (as resolution does), the rest exactly."""
     seen: set[tuple[tuple[str, str], ...]] = set()
     kept: list[dict[str, str]] = []
     for target in targets:
-        key = tuple(sorted((k, v.casefold() if k == "login" else v) for k, v in target.items()))
+        key = tuple(sorted((k, login_key(v) if k == "login" else v) for k, v in target.items()))
         if key not in seen:
             seen.add(key)
             kept.append(target)

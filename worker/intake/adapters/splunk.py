@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from worker.identity import login_key
 from worker.intake.adapters.base import (
     Envelope,
     as_object,
@@ -48,5 +49,5 @@ def _event_id(body: dict[str, object], logins: list[str]) -> str | None:
     # the row's _time and the people it names tell them apart (rows of `stats` or `table` searches often have no
     # _time), and both are the same when Splunk re-sends the same row. No body hash: two genuine alerts with the
     # same body must both act.
-    who = ",".join(sorted({login.lower() for login in logins}))
+    who = ",".join(sorted({login_key(login) for login in logins}))
     return f"{sid}:{text_at(body, 'result._time') or ''}:{who}"

@@ -1,0 +1,51 @@
+"""The two rules that decide who is who: when two logins are one person, and what a Box id is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from config import Settings
+from worker.identity import MAX_ID_DIGITS, box_id_problem, is_box_id, login_key
+from worker.intake.adapters.base import dedupe_targets, user_targets
+from worker.job_model import Target
+from worker.offboarding_file import parse_csv
+from worker.policy import Policy
+
+
+def test_logins_compare_as_lower_case_never_casefolded() -> None:
+    assert login_key("  JDoe@Example.COM ") == "jdoe@example.com"
+    assert login_key("STRAẞE@example.com") != login_key("strasse@example.com")
+    assert login_key("straße@example.com") != login_key("strasse@example.com")
+    assert login_key("Straße@example.com") == login_key("straße@example.com")
+
+
+@pytest.mark.parametrize("merge", [
+    lambda logins: [t["login"] for t in user_targets(logins)],
+    lambda logins: [t["login"] for t in dedupe_targets({"type": "user", "login": x} for x in logins)],
+    lambda logins: [t.spec["login"] for t in parse_csv(("user_login\n" + "\n".join(logins)).encode()).targets],
+], ids=["user_targets", "dedupe_targets", "offboarding file"])
+def test_every_merge_keeps_two_people_whose_logins_only_casefold_alike(merge: Callable[[list[str]], list[str]]) -> None:
+    logins = ["straße@example.com", "strasse@example.com", "STRASSE@example.com", "Straße@example.com"]
+    assert merge(logins) == ["straße@example.com", "strasse@example.com"]
+
+
+def test_protection_lists_use_the_same_rule() -> None:
+    policy = Policy.from_settings(Settings(protected_users=("Straße@example.com",)))
+    kept = Target.from_input({"type": "user", "login": "STRASSE@example.com"})
+    listed = Target.from_input({"type": "user", "login": "straße@EXAMPLE.com"})
+    assert policy.protection(kept) is None
+    assert policy.protection(listed) is not None
+
+
+@pytest.mark.parametrize("value", ["0", "17738362", "9" * MAX_ID_DIGITS])
+def test_box_ids_are_one_to_twenty_ascii_digits(value: str) -> None:
+    assert is_box_id(value) and box_id_problem(value) is None
+
+
+@pytest.mark.parametrize("value", ["", ".", "..", "me", "abc", "-1", "+1", " 1", "1 ", "1.0", "1e3", "12/..",
+                                   "9" * (MAX_ID_DIGITS + 1), "1" * 5000, "\uff11\uff12", "\u0661\u0662"])
+def test_anything_else_is_not_a_box_id(value: str) -> None:
+    assert not is_box_id(value)
+    assert "not a Box id" in (box_id_problem(value) or "")

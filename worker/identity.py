@@ -1,0 +1,35 @@
+"""The rules for the values that name people and groups, one for every entrance and every comparison.
+
+Two rules decide who gets terminated, so they live here once and every module uses them:
+
+- **When two logins are the same person.** `login_key`: stripped, then `str.lower()`, the comparison the
+  resolver makes against Box's answers. Never `casefold()`: it folds `straße` into `strasse`, and those are
+  two Box users; merging them would leave one of them with every session.
+- **What a Box id is.** Digits only (ASCII), 1 to `MAX_ID_DIGITS` of them: Box's ids are decimal strings.
+  Anything else (`..`, `.`, `me`, `abc`, 5,000 digits) is refused at the entrance that received it, so no value
+  from an alert can become a path Box did not mean, such as `/users/me` (the service account) or `/2.0/`.
+"""
+
+from __future__ import annotations
+
+# Box's ids are 64-bit numbers at most: 20 decimal digits.
+MAX_ID_DIGITS = 20
+
+
+def login_key(login: str) -> str:
+    """The form in which two logins (or group names) name the same Box identity: stripped and `lower()`ed."""
+    return login.strip().lower()
+
+
+def box_id_problem(value: str) -> str | None:
+    """Why `value` is not a Box id, in words that follow its field's name, or None when it is one."""
+    if not value.isascii() or not value.isdigit():
+        return "is not a Box id (digits only)"
+    if len(value) > MAX_ID_DIGITS:
+        return f"is not a Box id (at most {MAX_ID_DIGITS} digits, got {len(value)})"
+    return None
+
+
+def is_box_id(value: str) -> bool:
+    """Whether `value` is a Box id: 1 to MAX_ID_DIGITS ASCII digits."""
+    return box_id_problem(value) is None
