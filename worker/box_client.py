@@ -34,6 +34,7 @@ from worker.box_models import (
     CallResult,
 )
 from worker.errors import (
+    BoxAnswerMismatch,
     BoxAPIError,
     BoxError,
     BoxPermanentError,
@@ -42,7 +43,9 @@ from worker.errors import (
     BoxTransportError,
     BoxUnauthorized,
     RetryLater,
+    UnsafeRequest,
 )
+from worker.identity import box_id_problem, login_key
 from worker.rate_limit import RateLimiter
 from worker.retry_policy import (
     LOOKUP_BACKOFF,
@@ -169,37 +172,40 @@ class BoxClient:
 
     def find_users_by_login(self, login: str) -> list[BoxUser]:
         """Users whose login is exactly `login`, ignoring case: none, one, or several (ambiguous)."""
-        wanted = login.strip().lower()
+        wanted = login_key(login)
         if not wanted:
             return []  # an empty filter_term would list every user in the enterprise
         params = {"filter_term": login.strip(), "user_type": "all", "limit": PAGE_LIMIT, "fields": USER_FIELDS}
         found: dict[str, BoxUser] = {}
         for page in self._pages("/users", params):
             for entry in _entries(page):
-                # lower(), not casefold(): casefold makes "straße" equal "strasse", which are two people.
-                if str(entry.get("login", "")).lower() == wanted:
+                # login_key, never casefold(): casefold makes "straße" equal "strasse", two people.
+                if login_key(str(entry.get("login", ""))) == wanted:
                     user = _user(entry)
                     found[user.id] = user
         return list(found.values())
 
     def get_user(self, user_id: str) -> BoxUser | None:
-        """The user with this id, or None when Box has none (404)."""
+        """The user with this id, or None when Box has none (404). UnsafeRequest, before anything is sent, when
+        `user_id` is not a Box id; BoxAnswerMismatch when Box answers about another user (or names none)."""
+        path = _path("users", _box_id(user_id))
         try:
-            return _user(self._get(f"/users/{_segment(user_id)}", {"fields": USER_FIELDS}))
+            entry = self._get(path, {"fields": USER_FIELDS})
         except BoxPermanentError as error:
             if error.status == 404:
                 return None
             raise
+        return _user(_answer_for(path, user_id, entry))
 
     def find_groups_by_name(self, name: str) -> list[BoxGroup]:
         """Groups named exactly `name`, ignoring case: none, one, or several (ambiguous)."""
-        wanted = name.strip().lower()
+        wanted = login_key(name)
         if not wanted:
             return []  # an empty filter_term would list every group
         found: dict[str, BoxGroup] = {}
         for page in self._pages("/groups", {"filter_term": name.strip(), "limit": PAGE_LIMIT}):
             for entry in _entries(page):
-                if str(entry.get("name", "")).lower() == wanted:
+                if login_key(str(entry.get("name", ""))) == wanted:
                     found[str(entry["id"])] = BoxGroup(id=str(entry["id"]), name=str(entry["name"]))
         return list(found.values())
 
@@ -215,20 +221,23 @@ class BoxClient:
                 yield _user(entry)
 
     def get_group(self, group_id: str) -> BoxGroup | None:
-        """The group with this id, or None when Box has none (404)."""
+        """The group with this id, or None when Box has none (404); UnsafeRequest and BoxAnswerMismatch as for
+        `get_user`."""
+        path = _path("groups", _box_id(group_id))
         try:
-            entry = self._get(f"/groups/{_segment(group_id)}", None)
+            entry = self._get(path, None)
         except BoxPermanentError as error:
             if error.status == 404:
                 return None
             raise
-        return BoxGroup(id=str(entry.get("id", group_id)), name=str(entry.get("name", "")))
+        entry = _answer_for(path, group_id, entry)
+        return BoxGroup(id=str(entry["id"]), name=str(entry.get("name", "")))
 
     def group_members(self, group_id: str) -> tuple[int, list[BoxUser]]:
         """Box's `total_count` of the group's memberships, and every member (login and name; role unknown)."""
         total: int | None = None
         members: dict[str, BoxUser] = {}
-        path = f"/groups/{_segment(group_id)}/memberships"
+        path = _path("groups", _box_id(group_id), "memberships")
         for page in self._pages(path, {"limit": PAGE_LIMIT}):
             total = int(page.get("total_count", 0)) if total is None else total
             for entry in _entries(page):
@@ -241,7 +250,7 @@ class BoxClient:
 
     def group_member_count(self, group_id: str) -> int:
         """How many members the group has, from one call's `total_count`."""
-        page = self._get(f"/groups/{_segment(group_id)}/memberships", {"limit": 1})
+        page = self._get(_path("groups", _box_id(group_id), "memberships"), {"limit": 1})
         return int(page.get("total_count", 0))
 
     def _pages(self, path: str, params: dict[str, Any], *, max_pages: int = MAX_PAGES) -> Iterator[dict[str, Any]]:
@@ -361,9 +370,35 @@ def _user(entry: dict[str, Any]) -> BoxUser:
     )
 
 
-def _segment(box_id: str) -> str:
-    """An id as one URL path segment: an id from an alert cannot change the path (`../`) or the host."""
-    return quote(str(box_id).strip(), safe="")
+# Path segments that URL normalisation (requests, proxies, Box's front end) collapses: `users/..` is `/`.
+_DOT_SEGMENTS = frozenset({"", ".", ".."})
+
+
+def _path(*segments: str) -> str:
+    """A Box API path built from segments, each percent-encoded whole (`/`, `?`, `#`, `%` included), so no value
+    can change the path, the query or the host; a segment that would still move the path raises UnsafeRequest."""
+    for segment in segments:
+        if segment in _DOT_SEGMENTS:
+            raise UnsafeRequest(f"path segment {segment!r} would change the request's path; nothing was sent")
+    return "".join("/" + quote(segment, safe="") for segment in segments)
+
+
+def _box_id(value: str) -> str:
+    """`value` when it is a Box id (digits); else UnsafeRequest, so `me`, `..` or `abc` never reach a path."""
+    problem = box_id_problem(value)
+    if problem is not None:
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        raise UnsafeRequest(f"id {shown!r} {problem}; nothing was sent")
+    return value
+
+
+def _answer_for(path: str, asked: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Box's answer for the item `asked` for, or BoxAnswerMismatch when it names no id or another one: boxcut
+    acts only on the identity it asked about."""
+    answered = entry.get("id")
+    if answered is None or str(answered) != asked:
+        raise BoxAnswerMismatch(f"GET {path}: Box answered for id {answered!r}, not {asked!r}; not used")
+    return entry
 
 
 def _json_or_none(response: requests.Response) -> Any:

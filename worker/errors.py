@@ -15,6 +15,14 @@ class BoxTransportError(BoxError):
     """No answer from Box: a timeout, a refused or dropped connection. Worth retrying."""
 
 
+class UnsafeRequest(BoxError):
+    """A request boxcut refuses to send: a value (an id from an alert) would change its path. Nothing was sent."""
+
+
+class BoxAnswerMismatch(BoxError):
+    """Box answered about another item than the one asked for (or named none); the answer is not used."""
+
+
 class BoxAuthError(BoxError):
     """Box refused to issue an access token (wrong credentials or app config). Not worth retrying."""
 

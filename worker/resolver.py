@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from worker.box_models import BoxGroup, BoxUser
-from worker.errors import BoxPermanentError
+from worker.errors import BoxAnswerMismatch, BoxPermanentError, UnsafeRequest
 from worker.job_model import Target, TargetStatus, TargetType
 
 RESOLVED_BY_LOOKUP = "lookup"
@@ -39,8 +39,9 @@ class DirectoryCopy(Protocol):
 def resolve_target(*, box: DirectoryLookups, target: Target, copy: DirectoryCopy | None = None) -> None:
     """Resolve one pending target in place: set its Box id, or end it `not_found`, `ambiguous` or `failed`.
 
-    A lookup Box refuses for good (403, 400) fails this target alone; faults that may pass (5xx, timeouts)
-    propagate, so the task retries the job later.
+    A lookup Box refuses for good (403, 400) fails this target alone, and so does one boxcut refuses to send (an
+    id that is not a Box id, in a record written before ids were checked at every entrance) or whose answer names
+    another identity; faults that may pass (5xx, timeouts) propagate, so the task retries the job later.
     """
     try:
         if target.type is TargetType.USER:
@@ -51,7 +52,8 @@ def resolve_target(*, box: DirectoryLookups, target: Target, copy: DirectoryCopy
         code = f" {error.code}" if error.code else ""
         _settle(target, TargetStatus.FAILED, f"lookup refused: Box answered {error.status}{code}: {error.message}"
                 f" (request id {error.request_id})")
-        return
+    except (UnsafeRequest, BoxAnswerMismatch) as error:
+        _settle(target, TargetStatus.FAILED, f"lookup refused: {error}")
 
 
 def _resolve_user(box: DirectoryLookups, target: Target, copy: DirectoryCopy | None) -> None:

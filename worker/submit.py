@@ -9,6 +9,7 @@ from typing import Any
 
 from worker.errors import BoxcutError
 from worker.idempotency import IdempotencyKeys
+from worker.identity import box_id_problem
 from worker.job_model import CANCELLABLE_STATES, Job, JobState, Target, utc_now
 from worker.job_store import JobStore
 
@@ -58,6 +59,8 @@ def normalise_target(spec: Any, where: str) -> dict[str, str]:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise InvalidRequest(f"{where}.{name}", "must be a string")
         clean[name] = str(value).strip()
+        if name == "id" and (problem := box_id_problem(clean[name])):
+            raise InvalidRequest(f"{where}.id", problem)
     first, second = _NAMING_FIELDS[kind]
     if not any(name in clean for name in _NAMING_FIELDS[kind]):
         raise InvalidRequest(where, f"a {kind} target needs \"{first}\" or \"{second}\"")

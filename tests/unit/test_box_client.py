@@ -25,9 +25,9 @@ from tests.unit.fakes import (
     scripted_session,
 )
 from worker.box_auth import CachedTokenSource, TokenSource
-from worker.box_client import BatchRetryLater, BoxClient
+from worker.box_client import BatchRetryLater, BoxClient, _path
 from worker.box_models import TERMINATE_ACCEPTED_MESSAGE, BoxGroup, BoxUser
-from worker.errors import BoxPermanentError, BoxRetryableError, BoxUnauthorized
+from worker.errors import BoxAnswerMismatch, BoxPermanentError, BoxRetryableError, BoxUnauthorized, UnsafeRequest
 from worker.rate_limit import RateLimiter
 
 BASE = "https://box.test/2.0"
@@ -327,10 +327,48 @@ def test_lookup_retries_stop_at_the_cap() -> None:
     assert len(box.sent) == 6
 
 
-def test_ids_cannot_leave_the_base_url() -> None:
-    box = Harness(box_error(404, "not_found"))
-    assert box.client.get_user("../../evil.example/x") is None
-    assert (box.sent[0].url or "").startswith(f"{BASE}/users/..%2F..%2Fevil.example%2Fx")
+# The last: fullwidth digits, which str.isdigit() accepts.
+HOSTILE_IDS = ["..", ".", "", "me", "abc", "../../evil.example/x", "12/../me", "1" * 5000, " 12", "12?x=1",
+               "\uff11\uff12\uff13"]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_IDS)
+@pytest.mark.parametrize("lookup", ["get_user", "get_group", "group_members", "group_member_count"])
+def test_an_id_that_is_not_a_box_id_is_refused_before_anything_is_sent(lookup: str, hostile: str) -> None:
+    box = Harness(Reply(200, user_entry("9", "zed@example.com")))
+    with pytest.raises(UnsafeRequest, match="not a Box id"):
+        getattr(box.client, lookup)(hostile)
+    assert box.sent == []
+
+
+@pytest.mark.parametrize("segment", ["..", ".", ""])
+def test_a_path_segment_that_would_move_the_path_is_refused(segment: str) -> None:
+    with pytest.raises(UnsafeRequest, match="would change the request's path"):
+        _path("users", segment)
+
+
+def test_every_path_segment_is_encoded_whole() -> None:
+    assert _path("users", "a/b?c#d%e", "x") == "/users/a%2Fb%3Fc%23d%25e/x"
+
+
+@pytest.mark.parametrize("answer", [{"type": "user", "login": "zed@example.com"},
+                                    user_entry("10", "zed@example.com"), user_entry("9000000001", "svc@box.com")])
+def test_get_user_refuses_an_answer_about_another_user(answer: dict[str, str]) -> None:
+    box = Harness(Reply(200, answer))
+    with pytest.raises(BoxAnswerMismatch):
+        box.client.get_user("9")
+
+
+@pytest.mark.parametrize("answer", [{"type": "group", "name": "Sales"}, {"type": "group", "id": "56", "name": "x"}])
+def test_get_group_refuses_an_answer_about_another_group(answer: dict[str, str]) -> None:
+    box = Harness(Reply(200, answer))
+    with pytest.raises(BoxAnswerMismatch):
+        box.client.get_group("55")
+
+
+def test_an_answer_with_the_id_as_a_number_is_the_same_id() -> None:
+    box = Harness(Reply(200, {"type": "group", "id": 55, "name": "Sales"}))
+    assert box.client.get_group("55") == BoxGroup(id="55", name="Sales")
 
 
 def test_find_groups_by_name_exact_case_insensitive() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from worker.identity import box_id_problem
 from worker.intake.adapters.base import (
     Envelope,
     NoIdentityFound,
@@ -55,6 +56,9 @@ def _targets(event: dict[str, object], tried: tuple[str, ...]) -> list[dict[str,
         values = values_at(event, path)
         if values:
             key = "id" if path.rsplit(".", 1)[-1] == "id" else "login"
+            for value in values if key == "id" else ():
+                if problem := box_id_problem(value):
+                    raise PayloadError(path, problem)
             return dedupe_targets({"type": "user", key: value} for value in values)
     raise NoIdentityFound(tried)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from worker.identity import box_id_problem
 from worker.intake.adapters.base import (
     Envelope,
     NoIdentityFound,
@@ -65,7 +66,10 @@ def _target(index: int, raw: object) -> dict[str, str]:
         # Two identities in one target could name two different people; acting on either might be wrong.
         raise PayloadError(field, f"gives both {keys[0]} and {keys[1]}; give one")
     key = given[0]
-    return {"type": kind, key: _identity(f"{field}.{key}", raw[key], number_ok=key == "id")}
+    value = _identity(f"{field}.{key}", raw[key], number_ok=key == "id")
+    if key == "id" and (problem := box_id_problem(value)):
+        raise PayloadError(f"{field}.id", problem)
+    return {"type": kind, key: value}
 
 
 def _identity(field: str, value: object, *, number_ok: bool) -> str:
