@@ -12,11 +12,12 @@ from typing import Any
 import fakeredis
 from fastapi.testclient import TestClient
 
-from config import Settings, load_settings
+from config import Settings, defaults, load_settings
 from worker.idempotency import IdempotencyKeys
 from worker.intake.app import create_app
 from worker.intake.auth import Authenticator, signature
 from worker.intake.deps import IntakeDeps
+from worker.intake.replays import SeenSignatures
 from worker.intake.service import AlertIntake
 from worker.job_store import JobStore
 
@@ -47,6 +48,7 @@ class IntakeUnderTest:
     store: JobStore
     settings: Settings
     enqueued: list[str] = field(default_factory=list)
+    redis: fakeredis.FakeRedis = field(default_factory=fakeredis.FakeRedis)
 
     def post(self, path: str, payload: Any, *, token: str | None = INTAKE_TOKEN,
              headers: Mapping[str, str] | None = None) -> Any:
@@ -67,13 +69,25 @@ class IntakeUnderTest:
         return self.client.get(path, headers={"Authorization": f"Bearer {token}"})
 
 
-def make_intake(extra_env: Mapping[str, str] | None = None, *, insecure_dev: bool = False) -> IntakeUnderTest:
+def make_intake(extra_env: Mapping[str, str] | None = None, *, insecure_dev: bool = False,
+                broker_refusals: int = 0) -> IntakeUnderTest:
+    """The intake on fakeredis; its enqueue records job ids, after refusing the first `broker_refusals` (as a
+    broker that is down would: the app then answers 500, which the test client returns instead of raising)."""
     settings = load_settings({**BASE_ENV, **(extra_env or {})}, env_file=None)
     redis = fakeredis.FakeRedis()
     store = JobStore(redis, key_prefix="t:")
     enqueued: list[str] = []
+    refusals = [ConnectionError("the broker refused the task")] * broker_refusals
+
+    def enqueue(job_id: str) -> None:
+        if refusals:
+            raise refusals.pop()
+        enqueued.append(job_id)
+
     keys = IdempotencyKeys(redis, key_prefix="t:", ttl_seconds=settings.idempotency_ttl_seconds)
-    deps = IntakeDeps(settings=settings, store=store, intake=AlertIntake(store=store, enqueue=enqueued.append,
-                      keys=keys), auth=Authenticator(settings), readiness=lambda: {"redis": "ok", "broker": "ok"},
-                      insecure_dev=insecure_dev)
-    return IntakeUnderTest(TestClient(create_app(deps)), store, settings, enqueued)
+    replays = SeenSignatures(redis, key_prefix="t:", tolerance_seconds=defaults.HMAC_TOLERANCE_SECONDS)
+    intake = AlertIntake(store=store, enqueue=enqueue, keys=keys, replays=replays)
+    deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
+                      readiness=lambda: {"redis": "ok", "broker": "ok"}, insecure_dev=insecure_dev)
+    client = TestClient(create_app(deps), raise_server_exceptions=not broker_refusals)
+    return IntakeUnderTest(client, store, settings, enqueued, redis)

@@ -33,6 +33,7 @@ from worker.intake.models import (
     error_responses,
 )
 from worker.intake.operator_routes import add_operator_routes
+from worker.intake.replays import FirstDeliveryPending
 from worker.intake.service import Accepted
 from worker.submit import InvalidRequest
 
@@ -203,10 +204,14 @@ async def _accept(deps: IntakeDeps, metrics: IntakeMetrics, source: str, request
     try:
         envelopes = adapter.parse(payload, paths=deps.settings.identity_paths.get(source))
         return await run_in_threadpool(deps.intake.accept, source=source, envelopes=envelopes,
-                                       requested_by=f"{source}:{caller.credential}", idempotency_key=idempotency_key)
+                                       requested_by=f"{source}:{caller.credential}", idempotency_key=idempotency_key,
+                                       signed=caller.signed)
     except (AdapterError, InvalidRequest) as error:
         code = "no_identity" if isinstance(error, NoIdentityFound) else "invalid_payload"
         raise ApiError(422, code, str(error)) from None
+    except FirstDeliveryPending as pending:
+        raise ApiError(503, "delivery_in_progress", str(pending),
+                       headers={"Retry-After": str(pending.retry_after)}) from None
 
 
 def _authenticate_sender(deps: IntakeDeps, metrics: IntakeMetrics, request: Request, body: bytes,

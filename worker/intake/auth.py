@@ -31,11 +31,21 @@ class AuthFailed(Exception):
 
 
 @dataclass(frozen=True)
+class SignedDelivery:
+    """A request whose signature was verified: the signature as boxcut computed it (not the header's spelling)
+    and the timestamp it covers. `worker.intake.replays` remembers it while it is valid."""
+
+    signature: str
+    timestamp: int
+
+
+@dataclass(frozen=True)
 class Caller:
-    """Who made an authenticated request, without the credential itself."""
+    """Who made an authenticated request, without the credential itself; `signed` for a signed request."""
 
     role: str
     credential: str
+    signed: SignedDelivery | None = None
 
     @property
     def label(self) -> str:
@@ -116,14 +126,16 @@ class Authenticator:
         skew = abs(self.clock() - int(timestamp))
         if skew > defaults.HMAC_TOLERANCE_SECONDS:
             raise AuthFailed(f"{TIMESTAMP_HEADER} is {skew:.0f} s off; at most {defaults.HMAC_TOLERANCE_SECONDS} s")
-        found = None
+        found: tuple[int, str] | None = None
         for position, secret in enumerate(self.settings.intake_hmac_secrets, start=1):
             expected = signature(secret.reveal(), timestamp, body)
             if hmac.compare_digest(expected.encode(), sent.strip().encode()) and found is None:
-                found = position
+                found = position, expected
         if found is None:
             raise AuthFailed("signature does not match the body")
-        return Caller("sender", f"hmac#{found}")
+        position, verified = found
+        return Caller("sender", f"hmac#{position}", SignedDelivery(verified.removeprefix(SIGNATURE_VERSION),
+                                                                   int(timestamp)))
 
     def _wrong_token_message(self, token: str) -> str:
         if _match(token, self.settings.operator_tokens) is not None:

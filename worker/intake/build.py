@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from fastapi import FastAPI
 
-from config import Settings, SettingsError
+from config import Settings, SettingsError, defaults
 from config.settings import identity_paths_variable
 from worker.celery_app import create_app as create_celery_app
 from worker.celery_app import enqueuer
@@ -14,6 +14,7 @@ from worker.intake.adapters.registry import check_paths
 from worker.intake.app import create_app
 from worker.intake.auth import Authenticator
 from worker.intake.deps import IntakeDeps
+from worker.intake.replays import SeenSignatures
 from worker.intake.service import AlertIntake
 from worker.job_store import JobStore
 from worker.runtime import redis_client
@@ -51,7 +52,9 @@ def build_intake_app(settings: Settings, *, insecure_dev: bool = False) -> FastA
             checks["broker"] = f"unavailable: {type(exc).__name__}"
         return checks
 
-    intake = AlertIntake(store=store, enqueue=enqueuer(celery), keys=keys, expand_groups=settings.expand_groups)
+    replays = SeenSignatures(client, key_prefix=settings.key_prefix, tolerance_seconds=defaults.HMAC_TOLERANCE_SECONDS)
+    intake = AlertIntake(store=store, enqueue=enqueuer(celery), keys=keys, replays=replays,
+                         expand_groups=settings.expand_groups)
     deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
                       readiness=readiness, insecure_dev=insecure_dev)
     return create_app(deps)

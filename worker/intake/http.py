@@ -13,14 +13,15 @@ from fastapi.responses import JSONResponse
 class ApiError(Exception):
     """An error answered in the contract's shape: `{"error": {"code": ..., "message": ...}}`."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = dict(headers or {})
 
     def response(self) -> JSONResponse:
-        return error_response(self.status, self.code, self.message)
+        return error_response(self.status, self.code, self.message, headers=self.headers)
 
 
 def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -53,16 +54,18 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_json(body: bytes) -> Any:
-    """The decoded body; 400 when it is not valid JSON (UTF-8), or holds what would fail later (a 500, or a job
-    record Redis refuses): an unpaired surrogate escape (`"\\ud800"`: no character), a number of more digits than
-    Python converts (4,300), nesting deeper than Python's recursion limit."""
+    """The decoded body; 400 when it is not UTF-8 (RFC 8259; a leading BOM is ignored, as it allows), not valid
+    JSON, or holds what would fail later (a 500, or a job record Redis refuses): an unpaired surrogate escape
+    (`"\\ud800"`: no character), a number of more digits than Python converts (4,300), nesting deeper than
+    Python's recursion limit."""
+    text = utf8_text(body)
     try:
-        payload = json.loads(body)
+        payload = json.loads(text)
         json.dumps(payload, ensure_ascii=False).encode()  # UnicodeEncodeError on an unpaired surrogate
     except json.JSONDecodeError as exc:
         message = f"body is not valid JSON at line {exc.lineno} column {exc.colno}"
     except UnicodeError:
-        message = "body is not valid JSON in UTF-8, or holds an unpaired surrogate escape (\\ud800 to \\udfff)"
+        message = "body holds an unpaired surrogate escape (\\ud800 to \\udfff): no character"
     except RecursionError:
         message = "body is nested too deeply to read"
     except ValueError:  # json's "Exceeds the limit (4300 digits) for integer string conversion"
@@ -70,3 +73,17 @@ def parse_json(body: bytes) -> Any:
     else:
         return payload
     raise ApiError(400, "malformed_json", message)
+
+
+def utf8_text(body: bytes) -> str:
+    """The body as text, or 400: JSON between systems is UTF-8 (RFC 8259 section 8.1). `json.loads(bytes)` would
+    guess UTF-16 or UTF-32 from the first bytes and accept them; boxcut does not guess."""
+    # UTF-8 JSON never holds a NUL byte; UTF-16 and UTF-32 JSON always does (its braces and quotes are ASCII).
+    if b"\x00" in body:
+        raise ApiError(400, "malformed_json", "body is not UTF-8 (it holds NUL bytes, as UTF-16 or UTF-32 do): "
+                                              "send JSON in UTF-8")
+    try:
+        return body.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"body is not UTF-8 (at byte {exc.start}): "
+                                              "send JSON in UTF-8") from None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from worker.idempotency import IdempotencyKeys
 from worker.intake.adapters.base import Envelope
+from worker.intake.auth import SignedDelivery
+from worker.intake.replays import SeenSignatures
 from worker.job_model import Job
 from worker.job_store import JobStore
 from worker.submit import JobRequest, build_job, submit_once
@@ -28,13 +31,31 @@ class AlertIntake:
     store: JobStore
     enqueue: Callable[[str], None]
     keys: IdempotencyKeys
+    replays: SeenSignatures
     expand_groups: bool = False  # BOXCUT_EXPAND_GROUPS: record whose sessions a group call covered
 
     def accept(
-        self, *, source: str, envelopes: list[Envelope], requested_by: str, idempotency_key: str | None
+        self, *, source: str, envelopes: list[Envelope], requested_by: str, idempotency_key: str | None,
+        signed: SignedDelivery | None = None,
     ) -> list[Accepted]:
         """One job per envelope, or the first job for an event seen before. Raises InvalidRequest before
-        anything is written when any envelope is invalid."""
+        anything is written when any envelope is invalid.
+
+        A signed delivery whose signature was seen before (within its window) makes nothing: it gets the first
+        delivery's jobs, as duplicates, whatever its unsigned headers (`Idempotency-Key`) say."""
+        if signed is None:
+            return self._accept(source, envelopes, requested_by, idempotency_key)
+        made: list[Accepted] = []
+
+        def first_delivery() -> str:
+            made.extend(self._accept(source, envelopes, requested_by, idempotency_key))
+            return _encode(made)
+
+        answer, seen = self.replays.once(signed, first_delivery)
+        return _repeated(answer) if seen else made
+
+    def _accept(self, source: str, envelopes: list[Envelope], requested_by: str,
+                idempotency_key: str | None) -> list[Accepted]:
         jobs = [self._job(source, envelope, requested_by) for envelope in envelopes]
         results = []
         for index, (job, envelope) in enumerate(zip(jobs, envelopes, strict=True)):
@@ -52,6 +73,17 @@ class AlertIntake:
     def _create_once(self, job: Job, key: str | None) -> Accepted:
         made = submit_once(store=self.store, enqueue=self.enqueue, keys=self.keys, job=job, key=key)
         return Accepted(made.job_id, made.duplicate, job.source_event_id)
+
+
+def _encode(accepted: list[Accepted]) -> str:
+    """The answer to remember for a signed delivery: its jobs, as JSON."""
+    return json.dumps([asdict(a) for a in accepted])
+
+
+def _repeated(answer: str) -> list[Accepted]:
+    """The jobs remembered by `_encode`, each a duplicate now: this delivery made none of them."""
+    return [Accepted(job_id=entry["job_id"], duplicate=True, source_event_id=entry["source_event_id"])
+            for entry in json.loads(answer)]
 
 
 def _event_key(header: str | None, envelope: Envelope, index: int, count: int) -> str | None:
