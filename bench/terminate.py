@@ -23,9 +23,9 @@ from benchkit import delete_prefix, start_worker
 
 from boxsim import BoxSim, SimConfig
 from config import load_settings
-from worker.celery_app import create_app, enqueuer
-from worker.job_store import JobStore
-from worker.submit import JobRequest, submit
+from tasks.app import create_app, enqueuer
+from worker.jobs.store import JobStore
+from worker.jobs.submit import JobRequest, submit
 
 
 def main() -> None:

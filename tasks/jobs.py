@@ -18,8 +18,8 @@ from worker.errors import (
     JobNotFound,
     RetryLater,
 )
-from worker.job_store import LeaseHeld
-from worker.runner import RunContext, RunOutcome, give_up, run_job
+from worker.jobs.store import LeaseHeld
+from worker.run.runner import RunContext, RunOutcome, give_up, run_job
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import pytest
 
 from boxsim import SimConfig
 from tests.integration.harness import running_stack
-from worker.job_model import CallState, JobState, TargetStatus
+from worker.jobs.model import CallState, JobState, TargetStatus
 
 pytestmark = pytest.mark.drill
 

@@ -20,10 +20,10 @@ import requests
 
 from boxsim import BoxSim, SimConfig
 from config import Settings, load_settings
-from worker.celery_app import create_app, enqueuer
-from worker.job_model import Job, JobState
-from worker.job_store import JobStore
-from worker.submit import JobRequest, submit
+from tasks.app import create_app, enqueuer
+from worker.jobs.model import Job, JobState
+from worker.jobs.store import JobStore
+from worker.jobs.submit import JobRequest, submit
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import pytest
 
 from boxsim import SimConfig
 from tests.integration.harness import running_stack
-from worker.job_model import JobState, TargetStatus
+from worker.jobs.model import JobState, TargetStatus
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import redis
 import requests
 
 from tests.integration.harness import REPO, running_stack
-from worker.box_models import TERMINATE_ACCEPTED_MESSAGE
+from worker.box.models import TERMINATE_ACCEPTED_MESSAGE
 
 pytestmark = pytest.mark.integration
 

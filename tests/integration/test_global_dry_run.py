@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.integration.harness import REPO, running_stack
-from worker.job_model import JobState
+from worker.jobs.model import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 import requests
 
+from tasks.app import create_app, enqueuer
 from tests.integration.harness import REPO, Stack, running_stack
-from worker.celery_app import create_app, enqueuer
 from worker.intake.auth import signature
-from worker.job_model import Job, JobState, Target, TargetStatus, utc_now
-from worker.job_store import JobStore
+from worker.jobs.model import Job, JobState, Target, TargetStatus, utc_now
+from worker.jobs.store import JobStore
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from tests.integration.harness import Stack, running_stack
-from worker.box_models import TERMINATE_ACCEPTED_MESSAGE
+from worker.box.models import TERMINATE_ACCEPTED_MESSAGE
 from worker.intake.auth import signature
-from worker.job_model import JobState
+from worker.jobs.model import JobState
 
 pytestmark = pytest.mark.integration
 

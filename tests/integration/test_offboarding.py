@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import REPO, Stack, running_stack
-from worker.job_model import JobState, TargetStatus
+from worker.jobs.model import JobState, TargetStatus
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from boxsim import SimConfig
 from tests.integration.harness import running_stack
-from worker.job_model import JobState
+from worker.jobs.model import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import pytest
 
 from boxsim import validate_request_body
 from tests.integration.harness import Stack, running_stack
-from worker.box_models import TERMINATE_ACCEPTED_MESSAGE
-from worker.job_model import JobState, TargetStatus
+from worker.box.models import TERMINATE_ACCEPTED_MESSAGE
+from worker.jobs.model import JobState, TargetStatus
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import requests
 
 from boxsim import BoxSim, SimConfig
 from config import load_settings
-from worker.box_auth import token_source_for
+from worker.box.auth import token_source_for
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from worker.box_models import (
+from worker.box.models import (
     GROUPS_TERMINATE_ENDPOINT,
     TERMINATE_ACCEPTED_MESSAGE,
     USERS_TERMINATE_ENDPOINT,

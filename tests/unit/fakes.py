@@ -13,7 +13,7 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from worker.box_auth import FetchedToken
+from worker.box.auth import FetchedToken
 
 # A whole second, so that HTTP dates (whole seconds) computed from it are exact.
 START = 1_750_000_000.0

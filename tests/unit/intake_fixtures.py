@@ -13,13 +13,13 @@ import fakeredis
 from fastapi.testclient import TestClient
 
 from config import Settings, defaults, load_settings
-from worker.idempotency import IdempotencyKeys
 from worker.intake.app import create_app
 from worker.intake.auth import Authenticator, signature
 from worker.intake.deps import IntakeDeps
 from worker.intake.replays import SeenSignatures
 from worker.intake.service import AlertIntake
-from worker.job_store import JobStore
+from worker.jobs.idempotency import IdempotencyKeys
+from worker.jobs.store import JobStore
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "siem"
 

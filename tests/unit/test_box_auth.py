@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from config.secret import Secret
 from config.settings import JWTAppConfig, Settings
 from tests.unit.fakes import START, CountingFetcher, FakeClock, Reply, ScriptedAdapter, scripted_session
-from worker.box_auth import (
+from worker.box.auth import (
     JWT_BEARER_GRANT,
     CachedTokenSource,
     ClientCredentialsFetcher,

@@ -24,11 +24,11 @@ from tests.unit.fakes import (
     box_error,
     scripted_session,
 )
-from worker.box_auth import CachedTokenSource, TokenSource
-from worker.box_client import BatchRetryLater, BoxClient, _path
-from worker.box_models import TERMINATE_ACCEPTED_MESSAGE, BoxGroup, BoxUser
+from worker.box.auth import CachedTokenSource, TokenSource
+from worker.box.client import BatchRetryLater, BoxClient, _path
+from worker.box.models import TERMINATE_ACCEPTED_MESSAGE, BoxGroup, BoxUser
+from worker.box.rate_limit import RateLimiter
 from worker.errors import BoxAnswerMismatch, BoxPermanentError, BoxRetryableError, BoxUnauthorized, UnsafeRequest
-from worker.rate_limit import RateLimiter
 
 BASE = "https://box.test/2.0"
 SETTINGS = Settings(box_api_base_url=BASE, box_oauth_url="https://box.test/oauth2/token", key_prefix="t:",

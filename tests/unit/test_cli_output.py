@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.cli_output import Progress
+from worker.cli.output import Progress
 
 
 def test_the_bar_shows_rate_and_time_left_once_targets_finish() -> None:

@@ -9,9 +9,9 @@ import pytest
 from config import Settings
 from worker.identity import MAX_ID_DIGITS, box_id_problem, is_box_id, login_key
 from worker.intake.adapters.base import dedupe_targets, user_targets
-from worker.job_model import Target
-from worker.offboarding_file import parse_csv
-from worker.policy import Policy
+from worker.jobs.model import Target
+from worker.jobs.offboarding_file import parse_csv
+from worker.run.policy import Policy
 
 
 def test_logins_compare_as_lower_case_never_casefolded() -> None:

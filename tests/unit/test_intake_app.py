@@ -18,7 +18,7 @@ from tests.unit.intake_fixtures import (
     make_intake,
     sample,
 )
-from worker.job_model import JobState
+from worker.jobs.model import JobState
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import fakeredis
 import pytest
 
 from worker.errors import InvalidTransition, JobNotFound
-from worker.job_model import CANCELLABLE_STATES, JobState, TargetStatus
-from worker.job_store import JobStore, LeaseHeld
-from worker.submit import InvalidRequest, JobRequest, build_job
+from worker.jobs.model import CANCELLABLE_STATES, JobState, TargetStatus
+from worker.jobs.store import JobStore, LeaseHeld
+from worker.jobs.submit import InvalidRequest, JobRequest, build_job
 
 
 @pytest.fixture
@@ -106,8 +106,8 @@ def test_a_target_with_both_id_and_login_is_refused() -> None:
 
 
 def test_a_claim_whose_job_was_never_created_is_taken_over(store: JobStore) -> None:
-    from worker.idempotency import IdempotencyKeys
-    from worker.submit import submit_once
+    from worker.jobs.idempotency import IdempotencyKeys
+    from worker.jobs.submit import submit_once
 
     keys = IdempotencyKeys(store.redis, key_prefix="t:", ttl_seconds=60)
     keys.claim(source="test", event_key="evt-1", job_id="j-0000000000000000")  # its submitter died here

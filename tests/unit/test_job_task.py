@@ -9,10 +9,10 @@ from celery import Celery
 from tasks import jobs
 from tests.unit.fake_box import FakeBox, directory
 from tests.unit.test_runner import make_ctx, new_job, users
-from worker.box_models import BoxUser
-from worker.job_model import JobState, TargetStatus
-from worker.job_store import JobStore
-from worker.runner import RunContext
+from worker.box.models import BoxUser
+from worker.jobs.model import JobState, TargetStatus
+from worker.jobs.store import JobStore
+from worker.run.runner import RunContext
 
 
 class BrokenBox(FakeBox):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker.errors import BoxcutError
-from worker.offboarding_file import (
+from worker.jobs.offboarding_file import (
     MAX_LISTED_PROBLEMS,
     MAX_ROWS,
     InvalidOffboardFile,

@@ -6,8 +6,8 @@ import fakeredis
 import pytest
 
 from tests.unit.fakes import START, FakeClock
+from worker.box.rate_limit import RateLimiter
 from worker.errors import RetryLater
-from worker.rate_limit import RateLimiter
 
 
 @pytest.fixture

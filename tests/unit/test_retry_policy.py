@@ -12,6 +12,8 @@ from tenacity.stop import stop_after_attempt
 from tenacity.wait import wait_fixed
 
 from tests.unit.fakes import START, FakeClock
+from worker.box.rate_limit import RateLimiter
+from worker.box.retry import TokenRefreshed, box_retrying, parse_retry_after
 from worker.errors import (
     BoxPermanentError,
     BoxRateLimited,
@@ -19,8 +21,6 @@ from worker.errors import (
     BoxTransportError,
     RetryLater,
 )
-from worker.rate_limit import RateLimiter
-from worker.retry_policy import TokenRefreshed, box_retrying, parse_retry_after
 
 
 def api_error(cls: type[BoxRetryableError] | type[BoxPermanentError], status: int,

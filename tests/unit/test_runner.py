@@ -6,13 +6,13 @@ import fakeredis
 import pytest
 
 from tests.unit.fake_box import FakeBox, accepted, directory, refused
-from worker.box_models import GROUPS_TERMINATE_ENDPOINT, TERMINATE_ACCEPTED_MESSAGE, BoxGroup, BoxUser
+from worker.box.models import GROUPS_TERMINATE_ENDPOINT, TERMINATE_ACCEPTED_MESSAGE, BoxGroup, BoxUser
 from worker.errors import RetryLater
-from worker.job_model import CallState, JobState, TargetStatus
-from worker.job_store import JobStore
-from worker.policy import Policy
-from worker.runner import RunContext, RunOutcome, give_up, run_job
-from worker.submit import JobRequest, submit
+from worker.jobs.model import CallState, JobState, TargetStatus
+from worker.jobs.store import JobStore
+from worker.jobs.submit import JobRequest, submit
+from worker.run.policy import Policy
+from worker.run.runner import RunContext, RunOutcome, give_up, run_job
 
 
 @pytest.fixture

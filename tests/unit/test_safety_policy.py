@@ -7,13 +7,13 @@ import pytest
 
 from tests.unit.fake_box import FakeBox, directory, refused
 from tests.unit.test_runner import make_ctx, new_job, users
-from worker import job_actions
-from worker.box_models import BoxGroup, BoxUser
-from worker.directory_cache import DirectoryCache
+from worker.box.models import BoxGroup, BoxUser
 from worker.errors import InvalidTransition
-from worker.job_model import JobState, TargetStatus
-from worker.job_store import JobStore
-from worker.runner import run_job
+from worker.jobs import actions as job_actions
+from worker.jobs.model import JobState, TargetStatus
+from worker.jobs.store import JobStore
+from worker.run.directory_cache import DirectoryCache
+from worker.run.runner import run_job
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_the_service_account_itself_is_protected(store: JobStore) -> None:
 
 
 def test_a_pre_approved_job_runs_past_the_threshold(store: JobStore) -> None:
-    from worker.submit import JobRequest, submit
+    from worker.jobs.submit import JobRequest, submit
 
     box = FakeBox(users=directory(40))
     request = JobRequest(targets=users(*(u.login for u in box.users)), source="offboarding",
@@ -103,7 +103,7 @@ def test_dry_run_says_whether_a_real_run_would_wait(store: JobStore) -> None:
 
 
 def test_expand_groups_records_member_logins(store: JobStore) -> None:
-    from worker.submit import JobRequest, submit
+    from worker.jobs.submit import JobRequest, submit
 
     box = engineering(3)
     request = JobRequest(targets=[{"type": "group", "name": "Engineering"}], source="test", expand_groups=True)

@@ -35,7 +35,7 @@ from worker.intake.models import (
 from worker.intake.operator_routes import add_operator_routes
 from worker.intake.replays import FirstDeliveryPending
 from worker.intake.service import Accepted
-from worker.submit import InvalidRequest
+from worker.jobs.submit import InvalidRequest
 
 log = logging.getLogger(__name__)
 

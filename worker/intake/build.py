@@ -1,23 +1,23 @@
-"""Wiring the intake from settings: Redis, the job store, the Celery producer, auth and readiness checks."""
+"""Wiring the intake from settings: Redis, the job store, auth and readiness; the queue seam is handed in."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import redis
 from fastapi import FastAPI
 
 from config import Settings, SettingsError, defaults
 from config.settings import identity_paths_variable
-from worker.celery_app import create_app as create_celery_app
-from worker.celery_app import enqueuer
-from worker.idempotency import IdempotencyKeys
+from worker.connections import redis_client
 from worker.intake.adapters.registry import check_paths
 from worker.intake.app import create_app
 from worker.intake.auth import Authenticator
 from worker.intake.deps import IntakeDeps
 from worker.intake.replays import SeenSignatures
 from worker.intake.service import AlertIntake
-from worker.job_store import JobStore
-from worker.runtime import redis_client
+from worker.jobs.idempotency import IdempotencyKeys
+from worker.jobs.store import JobStore
 
 
 def check_identity_paths(settings: Settings) -> None:
@@ -29,11 +29,12 @@ def check_identity_paths(settings: Settings) -> None:
             raise SettingsError(identity_paths_variable(source), str(exc)) from None
 
 
-def build_intake_app(settings: Settings, *, insecure_dev: bool = False) -> FastAPI:
-    """The intake app, connected to the Redis and broker that settings name."""
+def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], broker_check: Callable[[], None],
+                     insecure_dev: bool = False) -> FastAPI:
+    """The intake app, connected to the Redis that settings name; `enqueue` hands a job id to the workers and
+    `broker_check` raises unless the broker answers (both from `tasks.app`, handed in by the CLI)."""
     check_identity_paths(settings)
     client = redis_client(settings)
-    celery = create_celery_app(settings)
     store = JobStore(client, key_prefix=settings.key_prefix)
     keys = IdempotencyKeys(client, key_prefix=settings.key_prefix, ttl_seconds=settings.idempotency_ttl_seconds)
 
@@ -45,15 +46,14 @@ def build_intake_app(settings: Settings, *, insecure_dev: bool = False) -> FastA
         except (redis.RedisError, OSError) as exc:
             checks["redis"] = f"unavailable: {exc}"
         try:
-            with celery.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, timeout=2)
+            broker_check()
             checks["broker"] = "ok"
         except Exception as exc:  # kombu raises many kinds; any of them means "not ready"
             checks["broker"] = f"unavailable: {type(exc).__name__}"
         return checks
 
     replays = SeenSignatures(client, key_prefix=settings.key_prefix, tolerance_seconds=defaults.HMAC_TOLERANCE_SECONDS)
-    intake = AlertIntake(store=store, enqueue=enqueuer(celery), keys=keys, replays=replays,
+    intake = AlertIntake(store=store, enqueue=enqueue, keys=keys, replays=replays,
                          expand_groups=settings.expand_groups)
     deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
                       readiness=readiness, insecure_dev=insecure_dev)

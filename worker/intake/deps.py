@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from config import Settings
 from worker.intake.auth import Authenticator
 from worker.intake.service import AlertIntake
-from worker.job_store import JobStore
+from worker.jobs.store import JobStore
 
 
 @dataclass

@@ -9,18 +9,18 @@ from typing import Annotated, Any, TypeVar
 from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from worker import job_actions
 from worker.errors import InvalidTransition, JobNotFound
 from worker.intake.auth import AuthFailed, Caller
 from worker.intake.deps import IntakeDeps
 from worker.intake.http import ApiError, parse_json, read_body
 from worker.intake.metrics import IntakeMetrics
 from worker.intake.models import JobList, JobSummaryModel, OffboardingAccepted, RetryStarted, error_responses
-from worker.job_model import JobState
-from worker.offboarding import offboarding_key, offboarding_request
-from worker.offboarding_file import InvalidOffboardFile, OffboardFile, parse_csv
-from worker.offboarding_file import parse_json as parse_json_rows
-from worker.submit import InvalidRequest, build_job, submit_once
+from worker.jobs import actions as job_actions
+from worker.jobs.model import JobState
+from worker.jobs.offboarding import offboarding_key, offboarding_request
+from worker.jobs.offboarding_file import InvalidOffboardFile, OffboardFile, parse_csv
+from worker.jobs.offboarding_file import parse_json as parse_json_rows
+from worker.jobs.submit import InvalidRequest, build_job, submit_once
 
 JobStateName = enum.StrEnum("JobStateName", {s.value: s.value for s in JobState} | {"dead": "dead"})  # type: ignore[misc]
 

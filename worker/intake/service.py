@@ -6,13 +6,13 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from worker.idempotency import IdempotencyKeys
 from worker.intake.adapters.base import Envelope
 from worker.intake.auth import SignedDelivery
 from worker.intake.replays import SeenSignatures
-from worker.job_model import Job
-from worker.job_store import JobStore
-from worker.submit import JobRequest, build_job, submit_once
+from worker.jobs.idempotency import IdempotencyKeys
+from worker.jobs.model import Job
+from worker.jobs.store import JobStore
+from worker.jobs.submit import JobRequest, build_job, submit_once
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,22 @@ from tenacity.stop import stop_after_attempt
 from tenacity.wait import wait_base
 
 from config.settings import Settings
-from worker.box_auth import TokenSource
-from worker.box_models import (
+from worker.box.auth import TokenSource
+from worker.box.models import (
     GROUPS_TERMINATE_ENDPOINT,
     USERS_TERMINATE_ENDPOINT,
     BoxGroup,
     BoxUser,
     CallResult,
+)
+from worker.box.rate_limit import RateLimiter
+from worker.box.retry import (
+    LOOKUP_BACKOFF,
+    TERMINATE_BACKOFF,
+    TokenRefreshed,
+    box_retrying,
+    parse_retry_after,
+    stop_when,
 )
 from worker.errors import (
     BoxAnswerMismatch,
@@ -46,15 +55,6 @@ from worker.errors import (
     UnsafeRequest,
 )
 from worker.identity import box_id_problem, login_key
-from worker.rate_limit import RateLimiter
-from worker.retry_policy import (
-    LOOKUP_BACKOFF,
-    TERMINATE_BACKOFF,
-    TokenRefreshed,
-    box_retrying,
-    parse_retry_after,
-    stop_when,
-)
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from worker.job_model import Job, JobState, TargetStatus
-from worker.job_store import JobStore, JobSummary
+from worker.jobs.model import Job, JobState, TargetStatus
+from worker.jobs.store import JobStore, JobSummary
 
 # Target statuses that are final: a target in one of these is done.
 _DONE = frozenset(TargetStatus) - {TargetStatus.PENDING}

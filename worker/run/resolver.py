@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from worker.box_models import BoxGroup, BoxUser
+from worker.box.models import BoxGroup, BoxUser
 from worker.errors import BoxAnswerMismatch, BoxPermanentError, UnsafeRequest
-from worker.job_model import Target, TargetStatus, TargetType
+from worker.jobs.model import Target, TargetStatus, TargetType
 
 RESOLVED_BY_LOOKUP = "lookup"
 RESOLVED_BY_DIRECTORY = "directory"
@@ -29,7 +29,7 @@ class DirectoryLookups(Protocol):
 
 
 class DirectoryCopy(Protocol):
-    """A copy of the enterprise directory (see worker.directory_cache), consulted before Box itself."""
+    """A copy of the enterprise directory (see worker.run.directory_cache), consulted before Box itself."""
 
     def by_login(self, login: str) -> list[BoxUser]: ...
 

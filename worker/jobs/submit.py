@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.errors import BoxcutError
-from worker.idempotency import IdempotencyKeys
 from worker.identity import box_id_problem
-from worker.job_model import CANCELLABLE_STATES, Job, JobState, Target, utc_now
-from worker.job_store import JobStore
+from worker.jobs.idempotency import IdempotencyKeys
+from worker.jobs.model import CANCELLABLE_STATES, Job, JobState, Target, utc_now
+from worker.jobs.store import JobStore
 
 # A user target is named by `id` or `login`; a group target by `id` or `name`.
 _NAMING_FIELDS = {"user": ("id", "login"), "group": ("id", "name")}

@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from config import Settings
-from worker.box_models import BoxUser
+from worker.box.models import BoxUser
 from worker.identity import login_key
-from worker.job_model import Target, TargetStatus, TargetType
+from worker.jobs.model import Target, TargetStatus, TargetType
 
 # Box roles that administer the enterprise: cutting one off mid-incident can lock out the responders.
 ADMIN_ROLES = frozenset({"admin", "coadmin"})

@@ -9,20 +9,14 @@ import redis
 import requests
 
 from config import Settings
-from worker.box_auth import token_source_for
-from worker.box_client import BoxClient
-from worker.directory_cache import DirectoryCache
-from worker.job_store import JobStore
-from worker.policy import Policy
-from worker.rate_limit import RateLimiter
-from worker.runner import RunContext
-
-
-def redis_client(settings: Settings) -> redis.Redis:
-    """A Redis client with timeouts, so a vanished Redis shows as an error instead of a hang."""
-    return redis.Redis.from_url(
-        settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-    )
+from worker.box.auth import token_source_for
+from worker.box.client import BoxClient
+from worker.box.rate_limit import RateLimiter
+from worker.connections import redis_client
+from worker.jobs.store import JobStore
+from worker.run.directory_cache import DirectoryCache
+from worker.run.policy import Policy
+from worker.run.runner import RunContext
 
 
 def box_client(settings: Settings, client: redis.Redis, session: requests.Session) -> BoxClient:

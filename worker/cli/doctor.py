@@ -9,7 +9,7 @@ import redis
 import requests
 
 from config import BoxAuthMode, Settings, SettingsError
-from worker.box_auth import token_fetcher_for
+from worker.box.auth import token_fetcher_for
 from worker.errors import BoxcutError
 
 Echo = Callable[[str], None]
@@ -39,7 +39,7 @@ def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
 
 
 def _check_redis(settings: Settings, echo: Echo) -> bool:
-    from worker.runtime import redis_client
+    from worker.connections import redis_client
 
     try:
         info = redis_client(settings).info()
@@ -56,7 +56,7 @@ def _check_redis(settings: Settings, echo: Echo) -> bool:
 
 
 def _check_broker(settings: Settings, echo: Echo) -> bool:
-    from worker.celery_app import create_app
+    from tasks.app import create_app
 
     try:
         with create_app(settings).connection_for_write() as conn:
@@ -69,7 +69,8 @@ def _check_broker(settings: Settings, echo: Echo) -> bool:
 
 
 def _check_box(settings: Settings, echo: Echo) -> bool:
-    from worker.runtime import box_client, redis_client
+    from worker.connections import redis_client
+    from worker.run.runtime import box_client
 
     if not settings.has_box_credentials:
         echo("FAIL box: no credentials: set BOX_CLIENT_ID/BOX_CLIENT_SECRET/BOX_ENTERPRISE_ID, "

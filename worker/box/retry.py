@@ -18,8 +18,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_random_exponential
 
+from worker.box.rate_limit import RateLimiter
 from worker.errors import BoxAPIError, BoxRateLimited, BoxRetryableError, BoxTransportError, RetryLater
-from worker.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from worker.job_actions import pre_approval
-from worker.offboarding_file import OffboardFile
-from worker.submit import JobRequest
+from worker.jobs.actions import pre_approval
+from worker.jobs.offboarding_file import OffboardFile
+from worker.jobs.submit import JobRequest
 
 OFFBOARDING_SOURCE = "offboarding"
 

@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable
 
 from worker.errors import InvalidTransition
-from worker.job_model import CANCELLABLE_STATES, Job, JobState, Target, TargetStatus, utc_now
-from worker.job_store import JobStore
+from worker.jobs.model import CANCELLABLE_STATES, Job, JobState, Target, TargetStatus, utc_now
+from worker.jobs.store import JobStore
 
 # Targets `retry` sends again: Box refused them, or their retries ran out.
 RETRYABLE_STATUSES = frozenset({TargetStatus.FAILED, TargetStatus.DEAD})

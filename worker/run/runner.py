@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from worker.box_models import GROUPS_TERMINATE_ENDPOINT, USERS_TERMINATE_ENDPOINT, BoxUser, CallResult
-from worker.directory_cache import DirectoryCache
+from worker.box.models import GROUPS_TERMINATE_ENDPOINT, USERS_TERMINATE_ENDPOINT, BoxUser, CallResult
 from worker.errors import InvalidTransition, RetryLater
-from worker.group_check import check_group
-from worker.job_model import Call, CallState, Job, JobState, Target, TargetStatus, TargetType, utc_now
-from worker.job_store import JobStore, LeaseHeld, LeaseRenewer
-from worker.policy import Policy, blast_radius
-from worker.resolver import DirectoryLookups, resolve_target
+from worker.jobs.model import Call, CallState, Job, JobState, Target, TargetStatus, TargetType, utc_now
+from worker.jobs.store import JobStore, LeaseHeld, LeaseRenewer
+from worker.run.directory_cache import DirectoryCache
+from worker.run.group_check import check_group
+from worker.run.policy import Policy, blast_radius
+from worker.run.resolver import DirectoryLookups, resolve_target
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import redis
 
-from worker.box_models import BoxUser
+from worker.box.models import BoxUser
 from worker.identity import login_key
-from worker.job_model import utc_now
+from worker.jobs.model import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from typing import Any
 import redis
 
 from worker.errors import InvalidTransition, JobNotFound
-from worker.job_model import Call, Job, JobState, Target, utc_now
+from worker.jobs.model import Call, Job, JobState, Target, utc_now
 
 # KEYS[1] job hash, KEYS[2] audit stream
 # ARGV[1] new state, ARGV[2] now (ISO), ARGV[3] state zset key prefix, ARGV[4] actor, ARGV[5] note,

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from worker.box_models import BoxUser
+from worker.box.models import BoxUser
 from worker.errors import BoxPermanentError
-from worker.job_model import Target, TargetStatus
-from worker.policy import Policy
+from worker.jobs.model import Target, TargetStatus
+from worker.run.policy import Policy
 
 
 class MemberLookups(Protocol):

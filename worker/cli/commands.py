@@ -16,16 +16,16 @@ import click
 
 from config import Settings, SettingsError, defaults, load_settings
 from config.celery import QUEUE
-from worker import job_actions
-from worker.celery_app import create_app, enqueuer
-from worker.cli_output import describe_job, describe_listing, summary_table, wait_for_job
-from worker.dev_stack import IntakeAccess
+from tasks.app import broker_check, create_app, enqueuer
+from worker.cli.dev_stack import IntakeAccess
+from worker.cli.output import describe_job, describe_listing, summary_table, wait_for_job
+from worker.connections import redis_client
 from worker.errors import InvalidTransition, JobNotFound
-from worker.job_model import Job, JobState, TargetStatus
-from worker.job_store import JobStore
-from worker.offboarding_file import InvalidOffboardFile, parse_csv
-from worker.runtime import redis_client
-from worker.submit import InvalidRequest, JobRequest, Submitted, build_job, submit, submit_once
+from worker.jobs import actions as job_actions
+from worker.jobs.model import Job, JobState, TargetStatus
+from worker.jobs.offboarding_file import InvalidOffboardFile, parse_csv
+from worker.jobs.store import JobStore
+from worker.jobs.submit import InvalidRequest, JobRequest, Submitted, build_job, submit, submit_once
 
 # Exit codes: scripts can tell a full success from the rest; 64 a bad command line, 65 a bad input file.
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE, EXIT_DATA = 0, 1, 2, 64, 65
@@ -90,7 +90,9 @@ def intake(host: str, port: int, insecure_dev: bool) -> None:
     elif not settings.operator_tokens:
         click.echo("boxcut intake: no BOXCUT_OPERATOR_TOKENS: the operator API refuses every request", err=True)
     try:
-        app = build_intake_app(settings, insecure_dev=insecure_dev)
+        celery = create_app(settings)
+        app = build_intake_app(settings, enqueue=enqueuer(celery), broker_check=broker_check(celery),
+                               insecure_dev=insecure_dev)
     except SettingsError as exc:
         _fail(f"bad setting {exc}", EXIT_USAGE)
     # No access log: it would print query strings, and a Splunk `?token=` is a secret. The app logs paths.
@@ -181,7 +183,7 @@ def offboard(file: Path, dry_run: bool, reason: str, submission_id: str | None, 
     """End the Box sessions of every user and group in a CSV file (columns as the Box CLI's bulk files:
     user_id, user_login, group_id, group_name, and an optional reason). The whole file is checked first;
     one bad row and nothing is submitted."""
-    from worker.offboarding import offboarding_key, offboarding_request
+    from worker.jobs.offboarding import offboarding_key, offboarding_request
 
     settings = _settings()
     try:
@@ -202,7 +204,7 @@ def offboard(file: Path, dry_run: bool, reason: str, submission_id: str | None, 
 
 
 def _submit_idempotent(settings: Settings, store: JobStore, request: JobRequest, key: str | None) -> Submitted:
-    from worker.idempotency import IdempotencyKeys
+    from worker.jobs.idempotency import IdempotencyKeys
 
     keys = IdempotencyKeys(store.redis, key_prefix=settings.key_prefix, ttl_seconds=settings.idempotency_ttl_seconds)
     try:
@@ -289,7 +291,7 @@ def _not_possible(job_id: str, exc: Exception) -> str:
 @main.command()
 def doctor() -> None:
     """Check settings, Redis, the broker and a Box token; say what is wrong in words."""
-    from worker.doctor import run_checks
+    from worker.cli.doctor import run_checks
 
     ok = run_checks(load=load_settings, echo=click.echo)
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
@@ -300,7 +302,7 @@ def doctor() -> None:
 @click.option("--concurrency", "-c", type=click.IntRange(1, 16), default=2, show_default=True)
 def dev(demo: bool, concurrency: int) -> None:
     """Run the whole stack here: Redis and the Box simulator where none is set up, and a worker."""
-    from worker.dev_stack import DevStack
+    from worker.cli.dev_stack import DevStack
 
     settings = _settings()
     stack = DevStack(settings)

@@ -1,4 +1,5 @@
-"""The Celery app, configured from settings, with boxcut's task registered on it."""
+"""The Celery app, configured from settings, with boxcut's task registered on it; and the seams (enqueue, broker
+check) that the CLI hands to the parts that must not know Celery's app: the intake, submitting, operator actions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from celery import Celery
 from config import Settings
 from config.celery import QUEUE, celery_config, max_countdown
 from tasks import jobs
-from worker.runtime import Runtime
+from worker.run.runtime import Runtime
 
 
 def create_app(settings: Settings) -> Celery:
@@ -28,3 +29,13 @@ def enqueuer(app: Celery) -> Callable[[str], None]:
         app.send_task(jobs.RUN_JOB, args=[job_id], queue=QUEUE)
 
     return enqueue
+
+
+def broker_check(app: Celery) -> Callable[[], None]:
+    """A function that raises unless the broker answers (one try, 2 s), for readiness checks."""
+
+    def check() -> None:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+
+    return check
