@@ -5,7 +5,8 @@ Two rules decide who gets terminated, so they live here once and every module us
 - **When two logins are the same person.** `login_key`: stripped, then `str.lower()`, the comparison the
   resolver makes against Box's answers. Never `casefold()`: it folds `straße` into `strasse`, and those are
   two Box users; merging them would leave one of them with every session.
-- **What a Box id is.** Digits only (ASCII), 1 to `MAX_ID_DIGITS` of them: Box's ids are decimal strings.
+- **What a Box id is.** Digits only (ASCII), 1 to `MAX_ID_DIGITS` of them, no leading zero: Box's ids are
+  decimal strings, written one way.
   Anything else (`..`, `.`, `me`, `abc`, 5,000 digits) is refused at the entrance that received it, so no value
   from an alert can become a path Box did not mean, such as `/users/me` (the service account) or `/2.0/`.
 """
@@ -27,6 +28,10 @@ def box_id_problem(value: str) -> str | None:
         return "is not a Box id (digits only)"
     if len(value) > MAX_ID_DIGITS:
         return f"is not a Box id (at most {MAX_ID_DIGITS} digits, got {len(value)})"
+    if value.startswith("0") and value != "0":
+        # Box writes ids without leading zeros; `0017738362` would be a second spelling of one id, never merged
+        # with `17738362` and never matching Box's answer.
+        return "is not a Box id (no leading zeros)"
     return None
 
 

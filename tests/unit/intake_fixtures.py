@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,11 +59,11 @@ class IntakeUnderTest:
         return self.client.post(path, content=json.dumps(payload), headers=sent)
 
     def post_signed(self, path: str, payload: Any, *, secret: str = HMAC_SECRET, timestamp: float | None = None,
-                    tamper: bool = False) -> Any:
+                    tamper: bool = False, headers: Mapping[str, str] | None = None) -> Any:
         body = json.dumps(payload).encode()
         stamp = str(int(timestamp if timestamp is not None else time.time()))
         headers = {"Content-Type": "application/json", "X-Boxcut-Timestamp": stamp,
-                   "X-Boxcut-Signature": signature(secret, stamp, body)}
+                   "X-Boxcut-Signature": signature(secret, stamp, body), **(headers or {})}
         return self.client.post(path, content=body + (b" " if tamper else b""), headers=headers)
 
     def operator_get(self, path: str, token: str = OPERATOR_TOKEN) -> Any:
@@ -70,18 +71,18 @@ class IntakeUnderTest:
 
 
 def make_intake(extra_env: Mapping[str, str] | None = None, *, insecure_dev: bool = False,
-                broker_refusals: int = 0) -> IntakeUnderTest:
-    """The intake on fakeredis; its enqueue records job ids, after refusing the first `broker_refusals` (as a
-    broker that is down would: the app then answers 500, which the test client returns instead of raising)."""
+                refused_enqueues: Collection[int] = ()) -> IntakeUnderTest:
+    """The intake on fakeredis; its enqueue records job ids, but refuses the enqueues whose 0-based numbers are in
+    `refused_enqueues` (as a broker that is down would; the test client then returns the error answer)."""
     settings = load_settings({**BASE_ENV, **(extra_env or {})}, env_file=None)
     redis = fakeredis.FakeRedis()
     store = JobStore(redis, key_prefix="t:")
     enqueued: list[str] = []
-    refusals = [ConnectionError("the broker refused the task")] * broker_refusals
+    attempts = itertools.count()
 
     def enqueue(job_id: str) -> None:
-        if refusals:
-            raise refusals.pop()
+        if next(attempts) in refused_enqueues:
+            raise ConnectionError("the broker refused the task")
         enqueued.append(job_id)
 
     keys = IdempotencyKeys(redis, key_prefix="t:", ttl_seconds=settings.idempotency_ttl_seconds)
@@ -89,5 +90,5 @@ def make_intake(extra_env: Mapping[str, str] | None = None, *, insecure_dev: boo
     intake = AlertIntake(store=store, enqueue=enqueue, keys=keys, replays=replays)
     deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
                       readiness=lambda: {"redis": "ok", "broker": "ok"}, insecure_dev=insecure_dev)
-    client = TestClient(create_app(deps), raise_server_exceptions=not broker_refusals)
+    client = TestClient(create_app(deps), raise_server_exceptions=not refused_enqueues)
     return IntakeUnderTest(client, store, settings, enqueued, redis)

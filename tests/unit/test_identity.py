@@ -49,3 +49,8 @@ def test_box_ids_are_one_to_twenty_ascii_digits(value: str) -> None:
 def test_anything_else_is_not_a_box_id(value: str) -> None:
     assert not is_box_id(value)
     assert "not a Box id" in (box_id_problem(value) or "")
+
+
+def test_an_id_with_a_leading_zero_is_a_second_spelling_and_refused() -> None:
+    assert is_box_id("0")
+    assert box_id_problem("0017738362") == "is not a Box id (no leading zeros)"

@@ -297,3 +297,15 @@ def test_approve_and_retry_over_the_api(intake: IntakeUnderTest) -> None:
     assert intake.enqueued == [job_id, job_id]
     assert _operator_post(intake, f"/v1/jobs/{job_id}/approve", token=INTAKE_TOKEN).status_code == 403
     assert _operator_post(intake, "/v1/jobs/j-nope/retry").status_code == 404
+
+
+def test_one_hostile_event_in_a_box_shield_batch_does_not_stop_the_others(intake: IntakeUnderTest) -> None:
+    good = sample("box-shield-alert.json")
+    hostile = copy.deepcopy(good) | {"event_id": "hostile-1"}
+    hostile["additional_details"]["shield_alert"]["user"] = {"id": "12/../me"}
+    answer = intake.post("/v1/alerts/box-shield", [hostile, good])
+    assert answer.status_code == 202, answer.text
+    assert [intake.store.load(j["job_id"]).targets[0].input for j in answer.json()["jobs"]] == [
+        {"type": "user", "login": "jdoe@example.com"}]
+    alone = intake.post("/v1/alerts/box-shield", [hostile])
+    assert alone.status_code == 422 and "not a Box id" in alone.json()["error"]["message"]

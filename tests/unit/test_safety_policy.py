@@ -8,7 +8,7 @@ import pytest
 from tests.unit.fake_box import FakeBox, directory, refused
 from tests.unit.test_runner import make_ctx, new_job, users
 from worker.box.models import BoxGroup, BoxUser
-from worker.errors import InvalidTransition
+from worker.errors import BoxAnswerMismatch, InvalidTransition
 from worker.jobs import actions as job_actions
 from worker.jobs.model import JobState, TargetStatus
 from worker.jobs.store import JobStore
@@ -214,3 +214,25 @@ def test_approve_and_retry_are_undone_when_the_job_cannot_be_enqueued(store: Job
     job = store.load(failed)
     assert job.state is JobState.FAILED and job.targets[0].status is TargetStatus.FAILED
     assert job_actions.retry(store=store, enqueue=lambda _: None, job_id=failed, actor="cli:alice") == 1
+
+
+class _BoxAnsweringForSomeoneElse(FakeBox):
+    """Box answers a member lookup with another user (a proxy's cache, a merged account)."""
+
+    def get_user(self, user_id: str) -> BoxUser | None:
+        if user_id == "30000002":
+            raise BoxAnswerMismatch(f"GET /users/{user_id}: Box answered for id '1', not {user_id!r}; not used")
+        return super().get_user(user_id)
+
+
+def test_a_group_whose_member_lookup_names_someone_else_fails_alone(store: JobStore) -> None:
+    box = _BoxAnsweringForSomeoneElse(users=[BoxUser(id="17738362", login="jdoe@example.com", role="user")],
+                                      groups=[BoxGroup(id="55", name="Engineering")],
+                                      members={"55": [BoxUser(id="30000002", login="x@example.com")]})
+    job_id = new_job(store, [{"type": "group", "id": "55"}, *users("jdoe@example.com")])
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    job = store.load(job_id)
+    group, person = job.targets
+    assert group.status is TargetStatus.FAILED and "answered for id" in (group.detail or "")
+    assert person.status is TargetStatus.ACCEPTED and job.state is JobState.PARTIAL
+    assert box.calls == [("/users/terminate_sessions", ["17738362"])]

@@ -27,8 +27,8 @@ PENDING = "pending:"
 PENDING_LEASE_SECONDS = 30.0
 # How long a repeat waits for a first delivery still being accepted before it is told to come back.
 WAIT_FOR_FIRST_SECONDS = 5.0
-# Kept a little past the window, for clocks of several intake processes that differ slightly.
-MARGIN_SECONDS = 5
+# Kept past the window, for intake processes whose clocks differ.
+MARGIN_SECONDS = 60
 
 # KEYS[1] the mark; ARGV[1] our pending value, ARGV[2] the answer, ARGV[3] its ttl in ms. Writes the answer unless
 # another delivery has taken the mark over (our lease ran out and it claimed it).
@@ -100,7 +100,8 @@ class SeenSignatures:
             if current is not None:
                 self._sleep(0.05)
 
-    def _window_ms(self, delivery: SignedDelivery) -> int:
-        """Milliseconds until the signature's window closes (plus a margin): after that it is refused anyway."""
-        closes = delivery.timestamp + self.tolerance + MARGIN_SECONDS
-        return max(1000, int((closes - self._clock()) * 1000))
+    def _window_ms(self, _delivery: SignedDelivery) -> int:
+        """How long a signature is remembered: the longest it can still be accepted anywhere. A timestamp up to
+        `tolerance` ahead of a clock is accepted for `2 * tolerance`; the margin covers intakes whose clocks differ
+        (an intake's own reading of the timestamp would be off by exactly that difference)."""
+        return (2 * self.tolerance + MARGIN_SECONDS) * 1000

@@ -48,18 +48,18 @@ class AlertIntake:
         made: list[Accepted] = []
 
         def first_delivery() -> str:
-            made.extend(self._accept(source, envelopes, requested_by, idempotency_key))
+            made.extend(self._accept(source, envelopes, requested_by, idempotency_key, signed=signed))
             return _encode(made)
 
         answer, seen = self.replays.once(signed, first_delivery)
         return _repeated(answer) if seen else made
 
-    def _accept(self, source: str, envelopes: list[Envelope], requested_by: str,
-                idempotency_key: str | None) -> list[Accepted]:
+    def _accept(self, source: str, envelopes: list[Envelope], requested_by: str, idempotency_key: str | None,
+                signed: SignedDelivery | None = None) -> list[Accepted]:
         jobs = [self._job(source, envelope, requested_by) for envelope in envelopes]
         results = []
         for index, (job, envelope) in enumerate(zip(jobs, envelopes, strict=True)):
-            key = _event_key(idempotency_key, envelope, index, len(envelopes))
+            key = _event_key(idempotency_key, envelope, index, len(envelopes), signed)
             results.append(self._create_once(job, key))
         return results
 
@@ -86,8 +86,15 @@ def _repeated(answer: str) -> list[Accepted]:
             for entry in json.loads(answer)]
 
 
-def _event_key(header: str | None, envelope: Envelope, index: int, count: int) -> str | None:
-    """The de-duplication key: the Idempotency-Key header (one per envelope of a batch), else the event id."""
+def _event_key(header: str | None, envelope: Envelope, index: int, count: int,
+               signed: SignedDelivery | None) -> str | None:
+    """The de-duplication key of one envelope.
+
+    Unsigned: the Idempotency-Key header (one per envelope of a batch) when sent, else the event id. Signed: only
+    what the signature covers decides, so no unsigned header can make a captured request new, not even after a
+    first delivery that failed half-way through a batch: the event id, else the signature itself."""
+    if signed is not None:
+        return envelope.source_event_id or f"sig:{signed.signature}#{index}"
     if header:
         return header if count == 1 else f"{header}#{index}"
     return envelope.source_event_id

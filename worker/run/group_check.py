@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from worker.box.models import BoxUser
-from worker.errors import BoxPermanentError
+from worker.errors import BoxAnswerMismatch, BoxPermanentError, UnsafeRequest
 from worker.jobs.model import Target, TargetStatus
 from worker.run.policy import Policy
 
@@ -39,6 +39,10 @@ def check_group(
     except BoxPermanentError as error:
         target.status = TargetStatus.FAILED
         target.detail = f"listing the group's members was refused: Box answered {error.status} {error.code or ''}"
+        return
+    except (UnsafeRequest, BoxAnswerMismatch) as error:
+        # A member id that is not a Box id, or an answer about someone else: this group is not checked, so not sent.
+        target.status, target.detail = TargetStatus.FAILED, f"checking the group's members was refused: {error}"
         return
     if record_members:
         target.members = sorted(m.login for m in members)

@@ -163,13 +163,15 @@ def dedupe_targets(targets: Iterable[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def each_event(events: Iterable[T], build: Callable[[T], Envelope]) -> list[Envelope]:
-    """One envelope per event of a batch, skipping (with a warning) events that name nobody, so one odd event
-    cannot make the sender's whole batch fail; when every event names nobody, the first refusal is raised."""
-    envelopes, refusals = [], []
+    """One envelope per event of a batch, skipping (with a warning) events that name nobody or hold a bad value
+    (an id that is not a Box id), so one odd or hostile event cannot stop the containment of the others; when no
+    event is usable, the first refusal is raised."""
+    envelopes: list[Envelope] = []
+    refusals: list[AdapterError] = []
     for event in events:
         try:
             envelopes.append(build(event))
-        except NoIdentityFound as refusal:
+        except AdapterError as refusal:
             refusals.append(refusal)
     if refusals and not envelopes:
         raise refusals[0]
