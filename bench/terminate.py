@@ -25,7 +25,7 @@ from boxsim import BoxSim, SimConfig
 from config import load_settings
 from tasks.app import create_app, enqueuer
 from worker.jobs.store import JobStore
-from worker.jobs.submit import JobRequest, submit
+from worker.jobs.submit import JobRequest, build_job, submit
 
 
 def main() -> None:
@@ -61,7 +61,7 @@ def _run(env: dict[str, str], sim: BoxSim, n_users: int) -> None:
     sim.clear_requests()
     start = time.monotonic()
     job = submit(store=store, enqueue=enqueuer(create_app(settings)),
-                 request=JobRequest(targets=targets, source="bench", reason="bench"))
+                 job=build_job(JobRequest(targets=targets, source="bench", reason="bench")))
     while not (record := store.load(job.job_id)).state.is_final and record.state.value != "awaiting_approval":
         time.sleep(0.2)
     wall = time.monotonic() - start

@@ -16,9 +16,9 @@ from worker.errors import (
     BoxTransportError,
     BoxUnauthorized,
     JobNotFound,
+    LeaseHeld,
     RetryLater,
 )
-from worker.jobs.store import LeaseHeld
 from worker.run.runner import RunContext, RunOutcome, give_up, run_job
 
 log = logging.getLogger(__name__)

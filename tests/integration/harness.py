@@ -23,7 +23,7 @@ from config import Settings, load_settings
 from tasks.app import create_app, enqueuer
 from worker.jobs.model import Job, JobState
 from worker.jobs.store import JobStore
-from worker.jobs.submit import JobRequest, submit
+from worker.jobs.submit import JobRequest, build_job, submit
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,7 +105,7 @@ class Stack:
     def submit(self, targets: list[dict[str, str]], *, dry_run: bool = False, reason: str = "test") -> str:
         settings = self.settings()
         request = JobRequest(targets=targets, source="test", reason=reason, requested_by="pytest", dry_run=dry_run)
-        return submit(store=self.store(), enqueue=enqueuer(create_app(settings)), request=request).job_id
+        return submit(store=self.store(), enqueue=enqueuer(create_app(settings)), job=build_job(request)).job_id
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """Poll the job record until it is final (or waits for approval); fail with the record if it never is."""

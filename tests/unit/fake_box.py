@@ -32,11 +32,6 @@ class FakeBox:
         self.directory_reads += 1
         yield from self.users
 
-    def group_member_count(self, group_id: str) -> int:
-        self.lookups += 1
-        group = next((g for g in self.groups if g.id == group_id), None)
-        return len(self.members.get(group_id, [])) or (group.member_count if group else 0) or 0
-
     def group_members(self, group_id: str) -> tuple[int, list[BoxUser]]:
         self.lookups += 1
         found = self.members.get(group_id, [])

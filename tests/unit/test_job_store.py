@@ -5,10 +5,10 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from worker.errors import InvalidTransition, JobNotFound
+from worker.errors import InvalidRequest, InvalidTransition, JobNotFound, LeaseHeld
 from worker.jobs.model import CANCELLABLE_STATES, JobState, TargetStatus
-from worker.jobs.store import JobStore, LeaseHeld
-from worker.jobs.submit import InvalidRequest, JobRequest, build_job
+from worker.jobs.store import JobStore
+from worker.jobs.submit import JobRequest, build_job
 
 
 @pytest.fixture
@@ -107,12 +107,12 @@ def test_a_target_with_both_id_and_login_is_refused() -> None:
 
 def test_a_claim_whose_job_was_never_created_is_taken_over(store: JobStore) -> None:
     from worker.jobs.idempotency import IdempotencyKeys
-    from worker.jobs.submit import submit_once
+    from worker.jobs.submit import submit
 
     keys = IdempotencyKeys(store.redis, key_prefix="t:", ttl_seconds=60)
     keys.claim(source="test", event_key="evt-1", job_id="j-0000000000000000")  # its submitter died here
     job = build_job(JobRequest(targets=[{"type": "user", "id": "1"}], source="test"))
-    made = submit_once(store=store, enqueue=lambda _: None, keys=keys, job=job, key="evt-1")
+    made = submit(store=store, enqueue=lambda _: None, job=job, keys=keys, key="evt-1")
     assert made.job_id == job.job_id and not made.duplicate and store.exists(job.job_id)
     again = build_job(JobRequest(targets=[{"type": "user", "id": "1"}], source="test"))
-    assert submit_once(store=store, enqueue=lambda _: None, keys=keys, job=again, key="evt-1").job_id == job.job_id
+    assert submit(store=store, enqueue=lambda _: None, job=again, keys=keys, key="evt-1").job_id == job.job_id

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.errors import BoxcutError
-from worker.jobs.offboarding_file import (
-    MAX_LISTED_PROBLEMS,
-    MAX_ROWS,
-    InvalidOffboardFile,
-    OffboardFile,
-    RowProblem,
-    parse_csv,
-    parse_json,
-)
+from worker.errors import BoxcutError, InvalidOffboardFile, RowProblem
+from worker.jobs.offboarding_file import MAX_LISTED_PROBLEMS, MAX_ROWS, OffboardFile, parse_csv, parse_json
 
 
 def refused(data: bytes) -> InvalidOffboardFile:

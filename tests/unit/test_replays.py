@@ -10,13 +10,9 @@ import pytest
 
 from tests.unit.fakes import FakeClock
 from tests.unit.intake_fixtures import make_intake, sample
+from worker.errors import FirstDeliveryPending
 from worker.intake.auth import SignedDelivery
-from worker.intake.replays import (
-    PENDING_LEASE_SECONDS,
-    WAIT_FOR_FIRST_SECONDS,
-    FirstDeliveryPending,
-    SeenSignatures,
-)
+from worker.intake.replays import PENDING_LEASE_SECONDS, WAIT_FOR_FIRST_SECONDS, SeenSignatures
 
 TOLERANCE = 300
 

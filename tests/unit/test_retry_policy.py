@@ -13,13 +13,14 @@ from tenacity.wait import wait_fixed
 
 from tests.unit.fakes import START, FakeClock
 from worker.box.rate_limit import RateLimiter
-from worker.box.retry import TokenRefreshed, box_retrying, parse_retry_after
+from worker.box.retry import box_retrying, parse_retry_after
 from worker.errors import (
     BoxPermanentError,
     BoxRateLimited,
     BoxRetryableError,
     BoxTransportError,
     RetryLater,
+    TokenRefreshed,
 )
 
 

@@ -10,7 +10,7 @@ from worker.box.models import GROUPS_TERMINATE_ENDPOINT, TERMINATE_ACCEPTED_MESS
 from worker.errors import RetryLater
 from worker.jobs.model import CallState, JobState, TargetStatus
 from worker.jobs.store import JobStore
-from worker.jobs.submit import JobRequest, submit
+from worker.jobs.submit import JobRequest, build_job, submit
 from worker.run.policy import Policy
 from worker.run.runner import RunContext, RunOutcome, give_up, run_job
 
@@ -32,7 +32,7 @@ def make_ctx(store: JobStore, box: FakeBox, *, protected: tuple[str, ...] = (), 
 
 def new_job(store: JobStore, targets: list[dict[str, str]], *, dry_run: bool = False) -> str:
     request = JobRequest(targets=targets, source="test", reason="unit", requested_by="pytest", dry_run=dry_run)
-    return submit(store=store, enqueue=lambda _job_id: None, request=request).job_id
+    return submit(store=store, enqueue=lambda _job_id: None, job=build_job(request)).job_id
 
 
 def users(*logins: str) -> list[dict[str, str]]:

@@ -8,7 +8,7 @@ import pytest
 from tests.unit.fake_box import FakeBox, directory, refused
 from tests.unit.test_runner import make_ctx, new_job, users
 from worker.box.models import BoxGroup, BoxUser
-from worker.errors import BoxAnswerMismatch, InvalidTransition
+from worker.errors import BoxAnswerMismatch, InvalidTransition, NotEnqueued
 from worker.jobs import actions as job_actions
 from worker.jobs.model import JobState, TargetStatus
 from worker.jobs.store import JobStore
@@ -83,12 +83,12 @@ def test_the_service_account_itself_is_protected(store: JobStore) -> None:
 
 
 def test_a_pre_approved_job_runs_past_the_threshold(store: JobStore) -> None:
-    from worker.jobs.submit import JobRequest, submit
+    from worker.jobs.submit import JobRequest, build_job, submit
 
     box = FakeBox(users=directory(40))
     request = JobRequest(targets=users(*(u.login for u in box.users)), source="offboarding",
                          approval=job_actions.pre_approval("cli:alice"))
-    job_id = submit(store=store, enqueue=lambda _: None, request=request).job_id
+    job_id = submit(store=store, enqueue=lambda _: None, job=build_job(request)).job_id
     run_job(ctx=make_ctx(store, box, threshold=25), job_id=job_id)
     assert store.load(job_id).state is JobState.SUCCEEDED
 
@@ -103,11 +103,11 @@ def test_dry_run_says_whether_a_real_run_would_wait(store: JobStore) -> None:
 
 
 def test_expand_groups_records_member_logins(store: JobStore) -> None:
-    from worker.jobs.submit import JobRequest, submit
+    from worker.jobs.submit import JobRequest, build_job, submit
 
     box = engineering(3)
     request = JobRequest(targets=[{"type": "group", "name": "Engineering"}], source="test", expand_groups=True)
-    job_id = submit(store=store, enqueue=lambda _: None, request=request).job_id
+    job_id = submit(store=store, enqueue=lambda _: None, job=build_job(request)).job_id
     run_job(ctx=make_ctx(store, box), job_id=job_id)
     target = store.load(job_id).targets[0]
     assert target.members == ["user00001@example.com", "user00002@example.com", "user00003@example.com"]
@@ -201,7 +201,7 @@ def test_approve_and_retry_are_undone_when_the_job_cannot_be_enqueued(store: Job
     box = engineering(30)
     waiting = new_job(store, [{"type": "group", "name": "Engineering"}])
     run_job(ctx=make_ctx(store, box, threshold=25), job_id=waiting)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(NotEnqueued, match="broker unreachable"):
         job_actions.approve(store=store, enqueue=_broker_down, job_id=waiting, actor="cli:alice")
     job = store.load(waiting)
     assert job.state is JobState.AWAITING_APPROVAL and job.approval is not None and not job.approval["approved_by"]
@@ -209,7 +209,7 @@ def test_approve_and_retry_are_undone_when_the_job_cannot_be_enqueued(store: Job
     box = FakeBox(users=directory(1), answers=[refused(403, "access_denied_insufficient_permissions")])
     failed = new_job(store, users("user00001@example.com"))
     run_job(ctx=make_ctx(store, box), job_id=failed)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(NotEnqueued, match="broker unreachable"):
         job_actions.retry(store=store, enqueue=_broker_down, job_id=failed, actor="cli:alice")
     job = store.load(failed)
     assert job.state is JobState.FAILED and job.targets[0].status is TargetStatus.FAILED

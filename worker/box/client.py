@@ -34,15 +34,9 @@ from worker.box.models import (
     CallResult,
 )
 from worker.box.rate_limit import RateLimiter
-from worker.box.retry import (
-    LOOKUP_BACKOFF,
-    TERMINATE_BACKOFF,
-    TokenRefreshed,
-    box_retrying,
-    parse_retry_after,
-    stop_when,
-)
+from worker.box.retry import LOOKUP_BACKOFF, TERMINATE_BACKOFF, box_retrying, parse_retry_after, stop_when
 from worker.errors import (
+    BatchRetryLater,
     BoxAnswerMismatch,
     BoxAPIError,
     BoxError,
@@ -52,6 +46,7 @@ from worker.errors import (
     BoxTransportError,
     BoxUnauthorized,
     RetryLater,
+    TokenRefreshed,
     UnsafeRequest,
 )
 from worker.identity import box_id_problem, login_key
@@ -71,15 +66,6 @@ TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
     requests.ConnectionError,
     requests.exceptions.ChunkedEncodingError,
 )
-
-
-class BatchRetryLater(RetryLater):
-    """`RetryLater` for a terminate batch: `attempts` calls were made in this run (`total_attempts` in all)."""
-
-    def __init__(self, delay: float, reason: str = "", *, attempts: int = 0, total_attempts: int = 0) -> None:
-        super().__init__(delay, reason)
-        self.attempts = attempts
-        self.total_attempts = total_attempts
 
 
 @dataclass
@@ -135,9 +121,7 @@ class BoxClient:
         try:
             response = self._retrying(call, TERMINATE_BACKOFF)(self._attempt, call)
         except RetryLater as wait:
-            raise BatchRetryLater(
-                wait.delay, wait.reason, attempts=call.sent, total_attempts=prior_attempts + call.sent
-            ) from wait
+            raise BatchRetryLater(wait.delay, wait.reason, attempts=call.sent) from wait
         except BoxPermanentError as error:
             return self._result(call, started, prior_attempts, error=error)
         except (BoxRetryableError, BoxTransportError) as error:
@@ -247,11 +231,6 @@ class BoxClient:
                         id=str(user["id"]), login=str(user.get("login", "")), name=str(user.get("name", ""))
                     )
         return (total or 0), list(members.values())
-
-    def group_member_count(self, group_id: str) -> int:
-        """How many members the group has, from one call's `total_count`."""
-        page = self._get(_path("groups", _box_id(group_id), "memberships"), {"limit": 1})
-        return int(page.get("total_count", 0))
 
     def _pages(self, path: str, params: dict[str, Any], *, max_pages: int = MAX_PAGES) -> Iterator[dict[str, Any]]:
         """Every page of a Box collection: offset paging, or markers when Box answers with them."""

@@ -19,7 +19,14 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_random_exponential
 
 from worker.box.rate_limit import RateLimiter
-from worker.errors import BoxAPIError, BoxRateLimited, BoxRetryableError, BoxTransportError, RetryLater
+from worker.errors import (
+    BoxAPIError,
+    BoxRateLimited,
+    BoxRetryableError,
+    BoxTransportError,
+    RetryLater,
+    TokenRefreshed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +42,6 @@ MAX_RETRY_AFTER_SECONDS = 86_400.0
 
 # Box always sends `retry-after` with a 429; should it not, every worker still pauses this long.
 PAUSE_WITHOUT_RETRY_AFTER_SECONDS = 1.0
-
-
-class TokenRefreshed(BoxRetryableError):
-    """Box answered 401 once: the cached token was dropped; the call is tried again at once with a new one."""
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -20,12 +20,12 @@ from tasks.app import broker_check, create_app, enqueuer
 from worker.cli.dev_stack import IntakeAccess
 from worker.cli.output import describe_job, describe_listing, summary_table, wait_for_job
 from worker.connections import redis_client
-from worker.errors import InvalidTransition, JobNotFound
+from worker.errors import InvalidOffboardFile, InvalidRequest, InvalidTransition, JobNotFound, NotEnqueued
 from worker.jobs import actions as job_actions
 from worker.jobs.model import Job, JobState, TargetStatus
-from worker.jobs.offboarding_file import InvalidOffboardFile, parse_csv
+from worker.jobs.offboarding_file import parse_csv
 from worker.jobs.store import JobStore
-from worker.jobs.submit import InvalidRequest, JobRequest, Submitted, build_job, submit, submit_once
+from worker.jobs.submit import JobRequest, Submitted, build_job, submit
 
 # Exit codes: scripts can tell a full success from the rest; 64 a bad command line, 65 a bad input file.
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE, EXIT_DATA = 0, 1, 2, 64, 65
@@ -47,7 +47,17 @@ def _store(settings: Settings) -> JobStore:
     return JobStore(redis_client(settings), key_prefix=settings.key_prefix)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """boxcut's commands, with the failures every command may meet said in one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except NotEnqueued as refused:
+            _fail(f"{refused}; try again when the broker answers (boxcut doctor checks it)")
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """boxcut: end Box sessions of the users and groups an alert or offboarding names, and record Box's answer.
 
@@ -134,7 +144,7 @@ def terminate(users: tuple[str, ...], groups: tuple[str, ...], dry_run: bool, re
     request = JobRequest(targets=_target_specs(users, groups), source="cli", reason=reason,
                          requested_by=_actor(), dry_run=dry_run, expand_groups=expand_groups)
     try:
-        job = submit(store=store, enqueue=enqueuer(create_app(settings)), request=request)
+        job = submit(store=store, enqueue=enqueuer(create_app(settings)), job=build_job(request))
     except InvalidRequest as exc:
         _fail(str(exc), EXIT_USAGE)
     click.echo(job.job_id)
@@ -211,7 +221,7 @@ def _submit_idempotent(settings: Settings, store: JobStore, request: JobRequest,
         job = build_job(request)
     except InvalidRequest as exc:
         _fail(str(exc), EXIT_USAGE)
-    return submit_once(store=store, enqueue=enqueuer(create_app(settings)), keys=keys, job=job, key=key)
+    return submit(store=store, enqueue=enqueuer(create_app(settings)), job=job, keys=keys, key=key)
 
 
 def _would_terminate(job: Job) -> str:
@@ -351,7 +361,7 @@ def _demo(settings: Settings, login: str) -> None:
     store = _store(settings)
     request = JobRequest(targets=[{"type": "user", "login": login}], source="cli", reason="boxcut dev --demo",
                          requested_by=f"cli:{_whoami()}")
-    job = submit(store=store, enqueue=enqueuer(create_app(settings)), request=request)
+    job = submit(store=store, enqueue=enqueuer(create_app(settings)), job=build_job(request))
     click.echo(f"\ndemo job {job.job_id}:")
     click.echo(describe_job(wait_for_job(store, job.job_id)))
 

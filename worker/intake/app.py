@@ -17,9 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
 from config import defaults
-from worker.intake.adapters.base import AdapterError, NoIdentityFound
+from worker.errors import AdapterError, AuthFailed, FirstDeliveryPending, InvalidRequest, NoIdentityFound, NotEnqueued
 from worker.intake.adapters.registry import adapter_for
-from worker.intake.auth import AuthFailed, Caller
+from worker.intake.auth import Caller
 from worker.intake.deps import IntakeDeps
 from worker.intake.http import ApiError, error_response, parse_json, read_body, require_json_content_type
 from worker.intake.metrics import IntakeMetrics
@@ -33,13 +33,13 @@ from worker.intake.models import (
     error_responses,
 )
 from worker.intake.operator_routes import add_operator_routes
-from worker.intake.replays import FirstDeliveryPending
 from worker.intake.service import Accepted
-from worker.jobs.submit import InvalidRequest
 
 log = logging.getLogger(__name__)
 
 GENERIC_SOURCE = "generic"
+# What a sender is told to wait when the broker refused its job.
+ENQUEUE_RETRY_AFTER_SECONDS = 5
 
 AlertSource = enum.StrEnum("AlertSource", {s.replace("-", "_"): s for s in defaults.ALERT_SOURCES})  # type: ignore[misc]
 
@@ -96,6 +96,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(NotEnqueued)
+    async def not_enqueued(_request: Request, exc: NotEnqueued) -> JSONResponse:
+        # Nothing was kept (the job ended `cancelled`, its key released): the sender's retry makes the job.
+        return error_response(503, "unavailable", str(exc), headers={"Retry-After": str(ENQUEUE_RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

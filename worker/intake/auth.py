@@ -15,19 +15,11 @@ from dataclasses import dataclass
 
 from config import Settings, defaults
 from config.secret import Secret
+from worker.errors import AuthFailed
 
 SIGNATURE_HEADER = "x-boxcut-signature"
 TIMESTAMP_HEADER = "x-boxcut-timestamp"
 SIGNATURE_VERSION = "v1="
-
-
-class AuthFailed(Exception):
-    """The request carries no valid credentials; `status` is 401, or 403 for a valid but insufficient one."""
-
-    def __init__(self, message: str, status: int = 401) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -80,10 +72,6 @@ class Authenticator:
 
     settings: Settings
     clock: Callable[[], float] = time.time
-
-    @property
-    def has_sender_credentials(self) -> bool:
-        return bool(self.settings.intake_tokens or self.settings.intake_hmac_secrets)
 
     def sender(self, headers: Mapping[str, str], body: bytes, *, query_token: str | None, source: str) -> Caller:
         """The sender of an alert: a bearer token, a valid HMAC signature, or (where enabled) `?token=`."""

@@ -9,8 +9,8 @@ from typing import Annotated, Any, TypeVar
 from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from worker.errors import InvalidTransition, JobNotFound
-from worker.intake.auth import AuthFailed, Caller
+from worker.errors import AuthFailed, InvalidOffboardFile, InvalidRequest, InvalidTransition, JobNotFound
+from worker.intake.auth import Caller
 from worker.intake.deps import IntakeDeps
 from worker.intake.http import ApiError, parse_json, read_body
 from worker.intake.metrics import IntakeMetrics
@@ -18,9 +18,9 @@ from worker.intake.models import JobList, JobSummaryModel, OffboardingAccepted, 
 from worker.jobs import actions as job_actions
 from worker.jobs.model import JobState
 from worker.jobs.offboarding import offboarding_key, offboarding_request
-from worker.jobs.offboarding_file import InvalidOffboardFile, OffboardFile, parse_csv
+from worker.jobs.offboarding_file import OffboardFile, parse_csv
 from worker.jobs.offboarding_file import parse_json as parse_json_rows
-from worker.jobs.submit import InvalidRequest, build_job, submit_once
+from worker.jobs.submit import build_job, submit
 
 JobStateName = enum.StrEnum("JobStateName", {s.value: s.value for s in JobState} | {"dead": "dead"})  # type: ignore[misc]
 
@@ -111,7 +111,7 @@ def _add_read_routes(app: FastAPI, deps: IntakeDeps, operator: Any) -> None:
 
 
 def _add_action_routes(app: FastAPI, deps: IntakeDeps, operator: Any) -> None:
-    actions = error_responses(401, 403, 404, 409, 422)
+    actions = error_responses(401, 403, 404, 409, 422, 503)
 
     @app.post("/v1/jobs/{job_id}/cancel", responses=actions, tags=["operator"])
     def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
@@ -173,7 +173,7 @@ def _add_offboarding_route(app: FastAPI, deps: IntakeDeps, operator: Any) -> Non
         tags=["operator"],
         responses={
             200: {"model": OffboardingAccepted, "description": "The same Idempotency-Key: the first job"},
-            **error_responses(400, 401, 403, 413, 415, 422),
+            **error_responses(400, 401, 403, 413, 415, 422, 503),
         },
     )
     async def offboarding(
@@ -203,7 +203,7 @@ def _add_offboarding_route(app: FastAPI, deps: IntakeDeps, operator: Any) -> Non
         except InvalidRequest as exc:
             raise ApiError(422, "invalid_file", str(exc)) from None
         made = await run_in_threadpool(
-            submit_once, store=deps.store, enqueue=deps.intake.enqueue, keys=deps.intake.keys, job=job,
+            submit, store=deps.store, enqueue=deps.intake.enqueue, keys=deps.intake.keys, job=job,
                                        key=offboarding_key(key, dry_run=dry_run)
         )
         response.status_code = 200 if made.duplicate else 202

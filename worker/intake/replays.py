@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import redis
 
-from worker.errors import BoxcutError
+from worker.errors import FirstDeliveryPending
 from worker.intake.auth import SignedDelivery
 
 PENDING = "pending:"
@@ -45,14 +45,6 @@ _FORGET = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-class FirstDeliveryPending(BoxcutError):
-    """The first delivery of this signature is still being accepted; come back in `retry_after` seconds."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("the first delivery of this signed request is still being accepted; retry shortly")
-        self.retry_after = retry_after
 
 
 class SeenSignatures:

@@ -12,7 +12,7 @@ from worker.intake.replays import SeenSignatures
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.model import Job
 from worker.jobs.store import JobStore
-from worker.jobs.submit import JobRequest, build_job, submit_once
+from worker.jobs.submit import JobRequest, build_job, submit
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class AlertIntake:
         ))
 
     def _create_once(self, job: Job, key: str | None) -> Accepted:
-        made = submit_once(store=self.store, enqueue=self.enqueue, keys=self.keys, job=job, key=key)
+        made = submit(store=self.store, enqueue=self.enqueue, job=job, keys=self.keys, key=key)
         return Accepted(made.job_id, made.duplicate, job.source_event_id)
 
 

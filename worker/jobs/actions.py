@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 from worker.errors import InvalidTransition
 from worker.jobs.model import CANCELLABLE_STATES, Job, JobState, Target, TargetStatus, utc_now
 from worker.jobs.store import JobStore
+from worker.jobs.submit import Enqueue, hand_over
 
 # Targets `retry` sends again: Box refused them, or their retries ran out.
 RETRYABLE_STATUSES = frozenset({TargetStatus.FAILED, TargetStatus.DEAD})
 
 
-def approve(*, store: JobStore, enqueue: Callable[[str], None], job_id: str, actor: str) -> Job:
+def approve(*, store: JobStore, enqueue: Enqueue, job_id: str, actor: str) -> Job:
     """Approve a job that waits for approval, recording who and when, and hand it back to the workers."""
     job = store.load(job_id)
     before = json.dumps(job.approval or {})
@@ -21,13 +21,13 @@ def approve(*, store: JobStore, enqueue: Callable[[str], None], job_id: str, act
     approval.update(approved_by=actor, approved_at=utc_now())
     store.transition(job_id, to=JobState.RESOLVING, allowed_from=[JobState.AWAITING_APPROVAL], actor=actor,
                      note="approved", fields={"approval": json.dumps(approval)})
-    try:
-        enqueue(job_id)
-    except Exception:
+
+    def undo(why: str) -> None:
         # No worker will see it: put it back as it was, so the approval can simply be given again.
         store.transition(job_id, to=JobState.AWAITING_APPROVAL, allowed_from=[JobState.RESOLVING], actor=actor,
-                         note="approval undone: the job could not be enqueued", fields={"approval": before})
-        raise
+                         note=f"approval undone: {why}", fields={"approval": before})
+
+    hand_over(enqueue, job_id, undo=undo)
     return store.load(job_id)
 
 
@@ -36,7 +36,7 @@ def pre_approval(actor: str) -> dict[str, object]:
     return {"required": None, "reasons": [], "approved_by": actor, "approved_at": utc_now(), "at_submission": True}
 
 
-def retry(*, store: JobStore, enqueue: Callable[[str], None], job_id: str, actor: str) -> int:
+def retry(*, store: JobStore, enqueue: Enqueue, job_id: str, actor: str) -> int:
     """Send again only the targets that ended `failed` or `dead`; return how many. Their earlier calls stay
     in the record; the new calls are added beside them."""
     job = store.load(job_id)
@@ -53,14 +53,14 @@ def retry(*, store: JobStore, enqueue: Callable[[str], None], job_id: str, actor
     store.save_targets(job_id, again, event="retry")
     store.transition(job_id, to=JobState.RESOLVING, allowed_from=[JobState.FAILED, JobState.PARTIAL], actor=actor,
                      note=f"retry of {len(again)} failed or dead targets")
-    try:
-        enqueue(job_id)
-    except Exception:
+
+    def undo(why: str) -> None:
         # No worker will see it: undo, state first, so the retry can simply be asked for again.
         store.transition(job_id, to=job.state, allowed_from=[JobState.RESOLVING], actor=actor,
-                         note="retry undone: the job could not be enqueued")
+                         note=f"retry undone: {why}")
         store.save_targets(job_id, before, event="retry_undone")
-        raise
+
+    hand_over(enqueue, job_id, undo=undo)
     store.forget_dead(job_id)
     return len(again)
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from worker.errors import BoxcutError
+from worker.errors import InvalidOffboardFile, RowProblem
 from worker.identity import box_id_problem, login_key
 
 TARGET_COLUMNS = ("user_id", "user_login", "group_id", "group_name")
@@ -69,36 +69,20 @@ class OffboardFile:
         return [dict(target.spec) for target in self.targets]
 
 
-@dataclass(frozen=True)
-class RowProblem:
-    """What is wrong with one line (CSV) or item (JSON); line 0 means the input as a whole."""
-
-    line: int
-    problem: str
-
-
-class InvalidOffboardFile(BoxcutError):
-    """An offboarding file refused whole; `problems` lists every problem found, in line order."""
-
-    def __init__(self, problems: list[RowProblem], *, unit: Unit = "line") -> None:
-        self.problems = list(problems)
-        self.unit: Unit = unit
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        """One summary line, then one line per problem (at most MAX_LISTED_PROBLEMS of them)."""
-        place, noun, whole = _WORDING[self.unit]
-        count = len(self.problems)
-        if all(p.line > 0 for p in self.problems):
-            summary = f"{count} bad {noun}{'' if count == 1 else 's'}; nothing was submitted"
-        else:
-            summary = f"{count} problem{'' if count == 1 else 's'}; nothing was submitted"
-        lines = [summary]
-        for p in self.problems[:MAX_LISTED_PROBLEMS]:
-            lines.append(f"{place} {p.line}: {p.problem}" if p.line > 0 else f"{whole}: {p.problem}")
-        if count > MAX_LISTED_PROBLEMS:
-            lines.append(f"... and {count - MAX_LISTED_PROBLEMS} more")
-        return "\n".join(lines)
+def refusal(problems: list[RowProblem], *, unit: Unit = "line") -> InvalidOffboardFile:
+    """The refusal of a whole file: one summary line, then one line per problem (at most MAX_LISTED_PROBLEMS)."""
+    place, noun, whole = _WORDING[unit]
+    count = len(problems)
+    if all(p.line > 0 for p in problems):
+        summary = f"{count} bad {noun}{'' if count == 1 else 's'}; nothing was submitted"
+    else:
+        summary = f"{count} problem{'' if count == 1 else 's'}; nothing was submitted"
+    lines = [summary]
+    for p in problems[:MAX_LISTED_PROBLEMS]:
+        lines.append(f"{place} {p.line}: {p.problem}" if p.line > 0 else f"{whole}: {p.problem}")
+    if count > MAX_LISTED_PROBLEMS:
+        lines.append(f"... and {count - MAX_LISTED_PROBLEMS} more")
+    return InvalidOffboardFile(problems, unit=unit, message="\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -239,7 +223,7 @@ class _Collector:
         if not self.problems and self.rows == 0:
             self.fail(0, f"no {_WORDING[self.unit][1]}s: {empty}")
         if self.problems:
-            raise InvalidOffboardFile(sorted(self.problems, key=lambda p: p.line), unit=self.unit)
+            raise refusal(sorted(self.problems, key=lambda p: p.line), unit=self.unit)
         targets = [OffboardTarget(spec, tuple(self._lines[key])) for key, spec in self._specs.items()]
         return OffboardFile(targets=targets, rows=self.rows, merged=self.merged)
 
@@ -247,7 +231,7 @@ class _Collector:
 def _too_many(unit: Unit) -> InvalidOffboardFile:
     """The refusal for input over MAX_ROWS: one problem, since the rows will be split and renumbered anyway."""
     noun, whole = _WORDING[unit][1], _WORDING[unit][2]
-    return InvalidOffboardFile(
+    return refusal(
         [RowProblem(0, f"more than {MAX_ROWS:,} {noun}s; split the {whole} into smaller ones")], unit=unit
     )
 
@@ -263,7 +247,7 @@ def _line_of(data: bytes, offset: int) -> int:
 
 def _refuse(line: int, problem: str) -> InvalidOffboardFile:
     """A refusal of a CSV file as a whole for one problem (it cannot be read as text at all)."""
-    return InvalidOffboardFile([RowProblem(line, problem)])
+    return refusal([RowProblem(line, problem)])
 
 
 _SAVE_AS = "save it from the spreadsheet as 'CSV UTF-8 (comma delimited)'"
@@ -429,7 +413,7 @@ def _json_type(value: object) -> str:
 def parse_json(items: object) -> OffboardFile:
     """Validate a decoded JSON body (a list of objects keyed like the CSV columns); raises InvalidOffboardFile."""
     if not isinstance(items, list):
-        raise InvalidOffboardFile(
+        raise refusal(
             [RowProblem(0, f"must be a list of objects such as [{{\"user_login\": \"a@example.com\"}}], "
                            f"not {_json_type(items)}")],
             unit="item",

@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from worker.errors import InvalidTransition, JobNotFound
+from worker.errors import InvalidTransition, JobNotFound, LeaseHeld
 from worker.jobs.model import Call, Job, JobState, Target, utc_now
 
 # KEYS[1] job hash, KEYS[2] audit stream
@@ -86,14 +86,6 @@ class JobSummary:
 
     def to_dict(self) -> dict[str, str]:
         return dict(self.__dict__)
-
-
-class LeaseHeld(Exception):
-    """Another task run holds this job's lease; `ttl` says for how many more seconds at most."""
-
-    def __init__(self, ttl: float) -> None:
-        super().__init__(f"job lease held for {ttl:.1f} s more")
-        self.ttl = ttl
 
 
 class JobStore:

@@ -7,23 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from worker.errors import BoxcutError
+from worker.errors import InvalidRequest, NotEnqueued, describe_error
 from worker.identity import box_id_problem
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.model import CANCELLABLE_STATES, Job, JobState, Target, utc_now
 from worker.jobs.store import JobStore
 
+# Hands a job id to the workers (`tasks.app.enqueuer`, handed in from outside: this layer knows no Celery app).
+Enqueue = Callable[[str], None]
+
 # A user target is named by `id` or `login`; a group target by `id` or `name`.
 _NAMING_FIELDS = {"user": ("id", "login"), "group": ("id", "name")}
-
-
-class InvalidRequest(BoxcutError):
-    """A job request that cannot be run as given; `field` names what is wrong."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -101,35 +95,54 @@ class Submitted:
     duplicate: bool
 
 
-def submit_once(*, store: JobStore, enqueue: Callable[[str], None], keys: IdempotencyKeys, job: Job,
-                key: str | None) -> Submitted:
-    """Create and enqueue `job` unless an earlier submission claimed `key`; then return that one's job.
+def submit(*, store: JobStore, enqueue: Enqueue, job: Job, keys: IdempotencyKeys | None = None,
+           key: str | None = None) -> Submitted:
+    """The one way every source submits a job: claim `key` (when given), write the record, then enqueue it, so
+    the record exists before any worker can see the job. A key an earlier submission claimed returns that job.
 
-    If the record cannot be written or the job cannot be enqueued, the claim is released so the sender's
-    retry is not taken for a duplicate, and a record that exists but was never enqueued says so.
+    If the record cannot be written, the claim is released. If the broker refuses the job, it ends `cancelled`
+    with the reason in its record (see `hand_over`), the claim is released so the sender's retry is not taken for
+    a duplicate, and NotEnqueued is raised.
     """
     if key is not None:
+        if keys is None:
+            raise ValueError("a submission key needs the IdempotencyKeys that remember it")
         first = keys.claim(source=job.source, event_key=key, job_id=job.job_id)
         if first is not None and not _orphaned(store, first):
             return Submitted(first, True)
         if first is not None and not keys.take_over(source=job.source, event_key=key, stale_job_id=first,
                                                     job_id=job.job_id):
-            return submit_once(store=store, enqueue=enqueue, keys=keys, job=job, key=key)
+            return submit(store=store, enqueue=enqueue, job=job, keys=keys, key=key)
+
+    def release() -> None:
+        if keys is not None and key is not None:
+            keys.release(source=job.source, event_key=key, job_id=job.job_id)
+
     try:
         store.create(job)
     except Exception:
-        if key is not None:
-            keys.release(source=job.source, event_key=key, job_id=job.job_id)
+        release()
         raise
-    try:
-        enqueue(job.job_id)
-    except Exception:
-        store.transition(job.job_id, to=JobState.CANCELLED, allowed_from=CANCELLABLE_STATES,
-                         note="could not be enqueued: the broker refused it")
-        if key is not None:
-            keys.release(source=job.source, event_key=key, job_id=job.job_id)
-        raise
+
+    def undo(why: str) -> None:
+        store.transition(job.job_id, to=JobState.CANCELLED, allowed_from=CANCELLABLE_STATES, note=why)
+        release()
+
+    hand_over(enqueue, job.job_id, undo=undo)
     return Submitted(job.job_id, False)
+
+
+def hand_over(enqueue: Enqueue, job_id: str, *, undo: Callable[[str], None]) -> None:
+    """Give a job to the workers. When the broker refuses it, `undo(why)` takes back what the caller did (a new
+    job ends `cancelled`; an approval or a retry is undone) with `why` in the record's audit note, and NotEnqueued
+    is raised: the same for every submission and every operator action, so nothing waits for a task that was
+    never sent."""
+    try:
+        enqueue(job_id)
+    except Exception as error:
+        why = f"could not be enqueued: the broker refused it ({describe_error(error)}); nothing was sent to Box"
+        undo(why)
+        raise NotEnqueued(job_id, why) from error
 
 
 def _orphaned(store: JobStore, job_id: str, *, wait_seconds: float = 2.0) -> bool:
@@ -141,11 +154,3 @@ def _orphaned(store: JobStore, job_id: str, *, wait_seconds: float = 2.0) -> boo
             return True
         time.sleep(0.05)
     return False
-
-
-def submit(*, store: JobStore, enqueue: Callable[[str], None], request: JobRequest) -> Job:
-    """Create the job record, then enqueue it: the record exists before any worker can see the job."""
-    job = build_job(request)
-    store.create(job)
-    enqueue(job.job_id)
-    return job

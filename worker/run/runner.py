@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from worker.box.models import GROUPS_TERMINATE_ENDPOINT, USERS_TERMINATE_ENDPOINT, BoxUser, CallResult
-from worker.errors import InvalidTransition, RetryLater
+from worker.errors import InvalidTransition, LeaseHeld, RetryLater
 from worker.jobs.model import Call, CallState, Job, JobState, Target, TargetStatus, TargetType, utc_now
-from worker.jobs.store import JobStore, LeaseHeld, LeaseRenewer
+from worker.jobs.store import JobStore, LeaseRenewer
 from worker.run.directory_cache import DirectoryCache
 from worker.run.group_check import check_group
 from worker.run.policy import Policy, blast_radius
@@ -48,7 +48,6 @@ class BoxCalls(DirectoryLookups, Terminator, Protocol):
 
     def all_users(self) -> Iterator[BoxUser]: ...
 
-    def group_member_count(self, group_id: str) -> int: ...
 
     def group_members(self, group_id: str) -> tuple[int, list[BoxUser]]: ...
 

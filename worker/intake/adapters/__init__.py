@@ -6,7 +6,8 @@ One module per sender. Each adapter's `parse` returns a list of `Envelope`s and 
 `check_paths` vets at start-up.
 """
 
-from worker.intake.adapters.base import Adapter, AdapterError, Envelope, NoIdentityFound, PayloadError
+from worker.errors import AdapterError, NoIdentityFound, PayloadError
+from worker.intake.adapters.base import Adapter, Envelope
 from worker.intake.adapters.registry import ADAPTERS, DEFAULT_PATHS, adapter_for, check_paths
 
 __all__ = [

@@ -9,16 +9,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from worker.errors import BoxcutError
+from worker.errors import AdapterError, NoIdentityFound, PayloadError
 from worker.identity import login_key
 from worker.intake.adapters.fieldpath import Reader, first_found, nodes_at, parse_path, scalar_text, values_at
 
 __all__ = [
     "Adapter",
-    "AdapterError",
     "Envelope",
-    "NoIdentityFound",
-    "PayloadError",
     "as_object",
     "decoded_field",
     "dedupe_targets",
@@ -63,28 +60,6 @@ class Adapter(Protocol):
     def parse(self, payload: object, *, paths: Sequence[str] | None = None) -> list[Envelope]:
         """Turn one decoded JSON body into envelopes; `paths`, when given, replace the default identity paths."""
         ...
-
-
-class AdapterError(BoxcutError):
-    """A payload that cannot become an envelope; the intake answers 422 with this message."""
-
-
-class NoIdentityFound(AdapterError):
-    """No identity at any of the field paths tried; `tried` lists them in the order tried."""
-
-    def __init__(self, tried: Iterable[str], note: str | None = None) -> None:
-        self.tried = list(tried)
-        message = "no identity found; tried " + ", ".join(self.tried)
-        super().__init__(f"{message} ({note})" if note else message)
-
-
-class PayloadError(AdapterError):
-    """A field of the wrong type or shape; `field` names it as a path, e.g. `targets[0].login`."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field} {problem}")
 
 
 def as_object(payload: object, field: str = "payload") -> dict[str, object]:

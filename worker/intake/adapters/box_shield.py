@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from worker.errors import NoIdentityFound, PayloadError
 from worker.identity import box_id_problem
 from worker.intake.adapters.base import (
     Envelope,
-    NoIdentityFound,
-    PayloadError,
     as_object,
     dedupe_targets,
     default_reason,

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from worker.errors import NoIdentityFound, PayloadError
 from worker.identity import box_id_problem
-from worker.intake.adapters.base import (
-    Envelope,
-    NoIdentityFound,
-    PayloadError,
-    as_object,
-    dedupe_targets,
-    default_reason,
-)
+from worker.intake.adapters.base import Envelope, as_object, dedupe_targets, default_reason
 
 # Documentation only: the envelope's targets are fixed by the contract and cannot be moved by settings.
 DEFAULT_PATHS: tuple[str, ...] = ("targets[]",)

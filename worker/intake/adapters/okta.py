@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from worker.errors import NoIdentityFound, PayloadError
 from worker.intake.adapters.base import (
     Envelope,
-    NoIdentityFound,
-    PayloadError,
     as_object,
     default_reason,
     each_event,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from worker.errors import NoIdentityFound
 from worker.intake.adapters.base import (
     Envelope,
-    NoIdentityFound,
     as_object,
     decoded_field,
     default_reason,
