@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,6 +23,7 @@ from config import defaults
 from config.secret import Secret
 from config.settings import BoxAuthMode, JWTAppConfig, Settings
 from worker.errors import BoxAuthError, BoxTransportError
+from worker.locks import CompareAndDelete, RedisLock
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +32,6 @@ JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_LIFETIME_SECONDS = 45
 # A token cached for less than this is not worth the Redis round trip; Box's tokens live about an hour.
 MIN_TOKEN_TTL_SECONDS = 5.0
-
-# Delete KEYS[1] only if it still holds ARGV[1]; returns 1 when deleted, 0 otherwise.
-#   KEYS[1]  the key (the cached token, or the refresh lock)
-#   ARGV[1]  the value the caller holds (the refused token, or the lock owner's id)
-_COMPARE_AND_DELETE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 class TokenSource(Protocol):
@@ -126,7 +116,7 @@ class CachedTokenSource:
         self._lock_ms = int(lock_seconds * 1000)
         self._wait_seconds = wait_seconds
         self._poll_seconds = poll_seconds
-        self._compare_and_delete = redis.register_script(_COMPARE_AND_DELETE_LUA)
+        self._compare_and_delete = CompareAndDelete(redis)
 
     def get(self) -> str:
         """The cached token, or a new one fetched by this process or another."""
@@ -134,7 +124,7 @@ class CachedTokenSource:
 
     def invalidate(self, token: str) -> None:
         """Drop the cached token if it is still `token` (a newer one, fetched by another process, stays)."""
-        self._compare_and_delete(keys=[self.key], args=[token])
+        self._compare_and_delete(self.key, token)
 
     def _cached(self) -> str | None:
         raw: Any = self._redis.get(self.key)
@@ -143,14 +133,14 @@ class CachedTokenSource:
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
     def _refresh(self) -> str:
-        owner = uuid.uuid4().hex
+        lock = RedisLock(self._redis, self.lock_key, ttl_ms=self._lock_ms)
         deadline = self._clock() + self._wait_seconds
         while True:
-            if self._redis.set(self.lock_key, owner, nx=True, px=self._lock_ms):
+            if lock.acquire():
                 try:
                     return self._cached() or self._fetch_and_store()
                 finally:
-                    self._compare_and_delete(keys=[self.lock_key], args=[owner])
+                    lock.release()
             self._sleep(self._poll_seconds)
             token = self._cached()
             if token:

@@ -23,6 +23,7 @@ def describe_job(job: Job) -> str:
         f"  created: {job.created_at}   updated: {job.updated_at}",
         f"  targets: {len(job.targets)}  " + "  ".join(f"{k} {v}" for k, v in sorted(job.summary().items())),
         *_approval_lines(job),
+        *([f"  note: {job.note}"] if job.note else []),
         "",
         "  TARGET                                  BOX ID        STATUS           DETAIL",
     ]

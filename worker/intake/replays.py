@@ -21,6 +21,7 @@ import redis
 
 from worker.errors import FirstDeliveryPending
 from worker.intake.auth import SignedDelivery
+from worker.locks import CompareAndDelete
 
 PENDING = "pending:"
 # How long a first delivery may take before a retry of it may take over (accepting one alert takes milliseconds).
@@ -40,11 +41,6 @@ if current == ARGV[1] or current == false then
 end
 return 0
 """
-# KEYS[1] the mark; ARGV[1] our pending value. Forgets the mark only while it is still ours.
-_FORGET = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class SeenSignatures:
@@ -58,7 +54,7 @@ class SeenSignatures:
         self._clock = clock
         self._sleep = sleep
         self._remember = client.register_script(_REMEMBER)
-        self._forget = client.register_script(_FORGET)
+        self._forget = CompareAndDelete(client)
 
     def once(self, delivery: SignedDelivery, accept: Callable[[], str]) -> tuple[str, bool]:
         """`(answer, seen_before)`: the answer `accept()` gave the first delivery of this signature, running it only
@@ -72,7 +68,7 @@ class SeenSignatures:
         try:
             answer = accept()
         except BaseException:
-            self._forget(keys=[key], args=[mine])
+            self._forget(key, mine)
             raise
         self._remember(keys=[key], args=[mine, answer, self._window_ms(delivery)])
         return answer, False

@@ -20,12 +20,12 @@ def approve(*, store: JobStore, enqueue: Enqueue, job_id: str, actor: str) -> Jo
     approval = dict(job.approval or {"required": True, "reasons": []})
     approval.update(approved_by=actor, approved_at=utc_now())
     store.transition(job_id, to=JobState.RESOLVING, allowed_from=[JobState.AWAITING_APPROVAL], actor=actor,
-                     note="approved", fields={"approval": json.dumps(approval)})
+                     note="approved", fields={"approval": json.dumps(approval), "note": ""})
 
     def undo(why: str) -> None:
         # No worker will see it: put it back as it was, so the approval can simply be given again.
         store.transition(job_id, to=JobState.AWAITING_APPROVAL, allowed_from=[JobState.RESOLVING], actor=actor,
-                         note=f"approval undone: {why}", fields={"approval": before})
+                         note=f"approval undone: {why}", fields={"approval": before, "note": f"approval undone: {why}"})
 
     hand_over(enqueue, job_id, undo=undo)
     return store.load(job_id)
@@ -52,12 +52,12 @@ def retry(*, store: JobStore, enqueue: Enqueue, job_id: str, actor: str) -> int:
         target.status, target.detail = TargetStatus.PENDING, None
     store.save_targets(job_id, again, event="retry")
     store.transition(job_id, to=JobState.RESOLVING, allowed_from=[JobState.FAILED, JobState.PARTIAL], actor=actor,
-                     note=f"retry of {len(again)} failed or dead targets")
+                     note=f"retry of {len(again)} failed or dead targets", fields={"note": ""})
 
     def undo(why: str) -> None:
         # No worker will see it: undo, state first, so the retry can simply be asked for again.
         store.transition(job_id, to=job.state, allowed_from=[JobState.RESOLVING], actor=actor,
-                         note=f"retry undone: {why}")
+                         note=f"retry undone: {why}", fields={"note": f"retry undone: {why}"})
         store.save_targets(job_id, before, event="retry_undone")
 
     hand_over(enqueue, job_id, undo=undo)

@@ -9,6 +9,8 @@ import hashlib
 
 import redis
 
+from worker.locks import CompareAndDelete
+
 # KEYS[1] the claim; ARGV[1] the job id it must still hold, ARGV[2] the new job id, ARGV[3] ttl seconds.
 _TAKE_OVER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -27,6 +29,7 @@ class IdempotencyKeys:
         self.prefix = key_prefix
         self.ttl = ttl_seconds
         self._take_over = client.register_script(_TAKE_OVER)
+        self._release = CompareAndDelete(client)
 
     def _key(self, source: str, event_key: str) -> str:
         # Hash the sender's key: it is arbitrary text from outside and could be long or hold odd bytes.
@@ -50,7 +53,4 @@ class IdempotencyKeys:
 
     def release(self, *, source: str, event_key: str, job_id: str) -> None:
         """Forget a claim whose job could not be created, so the sender's retry is not taken for a duplicate."""
-        key = self._key(source, event_key)
-        current = self.redis.get(key)
-        if current is not None and (current.decode() if isinstance(current, bytes) else current) == job_id:
-            self.redis.delete(key)
+        self._release(self._key(source, event_key), job_id)

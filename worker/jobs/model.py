@@ -164,6 +164,8 @@ class Job:
     expand_groups: bool = False
     approval: dict[str, Any] | None = None
     blast_radius: int | None = None
+    # Why the job is in its state, when its targets do not say it: e.g. "could not be enqueued: ...".
+    note: str | None = None
     targets: list[Target] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
 

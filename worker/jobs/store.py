@@ -24,7 +24,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +33,7 @@ import redis
 
 from worker.errors import InvalidTransition, JobNotFound, LeaseHeld
 from worker.jobs.model import Call, Job, JobState, Target, utc_now
+from worker.locks import RedisLock
 
 # KEYS[1] job hash, KEYS[2] audit stream
 # ARGV[1] new state, ARGV[2] now (ISO), ARGV[3] state zset key prefix, ARGV[4] actor, ARGV[5] note,
@@ -54,18 +55,6 @@ redis.call('ZADD', ARGV[3] .. ARGV[1], score, job_id)
 redis.call('XADD', KEYS[2], '*', 'job_id', job_id, 'event', 'state', 'at', ARGV[2],
            'data', cjson.encode({from = current, to = ARGV[1], actor = ARGV[4], note = ARGV[5]}))
 return {1, current}
-"""
-
-# KEYS[1] lease key; ARGV[1] holder token. Deletes the lease only if this holder still owns it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS[1] lease key; ARGV[1] holder token, ARGV[2] ttl ms. Extends the lease only if this holder owns it.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
 """
 
 _JOB_ID = re.compile(r"j-[0-9a-f]{16}")
@@ -95,8 +84,6 @@ class JobStore:
         self.redis = redis_client
         self.prefix = key_prefix
         self._transition = redis_client.register_script(_TRANSITION)
-        self._release = redis_client.register_script(_RELEASE)
-        self._renew = redis_client.register_script(_RENEW)
 
     # -- keys ------------------------------------------------------------------------------------------------
 
@@ -189,6 +176,7 @@ class JobStore:
             expand_groups=fields.get("expand_groups") == "1",
             approval=json.loads(fields["approval"]) if fields.get("approval") else None,
             blast_radius=int(fields["blast_radius"]) if fields.get("blast_radius") else None,
+            note=fields.get("note") or None,
             targets=targets,
             calls=self.load_calls([_text(c) for c in call_ids]),
         )
@@ -322,25 +310,24 @@ class JobStore:
     @contextmanager
     def lease(self, job_id: str, *, ttl_seconds: float) -> Iterator[LeaseRenewer]:
         """Hold the job for one task run, so two deliveries of one job never work on it at once."""
-        key, token = f"{self._job_key(job_id)}:lease", secrets.token_hex(8)
-        ttl_ms = int(ttl_seconds * 1000)
-        if not self.redis.set(key, token, nx=True, px=ttl_ms):
-            remaining = self.redis.pttl(key)
-            raise LeaseHeld(max(remaining, 1000) / 1000)
+        lock = RedisLock(self.redis, f"{self._job_key(job_id)}:lease", ttl_ms=int(ttl_seconds * 1000))
+        if not lock.acquire():
+            raise LeaseHeld(max(lock.remaining_seconds(), 1.0))
         try:
-            yield LeaseRenewer(lambda: bool(self._renew(keys=[key], args=[token, ttl_ms])))
+            yield LeaseRenewer(lock.renew)
         finally:
-            self._release(keys=[key], args=[token])
+            lock.release()
 
 
 class LeaseRenewer:
     """Extends a held lease; long runs call `renew()` between Box calls."""
 
-    def __init__(self, renew: Any) -> None:
+    def __init__(self, renew: Callable[[], bool]) -> None:
         self._renew = renew
 
     def renew(self) -> bool:
-        return bool(self._renew())
+        """Whether the lease is still ours, extended now."""
+        return self._renew()
 
 
 def _target_note(index: int, target: Target) -> dict[str, Any]:

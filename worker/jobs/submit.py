@@ -125,7 +125,8 @@ def submit(*, store: JobStore, enqueue: Enqueue, job: Job, keys: IdempotencyKeys
         raise
 
     def undo(why: str) -> None:
-        store.transition(job.job_id, to=JobState.CANCELLED, allowed_from=CANCELLABLE_STATES, note=why)
+        store.transition(job.job_id, to=JobState.CANCELLED, allowed_from=CANCELLABLE_STATES, note=why,
+                         fields={"note": why})
         release()
 
     hand_over(enqueue, job.job_id, undo=undo)

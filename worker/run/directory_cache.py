@@ -27,17 +27,12 @@ import redis
 from worker.box.models import BoxUser
 from worker.identity import login_key
 from worker.jobs.model import utc_now
+from worker.locks import RedisLock
 
 log = logging.getLogger(__name__)
 
 # Users written to Redis per round trip while building.
 _CHUNK = 1000
-
-# KEYS[1] lock key; ARGV[1] holder token. Deletes the lock only if this holder still owns it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class DirectoryCache:
@@ -52,7 +47,6 @@ class DirectoryCache:
         self.built_key = f"{key_prefix}directory:built"
         self.lock_key = f"{key_prefix}directory:lock"
         self._sleep = sleep
-        self._release = client.register_script(_RELEASE)
 
     def ready(self) -> bool:
         """Whether a complete copy exists now."""
@@ -63,12 +57,12 @@ class DirectoryCache:
         be had in time (the caller then looks users up one by one)."""
         deadline = time.monotonic() + wait_seconds
         while not self.ready():
-            token = secrets.token_hex(8)
-            if self.redis.set(self.lock_key, token, nx=True, px=int(wait_seconds * 1000)):
+            lock = RedisLock(self.redis, self.lock_key, ttl_ms=int(wait_seconds * 1000))
+            if lock.acquire():
                 try:
                     self._build(users())
                 finally:
-                    self._release(keys=[self.lock_key], args=[token])
+                    lock.release()
                 return True
             if time.monotonic() > deadline:
                 return False
