@@ -77,7 +77,7 @@ def test_calls_are_records_that_targets_point_to(store: JobStore) -> None:
 
 
 def test_invalid_targets_are_refused_with_the_field() -> None:
-    with pytest.raises(InvalidRequest, match=r"targets\[1\]: a user target needs"):
+    with pytest.raises(InvalidRequest, match=r"targets\[1\]: needs an id or a login"):
         build_job(JobRequest(targets=[{"type": "user", "id": "1"}, {"type": "user"}], source="t"))
     with pytest.raises(InvalidRequest, match=r"targets\[0\]\.type"):
         build_job(JobRequest(targets=[{"type": "robot", "id": "1"}], source="t"))
@@ -101,7 +101,7 @@ def test_listing_by_source_and_by_state_and_source(store: JobStore) -> None:
 
 
 def test_a_target_with_both_id_and_login_is_refused() -> None:
-    with pytest.raises(InvalidRequest, match="not both"):
+    with pytest.raises(InvalidRequest, match="gives both id and login; give one"):
         build_job(JobRequest(targets=[{"type": "user", "id": "2", "login": "someone@example.com"}], source="t"))
 
 

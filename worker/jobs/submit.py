@@ -8,16 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.errors import InvalidRequest, NotEnqueued, describe_error
-from worker.identity import box_id_problem
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.model import CANCELLABLE_STATES, Job, JobState, Target, utc_now
 from worker.jobs.store import JobStore
+from worker.jobs.targets import check_target
 
 # Hands a job id to the workers (`tasks.app.enqueuer`, handed in from outside: this layer knows no Celery app).
 Enqueue = Callable[[str], None]
 
-# A user target is named by `id` or `login`; a group target by `id` or `name`.
-_NAMING_FIELDS = {"user": ("id", "login"), "group": ("id", "name")}
 
 
 @dataclass(frozen=True)
@@ -36,38 +34,11 @@ class JobRequest:
     approval: dict[str, Any] | None = None
 
 
-def normalise_target(spec: Any, where: str) -> dict[str, str]:
-    """Check one target entry and return it with string values and no unknown keys."""
-    if not isinstance(spec, dict):
-        raise InvalidRequest(where, "must be an object such as {\"type\": \"user\", \"login\": \"a@example.com\"}")
-    kind = spec.get("type")
-    if kind not in _NAMING_FIELDS:
-        raise InvalidRequest(f"{where}.type", "must be \"user\" or \"group\"")
-    clean = {"type": kind}
-    if isinstance(spec.get("reason"), str) and spec["reason"].strip():
-        clean["reason"] = spec["reason"].strip()  # an offboarding row's own reason, kept with its target
-    for name in _NAMING_FIELDS[kind]:
-        value = spec.get(name)
-        if value is None or value == "":
-            continue
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise InvalidRequest(f"{where}.{name}", "must be a string")
-        clean[name] = str(value).strip()
-        if name == "id" and (problem := box_id_problem(clean[name])):
-            raise InvalidRequest(f"{where}.id", problem)
-    first, second = _NAMING_FIELDS[kind]
-    if not any(name in clean for name in _NAMING_FIELDS[kind]):
-        raise InvalidRequest(where, f"a {kind} target needs \"{first}\" or \"{second}\"")
-    if first in clean and second in clean:
-        raise InvalidRequest(where, f"give \"{first}\" or \"{second}\", not both: they could name two {kind}s")
-    return clean
-
-
 def build_job(request: JobRequest) -> Job:
     """A new queued job for a request, its targets validated."""
     if not request.targets:
         raise InvalidRequest("targets", "at least one target is needed")
-    targets = [Target.from_input(normalise_target(t, f"targets[{i}]")) for i, t in enumerate(request.targets)]
+    targets = [Target.from_input(check_target(t, f"targets[{i}]")) for i, t in enumerate(request.targets)]
     now = utc_now()
     return Job(
         job_id=JobStore.new_job_id(),

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from worker.errors import NoIdentityFound, PayloadError
-from worker.identity import box_id_problem
+from worker.errors import InvalidRequest, NoIdentityFound, PayloadError
 from worker.intake.adapters.base import Envelope, as_object, dedupe_targets, default_reason
+from worker.jobs.targets import check_target
 
 # Documentation only: the envelope's targets are fixed by the contract and cannot be moved by settings.
 DEFAULT_PATHS: tuple[str, ...] = ("targets[]",)
 
-# Which keys may name each kind of target; a target gives exactly one of them.
-_TARGET_KEYS: dict[str, tuple[str, str]] = {"user": ("id", "login"), "group": ("id", "name")}
 
 
 class GenericAdapter:
@@ -46,33 +44,25 @@ def _targets(raw: object) -> list[dict[str, str]]:
 
 
 def _target(index: int, raw: object) -> dict[str, str]:
-    field = f"targets[{index}]"
-    if not isinstance(raw, dict):
-        raise PayloadError(field, "must be an object")
-    kind = raw.get("type")
-    if not isinstance(kind, str) or kind not in _TARGET_KEYS:
-        raise PayloadError(f"{field}.type", 'must be "user" or "group"')
-    keys = _TARGET_KEYS[kind]
-    given = [key for key in keys if raw.get(key) is not None]
-    if not given:
-        raise PayloadError(field, f"needs an {keys[0]} or a {keys[1]}")
-    if len(given) > 1:
-        # Two identities in one target could name two different people; acting on either might be wrong.
-        raise PayloadError(field, f"gives both {keys[0]} and {keys[1]}; give one")
-    key = given[0]
-    value = _identity(f"{field}.{key}", raw[key], number_ok=key == "id")
-    if key == "id" and (problem := box_id_problem(value)):
-        raise PayloadError(f"{field}.id", problem)
-    return {"type": kind, key: value}
+    """One envelope target, checked by the one target check (`worker.jobs.targets`), its naming key only."""
+    try:
+        target = check_target(raw, f"targets[{index}]")
+    except InvalidRequest as error:
+        raise PayloadError(error.field, error.problem) from None
+    target.pop("reason", None)  # the envelope's reason is the job's; targets carry none of their own
+    return target
 
 
-def _identity(field: str, value: object, *, number_ok: bool) -> str:
-    if number_ok and isinstance(value, int) and not isinstance(value, bool):
+def _event_id(value: object) -> str | None:
+    """The envelope's `id`: a string or a whole number, not blank."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):
-        raise PayloadError(field, "must be a string" + (" or an integer" if number_ok else ""))
+        raise PayloadError("id", "must be a string or an integer")
     if not value.strip():
-        raise PayloadError(field, "must not be empty")
+        raise PayloadError("id", "must not be empty")
     return value.strip()
 
 
@@ -83,12 +73,6 @@ def _optional_str(body: dict[str, object], key: str) -> str | None:
     if not isinstance(value, str):
         raise PayloadError(key, "must be a string")
     return value.strip() or None
-
-
-def _event_id(value: object) -> str | None:
-    if value is None:
-        return None
-    return _identity("id", value, number_ok=True)
 
 
 def _dry_run(value: object) -> bool:

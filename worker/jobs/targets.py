@@ -1,0 +1,54 @@
+"""The one check of a target's shape, for every entrance: the generic envelope, submitting, offboarding files.
+
+A target is `{"type": "user", "id" | "login": ...}` or `{"type": "group", "id" | "name": ...}`: exactly one
+naming key, a string (an id may come as a whole number), not blank once stripped, and an id that is a Box id
+(`worker.identity`). Entrances add their own rules on top (an offboarding file's logins must look like e-mail
+addresses, to catch a column mix-up), never fewer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from worker.errors import InvalidRequest
+from worker.identity import box_id_problem
+
+# Which keys may name each kind of target; a target gives exactly one of them.
+NAMING_KEYS: dict[str, tuple[str, str]] = {"user": ("id", "login"), "group": ("id", "name")}
+
+
+def check_target(spec: object, where: str) -> dict[str, str]:
+    """The target `spec` names, as `{"type": ..., key: value}` (plus its own `reason`, if it gave one), or
+    InvalidRequest naming the field at `where` (e.g. `targets[2].id`) and what is wrong with it."""
+    if not isinstance(spec, Mapping):
+        raise InvalidRequest(where, "must be an object")
+    kind = spec.get("type")
+    if not isinstance(kind, str) or kind not in NAMING_KEYS:
+        raise InvalidRequest(f"{where}.type", "must be \"user\" or \"group\"")
+    clean = {"type": kind}
+    reason = spec.get("reason")
+    if isinstance(reason, str) and reason.strip():
+        clean["reason"] = reason.strip()  # an offboarding row's own reason, kept with its target
+    given = {key: _naming_value(f"{where}.{key}", key, spec[key]) for key in NAMING_KEYS[kind]
+             if spec.get(key) is not None and spec.get(key) != ""}
+    first, second = NAMING_KEYS[kind]
+    if not given:
+        raise InvalidRequest(where, f"needs an {first} or a {second}")
+    if len(given) > 1:
+        # Two identities in one target could name two different people; acting on either might be wrong.
+        raise InvalidRequest(where, f"gives both {first} and {second}; give one")
+    return clean | given
+
+
+def _naming_value(field: str, key: str, value: object) -> str:
+    """One naming value as stripped text, or InvalidRequest: ids are Box ids, logins and names not blank."""
+    if key == "id" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise InvalidRequest(field, "must be a string" + (" or an integer" if key == "id" else ""))
+    text = value.strip()
+    if not text:
+        raise InvalidRequest(field, "must not be empty")
+    if key == "id" and (problem := box_id_problem(text)):
+        raise InvalidRequest(field, problem)
+    return text
