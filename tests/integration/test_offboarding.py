@@ -53,7 +53,7 @@ def test_a_protected_login_among_40_others_is_kept_and_the_rest_accepted(stack: 
     assert set(statuses.values()) == {TargetStatus.ACCEPTED} and len(statuses) == 40
     sent = [i for r in stack.terminate_requests() for i in r["body"]["user_ids"]]
     assert len(sent) == 40 and "17738362" not in sent
-    assert job.approval is not None and job.approval["approved_by"].startswith("cli:")
+    assert job.approval is not None and job.approval.approved_by.startswith("cli:")
     assert "] 41/41 targets" in run.stderr  # the progress bar reached the end
 
 
@@ -69,7 +69,7 @@ def test_a_group_of_30_waits_for_approval_then_runs(stack: Stack) -> None:
     assert approved.returncode == 0, approved.stderr
     job = stack.store().load(job_id)
     assert job.state is JobState.SUCCEEDED and job.approval is not None
-    assert job.approval["approved_by"].startswith("cli:") and job.approval["approved_at"]
+    assert job.approval.approved_by.startswith("cli:") and job.approval.approved_at
     assert len(stack.terminate_requests("/groups/terminate_sessions")) == 1
 
 
@@ -77,7 +77,7 @@ def test_an_admin_target_waits_for_approval(stack: Stack) -> None:
     run = boxcut(stack, "terminate", "--user", "admin@example.com", "--wait")
     job = stack.store().load(run.stdout.splitlines()[0])
     assert job.state is JobState.AWAITING_APPROVAL and stack.terminate_requests() == []
-    assert job.approval is not None and "is a Box admin" in job.approval["reasons"][0]
+    assert job.approval is not None and "is a Box admin" in job.approval.reasons[0]
     assert boxcut(stack, "cancel", job.job_id).returncode == 0
     assert stack.store().load(job.job_id).state is JobState.CANCELLED
 

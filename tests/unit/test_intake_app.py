@@ -270,7 +270,7 @@ def test_offboarding_csv_becomes_one_job_and_a_repeat_with_the_same_key_returns_
     assert first.json()["targets"] == 2 and again.json()["job_id"] == first.json()["job_id"]
     job = intake.store.load(first.json()["job_id"])
     assert job.source == "offboarding" and [t.input.get("reason") for t in job.targets] == ["contract ended", None]
-    assert job.approval is not None and job.approval["approved_by"] == "operator:token#1"
+    assert job.approval is not None and job.approval.approved_by == "operator:token#1"
     assert intake.enqueued == [job.job_id]
 
 

@@ -33,7 +33,7 @@ def test_a_group_of_30_waits_for_approval_and_sends_nothing_until_approved(store
     job = store.load(job_id)
     assert job.state is JobState.AWAITING_APPROVAL and box.calls == []
     assert job.blast_radius == 30 and job.approval is not None
-    assert "30 users" in job.approval["reasons"][0] and job.approval["approved_by"] is None
+    assert "30 users" in job.approval.reasons[0] and job.approval.approved_by is None
     run_job(ctx=make_ctx(store, box, threshold=25), job_id=job_id)  # a redelivery changes nothing
     assert box.calls == []
 
@@ -43,7 +43,7 @@ def test_a_group_of_30_waits_for_approval_and_sends_nothing_until_approved(store
     run_job(ctx=make_ctx(store, box, threshold=25), job_id=job_id)
     job = store.load(job_id)
     assert job.state is JobState.SUCCEEDED and box.calls == [("/groups/terminate_sessions", ["55"])]
-    assert job.approval is not None and job.approval["approved_by"] == "cli:alice" and job.approval["approved_at"]
+    assert job.approval is not None and job.approval.approved_by == "cli:alice" and job.approval.approved_at
 
 
 def test_approving_a_job_that_does_not_wait_is_refused(store: JobStore) -> None:
@@ -65,7 +65,7 @@ def test_an_admin_waits_for_approval_unless_listed(store: JobStore) -> None:
     run_job(ctx=make_ctx(store, box, threshold=25), job_id=waiting)
     job = store.load(waiting)
     assert job.state is JobState.AWAITING_APPROVAL and box.calls == []
-    assert job.approval is not None and "boss@example.com is a Box admin" in job.approval["reasons"][0]
+    assert job.approval is not None and "boss@example.com is a Box admin" in job.approval.reasons[0]
 
     allowed = new_job(store, users("boss@example.com"))
     run_job(ctx=make_ctx(store, box, threshold=25, allowed_admins=("boss@example.com",)), job_id=allowed)
@@ -99,7 +99,7 @@ def test_dry_run_says_whether_a_real_run_would_wait(store: JobStore) -> None:
     run_job(ctx=make_ctx(store, box, threshold=25), job_id=job_id)
     job = store.load(job_id)
     assert job.state is JobState.DRY_RUN and box.calls == []
-    assert job.approval is not None and job.approval["required"] is True
+    assert job.approval is not None and job.approval.required is True
 
 
 def test_expand_groups_records_member_logins(store: JobStore) -> None:
@@ -183,7 +183,7 @@ def test_a_group_holding_an_admin_waits_for_approval(store: JobStore) -> None:
     run_job(ctx=make_ctx(store, box), job_id=job_id)  # the membership carries no role: get_user says admin
     job = store.load(job_id)
     assert job.state is JobState.AWAITING_APPROVAL and box.calls == []
-    assert job.approval is not None and "includes Box admins (boss@example.com)" in job.approval["reasons"][0]
+    assert job.approval is not None and "includes Box admins (boss@example.com)" in job.approval.reasons[0]
 
 
 def test_a_user_whose_role_box_did_not_give_is_treated_as_an_admin(store: JobStore) -> None:
@@ -204,7 +204,7 @@ def test_approve_and_retry_are_undone_when_the_job_cannot_be_enqueued(store: Job
     with pytest.raises(NotEnqueued, match="broker unreachable"):
         job_actions.approve(store=store, enqueue=_broker_down, job_id=waiting, actor="cli:alice")
     job = store.load(waiting)
-    assert job.state is JobState.AWAITING_APPROVAL and job.approval is not None and not job.approval["approved_by"]
+    assert job.state is JobState.AWAITING_APPROVAL and job.approval is not None and not job.approval.approved_by
 
     box = FakeBox(users=directory(1), answers=[refused(403, "access_denied_insufficient_permissions")])
     failed = new_job(store, users("user00001@example.com"))

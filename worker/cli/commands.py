@@ -228,8 +228,8 @@ def _would_terminate(job: Job) -> str:
     lines = [f"dry run {job.job_id}: nothing was sent to Box", summary_table(job)]
     would = [t for t in job.targets if t.status is TargetStatus.WOULD_TERMINATE]
     lines += [f"  would terminate {t.type.value} {t.login or t.group_name} ({t.box_id})" for t in would]
-    if job.approval and job.approval.get("required"):
-        lines.append("a real run would wait for approval: " + "; ".join(job.approval.get("reasons", [])))
+    if job.approval and job.approval.required:
+        lines.append("a real run would wait for approval: " + "; ".join(job.approval.reasons))
     return "\n".join(lines)
 
 
@@ -243,7 +243,7 @@ def _wait_and_exit(store: JobStore, job_id: str, *, show: Callable[[Job], str] =
 
 
 def _approval_hint(job: Job) -> str:
-    reasons = "; ".join((job.approval or {}).get("reasons", []))
+    reasons = "; ".join(job.approval.reasons if job.approval else [])
     return f"job {job.job_id} waits for approval ({reasons}); approve it with: boxcut approve {job.job_id}"
 
 
@@ -258,7 +258,7 @@ def approve(job_id: str, wait: bool) -> None:
         job = job_actions.approve(store=store, enqueue=enqueuer(create_app(settings)), job_id=job_id, actor=_actor())
     except (JobNotFound, InvalidTransition) as exc:
         _fail(_not_possible(job_id, exc))
-    click.echo(f"approved {job.job_id} ({(job.approval or {}).get('approved_by')})")
+    click.echo(f"approved {job.job_id} ({job.approval.approved_by if job.approval else None})")
     if wait:
         _wait_and_exit(store, job_id)
 

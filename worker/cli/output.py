@@ -43,11 +43,11 @@ def describe_job(job: Job) -> str:
 
 def _approval_lines(job: Job) -> list[str]:
     lines = [f"  blast radius: {job.blast_radius} users (groups' members counted)"] if job.blast_radius else []
-    approval = job.approval or {}
-    if approval.get("approved_by"):
-        lines.append(f"  approved by {approval['approved_by']} at {approval.get('approved_at')}")
-    elif approval.get("required"):
-        lines.append("  needs approval: " + "; ".join(approval.get("reasons", [])))
+    approval = job.approval
+    if approval and approval.approved:
+        lines.append(f"  approved by {approval.approved_by} at {approval.approved_at}")
+    elif approval and approval.required:
+        lines.append("  needs approval: " + "; ".join(approval.reasons))
     return lines
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from worker.errors import InvalidTransition
-from worker.jobs.model import CANCELLABLE_STATES, Job, JobState, Target, TargetStatus, utc_now
+from worker.jobs.model import CANCELLABLE_STATES, Approval, Job, JobState, Target, TargetStatus
 from worker.jobs.store import JobStore
 from worker.jobs.submit import Enqueue, hand_over
 
@@ -16,24 +14,23 @@ RETRYABLE_STATUSES = frozenset({TargetStatus.FAILED, TargetStatus.DEAD})
 def approve(*, store: JobStore, enqueue: Enqueue, job_id: str, actor: str) -> Job:
     """Approve a job that waits for approval, recording who and when, and hand it back to the workers."""
     job = store.load(job_id)
-    before = json.dumps(job.approval or {})
-    approval = dict(job.approval or {"required": True, "reasons": []})
-    approval.update(approved_by=actor, approved_at=utc_now())
+    before = store.approval_fields(job.approval)
+    approval = (job.approval or Approval(required=True)).given_by(actor)
     store.transition(job_id, to=JobState.RESOLVING, allowed_from=[JobState.AWAITING_APPROVAL], actor=actor,
-                     note="approved", fields={"approval": json.dumps(approval), "note": ""})
+                     note="approved", fields={**store.approval_fields(approval), "note": ""})
 
     def undo(why: str) -> None:
         # No worker will see it: put it back as it was, so the approval can simply be given again.
         store.transition(job_id, to=JobState.AWAITING_APPROVAL, allowed_from=[JobState.RESOLVING], actor=actor,
-                         note=f"approval undone: {why}", fields={"approval": before, "note": f"approval undone: {why}"})
+                         note=f"approval undone: {why}", fields={**before, "note": f"approval undone: {why}"})
 
     hand_over(enqueue, job_id, undo=undo)
     return store.load(job_id)
 
 
-def pre_approval(actor: str) -> dict[str, object]:
+def pre_approval(actor: str) -> Approval:
     """The approval of an operator who approves a job as they submit it (`offboard --approve`)."""
-    return {"required": None, "reasons": [], "approved_by": actor, "approved_at": utc_now(), "at_submission": True}
+    return Approval.at_submit(actor)
 
 
 def retry(*, store: JobStore, enqueue: Enqueue, job_id: str, actor: str) -> int:

@@ -7,7 +7,7 @@ it. Fields may be added, never renamed.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -147,6 +147,52 @@ class Call:
 
 
 @dataclass
+class Approval:
+    """Whether a job needs a person's approval before any call, why, and who gave it when.
+
+    `required` is None for a job approved as it was submitted (`offboard --approve`), before anyone knew whether
+    it would need it; `at_submission` says so in the record.
+    """
+
+    required: bool | None
+    reasons: list[str] = field(default_factory=list)
+    approved_by: str | None = None
+    approved_at: str | None = None
+    at_submission: bool = False
+
+    @classmethod
+    def needed(cls, reasons: list[str]) -> Approval:
+        """What a job that must wait (or a dry run that would) records: the reasons, nobody's approval yet."""
+        return cls(required=bool(reasons), reasons=list(reasons))
+
+    @classmethod
+    def at_submit(cls, actor: str) -> Approval:
+        """The approval of an operator who approves a job as they submit it."""
+        return cls(required=None, approved_by=actor, approved_at=utc_now(), at_submission=True)
+
+    @property
+    def approved(self) -> bool:
+        return bool(self.approved_by)
+
+    def given_by(self, actor: str) -> Approval:
+        """This approval, given now by `actor`."""
+        return replace(self, approved_by=actor, approved_at=utc_now())
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the job record prints it (`at_submission` only when true)."""
+        data = asdict(self)
+        if not self.at_submission:
+            del data["at_submission"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Approval:
+        return cls(required=data.get("required"), reasons=list(data.get("reasons") or []),
+                   approved_by=data.get("approved_by"), approved_at=data.get("approved_at"),
+                   at_submission=bool(data.get("at_submission")))
+
+
+@dataclass
 class Job:
     """A job: who asked, why, its state, its targets and the calls made for them."""
 
@@ -162,7 +208,7 @@ class Job:
     severity: str | None = None
     link: str | None = None
     expand_groups: bool = False
-    approval: dict[str, Any] | None = None
+    approval: Approval | None = None
     blast_radius: int | None = None
     # Why the job is in its state, when its targets do not say it: e.g. "could not be enqueued: ...".
     note: str | None = None
@@ -172,6 +218,7 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """The job record as the contract prints it."""
         data = asdict(self)
+        data["approval"] = self.approval.to_dict() if self.approval else None
         data["targets"] = [t.to_dict() for t in self.targets]
         data["calls"] = [c.to_dict() for c in self.calls]
         data["summary"] = self.summary()

@@ -23,5 +23,5 @@ def offboarding_request(parsed: OffboardFile, *, reason: str, actor: str, dry_ru
     return JobRequest(
         targets=list(parsed.specs), source=OFFBOARDING_SOURCE, reason=reason, requested_by=actor, dry_run=dry_run,
         source_event_id=submission_id, expand_groups=expand_groups,
-        approval=dict(pre_approval(actor)) if approve else None,
+        approval=pre_approval(actor) if approve else None,
     )

@@ -32,7 +32,7 @@ from typing import Any
 import redis
 
 from worker.errors import InvalidTransition, JobNotFound, LeaseHeld
-from worker.jobs.model import Call, Job, JobState, Target, utc_now
+from worker.jobs.model import Approval, Call, Job, JobState, Target, utc_now
 from worker.locks import RedisLock
 
 # KEYS[1] job hash, KEYS[2] audit stream
@@ -119,7 +119,7 @@ class JobStore:
         fields.update(
             dry_run=int(job.dry_run), source_event_id=job.source_event_id or "", severity=job.severity or "",
             link=job.link or "", created_us=created_us, call_seq=0, expand_groups=int(job.expand_groups),
-            approval=_dumps(job.approval) if job.approval else "", blast_radius="",
+            approval=_dumps(job.approval.to_dict()) if job.approval else "", blast_radius="",
         )
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(key, mapping=fields)
@@ -131,6 +131,11 @@ class JobStore:
         self._audit(pipe, job.job_id, "created", {"source": job.source, "targets": len(job.targets),
                                                   "dry_run": job.dry_run, "requested_by": job.requested_by})
         pipe.execute()
+
+    @staticmethod
+    def approval_fields(approval: Approval | None) -> dict[str, str]:
+        """The job fields that record `approval`, for a transition to set in the same step."""
+        return {"approval": _dumps(approval.to_dict()) if approval else ""}
 
     def set_fields(self, job_id: str, fields: dict[str, str], *, event: str) -> None:
         """Set job fields that are not its state (e.g. the blast radius), noting them in the audit stream."""
@@ -174,7 +179,7 @@ class JobStore:
             severity=fields.get("severity") or None,
             link=fields.get("link") or None,
             expand_groups=fields.get("expand_groups") == "1",
-            approval=json.loads(fields["approval"]) if fields.get("approval") else None,
+            approval=Approval.from_dict(json.loads(fields["approval"])) if fields.get("approval") else None,
             blast_radius=int(fields["blast_radius"]) if fields.get("blast_radius") else None,
             note=fields.get("note") or None,
             targets=targets,

@@ -9,7 +9,7 @@ from typing import Any
 
 from worker.errors import InvalidRequest, NotEnqueued, describe_error
 from worker.jobs.idempotency import IdempotencyKeys
-from worker.jobs.model import CANCELLABLE_STATES, Job, JobState, Target, utc_now
+from worker.jobs.model import CANCELLABLE_STATES, Approval, Job, JobState, Target, utc_now
 from worker.jobs.store import JobStore
 from worker.jobs.targets import check_target
 
@@ -31,7 +31,7 @@ class JobRequest:
     severity: str | None = None
     link: str | None = None
     expand_groups: bool = False
-    approval: dict[str, Any] | None = None
+    approval: Approval | None = None
 
 
 def build_job(request: JobRequest) -> Job:

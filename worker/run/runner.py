@@ -9,7 +9,6 @@ call id (so the record never shows one batch twice).
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +17,7 @@ from typing import Protocol
 
 from worker.box.models import GROUPS_TERMINATE_ENDPOINT, USERS_TERMINATE_ENDPOINT, BoxUser, CallResult
 from worker.errors import InvalidTransition, LeaseHeld, RetryLater
-from worker.jobs.model import Call, CallState, Job, JobState, Target, TargetStatus, TargetType, utc_now
+from worker.jobs.model import Approval, Call, CallState, Job, JobState, Target, TargetStatus, TargetType, utc_now
 from worker.jobs.store import JobStore, LeaseRenewer
 from worker.run.directory_cache import DirectoryCache
 from worker.run.group_check import check_group
@@ -174,9 +173,8 @@ def _measure_groups(ctx: RunContext, job: Job) -> None:
 
 def _await_approval(ctx: RunContext, job: Job, reasons: list[str]) -> RunOutcome:
     """Hold the job until a person approves it; nothing is sent meanwhile."""
-    approval = {"required": True, "reasons": reasons, "approved_by": None, "approved_at": None}
     ctx.store.transition(job.job_id, to=JobState.AWAITING_APPROVAL, allowed_from=[JobState.RESOLVING],
-                         note="; ".join(reasons), fields={"approval": json.dumps(approval)})
+                         note="; ".join(reasons), fields=ctx.store.approval_fields(Approval.needed(reasons)))
     return RunOutcome.SETTLED
 
 
@@ -188,15 +186,14 @@ def _finish_dry_run(ctx: RunContext, job: Job, reasons: list[str]) -> RunOutcome
             changed[index] = target
     ctx.store.save_targets(job.job_id, changed, event="dry_run")
     # Say what a real run would wait for, so a dry run also shows whether approval will be needed.
-    approval = {"required": bool(reasons), "reasons": reasons, "approved_by": None, "approved_at": None}
     ctx.store.transition(job.job_id, to=JobState.DRY_RUN, allowed_from=[JobState.RESOLVING],
-                         fields={"approval": json.dumps(approval)} if reasons else None)
+                         fields=ctx.store.approval_fields(Approval.needed(reasons)) if reasons else None)
     return RunOutcome.SETTLED
 
 
 def is_approved(job: Job) -> bool:
     """A person approved the job (after it waited, or when submitting it with --approve)."""
-    return bool(job.approval and job.approval.get("approved_by"))
+    return job.approval is not None and job.approval.approved
 
 
 # -- terminate -------------------------------------------------------------------------------------------
