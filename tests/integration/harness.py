@@ -118,12 +118,13 @@ class Stack:
                 raise AssertionError(f"job {job_id} still {job.state.value} after {timeout} s: {job.to_dict()}")
             time.sleep(0.1)
 
-    def start_worker(self, *, concurrency: int = 2, extra_env: Mapping[str, str] | None = None) -> ChildProcess:
+    def start_worker(self, *, concurrency: int = 2, extra_env: Mapping[str, str] | None = None,
+                     loglevel: str | None = "DEBUG") -> ChildProcess:
         log_path = self.tmp / f"worker-{len(self.workers)}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "worker.cli", "worker", "--concurrency", str(concurrency),
-                 "--loglevel", "DEBUG"],
+                 *(["--loglevel", loglevel] if loglevel else [])],
                 env={**self.env, **(extra_env or {})}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )

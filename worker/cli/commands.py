@@ -38,9 +38,12 @@ def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         _fail(f"bad setting {exc}", EXIT_USAGE)
+    # BOXCUT_LOG_LEVEL reaches every logger of this process and, through the fork, of a worker's pool.
+    logging.getLogger().setLevel(settings.log_level)
+    return settings
 
 
 def _store(settings: Settings) -> JobStore:
@@ -69,10 +72,13 @@ def main() -> None:
 @main.command()
 @click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Worker processes (prefork).")
-@click.option("--loglevel", default="INFO", show_default=True)
-def worker(concurrency: int, loglevel: str) -> None:
+@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              default=None, help="Overrides BOXCUT_LOG_LEVEL for this worker.  [default: BOXCUT_LOG_LEVEL]")
+def worker(concurrency: int, loglevel: str | None) -> None:
     """Run a Celery worker that executes boxcut jobs."""
     settings = _settings()
+    loglevel = (loglevel or settings.log_level).upper()
+    logging.getLogger().setLevel(loglevel)
     app = create_app(settings)
     app.worker_main(["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={QUEUE}",
                      f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"])
