@@ -413,3 +413,20 @@ def test_adapter_is_scripted() -> None:
     session.mount("https://", adapter)
     with pytest.raises(AssertionError, match="unexpected request"):
         session.get(f"{BASE}/users")
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_box_redirect_is_not_followed_so_the_token_never_leaves_for_another_host(status: int) -> None:
+    elsewhere = "https://elsewhere.test/2.0/users/terminate_sessions"
+    box = Harness(Reply(status, None, {"location": elsewhere}), ACCEPTED, ACCEPTED)
+    result = box.client.terminate_users(["11"])
+    assert not result.accepted and result.http_status == status
+    assert [r.url for r in box.sent] == [f"{BASE}/users/terminate_sessions"]
+
+
+def test_a_lookup_redirect_is_not_followed_either() -> None:
+    moved = Reply(302, None, {"location": "https://elsewhere.test/2.0/users/9"})
+    box = Harness(moved, Reply(200, user_entry("9", "z@x.io")))
+    with pytest.raises(BoxPermanentError):
+        box.client.get_user("9")
+    assert [r.url for r in box.sent] == [f"{BASE}/users/9?fields=id%2Clogin%2Cname%2Crole%2Cstatus"]

@@ -232,3 +232,30 @@ def test_a_404_for_a_whole_batch_is_split_like_a_400(store: JobStore) -> None:
     run_job(ctx=make_ctx(store, box), job_id=job_id)
     assert [len(ids) for _, ids in box.calls] == [2, 1, 1]
     assert store.load(job_id).summary() == {"accepted": 1, "failed": 1}
+
+
+@pytest.mark.parametrize("protect", ["user00002@example.com", "30000002"], ids=["by login", "by id"])
+def test_a_target_protected_after_its_call_was_planned_is_never_sent(store: JobStore, protect: str) -> None:
+    """The protection check runs again right before each call: an operator who protects someone while their call
+    waits (a 429, a worker restart) keeps that person out of it."""
+    box = FakeBox(users=directory(3), answers=[RetryLater(60, "429")])
+    job_id = new_job(store, users(*(u.login for u in box.users)))
+    with pytest.raises(RetryLater):
+        run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert [ids for _, ids in box.calls] == [["30000001", "30000002", "30000003"]]  # planned and tried once
+    run_job(ctx=make_ctx(store, box, protected=(protect,)), job_id=job_id)  # a worker restarted with it listed
+    job = store.load(job_id)
+    assert [ids for _, ids in box.calls][1:] == [["30000001", "30000003"]]
+    assert [t.status for t in job.targets] == [TargetStatus.ACCEPTED, TargetStatus.PROTECTED, TargetStatus.ACCEPTED]
+    assert job.calls[0].ids == ["30000001", "30000003"]
+
+
+def test_a_planned_call_whose_every_target_became_protected_is_not_sent(store: JobStore) -> None:
+    box = FakeBox(users=directory(1), answers=[RetryLater(60, "429")])
+    job_id = new_job(store, users("user00001@example.com"))
+    with pytest.raises(RetryLater):
+        run_job(ctx=make_ctx(store, box), job_id=job_id)
+    run_job(ctx=make_ctx(store, box, service_account="30000001"), job_id=job_id)
+    job = store.load(job_id)
+    assert len(box.calls) == 1 and job.targets[0].status is TargetStatus.PROTECTED
+    assert job.calls[0].message == "not sent: no target it named may be terminated now"

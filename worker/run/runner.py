@@ -302,7 +302,8 @@ def _settle_targets(targets: dict[int, Target], result: CallResult) -> None:
     else:
         status, detail = TargetStatus.FAILED, _said(result)
     for target in targets.values():
-        target.status, target.detail = status, detail
+        if target.status is TargetStatus.PENDING:  # not one the re-check just protected: it was not sent
+            target.status, target.detail = status, detail
 
 
 def _said(result: CallResult) -> str:
