@@ -1,4 +1,5 @@
-"""An in-memory stand-in for the Box client at the runner's seam (the BoxCalls protocol)."""
+"""An in-memory stand-in for the Box client at the runner's seam (the BoxCalls protocol), and helpers that run
+jobs against it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from worker.box.models import (
     CallResult,
 )
 from worker.errors import RetryLater
+from worker.jobs.store import JobStore
+from worker.jobs.submit import JobRequest, build_job, submit
+from worker.run.policy import Policy
+from worker.run.runner import RunContext
 
 
 @dataclass
@@ -84,3 +89,25 @@ def refused(status: int, code: str, *, endpoint: str = USERS_TERMINATE_ENDPOINT,
 def directory(n_users: int) -> list[BoxUser]:
     """`n_users` users: user00001@example.com ... with ids 30000001 ..."""
     return [BoxUser(id=str(30000000 + i), login=f"user{i:05d}@example.com") for i in range(1, n_users + 1)]
+
+
+# -- the runner's seam, for tests that run jobs -------------------------------------------------------------
+
+
+def make_ctx(store: JobStore, box: FakeBox, *, protected: tuple[str, ...] = (), dry_run: bool = False,
+             batch_size: int = 100, budget: float = 60, threshold: int = 10_000,
+             allowed_admins: tuple[str, ...] = (), service_account: str | None = None) -> RunContext:
+    """A context whose approval threshold is out of the way unless a test sets it."""
+    policy = Policy(protected_users=frozenset(protected), protected_groups=frozenset(), dry_run=dry_run,
+                    approval_threshold=threshold, allowed_admins=frozenset(allowed_admins))
+    return RunContext(store=store, box=box, policy=policy, batch_size=batch_size, run_budget_seconds=budget,
+                      service_account_id=lambda: service_account)
+
+
+def new_job(store: JobStore, targets: list[dict[str, str]], *, dry_run: bool = False) -> str:
+    request = JobRequest(targets=targets, source="test", reason="unit", requested_by="pytest", dry_run=dry_run)
+    return submit(store=store, enqueue=lambda _job_id: None, job=build_job(request)).job_id
+
+
+def users(*logins: str) -> list[dict[str, str]]:
+    return [{"type": "user", "login": login} for login in logins]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 
-from tests.unit.fake_box import FakeBox, directory, refused
-from tests.unit.test_runner import make_ctx, new_job, users
+from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, refused, users
 from worker.box.models import BoxGroup, BoxUser
 from worker.errors import BoxAnswerMismatch, InvalidTransition, NotEnqueued
 from worker.jobs import actions as job_actions
@@ -14,11 +12,6 @@ from worker.jobs.model import JobState, TargetStatus
 from worker.jobs.store import JobStore
 from worker.run.directory_cache import DirectoryCache
 from worker.run.runner import run_job
-
-
-@pytest.fixture
-def store() -> JobStore:
-    return JobStore(fakeredis.FakeRedis(), key_prefix="t:")
 
 
 def engineering(n: int = 30) -> FakeBox:

@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 
-from tests.unit.fake_box import FakeBox, accepted, directory, refused
+from tests.unit.fake_box import FakeBox, accepted, directory, make_ctx, new_job, refused, users
 from worker.box.models import GROUPS_TERMINATE_ENDPOINT, TERMINATE_ACCEPTED_MESSAGE, BoxGroup, BoxUser
 from worker.errors import RetryLater
 from worker.jobs.model import CallState, JobState, TargetStatus
 from worker.jobs.store import JobStore
-from worker.jobs.submit import JobRequest, build_job, submit
-from worker.run.policy import Policy
-from worker.run.runner import RunContext, RunOutcome, give_up, run_job
-
-
-@pytest.fixture
-def store() -> JobStore:
-    return JobStore(fakeredis.FakeRedis(), key_prefix="t:")
-
-
-def make_ctx(store: JobStore, box: FakeBox, *, protected: tuple[str, ...] = (), dry_run: bool = False,
-             batch_size: int = 100, budget: float = 60, threshold: int = 10_000,
-             allowed_admins: tuple[str, ...] = (), service_account: str | None = None) -> RunContext:
-    """A context whose approval threshold is out of the way unless a test sets it."""
-    policy = Policy(protected_users=frozenset(protected), protected_groups=frozenset(), dry_run=dry_run,
-                    approval_threshold=threshold, allowed_admins=frozenset(allowed_admins))
-    return RunContext(store=store, box=box, policy=policy, batch_size=batch_size, run_budget_seconds=budget,
-                      service_account_id=lambda: service_account)
-
-
-def new_job(store: JobStore, targets: list[dict[str, str]], *, dry_run: bool = False) -> str:
-    request = JobRequest(targets=targets, source="test", reason="unit", requested_by="pytest", dry_run=dry_run)
-    return submit(store=store, enqueue=lambda _job_id: None, job=build_job(request)).job_id
-
-
-def users(*logins: str) -> list[dict[str, str]]:
-    return [{"type": "user", "login": login} for login in logins]
+from worker.run.runner import RunOutcome, give_up, run_job
 
 
 def test_one_user_is_accepted_with_boxs_message_recorded(store: JobStore) -> None:

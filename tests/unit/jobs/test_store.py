@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 
 from worker.errors import InvalidRequest, InvalidTransition, JobNotFound, LeaseHeld
 from worker.jobs.model import CANCELLABLE_STATES, JobState, TargetStatus
 from worker.jobs.store import JobStore
 from worker.jobs.submit import JobRequest, build_job
-
-
-@pytest.fixture
-def store() -> JobStore:
-    return JobStore(fakeredis.FakeRedis(), key_prefix="t:")
 
 
 def make(store: JobStore, n: int = 1) -> str:

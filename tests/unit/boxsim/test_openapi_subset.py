@@ -13,7 +13,7 @@ import pytest
 from boxsim.openapi_schema import to_json_schema
 from boxsim.spec import load_subset, operation_ids
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SERVED = {
     "post_oauth2_token",
     "get_users",

@@ -17,7 +17,7 @@ from worker.intake.adapters.okta import OktaAdapter
 from worker.intake.adapters.sentinel import SentinelAdapter
 from worker.intake.adapters.splunk import SplunkAdapter
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "siem"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "siem"
 JDOE = {"type": "user", "login": "jdoe@example.com"}
 RROE = {"type": "user", "login": "rroe@example.com"}
 SPLUNK_SID = "scheduler__admin__search__RMD5a1b2c3d4e5f60718_at_1764350100_412"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 from click.testing import CliRunner
 
-from tests.unit.fake_box import FakeBox, directory, refused
+from tests.unit.fake_box import FakeBox, directory, make_ctx, refused
 from tests.unit.intake_fixtures import make_intake
-from tests.unit.test_runner import make_ctx
 from worker.cli import commands
 from worker.errors import NotEnqueued
 from worker.jobs import actions
@@ -23,11 +21,6 @@ REFUSAL = "could not be enqueued: the broker refused it (ConnectionError: broker
 
 def broker_down(_job_id: str) -> None:
     raise ConnectionError("broker unreachable")
-
-
-@pytest.fixture
-def store() -> JobStore:
-    return JobStore(fakeredis.FakeRedis(), key_prefix="t:")
 
 
 def request(*logins: str) -> JobRequest:

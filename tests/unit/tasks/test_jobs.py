@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import fakeredis
-import pytest
 from celery import Celery
 
 from tasks import jobs
-from tests.unit.fake_box import FakeBox, directory
-from tests.unit.test_runner import make_ctx, new_job, users
+from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, users
 from worker.box.models import BoxUser
 from worker.jobs.model import JobState, TargetStatus
 from worker.jobs.store import JobStore
@@ -18,11 +15,6 @@ from worker.run.runner import RunContext
 class BrokenBox(FakeBox):
     def find_users_by_login(self, login: str) -> list[BoxUser]:
         raise ValueError("a bug somewhere")
-
-
-@pytest.fixture
-def store() -> JobStore:
-    return JobStore(fakeredis.FakeRedis(), key_prefix="t:")
 
 
 def task_for(ctx: RunContext) -> tuple[Celery, object]:
