@@ -73,6 +73,7 @@ def test_protected_login_is_never_sent(store: JobStore) -> None:
     assert [t.status for t in job.targets] == [TargetStatus.ACCEPTED, TargetStatus.PROTECTED]
     assert box.calls == [("/users/terminate_sessions", ["30000001"])]
     assert job.state is JobState.PARTIAL
+    assert job.targets[1].call_ids == [] and [c.ids for c in job.calls] == [["30000001"]]  # never even planned
 
 
 def test_permanent_error_fails_targets_with_boxs_code_and_request_id(store: JobStore) -> None:
@@ -117,6 +118,9 @@ def test_retry_later_keeps_the_call_planned_and_a_rerun_sends_it_once(store: Job
     job = store.load(job_id)
     assert job.state is JobState.SUCCEEDED and len(job.calls) == 2
     assert [len(ids) for _, ids in box.calls] == [100, 50, 50]  # the first batch was not sent again
+    assert [(c.state, c.http_status, len(c.ids)) for c in job.calls] == [(CallState.ANSWERED, 202, 100),
+                                                                        (CallState.ANSWERED, 202, 50)]
+    assert all(len(t.call_ids) == 1 for t in job.targets)  # each target points to the one call that carried it
 
 
 def test_run_budget_hands_over_to_a_later_run(store: JobStore) -> None:
@@ -232,3 +236,36 @@ def test_a_planned_call_whose_every_target_became_protected_is_not_sent(store: J
     job = store.load(job_id)
     assert len(box.calls) == 1 and job.targets[0].status is TargetStatus.PROTECTED
     assert job.calls[0].message == "not sent: no target it named may be terminated now"
+
+
+def test_users_and_groups_each_go_to_their_own_endpoint_with_only_their_own_ids(store: JobStore) -> None:
+    box = FakeBox(users=directory(2), groups=[BoxGroup(id="55", name="Sales")], members={"55": directory(1)})
+    job_id = new_job(store, [*users("user00001@example.com"), {"type": "group", "id": "55"},
+                             *users("user00002@example.com")])
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert sorted(box.calls) == [(GROUPS_TERMINATE_ENDPOINT, ["55"]),
+                                 ("/users/terminate_sessions", ["30000001", "30000002"])]
+    assert store.load(job_id).state is JobState.SUCCEEDED
+
+
+def test_a_job_waiting_for_approval_that_is_run_again_still_sends_nothing(store: JobStore) -> None:
+    box = FakeBox(users=[BoxUser(id="1", login="boss@example.com", role="admin")])
+    job_id = new_job(store, users("boss@example.com"))
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert run_job(ctx=make_ctx(store, box), job_id=job_id) is RunOutcome.SETTLED  # a redelivered task
+    assert store.load(job_id).state is JobState.AWAITING_APPROVAL and box.calls == []
+
+
+def test_a_protected_admin_holds_nothing_up_and_is_never_sent(store: JobStore) -> None:
+    """Protection is applied before approval is weighed: a protected (or service-account) admin is simply kept,
+    and the rest of the job runs without waiting for a person."""
+    box = FakeBox(users=[BoxUser(id="1", login="boss@example.com", role="admin"),
+                         BoxUser(id="2", login="jdoe@example.com", role="user")])
+    for ctx in (make_ctx(store, box, protected=("boss@example.com",)), make_ctx(store, box, service_account="1")):
+        job_id = new_job(store, users("boss@example.com", "jdoe@example.com"))
+        run_job(ctx=ctx, job_id=job_id)
+        job = store.load(job_id)
+        assert job.state is JobState.PARTIAL, job.to_dict()
+        assert [t.status for t in job.targets] == [TargetStatus.PROTECTED, TargetStatus.ACCEPTED]
+        assert job.targets[0].call_ids == []
+    assert box.calls == [("/users/terminate_sessions", ["2"])] * 2

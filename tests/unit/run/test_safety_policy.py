@@ -6,7 +6,7 @@ import pytest
 
 from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, refused, users
 from worker.box.models import BoxGroup, BoxUser
-from worker.errors import BoxAnswerMismatch, InvalidTransition, NotEnqueued
+from worker.errors import BoxAnswerMismatch, BoxPermanentError, InvalidTransition, NotEnqueued
 from worker.jobs import actions as job_actions
 from worker.jobs.model import JobState, TargetStatus
 from worker.jobs.store import JobStore
@@ -229,3 +229,31 @@ def test_a_group_whose_member_lookup_names_someone_else_fails_alone(store: JobSt
     assert group.status is TargetStatus.FAILED and "answered for id" in (group.detail or "")
     assert person.status is TargetStatus.ACCEPTED and job.state is JobState.PARTIAL
     assert box.calls == [("/users/terminate_sessions", ["17738362"])]
+
+
+def test_group_members_whose_memberships_carry_no_role_are_looked_up_not_assumed_admins(store: JobStore) -> None:
+    staff = [BoxUser(id="1", login="a@example.com", role="user"), BoxUser(id="2", login="b@example.com", role="user")]
+    box = FakeBox(users=staff, groups=[BoxGroup(id="55", name="Staff")],
+                  members={"55": [BoxUser(id=u.id, login=u.login) for u in staff]})
+    job_id = new_job(store, [{"type": "group", "id": "55"}])
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    job = store.load(job_id)
+    assert job.state is JobState.SUCCEEDED and job.targets[0].admins == []
+    assert box.calls == [("/groups/terminate_sessions", ["55"])]
+
+
+class _MembersRefused(FakeBox):
+    def group_members(self, group_id: str) -> tuple[int, list[BoxUser]]:
+        raise BoxPermanentError(endpoint=f"/groups/{group_id}/memberships", status=403, code="forbidden",
+                                message="no", request_id="r-7")
+
+
+def test_a_group_whose_members_cannot_be_listed_fails_alone_and_is_never_sent(store: JobStore) -> None:
+    box = _MembersRefused(users=[BoxUser(id="9", login="jdoe@example.com", role="user")],
+                          groups=[BoxGroup(id="55", name="Staff")])
+    job_id = new_job(store, [{"type": "group", "id": "55"}, *users("jdoe@example.com")])
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    job = store.load(job_id)
+    assert (job.targets[0].status, job.targets[0].detail) == (
+        TargetStatus.FAILED, "listing the group's members was refused: Box answered 403 forbidden")
+    assert box.calls == [("/users/terminate_sessions", ["9"])] and job.state is JobState.PARTIAL
