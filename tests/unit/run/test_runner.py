@@ -103,6 +103,7 @@ def test_a_400_batch_is_split_to_isolate_the_bad_id(store: JobStore) -> None:
     run_job(ctx=make_ctx(store, box), job_id=job_id)
     job = store.load(job_id)
     assert [len(ids) for _, ids in box.calls] == [4, 2, 2, 1, 1]
+    assert {endpoint for endpoint, _ in box.calls} == {"/users/terminate_sessions"}  # halves keep their endpoint
     assert [t.status for t in job.targets].count(TargetStatus.ACCEPTED) == 3
     assert job.state is JobState.PARTIAL
 
@@ -269,3 +270,35 @@ def test_a_protected_admin_holds_nothing_up_and_is_never_sent(store: JobStore) -
         assert [t.status for t in job.targets] == [TargetStatus.PROTECTED, TargetStatus.ACCEPTED]
         assert job.targets[0].call_ids == []
     assert box.calls == [("/users/terminate_sessions", ["2"])] * 2
+
+
+def test_a_split_group_batch_stays_on_the_groups_endpoint(store: JobStore) -> None:
+    groups = [BoxGroup(id="55", name="A"), BoxGroup(id="56", name="B")]
+    box = FakeBox(groups=groups, members={"55": [], "56": []},
+                  answers=[refused(400, "bad", endpoint=GROUPS_TERMINATE_ENDPOINT), accepted(GROUPS_TERMINATE_ENDPOINT),
+                           accepted(GROUPS_TERMINATE_ENDPOINT)])
+    job_id = new_job(store, [{"type": "group", "id": "55"}, {"type": "group", "id": "56"}])
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert box.calls == [(GROUPS_TERMINATE_ENDPOINT, ["55", "56"]), (GROUPS_TERMINATE_ENDPOINT, ["55"]),
+                         (GROUPS_TERMINATE_ENDPOINT, ["56"])]
+
+
+def test_the_brake_on_before_any_call_ends_the_job_dry_run(store: JobStore) -> None:
+    box = FakeBox(users=directory(1), answers=[RetryLater(60, "429")])
+    job_id = new_job(store, users("user00001@example.com"))
+    with pytest.raises(RetryLater):
+        run_job(ctx=make_ctx(store, box), job_id=job_id)
+    run_job(ctx=make_ctx(store, box, dry_run=True), job_id=job_id)
+    job = store.load(job_id)
+    assert job.state is JobState.DRY_RUN and job.targets[0].status is TargetStatus.WOULD_TERMINATE
+
+
+def test_give_up_keeps_what_box_accepted_and_says_why(store: JobStore) -> None:
+    box = FakeBox(users=directory(150), answers=[accepted(), RetryLater(60, "429")])
+    job_id = new_job(store, users(*(u.login for u in box.users)))
+    with pytest.raises(RetryLater):
+        run_job(ctx=make_ctx(store, box), job_id=job_id)
+    give_up(store=store, job_id=job_id, why="gave up after 100 task retries")
+    job = store.load(job_id)
+    assert job.state is JobState.PARTIAL and job.summary() == {"accepted": 100, "dead": 50}
+    assert store.audit_entries(job_id=job_id)[-1]["data"]["note"] == "gave up after 100 task retries"

@@ -234,7 +234,7 @@ def test_a_group_whose_member_lookup_names_someone_else_fails_alone(store: JobSt
 def test_group_members_whose_memberships_carry_no_role_are_looked_up_not_assumed_admins(store: JobStore) -> None:
     staff = [BoxUser(id="1", login="a@example.com", role="user"), BoxUser(id="2", login="b@example.com", role="user")]
     box = FakeBox(users=staff, groups=[BoxGroup(id="55", name="Staff")],
-                  members={"55": [BoxUser(id=u.id, login=u.login) for u in staff]})
+                  members={"55": [BoxUser(id=u.id, login=u.login, role=None) for u in staff]})
     job_id = new_job(store, [{"type": "group", "id": "55"}])
     run_job(ctx=make_ctx(store, box), job_id=job_id)
     job = store.load(job_id)
