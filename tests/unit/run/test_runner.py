@@ -6,7 +6,7 @@ import pytest
 
 from tests.unit.fake_box import FakeBox, accepted, directory, make_ctx, new_job, refused, users
 from worker.box.models import GROUPS_TERMINATE_ENDPOINT, TERMINATE_ACCEPTED_MESSAGE, BoxGroup, BoxUser
-from worker.errors import RetryLater
+from worker.errors import BatchRetryLater, RetryLater
 from worker.jobs.model import CallState, JobState, TargetStatus
 from worker.jobs.store import JobStore
 from worker.run.runner import RunOutcome, give_up, run_job
@@ -302,3 +302,14 @@ def test_give_up_keeps_what_box_accepted_and_says_why(store: JobStore) -> None:
     job = store.load(job_id)
     assert job.state is JobState.PARTIAL and job.summary() == {"accepted": 100, "dead": 50}
     assert store.audit_entries(job_id=job_id)[-1]["data"]["note"] == "gave up after 100 task retries"
+
+
+def test_calls_of_a_batch_are_counted_across_task_runs(store: JobStore) -> None:
+    """BOXCUT_MAX_CALLS_PER_BATCH bounds the calls Box sees for one batch, however many runs it takes."""
+    box = FakeBox(users=directory(1), answers=[BatchRetryLater(60, "429", attempts=3)])
+    job_id = new_job(store, users("user00001@example.com"))
+    with pytest.raises(RetryLater):
+        run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert store.load(job_id).calls[0].attempts == 3
+    run_job(ctx=make_ctx(store, box), job_id=job_id)  # the fake answers 202 as attempt prior + 1
+    assert store.load(job_id).calls[0].attempts == 4
