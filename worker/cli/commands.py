@@ -72,7 +72,8 @@ def main() -> None:
 @main.command()
 @click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Worker processes (prefork).")
-@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"],
+                                             case_sensitive=False),
               default=None, help="Overrides BOXCUT_LOG_LEVEL for this worker.  [default: BOXCUT_LOG_LEVEL]")
 def worker(concurrency: int, loglevel: str | None) -> None:
     """Run a Celery worker that executes boxcut jobs."""

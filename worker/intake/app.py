@@ -188,6 +188,9 @@ async def _receive(deps: IntakeDeps, metrics: IntakeMetrics, source: str, reques
     except ApiError as error:
         metrics.requests.labels(source, error.code).inc()
         raise
+    except NotEnqueued:
+        metrics.requests.labels(source, "unavailable").inc()
+        raise
     new = [a for a in accepted if not a.duplicate]
     metrics.requests.labels(source, "accepted" if new else "duplicate").inc()
     metrics.jobs_created.labels(source).inc(len(new))

@@ -202,10 +202,8 @@ def _add_offboarding_route(app: FastAPI, deps: IntakeDeps, operator: Any) -> Non
             job = build_job(job_request)
         except InvalidRequest as exc:
             raise ApiError(422, "invalid_file", str(exc)) from None
-        made = await run_in_threadpool(
-            submit, store=deps.store, enqueue=deps.intake.enqueue, keys=deps.intake.keys, job=job,
-                                       key=offboarding_key(key, dry_run=dry_run)
-        )
+        made = await run_in_threadpool(submit, store=deps.store, enqueue=deps.intake.enqueue, job=job,
+                                       keys=deps.intake.keys, key=offboarding_key(key, dry_run=dry_run))
         response.status_code = 200 if made.duplicate else 202
         return OffboardingAccepted(
             job_id=made.job_id,

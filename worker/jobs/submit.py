@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.model import CANCELLABLE_STATES, Approval, Job, JobState, Target, utc_now
 from worker.jobs.store import JobStore
 from worker.jobs.targets import check_target
+
+log = logging.getLogger(__name__)
 
 # Hands a job id to the workers (`tasks.app.enqueuer`, handed in from outside: this layer knows no Celery app).
 Enqueue = Callable[[str], None]
@@ -73,13 +76,15 @@ def submit(*, store: JobStore, enqueue: Enqueue, job: Job, keys: IdempotencyKeys
 
     If the record cannot be written, the claim is released. If the broker refuses the job, it ends `cancelled`
     with the reason in its record (see `hand_over`), the claim is released so the sender's retry is not taken for
-    a duplicate, and NotEnqueued is raised.
+    a duplicate, and NotEnqueued is raised. When even that cannot be written (Redis, which is the broker too, went
+    away), the record stays `queued` and never marked enqueued: the sender's retry, a duplicate, enqueues it.
     """
     if key is not None:
         if keys is None:
             raise ValueError("a submission key needs the IdempotencyKeys that remember it")
         first = keys.claim(source=job.source, event_key=key, job_id=job.job_id)
         if first is not None and not _orphaned(store, first):
+            _enqueue_if_stranded(store, enqueue, first)
             return Submitted(first, True)
         if first is not None and not keys.take_over(source=job.source, event_key=key, stale_job_id=first,
                                                     job_id=job.job_id):
@@ -101,7 +106,22 @@ def submit(*, store: JobStore, enqueue: Enqueue, job: Job, keys: IdempotencyKeys
         release()
 
     hand_over(enqueue, job.job_id, undo=undo)
+    store.mark_enqueued(job.job_id)
     return Submitted(job.job_id, False)
+
+
+def _enqueue_if_stranded(store: JobStore, enqueue: Enqueue, job_id: str) -> None:
+    """Enqueue an earlier submission's job that was never enqueued (its submitter could neither enqueue it nor
+    record that it could not); a job enqueued twice is safe, as a redelivered task is."""
+    if not store.stranded(job_id):
+        return
+    log.warning("job %s was submitted but never enqueued; enqueuing it for this repeat of its submission", job_id)
+
+    def keep_waiting(why: str) -> None:
+        store.set_fields(job_id, {"note": why}, event="not_enqueued")
+
+    hand_over(enqueue, job_id, undo=keep_waiting)
+    store.mark_enqueued(job_id)
 
 
 def hand_over(enqueue: Enqueue, job_id: str, *, undo: Callable[[str], None]) -> None:
@@ -113,7 +133,10 @@ def hand_over(enqueue: Enqueue, job_id: str, *, undo: Callable[[str], None]) -> 
         enqueue(job_id)
     except Exception as error:
         why = f"could not be enqueued: the broker refused it ({describe_error(error)}); nothing was sent to Box"
-        undo(why)
+        try:
+            undo(why)
+        except Exception as undo_error:  # Redis is the broker too: it is often down for both
+            log.error("job %s %s; recording that failed too (%s)", job_id, why, describe_error(undo_error))
         raise NotEnqueued(job_id, why) from error
 
 

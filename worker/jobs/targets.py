@@ -29,15 +29,16 @@ def check_target(spec: object, where: str) -> dict[str, str]:
     reason = spec.get("reason")
     if isinstance(reason, str) and reason.strip():
         clean["reason"] = reason.strip()  # an offboarding row's own reason, kept with its target
-    given = {key: _naming_value(f"{where}.{key}", key, spec[key]) for key in NAMING_KEYS[kind]
-             if spec.get(key) is not None and spec.get(key) != ""}
+    # A key given as "" counts as given (and is refused as empty): `{"id": "", "login": ...}` may be a sender's bug.
+    present = [key for key in NAMING_KEYS[kind] if spec.get(key) is not None]
     first, second = NAMING_KEYS[kind]
-    if not given:
+    if not present:
         raise InvalidRequest(where, f"needs an {first} or a {second}")
-    if len(given) > 1:
+    if len(present) > 1:
         # Two identities in one target could name two different people; acting on either might be wrong.
         raise InvalidRequest(where, f"gives both {first} and {second}; give one")
-    return clean | given
+    key = present[0]
+    return clean | {key: _naming_value(f"{where}.{key}", key, spec[key])}
 
 
 def _naming_value(field: str, key: str, value: object) -> str:

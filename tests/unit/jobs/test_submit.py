@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 from tests.unit.fake_box import FakeBox, directory, make_ctx, refused
@@ -13,7 +14,7 @@ from worker.jobs import actions
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.model import JobState, TargetStatus
 from worker.jobs.store import JobStore
-from worker.jobs.submit import JobRequest, build_job, submit
+from worker.jobs.submit import JobRequest, Submitted, build_job, submit
 from worker.run.runner import run_job
 
 REFUSAL = "could not be enqueued: the broker refused it (ConnectionError: broker unreachable)"
@@ -80,6 +81,8 @@ def test_the_intake_answers_503_with_retry_after_and_the_senders_retry_makes_the
     again = intake.post("/v1/alerts", alert)
     assert again.status_code == 202 and again.json()["duplicate"] is False
     assert intake.enqueued == [again.json()["job_id"]]
+    metrics = intake.client.get("/metrics").text
+    assert 'boxcut_intake_requests_total{outcome="unavailable",source="generic"} 1.0' in metrics
 
 
 def test_the_cli_says_so_in_one_line_and_exits_1(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,3 +94,44 @@ def test_the_cli_says_so_in_one_line_and_exits_1(store: JobStore, monkeypatch: p
     assert "could not be enqueued: the broker refused it" in run.output and "Traceback" not in run.output
     jobs, _ = store.list_jobs()
     assert [j.state for j in jobs] == ["cancelled"]
+
+
+def test_when_redis_fails_with_the_broker_the_senders_retry_enqueues_the_job(store: JobStore,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker is the same Redis: when it goes, the undo cannot be written either. The record then stays
+    `queued` with its key claimed, and the sender's retry (a duplicate) must enqueue that job, once."""
+    keys = IdempotencyKeys(store.redis, key_prefix="t:", ttl_seconds=60)
+    down = {"redis": False}
+    transition = store.transition
+
+    def failing_transition(*args: object, **kwargs: object) -> object:
+        if down["redis"]:
+            raise redis.ConnectionError("Connection refused")
+        return transition(*args, **kwargs)  # type: ignore[arg-type]
+
+    def broker_and_redis_down(_job_id: str) -> None:
+        down["redis"] = True
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(store, "transition", failing_transition)
+    job = build_job(request("jdoe@example.com"))
+    with pytest.raises(NotEnqueued):
+        submit(store=store, enqueue=broker_and_redis_down, job=job, keys=keys, key="evt-7")
+    assert store.load(job.job_id).state is JobState.QUEUED and store.stranded(job.job_id)
+
+    down["redis"] = False
+    sent: list[str] = []
+    for _ in range(2):
+        again = submit(store=store, enqueue=sent.append, job=build_job(request("jdoe@example.com")), keys=keys,
+                       key="evt-7")
+        assert again == Submitted(job.job_id, True)
+    assert sent == [job.job_id] and not store.stranded(job.job_id)
+
+
+def test_a_submitted_job_is_marked_enqueued_and_a_repeat_does_not_enqueue_it_again(store: JobStore) -> None:
+    keys = IdempotencyKeys(store.redis, key_prefix="t:", ttl_seconds=60)
+    sent: list[str] = []
+    first = submit(store=store, enqueue=sent.append, job=build_job(request("a@example.com")), keys=keys, key="k")
+    again = submit(store=store, enqueue=sent.append, job=build_job(request("a@example.com")), keys=keys, key="k")
+    assert again == Submitted(first.job_id, True) and sent == [first.job_id]
+    assert not store.stranded(first.job_id)

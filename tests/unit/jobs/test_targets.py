@@ -9,7 +9,8 @@ from worker.jobs.targets import check_target
 
 
 @pytest.mark.parametrize(("spec", "field", "problem"), [
-    ({"type": "user", "login": ""}, "t", "needs an id or a login"),
+    ({"type": "user", "login": ""}, "t.login", "must not be empty"),
+    ({"type": "user", "id": "", "login": "a@example.com"}, "t", "gives both id and login; give one"),
     ({"type": "group", "name": None}, "t", "needs an id or a name"),
     ({"type": "user", "login": "   "}, "t.login", "must not be empty"),
     ({"type": "user", "login": 123}, "t.login", "must be a string"),
@@ -29,4 +30,4 @@ def test_a_bad_target_is_refused_naming_its_field(spec: object, field: str, prob
 def test_a_good_target_comes_back_stripped_with_its_own_reason() -> None:
     assert check_target({"type": "user", "id": 17738362, "reason": " layoff ", "extra": "x"}, "t") == {
         "type": "user", "id": "17738362", "reason": "layoff"}
-    assert check_target({"type": "group", "name": " Sales ", "id": ""}, "t") == {"type": "group", "name": "Sales"}
+    assert check_target({"type": "group", "name": " Sales ", "id": None}, "t") == {"type": "group", "name": "Sales"}

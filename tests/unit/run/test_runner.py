@@ -313,3 +313,42 @@ def test_calls_of_a_batch_are_counted_across_task_runs(store: JobStore) -> None:
     assert store.load(job_id).calls[0].attempts == 3
     run_job(ctx=make_ctx(store, box), job_id=job_id)  # the fake answers 202 as attempt prior + 1
     assert store.load(job_id).calls[0].attempts == 4
+
+
+class _Ticking:
+    """A clock that moves one second each time it is read, so a run's budget runs out part-way."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_run_whose_budget_ends_between_batches_hands_the_rest_to_the_next_run(store: JobStore) -> None:
+    box = FakeBox(users=directory(250))
+    job_id = new_job(store, users(*(u.login for u in box.users)))
+    ctx = make_ctx(store, box, budget=251)  # the clock is read once a target resolved and once a call sent
+    ctx.clock = _Ticking()
+    assert run_job(ctx=ctx, job_id=job_id) is RunOutcome.CONTINUE
+    job = store.load(job_id)
+    assert job.state is JobState.TERMINATING and job.summary().get("pending", 0) > 0
+    sent = len(box.calls)
+    assert 0 < sent < 3
+    ctx.clock = _Ticking()
+    ctx.run_budget_seconds = 10_000
+    assert run_job(ctx=ctx, job_id=job_id) is RunOutcome.SETTLED
+    job = store.load(job_id)
+    assert job.state is JobState.SUCCEEDED and job.summary() == {"accepted": 250}
+    assert sum(len(ids) for _, ids in box.calls) == 250
+
+
+def test_attempts_of_each_run_add_up(store: JobStore) -> None:
+    box = FakeBox(users=directory(1), answers=[BatchRetryLater(60, "429", attempts=3),
+                                               BatchRetryLater(60, "429", attempts=2)])
+    job_id = new_job(store, users("user00001@example.com"))
+    for _ in range(2):
+        with pytest.raises(RetryLater):
+            run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert store.load(job_id).calls[0].attempts == 5
