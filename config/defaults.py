@@ -56,6 +56,10 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
 # A signed request older or newer than this is refused, so a captured request cannot be replayed later.
 HMAC_TOLERANCE_SECONDS = 300
+# The shortest an event key is ever remembered: as long as a signed request can still be accepted anywhere
+# (a timestamp up to the tolerance ahead of a clock is accepted for twice the tolerance), plus a margin for
+# intakes whose clocks differ. Below this, a captured signed request could be replayed inside its window.
+IDEMPOTENCY_MIN_TTL_SECONDS = 2 * HMAC_TOLERANCE_SECONDS + 60
 
 # Okta event types that name a person whose Box sessions should end.
 OKTA_EVENT_TYPES = ("user.lifecycle.deactivate", "user.lifecycle.suspend", "user.account.lock")

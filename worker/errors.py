@@ -19,7 +19,6 @@
     │       ├── NoIdentityFound       no identity at any field path tried
     │       └── PayloadError          a field of the wrong type or shape (named in `field`)
     ├── AuthFailed                    an intake request without valid credentials (401, or 403)
-    ├── FirstDeliveryPending          a signed request's first delivery is still being accepted (503)
     ├── NotEnqueued                   the broker refused a job; what asked for it was undone (503 / exit 1)
     ├── JobNotFound                   no job record has this id
     ├── InvalidTransition             a state change the job's state does not allow
@@ -183,14 +182,6 @@ class AuthFailed(BoxcutError):
         super().__init__(message)
         self.message = message
         self.status = status
-
-
-class FirstDeliveryPending(BoxcutError):
-    """The first delivery of this signature is still being accepted; come back in `retry_after` seconds."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("the first delivery of this signed request is still being accepted; retry shortly")
-        self.retry_after = retry_after
 
 
 # -- jobs -----------------------------------------------------------------------------------------------------

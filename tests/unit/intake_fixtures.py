@@ -13,11 +13,10 @@ from typing import Any
 import fakeredis
 from fastapi.testclient import TestClient
 
-from config import Settings, defaults, load_settings
+from config import Settings, load_settings
 from worker.intake.app import create_app
 from worker.intake.auth import Authenticator, signature
 from worker.intake.deps import IntakeDeps
-from worker.intake.replays import SeenSignatures
 from worker.intake.service import AlertIntake
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.store import JobStore
@@ -86,8 +85,7 @@ def make_intake(extra_env: Mapping[str, str] | None = None, *, insecure_dev: boo
         enqueued.append(job_id)
 
     keys = IdempotencyKeys(redis, key_prefix="t:", ttl_seconds=settings.idempotency_ttl_seconds)
-    replays = SeenSignatures(redis, key_prefix="t:", tolerance_seconds=defaults.HMAC_TOLERANCE_SECONDS)
-    intake = AlertIntake(store=store, enqueue=enqueue, keys=keys, replays=replays)
+    intake = AlertIntake(store=store, enqueue=enqueue, keys=keys)
     deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
                       readiness=lambda: {"redis": "ok", "broker": "ok"}, insecure_dev=insecure_dev)
     client = TestClient(create_app(deps), raise_server_exceptions=not refused_enqueues)

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
 from config import defaults
-from worker.errors import AdapterError, AuthFailed, FirstDeliveryPending, InvalidRequest, NoIdentityFound, NotEnqueued
+from worker.errors import AdapterError, AuthFailed, InvalidRequest, NoIdentityFound, NotEnqueued
 from worker.intake.adapters.registry import adapter_for
 from worker.intake.auth import Caller
 from worker.intake.deps import IntakeDeps
@@ -217,9 +217,6 @@ async def _accept(deps: IntakeDeps, metrics: IntakeMetrics, source: str, request
     except (AdapterError, InvalidRequest) as error:
         code = "no_identity" if isinstance(error, NoIdentityFound) else "invalid_payload"
         raise ApiError(422, code, str(error)) from None
-    except FirstDeliveryPending as pending:
-        raise ApiError(503, "delivery_in_progress", str(pending),
-                       headers={"Retry-After": str(pending.retry_after)}) from None
 
 
 def _authenticate_sender(deps: IntakeDeps, metrics: IntakeMetrics, request: Request, body: bytes,

@@ -25,7 +25,7 @@ SIGNATURE_VERSION = "v1="
 @dataclass(frozen=True)
 class SignedDelivery:
     """A request whose signature was verified: the signature as boxcut computed it (not the header's spelling)
-    and the timestamp it covers. `worker.intake.replays` remembers it while it is valid."""
+    and the timestamp it covers: the intake de-duplicates a signed request on what the signature covers."""
 
     signature: str
     timestamp: int

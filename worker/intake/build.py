@@ -7,14 +7,13 @@ from collections.abc import Callable
 import redis
 from fastapi import FastAPI
 
-from config import Settings, SettingsError, defaults
+from config import Settings, SettingsError
 from config.settings import identity_paths_variable
 from worker.connections import redis_client
 from worker.intake.adapters.registry import check_paths
 from worker.intake.app import create_app
 from worker.intake.auth import Authenticator
 from worker.intake.deps import IntakeDeps
-from worker.intake.replays import SeenSignatures
 from worker.intake.service import AlertIntake
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.store import JobStore
@@ -52,8 +51,7 @@ def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], brok
             checks["broker"] = f"unavailable: {type(exc).__name__}"
         return checks
 
-    replays = SeenSignatures(client, key_prefix=settings.key_prefix, tolerance_seconds=defaults.HMAC_TOLERANCE_SECONDS)
-    intake = AlertIntake(store=store, enqueue=enqueue, keys=keys, replays=replays,
+    intake = AlertIntake(store=store, enqueue=enqueue, keys=keys,
                          expand_groups=settings.expand_groups)
     deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
                       readiness=readiness, insecure_dev=insecure_dev)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from worker.intake.adapters.base import Envelope
 from worker.intake.auth import SignedDelivery
-from worker.intake.replays import SeenSignatures
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.model import Job
 from worker.jobs.store import JobStore
@@ -31,7 +29,6 @@ class AlertIntake:
     store: JobStore
     enqueue: Callable[[str], None]
     keys: IdempotencyKeys
-    replays: SeenSignatures
     expand_groups: bool = False  # BOXCUT_EXPAND_GROUPS: record whose sessions a group call covered
 
     def accept(
@@ -41,21 +38,8 @@ class AlertIntake:
         """One job per envelope, or the first job for an event seen before. Raises InvalidRequest before
         anything is written when any envelope is invalid.
 
-        A signed delivery whose signature was seen before (within its window) makes nothing: it gets the first
-        delivery's jobs, as duplicates, whatever its unsigned headers (`Idempotency-Key`) say."""
-        if signed is None:
-            return self._accept(source, envelopes, requested_by, idempotency_key)
-        made: list[Accepted] = []
-
-        def first_delivery() -> str:
-            made.extend(self._accept(source, envelopes, requested_by, idempotency_key, signed=signed))
-            return _encode(made)
-
-        answer, seen = self.replays.once(signed, first_delivery)
-        return _repeated(answer) if seen else made
-
-    def _accept(self, source: str, envelopes: list[Envelope], requested_by: str, idempotency_key: str | None,
-                signed: SignedDelivery | None = None) -> list[Accepted]:
+        A signed delivery is de-duplicated only on what its signature covers (see `_event_key`), so a captured
+        request sent again, whatever its unsigned headers say, gets the first delivery's jobs and makes none."""
         jobs = [self._job(source, envelope, requested_by) for envelope in envelopes]
         results = []
         for index, (job, envelope) in enumerate(zip(jobs, envelopes, strict=True)):
@@ -75,24 +59,14 @@ class AlertIntake:
         return Accepted(made.job_id, made.duplicate, job.source_event_id)
 
 
-def _encode(accepted: list[Accepted]) -> str:
-    """The answer to remember for a signed delivery: its jobs, as JSON."""
-    return json.dumps([asdict(a) for a in accepted])
-
-
-def _repeated(answer: str) -> list[Accepted]:
-    """The jobs remembered by `_encode`, each a duplicate now: this delivery made none of them."""
-    return [Accepted(job_id=entry["job_id"], duplicate=True, source_event_id=entry["source_event_id"])
-            for entry in json.loads(answer)]
-
-
 def _event_key(header: str | None, envelope: Envelope, index: int, count: int,
                signed: SignedDelivery | None) -> str | None:
     """The de-duplication key of one envelope.
 
     Unsigned: the Idempotency-Key header (one per envelope of a batch) when sent, else the event id. Signed: only
     what the signature covers decides, so no unsigned header can make a captured request new, not even after a
-    first delivery that failed half-way through a batch: the event id, else the signature itself."""
+    first delivery that failed half-way through a batch: the event id, else the signature itself. Keys are kept
+    at least as long as a signature is accepted (`IdempotencyKeys`), so a replay inside the window is a repeat."""
     if signed is not None:
         return envelope.source_event_id or f"sig:{signed.signature}#{index}"
     if header:

@@ -9,6 +9,7 @@ import hashlib
 
 import redis
 
+from config import defaults
 from worker.locks import CompareAndDelete
 
 # KEYS[1] the claim; ARGV[1] the job id it must still hold, ARGV[2] the new job id, ARGV[3] ttl seconds.
@@ -27,7 +28,7 @@ class IdempotencyKeys:
     def __init__(self, client: redis.Redis, *, key_prefix: str, ttl_seconds: int) -> None:
         self.redis = client
         self.prefix = key_prefix
-        self.ttl = ttl_seconds
+        self.ttl = max(ttl_seconds, defaults.IDEMPOTENCY_MIN_TTL_SECONDS)
         self._take_over = client.register_script(_TAKE_OVER)
         self._release = CompareAndDelete(client)
 

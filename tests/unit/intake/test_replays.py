@@ -1,4 +1,4 @@
-"""The replay guard: a signature's first delivery runs once; repeats get its answer; refusals are forgotten."""
+"""Replays of signed requests: a signature's content decides de-duplication; refused deliveries are not kept."""
 
 from __future__ import annotations
 
@@ -6,78 +6,31 @@ import copy
 import time
 
 import fakeredis
-import pytest
 
-from tests.unit.fakes import FakeClock
+from config import defaults
 from tests.unit.intake_fixtures import make_intake, sample
-from worker.errors import FirstDeliveryPending
-from worker.intake.auth import SignedDelivery
-from worker.intake.replays import PENDING_LEASE_SECONDS, WAIT_FOR_FIRST_SECONDS, SeenSignatures
-
-TOLERANCE = 300
+from worker.jobs.idempotency import IdempotencyKeys
 
 
-def guard(redis: fakeredis.FakeRedis, clock: FakeClock) -> SeenSignatures:
-    return SeenSignatures(redis, key_prefix="t:", tolerance_seconds=TOLERANCE, clock=clock.time, sleep=clock.sleep)
+def test_a_replay_with_fresh_idempotency_keys_gets_the_first_jobs_and_makes_none() -> None:
+    intake = make_intake()
+    stamp = time.time()
+    first = intake.post_signed("/v1/alerts/sumologic", sample("sumologic.json"), timestamp=stamp,
+                               headers={"Idempotency-Key": "k1"})
+    again = intake.post_signed("/v1/alerts/sumologic", sample("sumologic.json"), timestamp=stamp,
+                               headers={"Idempotency-Key": "k2"})
+    bare = intake.post_signed("/v1/alerts/sumologic", sample("sumologic.json"), timestamp=stamp)
+    assert (first.status_code, again.status_code, bare.status_code) == (202, 200, 200)
+    assert again.json()["job_id"] == bare.json()["job_id"] == first.json()["job_id"]
+    assert again.json()["duplicate"] is True and intake.enqueued == [first.json()["job_id"]]
 
 
-def test_the_first_delivery_runs_and_a_repeat_gets_its_answer_without_running() -> None:
-    redis, clock = fakeredis.FakeRedis(), FakeClock()
-    seen = guard(redis, clock)
-    delivery = SignedDelivery("ab" * 32, int(clock.time()))
-    runs: list[str] = []
-    assert seen.once(delivery, lambda: runs.append("first") or "answer-1") == ("answer-1", False)
-    assert seen.once(delivery, lambda: runs.append("again") or "answer-2") == ("answer-1", True)
-    assert runs == ["first"]
-
-
-def test_a_signature_is_remembered_as_long_as_any_intake_could_still_accept_it() -> None:
-    redis, clock = fakeredis.FakeRedis(), FakeClock()
-    stamp = int(clock.time()) + TOLERANCE  # a sender whose clock runs 300 s ahead: accepted for 600 s from now
-    guard(redis, clock).once(SignedDelivery("cd" * 32, stamp), lambda: "answer")
-    ttl = int(redis.pttl("t:sig:" + "cd" * 32)) / 1000
-    assert 2 * TOLERANCE + 30 <= ttl <= 2 * TOLERANCE + 120  # plus a margin for intakes whose clocks differ
-
-
-def test_a_refused_delivery_is_not_seen() -> None:
-    redis, clock = fakeredis.FakeRedis(), FakeClock()
-    seen = guard(redis, clock)
-    delivery = SignedDelivery("ef" * 32, int(clock.time()))
-
-    def refuse() -> str:
-        raise RuntimeError("the broker refused it")
-
-    with pytest.raises(RuntimeError):
-        seen.once(delivery, refuse)
-    assert seen.once(delivery, lambda: "second try") == ("second try", False)
-
-
-def test_a_repeat_while_the_first_is_being_accepted_waits_then_is_told_to_retry() -> None:
-    redis, clock = fakeredis.FakeRedis(), FakeClock()
-    seen = guard(redis, clock)
-    delivery = SignedDelivery("01" * 32, int(clock.time()))
-    told: list[FirstDeliveryPending] = []
-
-    def first_while_a_repeat_arrives() -> str:
-        with pytest.raises(FirstDeliveryPending) as pending:
-            seen.once(delivery, lambda: "never run")
-        told.append(pending.value)
-        return "first"
-
-    assert seen.once(delivery, first_while_a_repeat_arrives) == ("first", False)
-    assert told[0].retry_after > 0 and sum(clock.sleeps) >= WAIT_FOR_FIRST_SECONDS
-    assert seen.once(delivery, lambda: "never run") == ("first", True)
-
-
-def test_a_first_delivery_holds_the_signature_only_for_a_short_lease_while_it_runs() -> None:
-    """So an intake that dies mid-delivery frees the signature for the sender's retry within the lease."""
-    redis, clock = fakeredis.FakeRedis(), FakeClock()
-    key = "t:sig:" + "23" * 32
-    held: list[int] = []
-    guard(redis, clock).once(SignedDelivery("23" * 32, int(clock.time())),
-                             lambda: held.append(int(redis.pttl(key))) or "answer")
-    assert 0 < held[0] <= PENDING_LEASE_SECONDS * 1000
-    assert int(redis.pttl(key)) > PENDING_LEASE_SECONDS * 1000  # the answer is kept for the window
+def test_event_keys_outlive_every_signature_that_could_still_be_accepted() -> None:
+    redis = fakeredis.FakeRedis()
+    keys = IdempotencyKeys(redis, key_prefix="t:", ttl_seconds=60)  # the smallest the setting allows
+    keys.claim(source="s", event_key="e", job_id="j-1")
+    [key] = redis.keys("t:idem:*")
+    assert int(redis.ttl(key)) >= 2 * defaults.HMAC_TOLERANCE_SECONDS
 
 
 def test_a_signed_delivery_the_broker_refused_is_accepted_when_sent_again() -> None:
