@@ -145,12 +145,14 @@ class JobStore:
         self._audit(pipe, job_id, event, dict(fields))
         pipe.execute()
 
-    def take_requeue(self, job_id: str, *, every_seconds: int) -> bool:
-        """Whether the job is still `queued` and no one re-enqueued it in the last `every_seconds` (this caller now
-        holds that turn): a repeat of its submission may then enqueue it again."""
-        if self.state(job_id) is not JobState.QUEUED:
-            return False
-        return bool(self.redis.set(f"{self._job_key(job_id)}:requeued", "1", nx=True, ex=every_seconds))
+    def mark_enqueued(self, job_id: str) -> None:
+        """Note that the job's task reached the broker (a job without the mark may have been stranded)."""
+        self.redis.hset(self._job_key(job_id), "enqueued_at", utc_now())
+
+    def stranded(self, job_id: str) -> bool:
+        """Whether the job is still `queued` and its task was never recorded as reaching the broker."""
+        state, enqueued = self.redis.hmget(self._job_key(job_id), ["state", "enqueued_at"])
+        return state is not None and _text(state) == JobState.QUEUED.value and enqueued is None
 
     def forget_dead(self, job_id: str) -> None:
         """Take the job off the `dead` listing (its dead targets are being sent again)."""

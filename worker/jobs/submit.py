@@ -77,14 +77,14 @@ def submit(*, store: JobStore, enqueue: Enqueue, job: Job, keys: IdempotencyKeys
     If the record cannot be written, the claim is released. If the broker refuses the job, it ends `cancelled`
     with the reason in its record (see `hand_over`), the claim is released so the sender's retry is not taken for
     a duplicate, and NotEnqueued is raised. When even that cannot be written (Redis, which is the broker too, went
-    away), the record stays `queued` with its key claimed: the sender's retry, a duplicate, enqueues it again.
+    away), the record stays `queued` and never marked enqueued: the sender's retry, a duplicate, enqueues it.
     """
     if key is not None:
         if keys is None:
             raise ValueError("a submission key needs the IdempotencyKeys that remember it")
         first = keys.claim(source=job.source, event_key=key, job_id=job.job_id)
         if first is not None and not _orphaned(store, first):
-            _requeue_if_waiting(store, enqueue, first)
+            _enqueue_if_stranded(store, enqueue, first)
             return Submitted(first, True)
         if first is not None and not keys.take_over(source=job.source, event_key=key, stale_job_id=first,
                                                     job_id=job.job_id):
@@ -106,26 +106,22 @@ def submit(*, store: JobStore, enqueue: Enqueue, job: Job, keys: IdempotencyKeys
         release()
 
     hand_over(enqueue, job.job_id, undo=undo)
+    store.mark_enqueued(job.job_id)
     return Submitted(job.job_id, False)
 
 
-# A repeat of a submission whose job is still `queued` enqueues it again at most this often.
-REQUEUE_EVERY_SECONDS = 60
-
-
-def _requeue_if_waiting(store: JobStore, enqueue: Enqueue, job_id: str) -> None:
-    """Enqueue again an earlier submission's job that is still `queued`: its task may never have reached the
-    broker (its submitter could neither enqueue it nor record that). A job enqueued twice is safe, as a
-    redelivered task is; a storm of repeats enqueues it at most once a minute. Nothing is added to the first
-    submission's path, only to its repeats'."""
-    if not store.take_requeue(job_id, every_seconds=REQUEUE_EVERY_SECONDS):
+def _enqueue_if_stranded(store: JobStore, enqueue: Enqueue, job_id: str) -> None:
+    """Enqueue an earlier submission's job that was never enqueued (its submitter could neither enqueue it nor
+    record that it could not); a job enqueued twice is safe, as a redelivered task is."""
+    if not store.stranded(job_id):
         return
-    log.info("job %s is still queued; enqueuing it again for this repeat of its submission", job_id)
+    log.warning("job %s was submitted but never enqueued; enqueuing it for this repeat of its submission", job_id)
 
     def keep_waiting(why: str) -> None:
         store.set_fields(job_id, {"note": why}, event="not_enqueued")
 
     hand_over(enqueue, job_id, undo=keep_waiting)
+    store.mark_enqueued(job_id)
 
 
 def hand_over(enqueue: Enqueue, job_id: str, *, undo: Callable[[str], None]) -> None:
