@@ -8,6 +8,8 @@ from config import defaults
 from config.settings import Settings
 
 QUEUE = "boxcut"
+# Send tasks and the sweep have a queue of their own, so they never wait behind a backlog of jobs to resolve.
+SEND_QUEUE = "boxcut.send"
 
 # How often a worker looks for tasks whose worker vanished (unacknowledged past the visibility timeout).
 UNACKED_RESTORE_INTERVAL_SECONDS = 5
@@ -44,6 +46,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "result_backend_transport_options": {"visibility_timeout": visibility},
         "task_default_queue": QUEUE,
+        "task_routes": {"boxcut.send": {"queue": SEND_QUEUE}, "boxcut.sweep": {"queue": SEND_QUEUE}},
+        # The sweep (tasks/sending.py); beat runs inside `boxcut worker` and keeps no schedule file.
+        "beat_schedule": {"boxcut-sweep": {"task": "boxcut.sweep", "schedule": settings.sweep_seconds,
+                                           "options": {"queue": SEND_QUEUE, "expires": settings.sweep_seconds}}},
+        "beat_scheduler": "celery.beat:Scheduler",
         "task_acks_late": True,
         "task_acks_on_failure_or_timeout": True,
         "task_reject_on_worker_lost": True,

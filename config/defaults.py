@@ -76,3 +76,14 @@ DIRECTORY_CACHE_MIN_TARGETS = 200
 # The copy is shared by every worker through Redis and kept this long; a login it lacks is looked up directly,
 # so a user created since is still found.
 DIRECTORY_CACHE_TTL_SECONDS = 600
+
+# Terminate calls in flight at once across every worker: at Box's ~1,000 calls a minute (16 a second) and 150-300
+# ms a call, 4 calls in flight keep a bulk job at the rate limit. Partial batches never run beside another call.
+MAX_IN_FLIGHT = 4
+
+# How long a call taken from the send queue stays its sender's: longer than one call's worst case (a rate-limit
+# wait, the in-task retries and a read timeout). A call whose sender died is sent again after this.
+CALL_CLAIM_SECONDS = 90.0
+
+# How often the periodic sweep sends what no sender took (a sender that died, work left when a run's time ran out).
+SWEEP_SECONDS = 10.0

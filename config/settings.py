@@ -86,6 +86,9 @@ class Settings:
     expand_groups: bool = False
     directory_cache_min_targets: int = defaults.DIRECTORY_CACHE_MIN_TARGETS
     directory_cache_ttl_seconds: int = defaults.DIRECTORY_CACHE_TTL_SECONDS
+    max_in_flight: int = defaults.MAX_IN_FLIGHT
+    call_claim_seconds: float = defaults.CALL_CLAIM_SECONDS
+    sweep_seconds: float = defaults.SWEEP_SECONDS
 
     @property
     def box_auth_mode(self) -> BoxAuthMode:
@@ -138,6 +141,13 @@ class _Reader:
                 "BOXCUT_VISIBILITY_TIMEOUT",
                 f"must exceed a task run's hard time limit ({hard_limit:.0f} s: BOXCUT_RUN_BUDGET_SECONDS plus "
                 "BOXCUT_RETRY_BUDGET_SECONDS plus BOXCUT_HTTP_READ_TIMEOUT plus 15 s)",
+            )
+        one_call = settings.retry_budget_seconds + settings.http_read_timeout
+        if settings.call_claim_seconds <= one_call:
+            raise SettingsError(
+                "BOXCUT_CALL_CLAIM_SECONDS",
+                f"must exceed one call's worst case ({one_call:.0f} s: BOXCUT_RETRY_BUDGET_SECONDS plus "
+                "BOXCUT_HTTP_READ_TIMEOUT), or a call still being sent would be sent again by another worker",
             )
         return settings
 
@@ -192,6 +202,9 @@ class _Reader:
             directory_cache_ttl_seconds=self.integer(
                 "BOXCUT_DIRECTORY_CACHE_TTL_SECONDS", defaults.DIRECTORY_CACHE_TTL_SECONDS, 10, 86400
             ),
+            max_in_flight=self.integer("BOXCUT_MAX_IN_FLIGHT", defaults.MAX_IN_FLIGHT, 1, 64),
+            call_claim_seconds=self.number("BOXCUT_CALL_CLAIM_SECONDS", defaults.CALL_CLAIM_SECONDS),
+            sweep_seconds=self.number("BOXCUT_SWEEP_SECONDS", defaults.SWEEP_SECONDS),
         )
 
     # -- typed readers -------------------------------------------------------------------------------------

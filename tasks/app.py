@@ -8,8 +8,8 @@ from collections.abc import Callable
 from celery import Celery
 
 from config import Settings
-from config.celery import QUEUE, celery_config, max_countdown
-from tasks import jobs
+from config.celery import QUEUE, SEND_QUEUE, celery_config, max_countdown
+from tasks import jobs, sending
 from worker.run.runtime import Runtime
 
 
@@ -17,8 +17,13 @@ def create_app(settings: Settings) -> Celery:
     """A Celery app for these settings; its worker processes build their Runtime lazily, after the fork."""
     app = Celery("boxcut", set_as_current=False)
     app.conf.update(celery_config(settings))
-    runtime = Runtime(settings)
+
+    def kick_sender(endpoint: str) -> None:
+        app.send_task(sending.SEND, args=[endpoint], queue=SEND_QUEUE)
+
+    runtime = Runtime(settings, kick_sender=kick_sender)
     jobs.register(app, context=runtime.context, max_countdown=max_countdown(settings))
+    sending.register(app, context=runtime.context, kick=kick_sender, max_countdown=max_countdown(settings))
     return app
 
 

@@ -30,7 +30,7 @@ RUN_JOB = "boxcut.run_job"
 MAX_TASK_RETRIES = 100
 
 # Faults that may heal on their own (Box down, Redis restarting, credentials being fixed): retry with back-off.
-_TRANSIENT = (BoxTransportError, BoxRetryableError, BoxAuthError, BoxUnauthorized, redis.ConnectionError,
+TRANSIENT_FAULTS = (BoxTransportError, BoxRetryableError, BoxAuthError, BoxUnauthorized, redis.ConnectionError,
               redis.TimeoutError)
 
 
@@ -59,7 +59,7 @@ def register(app: Celery, *, context: Callable[[], RunContext], max_countdown: f
             _retry(self, ctx, job_id, countdown=min(wait.delay, max_countdown))
         except LeaseHeld as held:
             _retry(self, ctx, job_id, countdown=min(held.ttl, LEASE_RECHECK_SECONDS))
-        except _TRANSIENT as fault:
+        except TRANSIENT_FAULTS as fault:
             log.warning("job %s: %s; retrying", job_id, fault)
             _retry(self, ctx, job_id, countdown=fault_countdown(self.request.retries))
         except SoftTimeLimitExceeded:

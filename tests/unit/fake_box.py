@@ -3,6 +3,7 @@ jobs against it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -96,12 +97,14 @@ def directory(n_users: int) -> list[BoxUser]:
 
 def make_ctx(store: JobStore, box: FakeBox, *, protected: tuple[str, ...] = (), dry_run: bool = False,
              batch_size: int = 100, budget: float = 60, threshold: int = 10_000,
-             allowed_admins: tuple[str, ...] = (), service_account: str | None = None) -> RunContext:
-    """A context whose approval threshold is out of the way unless a test sets it."""
+             allowed_admins: tuple[str, ...] = (), service_account: str | None = None,
+             later: float = 0.0) -> RunContext:
+    """A context whose approval threshold is out of the way unless a test sets it; `later` moves its wall clock
+    that many seconds ahead (a run after a wait Box asked for, or after a dead sender's claim ran out)."""
     policy = Policy(protected_users=frozenset(protected), protected_groups=frozenset(), dry_run=dry_run,
                     approval_threshold=threshold, allowed_admins=frozenset(allowed_admins))
     return RunContext(store=store, box=box, policy=policy, batch_size=batch_size, run_budget_seconds=budget,
-                      service_account_id=lambda: service_account)
+                      service_account_id=lambda: service_account, wall_clock=lambda: time.time() + later)
 
 
 def new_job(store: JobStore, targets: list[dict[str, str]], *, dry_run: bool = False) -> str:

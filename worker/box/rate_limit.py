@@ -112,6 +112,16 @@ class RateLimiter:
                 raise RetryLater(wait, "Box rate limit: no free slot or a pause in force")
             self._sleep(wait)
 
+    def wait_seconds(self) -> float:
+        """Seconds until a slot would be free (0.0 now), without taking one: a sender waits this long before it
+        takes its batch, so targets that arrive meanwhile join the call."""
+        now_ms = self._now_ms()
+        tat, pause_until = self._redis.mget([self.key, self.pause_key])
+        if pause_until is not None and float(pause_until) > now_ms:
+            return (float(pause_until) - now_ms) / 1000
+        allow_at = float(tat or 0) - (self.burst - 1) * self.interval_ms
+        return max(0.0, (allow_at - now_ms) / 1000)
+
     def pause(self, seconds: float) -> None:
         """Stop every worker from calling Box for `seconds` (a later pause already set is kept)."""
         now_ms = self._now_ms()

@@ -15,7 +15,7 @@ from typing import NoReturn
 import click
 
 from config import Settings, SettingsError, defaults, load_settings
-from config.celery import QUEUE
+from config.celery import QUEUE, SEND_QUEUE
 from tasks.app import broker_check, create_app, enqueuer
 from worker.cli.dev_stack import IntakeAccess
 from worker.cli.output import describe_job, describe_listing, summary_table, wait_for_job
@@ -75,14 +75,16 @@ def main() -> None:
 @click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"],
                                              case_sensitive=False),
               default=None, help="Overrides BOXCUT_LOG_LEVEL for this worker.  [default: BOXCUT_LOG_LEVEL]")
-def worker(concurrency: int, loglevel: str | None) -> None:
-    """Run a Celery worker that executes boxcut jobs."""
+@click.option("--beat/--no-beat", default=True, show_default=True,
+              help="Run the periodic sweep (Celery beat) inside this worker. One is enough; more do no harm.")
+def worker(concurrency: int, loglevel: str | None, beat: bool) -> None:
+    """Run a Celery worker that executes boxcut jobs and sends their Box calls."""
     settings = _settings()
     loglevel = (loglevel or settings.log_level).upper()
     logging.getLogger().setLevel(loglevel)
     app = create_app(settings)
-    app.worker_main(["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={QUEUE}",
-                     f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"])
+    app.worker_main(["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={QUEUE},{SEND_QUEUE}",
+                     f"--loglevel={loglevel}", "--without-gossip", "--without-mingle", *(["--beat"] if beat else [])])
 
 
 @main.command()

@@ -40,8 +40,10 @@ FINAL_STATES = frozenset(
     {JobState.SUCCEEDED, JobState.PARTIAL, JobState.FAILED, JobState.REFUSED, JobState.DRY_RUN, JobState.CANCELLED}
 )
 
-# Cancelling is allowed until the job moves to TERMINATING, the moment before its first Box call.
-CANCELLABLE_STATES = frozenset({JobState.QUEUED, JobState.RESOLVING, JobState.AWAITING_APPROVAL})
+# Cancelling is allowed until the job is settled: targets already in a call Box was sent are not called back,
+# but no target still waiting in the send queue is sent after it.
+CANCELLABLE_STATES = frozenset({JobState.QUEUED, JobState.RESOLVING, JobState.AWAITING_APPROVAL,
+                                JobState.TERMINATING})
 
 
 class TargetStatus(enum.StrEnum):
@@ -119,9 +121,23 @@ class CallState(enum.StrEnum):
     ANSWERED = "answered"
 
 
+def target_ref(job_id: str, index: int) -> str:
+    """How a call names a target it carries: `<job id>:<index in the job's targets>`."""
+    return f"{job_id}:{index}"
+
+
+def parse_target_ref(ref: str) -> tuple[str, int]:
+    job_id, _, index = ref.rpartition(":")
+    return job_id, int(index)
+
+
 @dataclass
 class Call:
-    """One terminate request to Box (after its retries) and what Box answered."""
+    """One terminate request to Box (after its retries) and what Box answered.
+
+    A call is shared: it may carry targets of several jobs (`targets`, as `target_ref`s), and each of its `ids`
+    once however many of those targets named it.
+    """
 
     call_id: str
     endpoint: str
@@ -135,6 +151,7 @@ class Call:
     started_at: str | None = None
     finished_at: str | None = None
     exhausted: bool = False
+    targets: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,7 +160,18 @@ class Call:
     def from_dict(cls, data: dict[str, Any]) -> Call:
         values = dict(data)
         values["state"] = CallState(values["state"])
+        # Written by a Lua script, whose JSON encoder writes an empty list as `{}`.
+        values["ids"] = list(values.get("ids") or [])
+        values["targets"] = list(values.get("targets") or [])
         return cls(**values)
+
+    def carried(self) -> dict[str, list[int]]:
+        """The targets this call carries, by job."""
+        jobs: dict[str, list[int]] = {}
+        for ref in self.targets:
+            job_id, index = parse_target_ref(ref)
+            jobs.setdefault(job_id, []).append(index)
+        return jobs
 
 
 @dataclass

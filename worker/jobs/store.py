@@ -4,9 +4,9 @@ Keys (all under the settings' key prefix `P`):
 
     P job:{id}            hash   the job's scalar fields (state, source, reason, ...) and `call_seq`
     P job:{id}:targets    hash   target index -> Target JSON
-    P job:{id}:calls      list   call ids, in the order they were planned
     P job:{id}:lease      string who is running the job now (see `lease`)
-    P call:{call_id}      string Call JSON: a record of its own, so one call can serve several jobs later
+    P job:{id}:calls      list   ids of the calls that carried its targets, in the order they were planned
+    P call:{call_id}      string Call JSON: a record of its own, carrying targets of any number of jobs
     P jobs                zset   every job id, scored by creation time (µs)
     P jobs:state:{state}  zset   job ids by state, same score
     P jobs:source:{source} zset  job ids by source, same score
@@ -34,6 +34,7 @@ import redis
 from worker.errors import InvalidTransition, JobNotFound, LeaseHeld
 from worker.jobs.model import Approval, Call, Job, JobState, Target, utc_now
 from worker.locks import RedisLock
+from worker.transactions import GuardedWrite
 
 # KEYS[1] job hash, KEYS[2] audit stream
 # ARGV[1] new state, ARGV[2] now (ISO), ARGV[3] state zset key prefix, ARGV[4] actor, ARGV[5] note,
@@ -92,6 +93,9 @@ class JobStore:
 
     def _call_key(self, call_id: str) -> str:
         return f"{self.prefix}call:{call_id}"
+
+    def job_key(self, job_id: str) -> str:
+        return self._job_key(job_id)
 
     @property
     def audit_key(self) -> str:
@@ -263,38 +267,70 @@ class JobStore:
         self._note_dead(pipe, job_id, targets.values())
         pipe.execute()
 
-    def plan_call(self, job_id: str, *, endpoint: str, targets: dict[int, Target]) -> Call:
-        """Create a planned call for these targets (their Box ids, once each) and point the targets to it."""
-        seq = self.redis.hincrby(self._job_key(job_id), "call_seq", 1)
-        ids = list(dict.fromkeys(t.box_id for t in targets.values() if t.box_id))
-        call = Call(call_id=f"{job_id}-c{seq}", endpoint=endpoint, ids=ids)
-        for target in targets.values():
-            target.call_ids.append(call.call_id)
-        key = self._job_key(job_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self._call_key(call.call_id), _dumps(call.to_dict()))
-        pipe.rpush(f"{key}:calls", call.call_id)
-        pipe.hset(f"{key}:targets", mapping={str(i): _dumps(t.to_dict()) for i, t in targets.items()})
-        self._audit(pipe, job_id, "call_planned", {"call_id": call.call_id, "endpoint": endpoint, "ids": len(ids)})
-        pipe.execute()
-        return call
+    def write_call(self, call: Call) -> None:
+        """Keep a call's progress (attempts so far) while it waits."""
+        self.redis.set(self._call_key(call.call_id), _dumps(call.to_dict()))
 
-    def save_call(self, job_id: str, call: Call, targets: dict[int, Target] | None = None) -> None:
-        """Record a call's progress or answer, and the targets it settled, in one transaction."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self._call_key(call.call_id), _dumps(call.to_dict()))
+    def load_call(self, call_id: str) -> Call | None:
+        raw = self.redis.get(self._call_key(call_id))
+        return Call.from_dict(json.loads(raw)) if raw is not None else None
+
+    def load_carried(self, carried: dict[str, list[int]]) -> dict[str, CarriedJob]:
+        """What a sender must know of each job a call carries: its state, approval, and those targets."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id, indexes in carried.items():
+            pipe.hmget(self._job_key(job_id), ["state", "approval"])
+            pipe.hmget(f"{self._job_key(job_id)}:targets", [str(i) for i in indexes])
+        replies = pipe.execute()
+        jobs: dict[str, CarriedJob] = {}
+        for n, (job_id, indexes) in enumerate(carried.items()):
+            (state, approval), raw_targets = replies[2 * n], replies[2 * n + 1]
+            if state is None:
+                continue
+            targets = {i: Target.from_dict(json.loads(raw)) for i, raw in zip(indexes, raw_targets, strict=True)
+                       if raw is not None}
+            jobs[job_id] = CarriedJob(
+                state=JobState(_text(state)), targets=targets,
+                approval=Approval.from_dict(json.loads(approval)) if approval else None,
+            )
+        return jobs
+
+    # -- staging: the store's writes inside a sender's guarded write (worker.transactions) ------------------
+
+    def require_state(self, write: GuardedWrite, job_id: str, state: JobState) -> None:
+        """The write applies only while the job is in `state`."""
+        write.hash_field_is(self._job_key(job_id), "state", state.value)
+
+    def stage_call(self, write: GuardedWrite, call: Call) -> None:
+        write.write("SET", self._call_key(call.call_id), _dumps(call.to_dict()))
+
+    def stage_call_listed(self, write: GuardedWrite, job_id: str, call_id: str) -> None:
+        """The job's record lists the call among those that carried its targets."""
+        write.write("RPUSH", f"{self._job_key(job_id)}:calls", call_id)
+
+    def stage_targets(self, write: GuardedWrite, job_id: str, targets: dict[int, Target], *, event: str,
+                      data: dict[str, Any] | None = None) -> None:
+        """Write changed targets of one job, with an audit entry (and the `dead` listing when one died)."""
+        key = self._job_key(job_id)
         if targets:
-            key = self._job_key(job_id)
-            pipe.hset(f"{key}:targets", mapping={str(i): _dumps(t.to_dict()) for i, t in targets.items()})
-            self._note_dead(pipe, job_id, targets.values())
-        pipe.hset(self._job_key(job_id), "updated_at", utc_now())
-        self._audit(pipe, job_id, "call", _call_note(call))
-        pipe.execute()
+            write.write("HSET", f"{key}:targets", *(v for i, t in targets.items() for v in (i, _dumps(t.to_dict()))))
+        write.write("HSET", key, "updated_at", utc_now())
+        note = {**(data or {}), "targets": [_target_note(i, t) for i, t in targets.items()]}
+        write.write("XADD", self.audit_key, "*", "job_id", job_id, "event", event, "at", utc_now(),
+                    "data", _dumps(note))
+        if any(t.status.value == "dead" for t in targets.values()):
+            score = self.redis.hget(key, "created_us") or 0
+            write.write("ZADD", f"{self.prefix}jobs:dead", float(score), job_id)
+
+    def terminating_jobs(self, *, limit: int) -> list[str]:
+        """The oldest jobs whose targets are being sent."""
+        ids = self.redis.zrange(self._state_prefix() + JobState.TERMINATING.value, 0, limit - 1)
+        return [_text(i) for i in ids]
 
     def load_calls(self, call_ids: list[str]) -> list[Call]:
         if not call_ids:
             return []
-        raw = self.redis.mget([self._call_key(c) for c in call_ids])
+        raw = self.redis.mget([self._call_key(c) for c in dict.fromkeys(call_ids)])
         return [Call.from_dict(json.loads(r)) for r in raw if r is not None]
 
     def _note_dead(self, pipe: Any, job_id: str, targets: Iterable[Target]) -> None:
@@ -333,6 +369,15 @@ class JobStore:
             lock.release()
 
 
+@dataclass
+class CarriedJob:
+    """A job as a sender sees it: the state and approval that decide whether its targets may go."""
+
+    state: JobState
+    targets: dict[int, Target]
+    approval: Approval | None
+
+
 class LeaseRenewer:
     """Extends a held lease; long runs call `renew()` between Box calls."""
 
@@ -347,12 +392,6 @@ class LeaseRenewer:
 def _target_note(index: int, target: Target) -> dict[str, Any]:
     return {"index": index, "status": target.status.value, "user_id": target.user_id,
             "group_id": target.group_id, "detail": target.detail}
-
-
-def _call_note(call: Call) -> dict[str, Any]:
-    return {"call_id": call.call_id, "endpoint": call.endpoint, "state": call.state.value,
-            "http_status": call.http_status, "error_code": call.error_code, "request_id": call.request_id,
-            "attempts": call.attempts, "ids": len(call.ids)}
 
 
 def _dumps(data: Any) -> str:

@@ -1,9 +1,10 @@
-"""The job runner: resolve → policy → terminate in batches → record, safe to run again at any point.
+"""The job runner: resolve → policy → queue for sending → send (shared) → settle, safe to run again anywhere.
 
 A task run calls `run_job`. Everything it learns is written to the job record as it goes, and every step reads
-the record first, so a redelivered or retried run picks up where the last one stopped: a call Box already
-answered is never sent again, and a planned call that got no recorded answer is sent again under the same
-call id (so the record never shows one batch twice).
+the record first, so a redelivered or retried run picks up where the last one stopped. A job's cleared targets
+join the send queue shared by every job (worker.jobs.send_queue); the run then sends from that queue itself
+(worker.run.sender), so when nothing else is in flight its own targets leave at once. The sender that records
+the last answer for a job's targets settles the job.
 """
 
 from __future__ import annotations
@@ -15,20 +16,20 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from worker.box.models import GROUPS_TERMINATE_ENDPOINT, USERS_TERMINATE_ENDPOINT, BoxUser, CallResult
-from worker.errors import InvalidTransition, LeaseHeld, RetryLater
-from worker.jobs.model import Approval, Call, CallState, Job, JobState, Target, TargetStatus, TargetType, utc_now
-from worker.jobs.store import JobStore, LeaseRenewer
+from config import defaults
+from worker.box.models import BoxUser, CallResult
+from worker.errors import InvalidTransition, LeaseHeld
+from worker.jobs.model import Approval, Job, JobState, Target, TargetStatus, TargetType
+from worker.jobs.send_queue import SendQueue
+from worker.jobs.store import JobStore
 from worker.run.directory_cache import DirectoryCache
 from worker.run.group_check import check_group
 from worker.run.policy import Policy, blast_radius
 from worker.run.resolver import DirectoryLookups, resolve_target
+from worker.run.sender import drain
+from worker.run.settlement import ENDPOINTS, queue_pending, settle_if_done
 
 log = logging.getLogger(__name__)
-
-# Answers for which Box refuses a whole batch for what may be one bad id (e.g. a user deleted since it was
-# resolved): the batch is split in halves until the bad ids stand alone.
-SPLIT_STATUSES = frozenset({400, 404})
 
 # Targets resolved between two writes of the job record: a crash repeats at most this many lookups.
 RESOLVE_CHECKPOINT = 25
@@ -56,6 +57,7 @@ class RunOutcome(enum.Enum):
 
     SETTLED = "settled"
     CONTINUE = "continue"
+    SENDING = "sending"  # its targets are in the send queue: the run sends from it once it lets go of the job
 
 
 @dataclass
@@ -72,6 +74,33 @@ class RunContext:
     directory: DirectoryCache | None = None
     directory_min_targets: int = 200
     service_account_id: Callable[[], str | None] = field(default=lambda: None)
+    send_queue: SendQueue | None = None  # the store's own when not given
+    max_in_flight: int = defaults.MAX_IN_FLIGHT
+    claim_seconds: float = defaults.CALL_CLAIM_SECONDS
+    # Seconds until the shared rate limit has a free slot (not taking it); waits longer than max_rate_wait
+    # are left to a later run.
+    rate_wait: Callable[[], float] = field(default=lambda: 0.0)
+    max_rate_wait: float = 30.0
+    sleep: Callable[[float], None] = field(default=time.sleep)
+    wall_clock: Callable[[], float] = field(default=time.time)
+    # Ask another process to send from the queue beside this one (a Celery task; nothing in unit tests).
+    kick_sender: Callable[[str], None] = field(default=lambda _endpoint: None)
+
+    def __post_init__(self) -> None:
+        if self.send_queue is None:
+            self.send_queue = SendQueue(self.store.redis, key_prefix=self.store.prefix)
+
+    @property
+    def queue(self) -> SendQueue:
+        assert self.send_queue is not None  # set in __post_init__
+        return self.send_queue
+
+    @property
+    def claim_ms(self) -> int:
+        return int(self.claim_seconds * 1000)
+
+    def now_ms(self) -> int:
+        return int(self.wall_clock() * 1000)
 
 
 def run_job(*, ctx: RunContext, job_id: str) -> RunOutcome:
@@ -80,16 +109,18 @@ def run_job(*, ctx: RunContext, job_id: str) -> RunOutcome:
     if job.state.is_final or job.state is JobState.AWAITING_APPROVAL:
         return RunOutcome.SETTLED
     deadline = ctx.clock() + ctx.run_budget_seconds
-    with ctx.store.lease(job_id, ttl_seconds=ctx.lease_seconds) as lease:
+    with ctx.store.lease(job_id, ttl_seconds=ctx.lease_seconds):
         job = ctx.store.load(job_id)  # re-read under the lease: another run may have moved it on
         try:
-            return _advance(ctx, job, deadline, lease)
+            outcome = _advance(ctx, job, deadline)
         except InvalidTransition as exc:  # cancelled meanwhile: the record already says so
             log.info("job %s stopped: %s", job_id, exc)
             return RunOutcome.SETTLED
+    # Sending needs no hold on the job: calls are shared, and each is decided and recorded on its own.
+    return _send_queued(ctx, job, deadline) if outcome is RunOutcome.SENDING else outcome
 
 
-def _advance(ctx: RunContext, job: Job, deadline: float, lease: LeaseRenewer) -> RunOutcome:
+def _advance(ctx: RunContext, job: Job, deadline: float) -> RunOutcome:
     if job.state is JobState.QUEUED:
         ctx.store.transition(job.job_id, to=JobState.RESOLVING, allowed_from=[JobState.QUEUED])
         job.state = JobState.RESOLVING
@@ -108,9 +139,7 @@ def _advance(ctx: RunContext, job: Job, deadline: float, lease: LeaseRenewer) ->
         ctx.store.transition(job.job_id, to=JobState.TERMINATING, allowed_from=[JobState.RESOLVING])
         job.state = JobState.TERMINATING
     if job.state is JobState.TERMINATING:
-        if not _terminate_pending(ctx, job, deadline, lease):
-            return RunOutcome.CONTINUE
-        _finish(ctx, job)
+        return _queue_for_sending(ctx, job)
     return RunOutcome.SETTLED
 
 
@@ -199,143 +228,23 @@ def is_approved(job: Job) -> bool:
 # -- terminate -------------------------------------------------------------------------------------------
 
 
-def _terminate_pending(ctx: RunContext, job: Job, deadline: float, lease: LeaseRenewer) -> bool:
-    """Send every open call, planning new ones for targets without one; False when time ran out."""
-    while True:
-        open_calls = [c for c in job.calls if c.state is CallState.PLANNED]
-        if not open_calls:
-            open_calls = _plan_calls(ctx, job)
-        if not open_calls:
-            return True
-        for call in open_calls:
-            if ctx.clock() > deadline:
-                return False
-            _send(ctx, job, call)
-            lease.renew()
+def _queue_for_sending(ctx: RunContext, job: Job) -> RunOutcome:
+    """Hand the job's cleared targets to the shared send queue; settle the job when none is left to send."""
+    endpoints = queue_pending(ctx.store, ctx.queue, job)
+    if not endpoints or ctx.queue.open_targets(job.job_id) <= 0:
+        settle_if_done(ctx.store, ctx.queue, job.job_id)
+        return RunOutcome.SETTLED
+    return RunOutcome.SENDING
 
 
-def _plan_calls(ctx: RunContext, job: Job) -> list[Call]:
-    """Batch the pending, resolved targets that no open call covers, users and groups apart."""
-    open_ids = {c.call_id for c in job.calls if c.state is CallState.PLANNED}
-    planned: list[Call] = []
-    for kind, endpoint in ((TargetType.USER, USERS_TERMINATE_ENDPOINT), (TargetType.GROUP, GROUPS_TERMINATE_ENDPOINT)):
-        waiting = {
-            i: t for i, t in enumerate(job.targets)
-            if t.type is kind and t.status is TargetStatus.PENDING and t.is_resolved
-            and not (t.call_ids and t.call_ids[-1] in open_ids)
-        }
-        for chunk in _chunks_by_box_id(waiting, ctx.batch_size):
-            call = ctx.store.plan_call(job.job_id, endpoint=endpoint, targets=chunk)
-            job.calls.append(call)
-            planned.append(call)
-    return planned
-
-
-def _chunks_by_box_id(targets: dict[int, Target], size: int) -> list[dict[int, Target]]:
-    """Split targets so that each chunk names at most `size` distinct Box ids (duplicates share a slot)."""
-    chunks: list[dict[int, Target]] = []
-    ids_in_chunk: set[str] = set()
-    for index, target in targets.items():
-        box_id = target.box_id or ""
-        if not chunks or (box_id not in ids_in_chunk and len(ids_in_chunk) >= size):
-            chunks.append({})
-            ids_in_chunk = set()
-        chunks[-1][index] = target
-        ids_in_chunk.add(box_id)
-    return chunks
-
-
-def _send(ctx: RunContext, job: Job, call: Call) -> None:
-    """Send one planned call (checking policy once more first) and record Box's final answer."""
-    targets = {i: t for i, t in enumerate(job.targets) if t.call_ids and t.call_ids[-1] == call.call_id
-               and t.status is TargetStatus.PENDING}
-    _recheck_protection(ctx, targets, call)
-    if ctx.policy.dry_run:  # switched on since the job was planned: the global brake holds every call
-        for target in targets.values():
-            target.status, target.detail = TargetStatus.WOULD_TERMINATE, "not sent: BOXCUT_DRY_RUN is on"
-        call.ids = []
-    if not call.ids:
-        call.state, call.message = CallState.ANSWERED, "not sent: no target it named may be terminated now"
-        ctx.store.save_call(job.job_id, call, targets)
-        return
-    call.started_at = call.started_at or utc_now()
-    send = ctx.box.terminate_users if call.endpoint == USERS_TERMINATE_ENDPOINT else ctx.box.terminate_groups
-    try:
-        result = send(call.ids, prior_attempts=call.attempts)
-    except RetryLater as wait:
-        call.attempts += getattr(wait, "attempts", 0)
-        ctx.store.save_call(job.job_id, call)
-        raise
-    _record_result(call, result)
-    if result.http_status in SPLIT_STATUSES and len(call.ids) > 1:
-        ctx.store.save_call(job.job_id, call, targets)
-        _split(ctx, job, call, targets)
-        return
-    _settle_targets(targets, result)
-    ctx.store.save_call(job.job_id, call, targets)
-
-
-def _recheck_protection(ctx: RunContext, targets: dict[int, Target], call: Call) -> None:
-    service_account = ctx.service_account_id()
-    for target in targets.values():
-        reason = ctx.policy.protection(target, service_account_id=service_account)
-        if reason:
-            target.status, target.detail = TargetStatus.PROTECTED, reason
-    still = {t.box_id for t in targets.values() if t.status is TargetStatus.PENDING}
-    call.ids = [i for i in call.ids if i in still]
-
-
-def _record_result(call: Call, result: CallResult) -> None:
-    call.state = CallState.ANSWERED
-    call.http_status, call.message = result.http_status, result.message
-    call.error_code, call.request_id = result.error_code, result.request_id
-    call.attempts = result.attempts
-    call.started_at = call.started_at or result.started_at
-    call.finished_at, call.exhausted = result.finished_at, result.exhausted
-
-
-def _settle_targets(targets: dict[int, Target], result: CallResult) -> None:
-    if result.accepted:
-        status, detail = TargetStatus.ACCEPTED, None
-    elif result.exhausted:
-        status, detail = TargetStatus.DEAD, f"retries exhausted after {result.attempts} calls: {_said(result)}"
-    else:
-        status, detail = TargetStatus.FAILED, _said(result)
-    for target in targets.values():
-        if target.status is TargetStatus.PENDING:  # not one the re-check just protected: it was not sent
-            target.status, target.detail = status, detail
-
-
-def _said(result: CallResult) -> str:
-    if result.http_status is None:
-        return "Box did not answer (timeouts or connection errors)"
-    code = f" {result.error_code}" if result.error_code else ""
-    return f"Box answered {result.http_status}{code}: {result.message or '(no message)'}"
-
-
-def _split(ctx: RunContext, job: Job, call: Call, targets: dict[int, Target]) -> None:
-    """Box refused a whole batch (400 or 404): plan its halves as new calls, to isolate the bad ids."""
-    half = max(1, len(call.ids) // 2)
-    for ids in (set(call.ids[:half]), set(call.ids[half:])):
-        part = {i: t for i, t in targets.items() if t.box_id in ids}
-        job.calls.append(ctx.store.plan_call(job.job_id, endpoint=call.endpoint, targets=part))
-
-
-def _finish(ctx: RunContext, job: Job) -> None:
-    """Settle the job's state from its targets' statuses."""
-    statuses = [t.status for t in job.targets]
-    accepted = statuses.count(TargetStatus.ACCEPTED)
-    if accepted == len(statuses):
-        final = JobState.SUCCEEDED
-    elif accepted:
-        final = JobState.PARTIAL
-    elif TargetStatus.FAILED in statuses or TargetStatus.DEAD in statuses:
-        final = JobState.FAILED
-    elif TargetStatus.WOULD_TERMINATE in statuses:
-        final = JobState.DRY_RUN
-    else:
-        final = JobState.REFUSED
-    ctx.store.transition(job.job_id, to=final, allowed_from=[JobState.TERMINATING])
+def _send_queued(ctx: RunContext, job: Job, deadline: float) -> RunOutcome:
+    """Send from the queue in this process, beginning with the calls that carry this job's targets: when no
+    call is in flight, they leave at once. Other calls' senders, or a send task, carry what this run leaves."""
+    for kind, endpoint in ENDPOINTS.items():
+        if any(t.type is kind for t in job.targets) and not drain(ctx, endpoint, deadline=deadline):
+            ctx.kick_sender(endpoint)
+    settle_if_done(ctx.store, ctx.queue, job.job_id)
+    return RunOutcome.SETTLED
 
 
 def give_up(*, store: JobStore, job_id: str, why: str, lease_seconds: float = 60.0) -> None:

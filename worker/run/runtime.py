@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 import redis
 import requests
@@ -13,6 +14,7 @@ from worker.box.auth import token_source_for
 from worker.box.client import BoxClient
 from worker.box.rate_limit import RateLimiter
 from worker.connections import redis_client
+from worker.jobs.send_queue import SendQueue
 from worker.jobs.store import JobStore
 from worker.run.directory_cache import DirectoryCache
 from worker.run.policy import Policy
@@ -40,10 +42,14 @@ class ServiceAccount:
 
 
 class Runtime:
-    """Builds a RunContext on first use in each process (connections must not cross a fork)."""
+    """Builds a RunContext on first use in each process (connections must not cross a fork).
 
-    def __init__(self, settings: Settings) -> None:
+    `kick_sender` asks another process to send from the queue for an endpoint (the tasks layer gives a Celery
+    task's `delay`)."""
+
+    def __init__(self, settings: Settings, *, kick_sender: Callable[[str], None] = lambda _endpoint: None) -> None:
         self.settings = settings
+        self.kick_sender = kick_sender
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._context: RunContext | None = None
@@ -59,8 +65,9 @@ class Runtime:
         settings = self.settings
         client, session = redis_client(settings), requests.Session()
         box = box_client(settings, client, session)
+        store = JobStore(client, key_prefix=settings.key_prefix)
         return RunContext(
-            store=JobStore(client, key_prefix=settings.key_prefix),
+            store=store,
             box=box,
             policy=Policy.from_settings(settings),
             batch_size=settings.batch_size,
@@ -70,4 +77,10 @@ class Runtime:
                                      ttl_seconds=settings.directory_cache_ttl_seconds),
             directory_min_targets=settings.directory_cache_min_targets,
             service_account_id=ServiceAccount(box),
+            send_queue=SendQueue(client, key_prefix=settings.key_prefix),
+            max_in_flight=settings.max_in_flight,
+            claim_seconds=settings.call_claim_seconds,
+            rate_wait=box.limiter.wait_seconds,
+            max_rate_wait=settings.retry_budget_seconds,
+            kick_sender=self.kick_sender,
         )

@@ -59,17 +59,6 @@ def test_a_lease_is_exclusive_until_released(store: JobStore) -> None:
         assert lease.renew()
 
 
-def test_calls_are_records_that_targets_point_to(store: JobStore) -> None:
-    job_id = make(store, 2)
-    job = store.load(job_id)
-    for i, target in enumerate(job.targets):
-        target.user_id = str(100 + i)
-    call = store.plan_call(job_id, endpoint="/users/terminate_sessions", targets=dict(enumerate(job.targets)))
-    reloaded = store.load(job_id)
-    assert reloaded.calls[0].call_id == call.call_id and reloaded.calls[0].ids == ["100", "101"]
-    assert all(t.call_ids == [call.call_id] for t in reloaded.targets)
-
-
 def test_invalid_targets_are_refused_with_the_field() -> None:
     with pytest.raises(InvalidRequest, match=r"targets\[1\]: needs an id or a login"):
         build_job(JobRequest(targets=[{"type": "user", "id": "1"}, {"type": "user"}], source="t"))

@@ -5,11 +5,18 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.fake_box import FakeBox, accepted, directory, make_ctx, new_job, refused, users
-from worker.box.models import GROUPS_TERMINATE_ENDPOINT, TERMINATE_ACCEPTED_MESSAGE, BoxGroup, BoxUser
+from worker.box.models import (
+    GROUPS_TERMINATE_ENDPOINT,
+    TERMINATE_ACCEPTED_MESSAGE,
+    USERS_TERMINATE_ENDPOINT,
+    BoxGroup,
+    BoxUser,
+)
 from worker.errors import BatchRetryLater, RetryLater
 from worker.jobs.model import CallState, JobState, TargetStatus
 from worker.jobs.store import JobStore
 from worker.run.runner import RunOutcome, give_up, run_job
+from worker.run.sender import drain
 
 
 def test_one_user_is_accepted_with_boxs_message_recorded(store: JobStore) -> None:
@@ -115,7 +122,7 @@ def test_retry_later_keeps_the_call_planned_and_a_rerun_sends_it_once(store: Job
         run_job(ctx=make_ctx(store, box), job_id=job_id)
     job = store.load(job_id)
     assert [c.state for c in job.calls] == [CallState.ANSWERED, CallState.PLANNED]
-    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    run_job(ctx=make_ctx(store, box, later=3600), job_id=job_id)
     job = store.load(job_id)
     assert job.state is JobState.SUCCEEDED and len(job.calls) == 2
     assert [len(ids) for _, ids in box.calls] == [100, 50, 50]  # the first batch was not sent again
@@ -198,7 +205,7 @@ def test_global_dry_run_switched_on_mid_job_holds_the_calls_not_yet_sent(store: 
     job_id = new_job(store, users(*(u.login for u in box.users)))
     with pytest.raises(RetryLater):
         run_job(ctx=make_ctx(store, box), job_id=job_id)
-    run_job(ctx=make_ctx(store, box, dry_run=True), job_id=job_id)  # a worker restarted with BOXCUT_DRY_RUN
+    run_job(ctx=make_ctx(store, box, dry_run=True, later=3600), job_id=job_id)  # restarted with BOXCUT_DRY_RUN
     job = store.load(job_id)
     assert [len(ids) for _, ids in box.calls] == [100, 50]  # the held call was never sent again
     assert job.summary() == {"accepted": 100, "would_terminate": 50} and job.state is JobState.PARTIAL
@@ -221,7 +228,7 @@ def test_a_target_protected_after_its_call_was_planned_is_never_sent(store: JobS
     with pytest.raises(RetryLater):
         run_job(ctx=make_ctx(store, box), job_id=job_id)
     assert [ids for _, ids in box.calls] == [["30000001", "30000002", "30000003"]]  # planned and tried once
-    run_job(ctx=make_ctx(store, box, protected=(protect,)), job_id=job_id)  # a worker restarted with it listed
+    run_job(ctx=make_ctx(store, box, protected=(protect,), later=3600), job_id=job_id)  # restarted, it listed
     job = store.load(job_id)
     assert [ids for _, ids in box.calls][1:] == [["30000001", "30000003"]]
     assert [t.status for t in job.targets] == [TargetStatus.ACCEPTED, TargetStatus.PROTECTED, TargetStatus.ACCEPTED]
@@ -233,7 +240,7 @@ def test_a_planned_call_whose_every_target_became_protected_is_not_sent(store: J
     job_id = new_job(store, users("user00001@example.com"))
     with pytest.raises(RetryLater):
         run_job(ctx=make_ctx(store, box), job_id=job_id)
-    run_job(ctx=make_ctx(store, box, service_account="30000001"), job_id=job_id)
+    run_job(ctx=make_ctx(store, box, service_account="30000001", later=3600), job_id=job_id)
     job = store.load(job_id)
     assert len(box.calls) == 1 and job.targets[0].status is TargetStatus.PROTECTED
     assert job.calls[0].message == "not sent: no target it named may be terminated now"
@@ -288,7 +295,7 @@ def test_the_brake_on_before_any_call_ends_the_job_dry_run(store: JobStore) -> N
     job_id = new_job(store, users("user00001@example.com"))
     with pytest.raises(RetryLater):
         run_job(ctx=make_ctx(store, box), job_id=job_id)
-    run_job(ctx=make_ctx(store, box, dry_run=True), job_id=job_id)
+    run_job(ctx=make_ctx(store, box, dry_run=True, later=3600), job_id=job_id)
     job = store.load(job_id)
     assert job.state is JobState.DRY_RUN and job.targets[0].status is TargetStatus.WOULD_TERMINATE
 
@@ -311,7 +318,7 @@ def test_calls_of_a_batch_are_counted_across_task_runs(store: JobStore) -> None:
     with pytest.raises(RetryLater):
         run_job(ctx=make_ctx(store, box), job_id=job_id)
     assert store.load(job_id).calls[0].attempts == 3
-    run_job(ctx=make_ctx(store, box), job_id=job_id)  # the fake answers 202 as attempt prior + 1
+    run_job(ctx=make_ctx(store, box, later=3600), job_id=job_id)  # the fake answers 202 as attempt prior + 1
     assert store.load(job_id).calls[0].attempts == 4
 
 
@@ -326,19 +333,19 @@ class _Ticking:
         return self.now
 
 
-def test_a_run_whose_budget_ends_between_batches_hands_the_rest_to_the_next_run(store: JobStore) -> None:
+def test_a_run_whose_budget_ends_between_batches_hands_the_rest_to_a_sender(store: JobStore) -> None:
     box = FakeBox(users=directory(250))
     job_id = new_job(store, users(*(u.login for u in box.users)))
-    ctx = make_ctx(store, box, budget=251)  # the clock is read once a target resolved and once a call sent
+    ctx = make_ctx(store, box, budget=252)  # the clock is read once a target resolved and once a call sent
     ctx.clock = _Ticking()
-    assert run_job(ctx=ctx, job_id=job_id) is RunOutcome.CONTINUE
+    kicked: list[str] = []
+    ctx.kick_sender = kicked.append
+    assert run_job(ctx=ctx, job_id=job_id) is RunOutcome.SETTLED
     job = store.load(job_id)
     assert job.state is JobState.TERMINATING and job.summary().get("pending", 0) > 0
-    sent = len(box.calls)
-    assert 0 < sent < 3
-    ctx.clock = _Ticking()
-    ctx.run_budget_seconds = 10_000
-    assert run_job(ctx=ctx, job_id=job_id) is RunOutcome.SETTLED
+    assert 0 < len(box.calls) < 3
+    assert kicked and set(kicked) == {USERS_TERMINATE_ENDPOINT}  # send tasks carry on with the rest
+    assert drain(ctx, USERS_TERMINATE_ENDPOINT, deadline=float("inf"))
     job = store.load(job_id)
     assert job.state is JobState.SUCCEEDED and job.summary() == {"accepted": 250}
     assert sum(len(ids) for _, ids in box.calls) == 250
@@ -348,7 +355,7 @@ def test_attempts_of_each_run_add_up(store: JobStore) -> None:
     box = FakeBox(users=directory(1), answers=[BatchRetryLater(60, "429", attempts=3),
                                                BatchRetryLater(60, "429", attempts=2)])
     job_id = new_job(store, users("user00001@example.com"))
-    for _ in range(2):
+    for later in (0, 3600):
         with pytest.raises(RetryLater):
-            run_job(ctx=make_ctx(store, box), job_id=job_id)
+            run_job(ctx=make_ctx(store, box, later=later), job_id=job_id)
     assert store.load(job_id).calls[0].attempts == 5

@@ -1,0 +1,298 @@
+"""The shared sender: takes calls from the send queue, decides each target once more, sends, records.
+
+Any worker process drains the queue (from the job task that just queued targets, a fan-out send task, or the
+periodic sweep). For each call it takes:
+
+1. **Decide** each target it carries, right before sending: its job must still be `terminating` (not
+   cancelled) and approved where approval was needed, the target still pending and not protected, and the
+   global dry-run brake off. A target that may not go leaves the call; the others stay.
+2. **Commit** in one guarded write: the call's final ids, each carried target pointing to it, each job listing
+   it, and the targets that left the call settled. It applies only while this sender's claim on the call
+   stands and every carried job is still `terminating`; otherwise the decision is made again.
+3. **Send** the ids as one call, under the shared rate limit, with the Box client's retries.
+4. **Record** Box's answer in one guarded write, only while the call has none yet: the call, every target it
+   carried (in every job), and the targets leaving the queue. A 400/404 for several ids is split in halves, as
+   new calls ready to be taken, until the bad ids stand alone. Jobs with nothing left in the queue settle.
+
+A sender that dies anywhere leaves the call in flight; when its claim deadline passes, the next take sends it
+again under the same id (re-deciding first). A call with a recorded answer is never sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
+from worker.errors import RetryLater
+from worker.jobs.model import Call, CallState, JobState, Target, TargetStatus, parse_target_ref, utc_now
+from worker.jobs.send_queue import TakeOutcome
+from worker.jobs.store import CarriedJob
+from worker.run.settlement import settle_if_done
+from worker.transactions import GuardedWrite, GuardFailed
+
+if TYPE_CHECKING:
+    from worker.run.runner import RunContext
+
+log = logging.getLogger(__name__)
+
+# Answers for which Box refuses a whole batch for what may be one bad id (e.g. a user deleted since it was
+# resolved): the batch is split in halves until the bad ids stand alone.
+SPLIT_STATUSES = frozenset({400, 404})
+
+# How often a commit is decided again because a carried job changed state meanwhile.
+_COMMIT_TRIES = 5
+
+
+def new_call_id() -> str:
+    return "c-" + secrets.token_hex(8)
+
+
+def drain(ctx: RunContext, endpoint: str, *, deadline: float, between_calls: Callable[[], object] = lambda: None
+          ) -> bool:
+    """Send calls for `endpoint` until nothing is left for this process to send; False when time ran out first.
+
+    Stops when the queue is empty, or when calls are in flight and what waits does not fill a batch (their
+    senders take it next). Raises `RetryLater` when the rate limit or a pause holds for longer than a call may
+    wait in a task.
+    """
+    while ctx.clock() < deadline:
+        _wait_for_rate(ctx)
+        now_ms = ctx.now_ms()
+        taken = ctx.queue.take(endpoint, call_id=new_call_id(), now_ms=now_ms, claim_ms=ctx.claim_ms,
+                               batch=ctx.batch_size, cap=ctx.max_in_flight)
+        if taken.outcome in (TakeOutcome.EMPTY, TakeOutcome.BUSY):
+            return True
+        if taken.outcome is TakeOutcome.NEW and taken.still_waiting >= ctx.batch_size and ctx.max_in_flight > 1:
+            ctx.kick_sender(endpoint)  # another full batch waits: let another process send it beside this one
+        carry(ctx, endpoint, taken.call_id, claim=taken.claim)
+        between_calls()
+    return False
+
+
+def _wait_for_rate(ctx: RunContext) -> None:
+    """Wait, without taking it, for the rate limit's next free slot, so that targets arriving meanwhile join the
+    call; a longer wait (a 429 pause) is left to a later run."""
+    wait = ctx.rate_wait()
+    if wait > ctx.max_rate_wait:
+        raise RetryLater(wait, "Box rate limit: no free slot or a pause in force")
+    if wait > 0:
+        ctx.sleep(wait)
+
+
+def carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
+    """Decide, commit, send and record one call this sender holds."""
+    call = ctx.store.load_call(call_id)
+    if call is None or call.state is CallState.ANSWERED:
+        log.warning("call %s in flight has %s; dropping it from the queue", call_id,
+                    "no record" if call is None else "an answer already")
+        _forget(ctx, endpoint, call_id)
+        return
+    carried = ctx.store.load_carried(call.carried())
+    for _ in range(_COMMIT_TRIES):
+        plan = _decide(ctx, call, carried)
+        try:
+            call = _commit(ctx, endpoint, call, claim, plan)
+            break
+        except GuardFailed as failed:
+            if failed.condition[0] == "zscore":
+                log.info("call %s: another sender holds it now", call_id)
+                return
+            carried = ctx.store.load_carried(call.carried())  # a carried job changed state: decide again
+    else:
+        raise RetryLater(1.0, f"call {call_id}: its jobs kept changing state")
+    if not plan.ids:
+        _settle_jobs(ctx, plan.jobs())
+        return
+    result = _send(ctx, endpoint, call, plan, claim)
+    _record(ctx, endpoint, call, plan, result)
+
+
+@dataclass
+class _Plan:
+    """What goes in a call: the targets it may carry, by job, and those that leave it (and why)."""
+
+    sending: dict[str, dict[int, Target]] = field(default_factory=dict)
+    leaving: dict[str, dict[int, Target]] = field(default_factory=dict)  # changed: written back
+    dropped: dict[str, list[int]] = field(default_factory=dict)  # unchanged: only leave the queue
+    listed_before: set[str] = field(default_factory=set)  # jobs that already list the call (a resend)
+    ids: list[str] = field(default_factory=list)
+
+    def jobs(self) -> set[str]:
+        return set(self.sending) | set(self.leaving) | set(self.dropped)
+
+    def sending_refs(self) -> dict[str, list[int]]:
+        return {job_id: list(targets) for job_id, targets in self.sending.items()}
+
+    def refs_leaving(self) -> dict[str, list[int]]:
+        refs = {job_id: list(targets) for job_id, targets in self.leaving.items()}
+        for job_id, indexes in self.dropped.items():
+            refs.setdefault(job_id, []).extend(indexes)
+        return refs
+
+
+def _decide(ctx: RunContext, call: Call, carried: dict[str, CarriedJob]) -> _Plan:
+    plan = _Plan()
+    service_account = ctx.service_account_id()
+    for ref in call.targets:
+        job_id, index = parse_target_ref(ref)
+        job = carried.get(job_id)
+        target = job.targets.get(index) if job else None
+        if job is None or target is None or target.status is not TargetStatus.PENDING or target.box_id not in call.ids:
+            plan.dropped.setdefault(job_id, []).append(index)  # settled meanwhile (or gone): nothing to send
+            continue
+        why_not = _why_not_now(ctx, job, target, service_account)
+        if why_not is None:
+            plan.sending.setdefault(job_id, {})[index] = target
+            if target.call_ids and target.call_ids[-1] == call.call_id:
+                plan.listed_before.add(job_id)
+        else:
+            plan.leaving.setdefault(job_id, {})[index] = target
+    sent = {t.box_id for targets in plan.sending.values() for t in targets.values()}
+    plan.ids = [i for i in call.ids if i in sent]
+    return plan
+
+
+def _why_not_now(ctx: RunContext, job: CarriedJob, target: Target, service_account: str | None) -> str | None:
+    """Settle `target` (or note why it waits) when it may not be sent now; None when it may."""
+    if job.state is not JobState.TERMINATING:
+        target.detail = f"not sent: the job is {job.state.value}"
+        return target.detail
+    if job.approval is not None and job.approval.required and not job.approval.approved:
+        target.detail = "not sent: the job waits for approval"
+        return target.detail
+    reason = ctx.policy.protection(target, service_account_id=service_account)
+    if reason:
+        target.status, target.detail = TargetStatus.PROTECTED, reason
+        return reason
+    if ctx.policy.dry_run:  # switched on since the job was cleared: the global brake holds every call
+        target.status, target.detail = TargetStatus.WOULD_TERMINATE, "not sent: BOXCUT_DRY_RUN is on"
+        return target.detail
+    return None
+
+
+def _commit(ctx: RunContext, endpoint: str, planned: Call, claim: int, plan: _Plan) -> Call:
+    """Fix the call's ids and point its targets to it, or settle it unsent when nothing may go; returns the
+    call as committed."""
+    write = GuardedWrite()
+    ctx.queue.hold_claim(write, endpoint, planned.call_id, claim)
+    for job_id in plan.sending:
+        ctx.store.require_state(write, job_id, JobState.TERMINATING)
+    call = replace(planned, ids=plan.ids, started_at=planned.started_at or utc_now())
+    if not plan.ids:
+        call.state, call.message = CallState.ANSWERED, "not sent: no target it named may be terminated now"
+        call.finished_at = utc_now()
+        ctx.queue.answered(write, endpoint, call.call_id)
+    ctx.store.stage_call(write, call)
+    for job_id, targets in plan.sending.items():
+        for target in targets.values():
+            if not (target.call_ids and target.call_ids[-1] == call.call_id):
+                target.call_ids.append(call.call_id)
+        if job_id not in plan.listed_before:
+            ctx.store.stage_call_listed(write, job_id, call.call_id)
+        ctx.store.stage_targets(write, job_id, targets, event="call_planned",
+                                data={"call_id": call.call_id, "endpoint": endpoint, "ids": len(plan.ids)})
+    for job_id, targets in plan.leaving.items():
+        ctx.store.stage_targets(write, job_id, targets, event="not_sent", data={"call_id": call.call_id})
+    ctx.queue.release(write, plan.refs_leaving())
+    write.apply(ctx.store.redis)
+    return call
+
+
+def _send(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, claim: int) -> CallResult:
+    send = ctx.box.terminate_users if endpoint == USERS_TERMINATE_ENDPOINT else ctx.box.terminate_groups
+    try:
+        return send(plan.ids, prior_attempts=call.attempts)
+    except RetryLater as wait:
+        # Keep the call ours until the wait is over, so nobody else sends it into the same pause.
+        call.attempts += getattr(wait, "attempts", 0)
+        ctx.store.write_call(call)
+        ctx.queue.postpone(endpoint, call.call_id, claim=claim, until_ms=ctx.now_ms() + int(wait.delay * 1000))
+        raise
+
+
+def _record(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, result: CallResult) -> None:
+    """Write Box's answer to the call and to every target it carried, in one step."""
+    _answer(call, result)
+    write = GuardedWrite()
+    ctx.queue.in_flight(write, endpoint, call.call_id)
+    ctx.queue.answered(write, endpoint, call.call_id)
+    ctx.store.stage_call(write, call)
+    settled = _split(ctx, endpoint, write, call, plan) if _must_split(call, result) else _settle(plan, result)
+    for job_id, targets in plan.sending.items():
+        ctx.store.stage_targets(write, job_id, targets if settled else {}, event="call", data=_call_note(call))
+    ctx.queue.release(write, plan.sending_refs() if settled else {})
+    try:
+        write.apply(ctx.store.redis)
+    except GuardFailed:
+        log.warning("call %s: an answer was recorded by another sender first; keeping that one", call.call_id)
+        return
+    _settle_jobs(ctx, plan.jobs())
+
+
+def _must_split(call: Call, result: CallResult) -> bool:
+    return result.http_status in SPLIT_STATUSES and len(call.ids) > 1
+
+
+def _split(ctx: RunContext, endpoint: str, write: GuardedWrite, call: Call, plan: _Plan) -> bool:
+    """Plan the halves of a refused batch as calls of their own, ready to send; the targets stay in flight."""
+    half = max(1, len(call.ids) // 2)
+    now = ctx.now_ms()
+    for ids in (call.ids[:half], call.ids[half:]):
+        refs = [f"{job_id}:{i}" for job_id, targets in plan.sending.items() for i, t in targets.items()
+                if t.box_id in ids]
+        part = Call(call_id=new_call_id(), endpoint=endpoint, ids=list(ids), targets=refs)
+        ctx.store.stage_call(write, part)
+        ctx.queue.plan_part(write, endpoint, part.call_id, refs, now_ms=now)
+    return False
+
+
+def _settle(plan: _Plan, result: CallResult) -> bool:
+    if result.accepted:
+        status, detail = TargetStatus.ACCEPTED, None
+    elif result.exhausted:
+        status, detail = TargetStatus.DEAD, f"retries exhausted after {result.attempts} calls: {_said(result)}"
+    else:
+        status, detail = TargetStatus.FAILED, _said(result)
+    for targets in plan.sending.values():
+        for target in targets.values():
+            target.status, target.detail = status, detail
+    return True
+
+
+def _answer(call: Call, result: CallResult) -> None:
+    call.state = CallState.ANSWERED
+    call.http_status, call.message = result.http_status, result.message
+    call.error_code, call.request_id = result.error_code, result.request_id
+    call.attempts = result.attempts
+    call.started_at = call.started_at or result.started_at
+    call.finished_at, call.exhausted = result.finished_at, result.exhausted
+
+
+def _said(result: CallResult) -> str:
+    if result.http_status is None:
+        return "Box did not answer (timeouts or connection errors)"
+    code = f" {result.error_code}" if result.error_code else ""
+    return f"Box answered {result.http_status}{code}: {result.message or '(no message)'}"
+
+
+def _settle_jobs(ctx: RunContext, job_ids: set[str]) -> None:
+    for job_id in sorted(job_ids):
+        if ctx.queue.open_targets(job_id) <= 0:
+            settle_if_done(ctx.store, ctx.queue, job_id)
+
+
+def _forget(ctx: RunContext, endpoint: str, call_id: str) -> None:
+    write = GuardedWrite()
+    ctx.queue.answered(write, endpoint, call_id)
+    write.apply(ctx.store.redis)
+
+
+def _call_note(call: Call) -> dict[str, object]:
+    return {"call_id": call.call_id, "endpoint": call.endpoint, "state": call.state.value,
+            "http_status": call.http_status, "error_code": call.error_code, "request_id": call.request_id,
+            "attempts": call.attempts, "ids": len(call.ids)}
+
