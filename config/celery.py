@@ -46,10 +46,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "result_backend_transport_options": {"visibility_timeout": visibility},
         "task_default_queue": QUEUE,
-        "task_routes": {"boxcut.send": {"queue": SEND_QUEUE}, "boxcut.sweep": {"queue": SEND_QUEUE}},
-        # The sweep (tasks/sending.py); beat runs inside `boxcut worker` and keeps no schedule file.
-        "beat_schedule": {"boxcut-sweep": {"task": "boxcut.sweep", "schedule": settings.sweep_seconds,
-                                           "options": {"queue": SEND_QUEUE, "expires": settings.sweep_seconds}}},
+        "task_routes": {name: {"queue": SEND_QUEUE} for name in _PERIODIC_AND_SENDING},
+        # The sweep (tasks/sending.py) and the directory refresh (tasks/directory.py); beat runs inside
+        # `boxcut worker` and keeps no schedule file.
+        "beat_schedule": {
+            "boxcut-sweep": _every(settings.sweep_seconds, "boxcut.sweep"),
+            "boxcut-refresh-directory": _every(settings.directory_refresh_seconds, "boxcut.refresh_directory"),
+        },
         "beat_scheduler": "celery.beat:Scheduler",
         "task_acks_late": True,
         "task_acks_on_failure_or_timeout": True,
@@ -66,6 +69,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "enable_utc": True,
     }
+
+
+_PERIODIC_AND_SENDING = ("boxcut.send", "boxcut.sweep", "boxcut.refresh_directory")
+
+
+def _every(seconds: float, task: str) -> dict[str, Any]:
+    # A round that waited longer than its interval (no worker free) is dropped: the next one does its work.
+    return {"task": task, "schedule": seconds, "options": {"queue": SEND_QUEUE, "expires": seconds}}
 
 
 def max_countdown(settings: Settings) -> int:

@@ -87,3 +87,8 @@ CALL_CLAIM_SECONDS = 90.0
 
 # How often the periodic sweep sends what no sender took (a sender that died, work left when a run's time ran out).
 SWEEP_SECONDS = 10.0
+
+# The background copy of the directory (resolving alerts without a lookup each): refreshed this often, for
+# enterprises of at most this many users (20 pages a round, 4 calls a minute at most).
+DIRECTORY_REFRESH_SECONDS = 300.0
+DIRECTORY_BACKGROUND_MAX_USERS = 20_000

@@ -89,6 +89,8 @@ class Settings:
     max_in_flight: int = defaults.MAX_IN_FLIGHT
     call_claim_seconds: float = defaults.CALL_CLAIM_SECONDS
     sweep_seconds: float = defaults.SWEEP_SECONDS
+    directory_refresh_seconds: float = defaults.DIRECTORY_REFRESH_SECONDS
+    directory_background_max_users: int = defaults.DIRECTORY_BACKGROUND_MAX_USERS
 
     @property
     def box_auth_mode(self) -> BoxAuthMode:
@@ -205,6 +207,12 @@ class _Reader:
             max_in_flight=self.integer("BOXCUT_MAX_IN_FLIGHT", defaults.MAX_IN_FLIGHT, 1, 64),
             call_claim_seconds=self.number("BOXCUT_CALL_CLAIM_SECONDS", defaults.CALL_CLAIM_SECONDS),
             sweep_seconds=self.number("BOXCUT_SWEEP_SECONDS", defaults.SWEEP_SECONDS),
+            directory_refresh_seconds=self.number(
+                "BOXCUT_DIRECTORY_REFRESH_SECONDS", defaults.DIRECTORY_REFRESH_SECONDS
+            ),
+            directory_background_max_users=self.integer(
+                "BOXCUT_DIRECTORY_BACKGROUND_MAX_USERS", defaults.DIRECTORY_BACKGROUND_MAX_USERS, 0, 10**7
+            ),
         )
 
     # -- typed readers -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from celery import Celery
 
 from config import Settings
 from config.celery import QUEUE, SEND_QUEUE, celery_config, max_countdown
-from tasks import jobs, sending
+from tasks import directory, jobs, sending
 from worker.run.runtime import Runtime
 
 
@@ -24,6 +24,7 @@ def create_app(settings: Settings) -> Celery:
     runtime = Runtime(settings, kick_sender=kick_sender)
     jobs.register(app, context=runtime.context, max_countdown=max_countdown(settings))
     sending.register(app, context=runtime.context, kick=kick_sender, max_countdown=max_countdown(settings))
+    directory.register(app, context=runtime.context, settings=settings, queue=SEND_QUEUE)
     return app
 
 

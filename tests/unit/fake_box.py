@@ -38,6 +38,10 @@ class FakeBox:
         self.directory_reads += 1
         yield from self.users
 
+    def count_users(self) -> int:
+        self.lookups += 1
+        return len(self.users)
+
     def group_members(self, group_id: str) -> tuple[int, list[BoxUser]]:
         self.lookups += 1
         found = self.members.get(group_id, [])

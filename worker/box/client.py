@@ -204,6 +204,11 @@ class BoxClient:
             for entry in _entries(page):
                 yield _user(entry)
 
+    def count_users(self) -> int:
+        """How many users the enterprise has (Box's `total_count`), in one call."""
+        page = self._get("/users", {"limit": 1, "user_type": "all", "fields": "id"})
+        return int(page.get("total_count", 0))
+
     def get_group(self, group_id: str) -> BoxGroup | None:
         """The group with this id, or None when Box has none (404); UnsafeRequest and BoxAnswerMismatch as for
         `get_user`."""

@@ -82,6 +82,8 @@ class Target:
     member_count: int | None = None
     members: list[str] | None = None
     admins: list[str] | None = None
+    # When the directory copy a target was resolved from was made (resolved_by "directory").
+    directory_as_of: str | None = None
 
     @property
     def box_id(self) -> str | None:

@@ -207,11 +207,12 @@ class SendQueue:
         """The call leaves flight: it has its answer."""
         write.write("ZREM", self.flight_key(endpoint), call_id)
 
-    def plan_part(self, write: GuardedWrite, endpoint: str, call_id: str, refs: list[str], *, now_ms: int) -> None:
+    def plan_part(self, write: GuardedWrite, endpoint: str, call_id: str, refs: list[str], *,
+                  ready_at_ms: int) -> None:
         """A new call for part of an answered one (a split batch): its targets move to it, and it is ready to be
-        taken at once."""
+        taken from `ready_at_ms` (a time already past: parts are taken in the order of these times)."""
         write.write("HSET", self.taken_key, *(item for ref in refs for item in (ref, call_id)))
-        write.write("ZADD", self.flight_key(endpoint), now_ms, call_id)
+        write.write("ZADD", self.flight_key(endpoint), ready_at_ms, call_id)
 
 
 def _text(value: Any) -> str:

@@ -322,6 +322,13 @@ class JobStore:
             score = self.redis.hget(key, "created_us") or 0
             write.write("ZADD", f"{self.prefix}jobs:dead", float(score), job_id)
 
+    def jobs_to_resolve(self) -> int:
+        """Jobs queued or resolving now: the lookups waiting across all jobs, roughly (most name one person)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(self._state_prefix() + JobState.QUEUED.value)
+        pipe.zcard(self._state_prefix() + JobState.RESOLVING.value)
+        return sum(int(n) for n in pipe.execute())
+
     def terminating_jobs(self, *, limit: int) -> list[str]:
         """The oldest jobs whose targets are being sent."""
         ids = self.redis.zrange(self._state_prefix() + JobState.TERMINATING.value, 0, limit - 1)

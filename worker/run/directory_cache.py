@@ -6,20 +6,24 @@ the directory costs one call per 1,000 users. Keys (under the settings' key pref
     P directory:logins   hash    lower-cased login -> JSON list of users with that login (several: ambiguous)
     P directory:ids      hash    user id -> JSON user
     P directory:built    string  when the copy was made; present only while a complete copy exists
+    P directory:size     string  how many users the enterprise had at the last count (kept a week)
     P directory:lock     string  held by the one worker building the copy
 
 A copy is built under new names and renamed into place, so a reader never sees half of one. Everything expires
-after the TTL; a login the copy lacks is looked up directly, so a user created since is still found.
+after the TTL; a login the copy lacks is looked up directly, so a user created since is still found. Where the
+enterprise is small enough, a periodic task (`refresh`) keeps a copy fresh, so alerts resolve without a call.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -34,6 +38,11 @@ log = logging.getLogger(__name__)
 # Users written to Redis per round trip while building.
 _CHUNK = 1000
 
+# Users per page of Box's directory listing: what a copy costs, in calls.
+PAGE_USERS = 1000
+
+_SIZE_TTL_SECONDS = 7 * 86400
+
 
 class DirectoryCache:
     """Builds, reads and expires the shared copy of the directory."""
@@ -46,6 +55,7 @@ class DirectoryCache:
         self.ids_key = f"{key_prefix}directory:ids"
         self.built_key = f"{key_prefix}directory:built"
         self.lock_key = f"{key_prefix}directory:lock"
+        self.size_key = f"{key_prefix}directory:size"
         self._sleep = sleep
 
     def ready(self) -> bool:
@@ -67,6 +77,41 @@ class DirectoryCache:
             if time.monotonic() > deadline:
                 return False
             self._sleep(0.2)
+        return True
+
+    def built_at(self) -> str | None:
+        """When the copy in place was made (ISO UTC), or None when there is none."""
+        raw = self.redis.get(self.built_key)
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    def age_seconds(self) -> float | None:
+        built = self.built_at()
+        if built is None:
+            return None
+        return max(0.0, time.time() - datetime.fromisoformat(built.replace("Z", "+00:00")).timestamp())
+
+    def known_size(self) -> int | None:
+        """The enterprise's user count at the last copy or count, if one was made this week."""
+        raw = self.redis.get(self.size_key)
+        return int(raw) if raw is not None else None
+
+    def note_size(self, users: int) -> None:
+        self.redis.set(self.size_key, users, ex=_SIZE_TTL_SECONDS)
+
+    def pages(self) -> int | None:
+        """What a copy costs, in calls, when the enterprise's size is known."""
+        size = self.known_size()
+        return None if size is None else max(1, math.ceil(size / PAGE_USERS))
+
+    def refresh(self, users: Callable[[], Iterable[BoxUser]]) -> bool:
+        """Build a new copy now (replacing the one in place) unless another worker is building one."""
+        lock = RedisLock(self.redis, self.lock_key, ttl_ms=120_000)
+        if not lock.acquire():
+            return False
+        try:
+            self._build(users())
+        finally:
+            lock.release()
         return True
 
     def by_login(self, login: str) -> list[BoxUser]:
@@ -113,6 +158,7 @@ class DirectoryCache:
             pipe.expire(self.logins_key, self.ttl)
             pipe.expire(self.ids_key, self.ttl)
         pipe.set(self.built_key, utc_now(), ex=self.ttl)
+        pipe.set(self.size_key, count, ex=_SIZE_TTL_SECONDS)
         pipe.execute()
         log.info("copied the Box directory (%d users) for %d s", count, self.ttl)
 

@@ -25,7 +25,7 @@ from worker.jobs.store import JobStore
 from worker.run.directory_cache import DirectoryCache
 from worker.run.group_check import check_group
 from worker.run.policy import Policy, blast_radius
-from worker.run.resolver import DirectoryLookups, resolve_target
+from worker.run.resolver import RESOLVED_BY_DIRECTORY, DirectoryLookups, resolve_target
 from worker.run.sender import drain
 from worker.run.settlement import ENDPOINTS, queue_pending, settle_if_done
 
@@ -47,6 +47,8 @@ class BoxCalls(DirectoryLookups, Terminator, Protocol):
     """Everything the runner asks of Box."""
 
     def all_users(self) -> Iterator[BoxUser]: ...
+
+    def count_users(self) -> int: ...
 
 
     def group_members(self, group_id: str) -> tuple[int, list[BoxUser]]: ...
@@ -150,6 +152,7 @@ def _resolve_pending(ctx: RunContext, job: Job, deadline: float) -> bool:
     """Resolve every pending, unresolved target; False when the run's time ran out first."""
     unresolved = [i for i, t in enumerate(job.targets) if t.status is TargetStatus.PENDING and not t.is_resolved]
     copy = _directory_copy(ctx, job, unresolved)
+    as_of = copy.built_at() if copy else None
     changed: dict[int, Target] = {}
     for index in unresolved:
         target = job.targets[index]
@@ -157,6 +160,8 @@ def _resolve_pending(ctx: RunContext, job: Job, deadline: float) -> bool:
             ctx.store.save_targets(job.job_id, changed, event="resolved")
             return False
         resolve_target(box=ctx.box, target=target, copy=copy)
+        if target.resolved_by == RESOLVED_BY_DIRECTORY:
+            target.directory_as_of = as_of
         changed[index] = target
         if len(changed) >= RESOLVE_CHECKPOINT:
             ctx.store.save_targets(job.job_id, changed, event="resolved")
@@ -166,11 +171,40 @@ def _resolve_pending(ctx: RunContext, job: Job, deadline: float) -> bool:
 
 
 def _directory_copy(ctx: RunContext, job: Job, unresolved: list[int]) -> DirectoryCache | None:
-    """The shared copy of the directory when this job names enough users to make one worth its pages."""
+    """The shared copy of the directory, when resolving from it is cheaper than looking users up.
+
+    A copy in place costs nothing. Otherwise a copy costs a call per 1,000 users of the enterprise and a lookup
+    a call per login, counting the lookups other jobs wait to make too (an alert storm): the copy is made when
+    it costs no more than those lookups. Before boxcut knows the enterprise's size, BOXCUT_DIRECTORY_CACHE_MIN_
+    TARGETS lookups decide.
+    """
     users = sum(job.targets[i].type is TargetType.USER for i in unresolved)
-    if ctx.directory is None or users < ctx.directory_min_targets:
+    if ctx.directory is None or users == 0:
+        return None
+    if ctx.directory.ready():
+        return ctx.directory
+    pages = ctx.directory.pages()
+    lookups = users + max(0, ctx.store.jobs_to_resolve() - 1)
+    if lookups < (pages if pages is not None else ctx.directory_min_targets):
         return None
     return ctx.directory if ctx.directory.ensure(ctx.box.all_users) else None
+
+
+def refresh_directory(ctx: RunContext, *, max_users: int, max_age_seconds: float) -> str:
+    """Keep the directory copy fresh in the background when the enterprise is small enough for that to be
+    cheap (at most `max_users`: a call per 1,000 of them each round); returns what it did, for the log."""
+    if ctx.directory is None:
+        return "no directory copy configured"
+    size = ctx.directory.known_size()
+    if size is None:
+        size = ctx.box.count_users()
+        ctx.directory.note_size(size)
+    if size > max_users:
+        return f"{size} users: too many to copy in the background; large jobs copy it when they need it"
+    age = ctx.directory.age_seconds()
+    if age is not None and age < max_age_seconds:
+        return f"copy is {age:.0f} s old"
+    return "copied" if ctx.directory.refresh(ctx.box.all_users) else "another worker is copying"
 
 
 def _apply_protection(ctx: RunContext, job: Job) -> None:
@@ -192,7 +226,8 @@ def _measure_groups(ctx: RunContext, job: Job) -> None:
               and t.status is TargetStatus.PENDING and t.group_id and t.member_count is None}
     if not groups:
         return
-    copy = ctx.directory if ctx.directory is not None and ctx.directory.ensure(ctx.box.all_users) else None
+    # A copy in place gives members' roles without a call each; a group alone never pays for a whole copy.
+    copy = ctx.directory if ctx.directory is not None and ctx.directory.ready() else None
     service_account = ctx.service_account_id()
     for target in groups.values():
         check_group(box=ctx.box, policy=ctx.policy, target=target, record_members=job.expand_groups,

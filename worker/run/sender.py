@@ -241,12 +241,12 @@ def _split(ctx: RunContext, endpoint: str, write: GuardedWrite, call: Call, plan
     """Plan the halves of a refused batch as calls of their own, ready to send; the targets stay in flight."""
     half = max(1, len(call.ids) // 2)
     now = ctx.now_ms()
-    for ids in (call.ids[:half], call.ids[half:]):
+    for ready_at, ids in ((now - 2, call.ids[:half]), (now - 1, call.ids[half:])):  # first half first
         refs = [f"{job_id}:{i}" for job_id, targets in plan.sending.items() for i, t in targets.items()
                 if t.box_id in ids]
         part = Call(call_id=new_call_id(), endpoint=endpoint, ids=list(ids), targets=refs)
         ctx.store.stage_call(write, part)
-        ctx.queue.plan_part(write, endpoint, part.call_id, refs, now_ms=now)
+        ctx.queue.plan_part(write, endpoint, part.call_id, refs, ready_at_ms=ready_at)
     return False
 
 

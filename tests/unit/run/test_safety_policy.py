@@ -11,7 +11,7 @@ from worker.jobs import actions as job_actions
 from worker.jobs.model import JobState, TargetStatus
 from worker.jobs.store import JobStore
 from worker.run.directory_cache import DirectoryCache
-from worker.run.runner import run_job
+from worker.run.runner import RunContext, refresh_directory, run_job
 
 
 def engineering(n: int = 30) -> FakeBox:
@@ -147,9 +147,65 @@ def test_a_large_job_resolves_from_the_directory_copy(store: JobStore) -> None:
     assert job.targets[250].resolved_by == "lookup" and job.targets[250].user_id == "999"
     assert box.lookups == 1  # only the login the copy lacked
 
-    small = new_job(store, users("user00001@example.com"))
+    assert job.targets[0].directory_as_of == ctx.directory.built_at() and job.targets[250].directory_as_of is None
+
+    small = new_job(store, users("user00001@example.com"))  # a copy in place costs nothing: even one alert uses it
     run_job(ctx=ctx, job_id=small)
-    assert store.load(small).targets[0].resolved_by == "lookup" and box.lookups == 2
+    assert store.load(small).targets[0].resolved_by == "directory" and box.lookups == 1
+
+
+def _copying_ctx(store: JobStore, box: FakeBox) -> RunContext:
+    ctx = make_ctx(store, box)
+    ctx.directory = DirectoryCache(store.redis, key_prefix="t:", ttl_seconds=600)
+    return ctx
+
+
+def test_without_a_copy_a_small_job_looks_up_and_a_job_larger_than_the_directory_copies_it(store: JobStore) -> None:
+    box = FakeBox(users=directory(1500))  # two pages
+    ctx = _copying_ctx(store, box)
+    ctx.directory_min_targets = 200
+    assert ctx.directory is not None
+    run_job(ctx=ctx, job_id=new_job(store, users("user00001@example.com")))  # size unknown: 200 lookups decide
+    assert box.directory_reads == 0 and box.lookups == 1
+    ctx.directory.note_size(1500)
+    run_job(ctx=ctx, job_id=new_job(store, users("user00002@example.com")))  # 1 lookup < 2 pages
+    assert box.directory_reads == 0 and box.lookups == 2
+    run_job(ctx=ctx, job_id=new_job(store, users("user00003@example.com", "user00004@example.com")))  # 2 >= 2
+    assert box.directory_reads == 1 and box.lookups == 2
+
+
+def test_lookups_other_jobs_wait_to_make_count_toward_copying(store: JobStore) -> None:
+    """An alert storm: many one-person jobs waiting make the copy cheaper than a lookup each."""
+    box = FakeBox(users=directory(1500))
+    ctx = _copying_ctx(store, box)
+    assert ctx.directory is not None
+    ctx.directory.note_size(1500)
+    waiting = [new_job(store, users(f"user{i:05d}@example.com")) for i in range(1, 4)]  # three queued jobs
+    run_job(ctx=ctx, job_id=waiting[0])
+    assert box.directory_reads == 1 and box.lookups == 0
+    job = store.load(waiting[0])
+    assert job.targets[0].resolved_by == "directory" and job.state is JobState.SUCCEEDED
+
+
+def test_a_group_never_pays_for_a_whole_copy(store: JobStore) -> None:
+    box = engineering(3)
+    ctx = _copying_ctx(store, box)
+    run_job(ctx=ctx, job_id=new_job(store, [{"type": "group", "name": "Engineering"}]))
+    assert box.directory_reads == 0
+
+
+def test_the_background_refresh_copies_a_small_directory_and_leaves_a_large_one(store: JobStore) -> None:
+    box = FakeBox(users=directory(30))
+    ctx = _copying_ctx(store, box)
+    assert refresh_directory(ctx, max_users=100, max_age_seconds=300) == "copied"
+    assert box.directory_reads == 1 and ctx.directory is not None and ctx.directory.ready()
+    assert refresh_directory(ctx, max_users=100, max_age_seconds=300).endswith("s old")  # fresh: left alone
+    assert refresh_directory(ctx, max_users=100, max_age_seconds=0) == "copied"  # older than asked: copied again
+    assert box.directory_reads == 2
+    big = _copying_ctx(store, FakeBox(users=directory(30)))
+    assert big.directory is not None
+    big.directory.note_size(50_000)
+    assert "too many" in refresh_directory(big, max_users=20_000, max_age_seconds=300)
 
 
 def test_a_group_holding_a_protected_member_is_never_terminated(store: JobStore) -> None:
