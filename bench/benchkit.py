@@ -42,11 +42,14 @@ def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 2) -> sub
         proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "-c", str(concurrency)], env=env,
                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 30
-    while "ready." not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(proc)
-            raise SystemExit(f"worker did not start; see {log}")
-        time.sleep(0.1)
+    try:
+        while "ready." not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"worker did not start; see {log}")
+            time.sleep(0.1)
+    except BaseException:  # a SIGTERM while waiting too: the caller never gets the process to stop
+        stop(proc)
+        raise
     return proc
 
 
@@ -59,16 +62,19 @@ def start_intake(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes
                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                return proc, base
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(proc)
-            raise SystemExit(f"the intake did not answer at {base}; see {log}")
-        time.sleep(0.1)
+    try:
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                    return proc, base
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the intake did not answer at {base}; see {log}")
+            time.sleep(0.1)
+    except BaseException:  # a SIGTERM while waiting too: the caller never gets the process to stop
+        stop(proc)
+        raise
 
 
 def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 60) -> None:
