@@ -40,6 +40,8 @@ bench: install
 	$(BIN)/python bench/terminate.py
 	$(BIN)/python bench/intake.py
 	$(BIN)/python bench/offboard.py
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/storm.py
 
 # Mutation testing of the code that decides who is terminated ([tool.mutmut] in pyproject.toml); a few minutes.
 mutation: install
