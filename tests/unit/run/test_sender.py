@@ -1,0 +1,204 @@
+"""The shared sender: calls carry targets of several jobs, decided one by one right before the call."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.fake_box import FakeBox, accepted, directory, make_ctx, new_job, refused, users
+from worker.box.models import USERS_TERMINATE_ENDPOINT, BoxUser
+from worker.errors import RetryLater
+from worker.jobs import actions as job_actions
+from worker.jobs.model import CallState, JobState, TargetStatus
+from worker.jobs.send_queue import TakeOutcome
+from worker.jobs.store import JobStore
+from worker.run.runner import RunContext, run_job
+from worker.run.sender import drain
+
+USERS = USERS_TERMINATE_ENDPOINT
+
+
+def _queued(store: JobStore, ctx: RunContext, *logins: str) -> list[str]:
+    """One job per login, resolved and queued, with nothing sent yet (as while another call is in flight)."""
+    held = make_ctx(store, ctx.box)  # type: ignore[arg-type]
+    held.max_in_flight = 0  # this run may send nothing: every take is busy
+    job_ids = [new_job(store, users(login)) for login in logins]
+    for job_id in job_ids:
+        run_job(ctx=held, job_id=job_id)
+        assert store.load(job_id).state is JobState.TERMINATING
+    return job_ids
+
+
+def _drain(ctx: RunContext) -> None:
+    assert drain(ctx, USERS, deadline=float("inf"))
+
+
+def test_targets_of_several_jobs_leave_in_one_call_each_pointing_to_it(store: JobStore) -> None:
+    box = FakeBox(users=directory(5))
+    ctx = make_ctx(store, box)
+    job_ids = _queued(store, ctx, *(u.login for u in box.users))
+    _drain(ctx)
+    assert [sorted(ids) for _, ids in box.calls] == [[u.id for u in box.users]]
+    jobs = [store.load(j) for j in job_ids]
+    assert all(j.state is JobState.SUCCEEDED for j in jobs)
+    call_id = jobs[0].targets[0].call_ids[-1]
+    for job in jobs:
+        assert job.targets[0].call_ids == [call_id] and [c.call_id for c in job.calls] == [call_id]
+        assert job.targets[0].user_id in job.calls[0].ids
+    assert sorted(jobs[0].calls[0].targets) == sorted(f"{j}:0" for j in job_ids)
+
+
+def test_one_user_named_by_five_jobs_is_sent_once(store: JobStore) -> None:
+    box = FakeBox(users=directory(2))
+    ctx = make_ctx(store, box)
+    job_ids = _queued(store, ctx, *["user00001@example.com"] * 5, "user00002@example.com")
+    _drain(ctx)
+    assert [ids for _, ids in box.calls] == [["30000001", "30000002"]]
+    assert {store.load(j).state for j in job_ids} == {JobState.SUCCEEDED}
+
+
+def test_a_target_protected_after_queueing_stays_out_of_the_shared_call(store: JobStore) -> None:
+    box = FakeBox(users=directory(3))
+    job_ids = _queued(store, make_ctx(store, box), *(u.login for u in box.users))
+    _drain(make_ctx(store, box, protected=("user00002@example.com",)))  # a worker restarted with it listed
+    assert [sorted(ids) for _, ids in box.calls] == [["30000001", "30000003"]]
+    states = [store.load(j) for j in job_ids]
+    assert [j.targets[0].status for j in states] == [TargetStatus.ACCEPTED, TargetStatus.PROTECTED,
+                                                     TargetStatus.ACCEPTED]
+    assert states[1].targets[0].call_ids == [] and states[1].state is JobState.REFUSED
+
+
+def test_a_job_cancelled_while_its_targets_wait_sends_none_of_them(store: JobStore) -> None:
+    box = FakeBox(users=directory(3))
+    ctx = make_ctx(store, box)
+    job_ids = _queued(store, ctx, *(u.login for u in box.users))
+    job_actions.cancel(store=store, job_id=job_ids[0], actor="ops")
+    _drain(ctx)
+    assert [sorted(ids) for _, ids in box.calls] == [["30000002", "30000003"]]
+    cancelled = store.load(job_ids[0])
+    assert cancelled.state is JobState.CANCELLED and cancelled.targets[0].status is TargetStatus.PENDING
+    assert cancelled.targets[0].detail == "not sent: the job is cancelled" and cancelled.targets[0].call_ids == []
+    assert ctx.queue.open_targets(job_ids[0]) == 0
+
+
+def test_the_global_brake_holds_every_target_of_a_shared_call(store: JobStore) -> None:
+    box = FakeBox(users=directory(2))
+    job_ids = _queued(store, make_ctx(store, box), "user00001@example.com", "user00002@example.com")
+    _drain(make_ctx(store, box, dry_run=True))
+    assert box.calls == []
+    assert {store.load(j).state for j in job_ids} == {JobState.DRY_RUN}
+
+
+def test_a_400_for_a_shared_batch_isolates_the_bad_id_and_the_other_jobs_end_accepted(store: JobStore) -> None:
+    box = FakeBox(users=directory(4), answers=[refused(400, "bad"), accepted(), refused(400, "bad"), accepted(),
+                                               refused(400, "bad")])
+    ctx = make_ctx(store, box)
+    job_ids = _queued(store, ctx, *(u.login for u in box.users))
+    _drain(ctx)
+    assert [len(ids) for _, ids in box.calls] == [4, 2, 2, 1, 1]
+    jobs = [store.load(j) for j in job_ids]
+    assert sorted(j.state.value for j in jobs) == ["failed", "succeeded", "succeeded", "succeeded"]
+    failed = next(j for j in jobs if j.state is JobState.FAILED)
+    assert failed.targets[0].detail == "Box answered 400 bad: Box says bad"
+    assert len(failed.targets[0].call_ids) == 3  # the whole batch, its half, and the id alone
+
+
+def test_a_call_whose_sender_died_is_sent_again_under_its_id_after_the_claim(store: JobStore) -> None:
+    box = FakeBox(users=directory(2))
+    ctx = make_ctx(store, box)
+    job_ids = _queued(store, ctx, "user00001@example.com", "user00002@example.com")
+    taken = ctx.queue.take(USERS, call_id="c-dead", now_ms=ctx.now_ms(), claim_ms=ctx.claim_ms, batch=100, cap=4)
+    assert taken.outcome is TakeOutcome.NEW  # ... and the sender that took it dies here
+    _drain(ctx)
+    assert box.calls == []  # its claim still stands: nobody else sends it, and nothing else waits
+    _drain(make_ctx(store, box, later=ctx.claim_seconds + 1))
+    assert [sorted(ids) for _, ids in box.calls] == [["30000001", "30000002"]]
+    jobs = [store.load(j) for j in job_ids]
+    assert all(j.state is JobState.SUCCEEDED and j.targets[0].call_ids == ["c-dead"] for j in jobs)
+    assert jobs[0].calls[0].state is CallState.ANSWERED
+    _drain(make_ctx(store, box, later=10 * ctx.claim_seconds))
+    assert len(box.calls) == 1  # an answered call is never sent again
+
+
+def test_targets_arriving_while_a_call_is_in_flight_gather_into_the_next_call(store: JobStore) -> None:
+    box = FakeBox(users=directory(6))
+    ctx = make_ctx(store, box)
+    first = _queued(store, ctx, "user00001@example.com")
+    flight = ctx.queue.take(USERS, call_id="c-first", now_ms=ctx.now_ms(), claim_ms=ctx.claim_ms, batch=100, cap=4)
+    _queued(store, ctx, *(u.login for u in box.users[1:]))
+    _drain(ctx)
+    assert box.calls == []  # a partial batch never starts beside a call in flight
+    from worker.run.sender import carry
+
+    carry(ctx, USERS, flight.call_id, claim=flight.claim)  # the call in flight is answered ...
+    _drain(ctx)  # ... and its sender takes what gathered meanwhile, as one call
+    assert [len(ids) for _, ids in box.calls] == [1, 5]
+    assert store.load(first[0]).state is JobState.SUCCEEDED
+
+
+def test_full_batches_go_out_beside_each_other_up_to_the_cap(store: JobStore) -> None:
+    box = FakeBox(users=directory(500))
+    ctx = make_ctx(store, box)
+    ctx.max_in_flight = 3
+    held = make_ctx(store, box)
+    held.max_in_flight = 0
+    job_id = new_job(store, users(*(u.login for u in box.users)))
+    run_job(ctx=held, job_id=job_id)
+    now = ctx.now_ms()
+    outcomes = [ctx.queue.take(USERS, call_id=f"c-{n}", now_ms=now, claim_ms=60_000, batch=100, cap=3).outcome
+                for n in range(5)]
+    assert outcomes == [TakeOutcome.NEW] * 3 + [TakeOutcome.BUSY] * 2
+
+
+def test_a_pause_keeps_the_call_with_its_sender_until_it_ends(store: JobStore) -> None:
+    box = FakeBox(users=directory(1), answers=[RetryLater(120, "429")])
+    ctx = make_ctx(store, box)
+    job_ids = _queued(store, ctx, "user00001@example.com")
+    with pytest.raises(RetryLater):
+        _drain(ctx)
+    _drain(make_ctx(store, box, later=60))  # still paused: nobody sends it into the pause
+    assert len(box.calls) == 1
+    _drain(make_ctx(store, box, later=121))
+    assert len(box.calls) == 2 and store.load(job_ids[0]).state is JobState.SUCCEEDED
+
+
+def test_a_rate_limit_wait_happens_before_the_batch_is_taken(store: JobStore) -> None:
+    box = FakeBox(users=directory(3))
+    ctx = make_ctx(store, box)
+    waits = [0.5, 0.0, 0.0]
+    slept: list[float] = []
+    ctx.rate_wait = lambda: waits.pop(0) if waits else 0.0
+    ctx.sleep = slept.append
+    job_ids = _queued(store, ctx, "user00001@example.com")
+
+    def more_arrive(seconds: float) -> None:  # targets queued while the sender waits for its slot
+        slept.append(seconds)
+        _queued(store, ctx, "user00002@example.com", "user00003@example.com")
+
+    ctx.sleep = more_arrive
+    _drain(ctx)
+    assert slept == [0.5] and [len(ids) for _, ids in box.calls] == [3]
+    assert store.load(job_ids[0]).state is JobState.SUCCEEDED
+
+
+def test_a_wait_longer_than_a_task_may_sleep_is_left_to_a_later_run(store: JobStore) -> None:
+    box = FakeBox(users=[BoxUser(id="30000001", login="user00001@example.com")])
+    ctx = make_ctx(store, box)
+    _queued(store, ctx, "user00001@example.com")
+    ctx.rate_wait = lambda: 300.0
+    with pytest.raises(RetryLater):
+        _drain(ctx)
+    assert box.calls == []
+
+
+def test_a_guarded_write_whose_condition_fails_writes_nothing(store: JobStore) -> None:
+    from worker.transactions import GuardedWrite, GuardFailed
+
+    store.redis.hset("t:h", "state", "terminating")
+    write = GuardedWrite().hash_field_is("t:h", "state", "cancelled")
+    write.write("SET", "t:written", "1")
+    with pytest.raises(GuardFailed) as failed:
+        write.apply(store.redis)
+    assert failed.value.index == 1 and store.redis.get("t:written") is None
+    ok = GuardedWrite().hash_field_is("t:h", "state", "terminating")
+    position = ok.write("HINCRBY", "t:n", "x", 5)
+    assert ok.apply(store.redis)[position] == 5
