@@ -114,6 +114,11 @@ class Directory:
                 self._membership_ids[key] = str(MEMBERSHIP_ID_START + len(self._membership_ids))
         return group
 
+    def remove_user(self, user_id: str) -> None:
+        """Delete a user (as an admin might while an incident runs): later calls naming them are refused."""
+        with self._lock:
+            self._users.pop(user_id, None)
+
     def user(self, user_id: str) -> User | None:
         """Return the user with this id, if any."""
         with self._lock:
