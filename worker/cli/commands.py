@@ -10,22 +10,23 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from config import Settings, SettingsError, defaults, load_settings
-from config.celery import QUEUE, SEND_QUEUE
-from tasks.app import broker_check, create_app, enqueuer
-from worker.cli.dev_stack import IntakeAccess
-from worker.cli.output import describe_job, describe_listing, summary_table, wait_for_job
-from worker.connections import redis_client
 from worker.errors import InvalidOffboardFile, InvalidRequest, InvalidTransition, JobNotFound, NotEnqueued
-from worker.jobs import actions as job_actions
-from worker.jobs.model import Job, JobState, TargetStatus
-from worker.jobs.offboarding_file import parse_csv
-from worker.jobs.store import JobStore
-from worker.jobs.submit import JobRequest, Submitted, build_job, submit
+from worker.jobs.model import JobState  # enums only (stdlib): `jobs --state` lists the states
+
+# `boxcut --help` must stay fast: Celery, FastAPI, redis, requests and the job store are imported by the commands
+# that use them, not here (tests/unit/cli/test_startup.py pins it).
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from worker.cli.dev_stack import IntakeAccess
+    from worker.jobs.model import Job
+    from worker.jobs.store import JobStore
+    from worker.jobs.submit import Enqueue, JobRequest, Submitted
 
 # Exit codes: scripts can tell a full success from the rest; 64 a bad command line, 65 a bad input file.
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE, EXIT_DATA = 0, 1, 2, 64, 65
@@ -47,7 +48,24 @@ def _settings() -> Settings:
 
 
 def _store(settings: Settings) -> JobStore:
+    from worker.connections import redis_client
+    from worker.jobs.store import JobStore
+
     return JobStore(redis_client(settings), key_prefix=settings.key_prefix)
+
+
+def create_app(settings: Settings) -> Celery:
+    """The Celery app for these settings (`tasks.app.create_app`, imported only by the commands that need it)."""
+    from tasks.app import create_app as celery_app
+
+    return celery_app(settings)
+
+
+def enqueuer(app: Celery) -> Enqueue:
+    """The enqueue seam for `app` (`tasks.app.enqueuer`)."""
+    from tasks.app import enqueuer as make_enqueuer
+
+    return make_enqueuer(app)
 
 
 class _Commands(click.Group):
@@ -79,6 +97,8 @@ def main() -> None:
               help="Run the periodic sweep (Celery beat) inside this worker. One is enough; more do no harm.")
 def worker(concurrency: int, loglevel: str | None, beat: bool) -> None:
     """Run a Celery worker that executes boxcut jobs and sends their Box calls."""
+    from config.celery import QUEUE, SEND_QUEUE
+
     settings = _settings()
     loglevel = (loglevel or settings.log_level).upper()
     logging.getLogger().setLevel(loglevel)
@@ -90,13 +110,14 @@ def worker(concurrency: int, loglevel: str | None, beat: bool) -> None:
 @main.command()
 @click.option("--host", default=defaults.INTAKE_HOST, show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=defaults.INTAKE_PORT, show_default=True)
+@click.option("--workers", "-w", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Intake processes serving the one port (uvicorn workers), each with its own Redis and broker "
+                   "connections; about one per core.")
 @click.option("--insecure-dev", is_flag=True,
               help="Accept requests without credentials. Loopback only; for trying boxcut out.")
-def intake(host: str, port: int, insecure_dev: bool) -> None:
+def intake(host: str, port: int, workers: int, insecure_dev: bool) -> None:
     """Serve the HTTP intake: alert webhooks and the operator API."""
-    import uvicorn
-
-    from worker.intake.build import build_intake_app
+    from worker.cli.serve import serve
 
     settings = _settings()
     if insecure_dev and not _is_loopback(host):
@@ -109,13 +130,9 @@ def intake(host: str, port: int, insecure_dev: bool) -> None:
     elif not settings.operator_tokens:
         click.echo("boxcut intake: no BOXCUT_OPERATOR_TOKENS: the operator API refuses every request", err=True)
     try:
-        celery = create_app(settings)
-        app = build_intake_app(settings, enqueue=enqueuer(celery), broker_check=broker_check(celery),
-                               insecure_dev=insecure_dev)
+        serve(settings, host=host, port=port, workers=workers, insecure_dev=insecure_dev)
     except SettingsError as exc:
         _fail(f"bad setting {exc}", EXIT_USAGE)
-    # No access log: it would print query strings, and a Splunk `?token=` is a secret. The app logs paths.
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level=settings.log_level.lower())
 
 
 def _is_loopback(host: str) -> bool:
@@ -146,6 +163,9 @@ def _target_specs(users: tuple[str, ...], groups: tuple[str, ...]) -> list[dict[
 def terminate(users: tuple[str, ...], groups: tuple[str, ...], dry_run: bool, reason: str, expand_groups: bool,
               wait: bool) -> None:
     """Terminate the Box sessions of users and groups; prints the job id."""
+    from worker.cli.output import describe_job
+    from worker.jobs.submit import JobRequest, build_job, submit
+
     if not users and not groups:
         _fail("name at least one --user or --group", EXIT_USAGE)
     settings = _settings()
@@ -166,6 +186,8 @@ def terminate(users: tuple[str, ...], groups: tuple[str, ...], dry_run: bool, re
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
 def status(job_id: str, as_json: bool) -> None:
     """Show a job's record: its state, every target, and every Box call with Box's answer."""
+    from worker.cli.output import describe_job
+
     store = _store(_settings())
     try:
         job = store.load(job_id)
@@ -181,6 +203,8 @@ def status(job_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def jobs(state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
+    from worker.cli.output import describe_listing
+
     rows, _ = _store(_settings()).list_jobs(state=state, limit=limit)
     click.echo(json.dumps([r.to_dict() for r in rows], indent=2) if as_json else describe_listing(rows))
 
@@ -202,7 +226,9 @@ def offboard(file: Path, dry_run: bool, reason: str, submission_id: str | None, 
     """End the Box sessions of every user and group in a CSV file (columns as the Box CLI's bulk files:
     user_id, user_login, group_id, group_name, and an optional reason). The whole file is checked first;
     one bad row and nothing is submitted."""
+    from worker.cli.output import summary_table
     from worker.jobs.offboarding import offboarding_key, offboarding_request
+    from worker.jobs.offboarding_file import parse_csv
 
     settings = _settings()
     try:
@@ -224,6 +250,7 @@ def offboard(file: Path, dry_run: bool, reason: str, submission_id: str | None, 
 
 def _submit_idempotent(settings: Settings, store: JobStore, request: JobRequest, key: str | None) -> Submitted:
     from worker.jobs.idempotency import IdempotencyKeys
+    from worker.jobs.submit import build_job, submit
 
     keys = IdempotencyKeys(store.redis, key_prefix=settings.key_prefix, ttl_seconds=settings.idempotency_ttl_seconds)
     try:
@@ -234,6 +261,9 @@ def _submit_idempotent(settings: Settings, store: JobStore, request: JobRequest,
 
 
 def _would_terminate(job: Job) -> str:
+    from worker.cli.output import summary_table
+    from worker.jobs.model import TargetStatus
+
     lines = [f"dry run {job.job_id}: nothing was sent to Box", summary_table(job)]
     would = [t for t in job.targets if t.status is TargetStatus.WOULD_TERMINATE]
     lines += [f"  would terminate {t.type.value} {t.login or t.group_name} ({t.box_id})" for t in would]
@@ -242,8 +272,12 @@ def _would_terminate(job: Job) -> str:
     return "\n".join(lines)
 
 
-def _wait_and_exit(store: JobStore, job_id: str, *, show: Callable[[Job], str] = summary_table) -> NoReturn:
-    """Show progress until the job ends (or waits for approval), print it, and exit with its outcome."""
+def _wait_and_exit(store: JobStore, job_id: str, *, show: Callable[[Job], str] | None = None) -> NoReturn:
+    """Show progress until the job ends (or waits for approval), print it (`show`: the summary table unless
+    given), and exit with its outcome."""
+    from worker.cli.output import summary_table, wait_for_job
+
+    show = show or summary_table
     final = wait_for_job(store, job_id)
     click.echo(show(final))
     if final.state is JobState.AWAITING_APPROVAL:
@@ -261,6 +295,8 @@ def _approval_hint(job: Job) -> str:
 @click.option("--wait", is_flag=True, help="Show progress until the job ends.")
 def approve(job_id: str, wait: bool) -> None:
     """Approve a job that waits for approval; it then runs. Who approved, and when, is recorded."""
+    from worker.jobs import actions as job_actions
+
     settings = _settings()
     store = _store(settings)
     try:
@@ -277,6 +313,8 @@ def approve(job_id: str, wait: bool) -> None:
 @click.option("--wait", is_flag=True, help="Show progress until the job ends.")
 def retry(job_id: str, wait: bool) -> None:
     """Send again only the targets of a job that ended `failed` or `dead` (its other targets are left alone)."""
+    from worker.jobs import actions as job_actions
+
     settings = _settings()
     store = _store(settings)
     try:
@@ -295,6 +333,8 @@ def retry(job_id: str, wait: bool) -> None:
 @click.argument("job_id")
 def cancel(job_id: str) -> None:
     """Cancel a job; possible until its first Box call is sent."""
+    from worker.jobs import actions as job_actions
+
     store = _store(_settings())
     try:
         job_actions.cancel(store=store, job_id=job_id, actor=_actor())
@@ -367,6 +407,9 @@ def _sample_curl(access: IntakeAccess, simulated_box: bool) -> str:
 
 
 def _demo(settings: Settings, login: str) -> None:
+    from worker.cli.output import describe_job, wait_for_job
+    from worker.jobs.submit import JobRequest, build_job, submit
+
     store = _store(settings)
     request = JobRequest(targets=[{"type": "user", "login": login}], source="cli", reason="boxcut dev --demo",
                          requested_by=f"cli:{_whoami()}")

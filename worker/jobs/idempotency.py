@@ -12,6 +12,14 @@ import redis
 from config import defaults
 from worker.locks import CompareAndDelete
 
+# KEYS[1] the claim; ARGV[1] the job id, ARGV[2] ttl seconds. Claims the key for the job id (nil), or returns the
+# job id of the first claim: one round trip whether the event is new or a repeat, and no gap between the SET that
+# failed and the GET in which the first claim could expire.
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return false end
+return redis.call('GET', KEYS[1])
+"""
+
 # KEYS[1] the claim; ARGV[1] the job id it must still hold, ARGV[2] the new job id, ARGV[3] ttl seconds.
 _TAKE_OVER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -29,6 +37,7 @@ class IdempotencyKeys:
         self.redis = client
         self.prefix = key_prefix
         self.ttl = max(ttl_seconds, defaults.IDEMPOTENCY_MIN_TTL_SECONDS)
+        self._claim = client.register_script(_CLAIM)
         self._take_over = client.register_script(_TAKE_OVER)
         self._release = CompareAndDelete(client)
 
@@ -39,12 +48,9 @@ class IdempotencyKeys:
 
     def claim(self, *, source: str, event_key: str, job_id: str) -> str | None:
         """Record `job_id` for this key; return None when claimed now, or the job id of the first claim."""
-        key = self._key(source, event_key)
-        if self.redis.set(key, job_id, nx=True, ex=self.ttl):
+        existing = self._claim(keys=[self._key(source, event_key)], args=[job_id, self.ttl])
+        if existing is None:
             return None
-        existing = self.redis.get(key)
-        if existing is None:  # expired between the two calls: claim it again
-            return self.claim(source=source, event_key=event_key, job_id=job_id)
         return existing.decode() if isinstance(existing, bytes) else str(existing)
 
     def take_over(self, *, source: str, event_key: str, stale_job_id: str, job_id: str) -> bool:
