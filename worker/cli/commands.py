@@ -332,7 +332,7 @@ def retry(job_id: str, wait: bool) -> None:
 @main.command()
 @click.argument("job_id")
 def cancel(job_id: str) -> None:
-    """Cancel a job; possible until its first Box call is sent."""
+    """Cancel a job; possible until it is settled: targets still waiting to be sent are then never sent."""
     from worker.jobs import actions as job_actions
 
     store = _store(_settings())

@@ -115,12 +115,12 @@ def _add_action_routes(app: FastAPI, deps: IntakeDeps, operator: Any) -> None:
 
     @app.post("/v1/jobs/{job_id}/cancel", responses=actions, tags=["operator"])
     def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
-        """Cancel a job, possible until its first Box call is sent."""
+        """Cancel a job, possible until it is settled: targets still waiting to be sent are then never sent."""
         caller = operator(request)
         job = _job_action(
             job_id,
             "not_cancellable",
-            "a job can be cancelled until its first Box call",
+            "a job can be cancelled until it is settled",
             lambda: job_actions.cancel(store=deps.store, job_id=job_id, actor=caller.label),
         )
         return job.to_dict()
