@@ -144,12 +144,13 @@ class _Reader:
                 f"must exceed a task run's hard time limit ({hard_limit:.0f} s: BOXCUT_RUN_BUDGET_SECONDS plus "
                 "BOXCUT_RETRY_BUDGET_SECONDS plus BOXCUT_HTTP_READ_TIMEOUT plus 15 s)",
             )
-        one_call = settings.retry_budget_seconds + settings.http_read_timeout
+        one_call = settings.retry_budget_seconds + settings.http_connect_timeout + settings.http_read_timeout
         if settings.call_claim_seconds <= one_call:
             raise SettingsError(
                 "BOXCUT_CALL_CLAIM_SECONDS",
                 f"must exceed one call's worst case ({one_call:.0f} s: BOXCUT_RETRY_BUDGET_SECONDS plus "
-                "BOXCUT_HTTP_READ_TIMEOUT), or a call still being sent would be sent again by another worker",
+                "BOXCUT_HTTP_CONNECT_TIMEOUT plus BOXCUT_HTTP_READ_TIMEOUT), or a call still being sent would be "
+                "sent again by another worker",
             )
         return settings
 

@@ -28,6 +28,7 @@ def test_a_sender_killed_mid_storm_strands_nothing_and_sends_no_answered_call_tw
     env = {"BOXCUT_INTAKE_TOKENS": TOKEN, "BOXCUT_APPROVAL_THRESHOLD": "1000", "BOXCUT_BATCH_SIZE": "10",
            # Timings shortened for the drill: a dead sender's call is taken again 10 s after it was taken.
            "BOXCUT_CALL_CLAIM_SECONDS": "10", "BOXCUT_RETRY_BUDGET_SECONDS": "2", "BOXCUT_HTTP_READ_TIMEOUT": "5",
+           "BOXCUT_HTTP_CONNECT_TIMEOUT": "2",
            "BOXCUT_SWEEP_SECONDS": "1"}
     with running_stack(redis_url, tmp_path, sim_config=SimConfig(port=0, generate_users=150), extra_env=env,
                        worker=False) as stack:

@@ -23,6 +23,7 @@ def test_worker_killed_mid_job_loses_nothing_and_records_no_batch_twice(redis_ur
     env = {"BOXCUT_APPROVAL_THRESHOLD": "1000",  # this drill is about redelivery, not approval
            # Timings shortened for the drill: a dead sender's call is taken again 10 s after it was taken.
            "BOXCUT_CALL_CLAIM_SECONDS": "10", "BOXCUT_RETRY_BUDGET_SECONDS": "2", "BOXCUT_HTTP_READ_TIMEOUT": "5",
+           "BOXCUT_HTTP_CONNECT_TIMEOUT": "2",
            "BOXCUT_SWEEP_SECONDS": "1"}
     with running_stack(redis_url, tmp_path, sim_config=sim_config, extra_env=env, worker=False) as stack:
         # Every terminate call takes 1.5 s, so the job is still running when the worker dies.

@@ -132,7 +132,8 @@ def test_a_target_protected_after_queueing_is_never_sent_and_the_others_are(redi
     """A worker restarted with a user listed in BOXCUT_PROTECTED_USERS keeps them out of the shared call that was
     already gathering, even one planned by the worker that died."""
     short = {**ENV, "BOXCUT_CALL_CLAIM_SECONDS": "10", "BOXCUT_RETRY_BUDGET_SECONDS": "2",
-             "BOXCUT_HTTP_READ_TIMEOUT": "5", "BOXCUT_SWEEP_SECONDS": "1"}
+             "BOXCUT_HTTP_READ_TIMEOUT": "5",
+           "BOXCUT_HTTP_CONNECT_TIMEOUT": "2", "BOXCUT_SWEEP_SECONDS": "1"}
     with running_stack(redis_url, tmp_path, sim_config=SimConfig(port=0, generate_users=200),
                        extra_env=short) as stack:
         url = block_the_first_call(stack, 6.0)

@@ -29,7 +29,7 @@ from typing import Any
 import redis
 
 from worker.jobs.model import target_ref
-from worker.transactions import GuardedWrite, GuardFailed
+from worker.transactions import GuardedWrite
 
 # KEYS[1] waiting, KEYS[2] taken, KEYS[3] open
 # ARGV[1] now (ms), ARGV[2] refs key prefix, ARGV[3..] triples of job id, target index, Box id
@@ -83,6 +83,10 @@ redis.call('SET', ARGV[7] .. ARGV[5], cjson.encode(call))
 redis.call('ZADD', KEYS[2], now + claim, ARGV[5])
 return {'new', ARGV[5], tostring(now + claim), tostring(waiting - #ids)}
 """
+
+
+# Target refs per write in a guarded write (each write's arguments are unpacked onto Lua's stack).
+_REFS_PER_WRITE = 1000
 
 
 class TakeOutcome(enum.Enum):
@@ -172,15 +176,9 @@ class SendQueue:
         """Calls whose claim ran out without an answer (their sender died or was cut off)."""
         return int(self.redis.zcount(self.flight_key(endpoint), "-inf", now_ms))
 
-    def postpone(self, endpoint: str, call_id: str, *, claim: int, until_ms: int) -> bool:
-        """Keep a call we hold until `until_ms` (Box asked to wait); False when it is no longer ours."""
-        write = GuardedWrite().score_is(self.flight_key(endpoint), call_id, claim)
+    def postpone(self, write: GuardedWrite, endpoint: str, call_id: str, *, until_ms: int) -> None:
+        """Keep a call this sender holds until `until_ms` (Box asked to wait), so nobody sends it into the wait."""
         write.write("ZADD", self.flight_key(endpoint), "XX", until_ms, call_id)
-        try:
-            write.apply(self.redis)
-        except GuardFailed:  # another sender holds it now
-            return False
-        return True
 
     # -- staging: the queue's writes inside a sender's guarded write -----------------------------------------
 
@@ -199,7 +197,9 @@ class SendQueue:
         for job_id, indexes in refs.items():
             if not indexes:
                 continue
-            write.write("HDEL", self.taken_key, *(target_ref(job_id, i) for i in indexes))
+            for start in range(0, len(indexes), _REFS_PER_WRITE):
+                part = indexes[start:start + _REFS_PER_WRITE]
+                write.write("HDEL", self.taken_key, *(target_ref(job_id, i) for i in part))
             positions[job_id] = write.write("HINCRBY", self.open_key, job_id, -len(indexes))
         return positions
 
@@ -211,7 +211,9 @@ class SendQueue:
                   ready_at_ms: int) -> None:
         """A new call for part of an answered one (a split batch): its targets move to it, and it is ready to be
         taken from `ready_at_ms` (a time already past: parts are taken in the order of these times)."""
-        write.write("HSET", self.taken_key, *(item for ref in refs for item in (ref, call_id)))
+        for start in range(0, len(refs), _REFS_PER_WRITE):  # Lua's unpack() takes a few thousand values at most
+            part = refs[start:start + _REFS_PER_WRITE]
+            write.write("HSET", self.taken_key, *(item for ref in part for item in (ref, call_id)))
         write.write("ZADD", self.flight_key(endpoint), ready_at_ms, call_id)
 
 

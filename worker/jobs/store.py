@@ -267,10 +267,6 @@ class JobStore:
         self._note_dead(pipe, job_id, targets.values())
         pipe.execute()
 
-    def write_call(self, call: Call) -> None:
-        """Keep a call's progress (attempts so far) while it waits."""
-        self.redis.set(self._call_key(call.call_id), _dumps(call.to_dict()))
-
     def load_call(self, call_id: str) -> Call | None:
         raw = self.redis.get(self._call_key(call_id))
         return Call.from_dict(json.loads(raw)) if raw is not None else None
@@ -312,8 +308,10 @@ class JobStore:
                       data: dict[str, Any] | None = None) -> None:
         """Write changed targets of one job, with an audit entry (and the `dead` listing when one died)."""
         key = self._job_key(job_id)
-        if targets:
-            write.write("HSET", f"{key}:targets", *(v for i, t in targets.items() for v in (i, _dumps(t.to_dict()))))
+        items = list(targets.items())
+        for start in range(0, len(items), 1000):  # Lua's unpack() takes a few thousand values at most
+            part = items[start:start + 1000]
+            write.write("HSET", f"{key}:targets", *(v for i, t in part for v in (i, _dumps(t.to_dict()))))
         write.write("HSET", key, "updated_at", utc_now())
         note = {**(data or {}), "targets": [_target_note(i, t) for i, t in targets.items()]}
         write.write("XADD", self.audit_key, "*", "job_id", job_id, "event", event, "at", utc_now(),

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
 from worker.errors import RetryLater
-from worker.jobs.model import Call, CallState, JobState, Target, TargetStatus, parse_target_ref, utc_now
+from worker.jobs.model import Call, CallState, JobState, Target, TargetStatus, parse_target_ref, target_ref, utc_now
 from worker.jobs.send_queue import TakeOutcome
 from worker.jobs.store import CarriedJob
 from worker.run.settlement import settle_if_done
@@ -181,11 +181,21 @@ def _commit(ctx: RunContext, endpoint: str, planned: Call, claim: int, plan: _Pl
     ctx.queue.hold_claim(write, endpoint, planned.call_id, claim)
     for job_id in plan.sending:
         ctx.store.require_state(write, job_id, JobState.TERMINATING)
-    call = replace(planned, ids=plan.ids, started_at=planned.started_at or utc_now())
+    resend = planned.started_at is not None  # committed before: an earlier send may have reached Box
+    sending_refs = [target_ref(job_id, i) for job_id, targets in plan.sending.items() for i in targets]
+    call = replace(planned, ids=plan.ids, targets=sending_refs, started_at=planned.started_at or utc_now())
     if not plan.ids:
         call.state, call.message = CallState.ANSWERED, "not sent: no target it named may be terminated now"
+        if resend:
+            call.message += ("; an earlier send, by a worker that stopped before recording Box's answer, may have "
+                             "reached Box")
         call.finished_at = utc_now()
         ctx.queue.answered(write, endpoint, call.call_id)
+    if resend:
+        for targets in plan.leaving.values():
+            for target in targets.values():
+                target.detail = (f"{target.detail}; call {call.call_id} naming it may have reached Box before the "
+                                 "worker sending it stopped")
     ctx.store.stage_call(write, call)
     for job_id, targets in plan.sending.items():
         for target in targets.values():
@@ -209,8 +219,14 @@ def _send(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, claim: int) -
     except RetryLater as wait:
         # Keep the call ours until the wait is over, so nobody else sends it into the same pause.
         call.attempts += getattr(wait, "attempts", 0)
-        ctx.store.write_call(call)
-        ctx.queue.postpone(endpoint, call.call_id, claim=claim, until_ms=ctx.now_ms() + int(wait.delay * 1000))
+        write = GuardedWrite()
+        ctx.queue.hold_claim(write, endpoint, call.call_id, claim)
+        ctx.store.stage_call(write, call)
+        ctx.queue.postpone(write, endpoint, call.call_id, until_ms=ctx.now_ms() + int(wait.delay * 1000))
+        try:
+            write.apply(ctx.store.redis)
+        except GuardFailed:
+            log.info("call %s: another sender holds it now; its wait is theirs", call.call_id)
         raise
 
 
