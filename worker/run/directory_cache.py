@@ -114,6 +114,23 @@ class DirectoryCache:
             lock.release()
         return True
 
+    def snapshot(self, *, logins: Iterable[str], ids: Iterable[str]) -> DirectorySnapshot:
+        """The copy's entries for these logins and ids, read in a few round trips (a 10,000-user job would
+        otherwise make 10,000), to resolve from in memory."""
+        by_login = self._read_many(self.logins_key, {login_key(login) for login in logins})
+        by_id = self._read_many(self.ids_key, {user_id.strip() for user_id in ids})
+        return DirectorySnapshot(
+            logins={key: [_user(entry) for entry in json.loads(raw)] for key, raw in by_login.items()},
+            ids={key: _user(json.loads(raw)) for key, raw in by_id.items()},
+        )
+
+    def _read_many(self, key: str, fields: set[str]) -> dict[str, Any]:
+        wanted, found = sorted(fields), {}
+        for start in range(0, len(wanted), _CHUNK):
+            part = wanted[start:start + _CHUNK]
+            found.update({name: raw for name, raw in zip(part, self.redis.hmget(key, part), strict=True) if raw})
+        return found
+
     def by_login(self, login: str) -> list[BoxUser]:
         raw = self.redis.hget(self.logins_key, login_key(login))
         return [_user(entry) for entry in json.loads(raw)] if raw else []
@@ -161,6 +178,20 @@ class DirectoryCache:
         pipe.set(self.size_key, count, ex=_SIZE_TTL_SECONDS)
         pipe.execute()
         log.info("copied the Box directory (%d users) for %d s", count, self.ttl)
+
+
+class DirectorySnapshot:
+    """Part of the directory copy, read at once: what one job's resolution needs."""
+
+    def __init__(self, *, logins: dict[str, list[BoxUser]], ids: dict[str, BoxUser]) -> None:
+        self._logins = logins
+        self._ids = ids
+
+    def by_login(self, login: str) -> list[BoxUser]:
+        return list(self._logins.get(login_key(login), []))
+
+    def by_id(self, user_id: str) -> BoxUser | None:
+        return self._ids.get(user_id.strip())
 
 
 def _user(entry: dict[str, Any]) -> BoxUser:

@@ -151,8 +151,11 @@ def _advance(ctx: RunContext, job: Job, deadline: float) -> RunOutcome:
 def _resolve_pending(ctx: RunContext, job: Job, deadline: float) -> bool:
     """Resolve every pending, unresolved target; False when the run's time ran out first."""
     unresolved = [i for i, t in enumerate(job.targets) if t.status is TargetStatus.PENDING and not t.is_resolved]
-    copy = _directory_copy(ctx, job, unresolved)
-    as_of = copy.built_at() if copy else None
+    directory = _directory_copy(ctx, job, unresolved)
+    as_of = directory.built_at() if directory else None
+    wanted = [job.targets[i].input for i in unresolved if job.targets[i].type is TargetType.USER]
+    copy = directory.snapshot(logins=[w["login"] for w in wanted if w.get("login")],
+                              ids=[w["id"] for w in wanted if w.get("id")]) if directory else None
     changed: dict[int, Target] = {}
     for index in unresolved:
         target = job.targets[index]

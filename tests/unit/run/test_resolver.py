@@ -89,3 +89,17 @@ def test_the_directory_copy_answers_first_and_box_answers_what_it_lacks() -> Non
         ("30000001", RESOLVED_BY_DIRECTORY), ("30000002", RESOLVED_BY_DIRECTORY), ("30000003", RESOLVED_BY_LOOKUP)]
     assert box.lookups == 1
     assert resolved(box, {"type": "user", "id": "39999999"}, copy).status is TargetStatus.NOT_FOUND
+
+
+def test_a_snapshot_of_the_copy_answers_as_the_copy_does_in_few_round_trips() -> None:
+    people = [BoxUser(id=str(100 + i), login=f"p{i}@example.com") for i in range(2500)]
+    people.append(BoxUser(id="9", login="P1@Example.com"))  # a second user with p1's login: ambiguous
+    copy = DirectoryCache(fakeredis.FakeRedis(), key_prefix="t:", ttl_seconds=60)
+    assert copy.ensure(lambda: people)
+    logins = [f"P{i}@EXAMPLE.com " for i in range(2500)] + ["nobody@example.com"]
+    snap = copy.snapshot(logins=logins, ids=[" 105", "77777"])
+    for login in ("p1@example.com", "p2400@example.com", "nobody@example.com", "P3@EXAMPLE.COM"):
+        assert snap.by_login(login) == copy.by_login(login)
+    assert len(snap.by_login("p1@example.com")) == 2
+    assert snap.by_id("105") == copy.by_id("105") and snap.by_id("77777") is None
+    assert snap.by_login("p2600@example.com") == []  # not asked for: the snapshot holds only what was
