@@ -40,8 +40,8 @@ FINAL_STATES = frozenset(
     {JobState.SUCCEEDED, JobState.PARTIAL, JobState.FAILED, JobState.REFUSED, JobState.DRY_RUN, JobState.CANCELLED}
 )
 
-# Cancelling is allowed until the job is settled: targets already in a call Box was sent are not called back,
-# but no target still waiting in the send queue is sent after it.
+# Cancelling is allowed until the job is settled: no target still waiting in the send queue is sent after it;
+# targets already committed to a call are not called back (that call, and its retries, still name them).
 CANCELLABLE_STATES = frozenset({JobState.QUEUED, JobState.RESOLVING, JobState.AWAITING_APPROVAL,
                                 JobState.TERMINATING})
 

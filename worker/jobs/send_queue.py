@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from worker.jobs.model import target_ref
+from worker.jobs.model import parse_target_ref, target_ref
 from worker.transactions import GuardedWrite
 
 # KEYS[1] waiting, KEYS[2] taken, KEYS[3] open
@@ -171,6 +171,15 @@ class SendQueue:
     def open_targets(self, job_id: str) -> int:
         """How many of the job's targets are waiting or in flight."""
         return int(self.redis.hget(self.open_key, job_id) or 0)
+
+    def refs_taken_by(self, call_id: str) -> dict[str, list[int]]:
+        """The targets a call holds, by job, read from `taken` (a scan: only for a call whose record is gone)."""
+        refs: dict[str, list[int]] = {}
+        for ref, holder in self.redis.hscan_iter(self.taken_key, count=1000):
+            if _text(holder) == call_id:
+                job_id, index = parse_target_ref(_text(ref))
+                refs.setdefault(job_id, []).append(index)
+        return refs
 
     def stale_calls(self, endpoint: str, *, now_ms: int) -> int:
         """Calls whose claim ran out without an answer (their sender died or was cut off)."""

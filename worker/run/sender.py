@@ -89,7 +89,7 @@ def carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
     if call is None or call.state is CallState.ANSWERED:
         log.warning("call %s in flight has %s; dropping it from the queue", call_id,
                     "no record" if call is None else "an answer already")
-        _forget(ctx, endpoint, call_id)
+        _forget(ctx, endpoint, call_id, lost_record=call is None)
         return
     carried = ctx.store.load_carried(call.carried())
     for _ in range(_COMMIT_TRIES):
@@ -301,10 +301,15 @@ def _settle_jobs(ctx: RunContext, job_ids: set[str]) -> None:
             settle_if_done(ctx.store, ctx.queue, job_id)
 
 
-def _forget(ctx: RunContext, endpoint: str, call_id: str) -> None:
+def _forget(ctx: RunContext, endpoint: str, call_id: str, *, lost_record: bool) -> None:
+    """Drop a call from flight. When its record is gone (it should never be: Redis runs with noeviction), its
+    targets are released too, and their jobs queue them again as they settle."""
+    refs = ctx.queue.refs_taken_by(call_id) if lost_record else {}
     write = GuardedWrite()
     ctx.queue.answered(write, endpoint, call_id)
+    ctx.queue.release(write, refs)
     write.apply(ctx.store.redis)
+    _settle_jobs(ctx, set(refs))
 
 
 def _call_note(call: Call) -> dict[str, object]:

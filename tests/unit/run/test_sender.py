@@ -202,3 +202,18 @@ def test_a_guarded_write_whose_condition_fails_writes_nothing(store: JobStore) -
     ok = GuardedWrite().hash_field_is("t:h", "state", "terminating")
     position = ok.write("HINCRBY", "t:n", "x", 5)
     assert ok.apply(store.redis)[position] == 5
+
+
+def test_a_call_whose_record_vanished_gives_its_targets_back_to_be_queued_again(store: JobStore) -> None:
+    box = FakeBox(users=directory(2))
+    ctx = make_ctx(store, box)
+    job_ids = _queued(store, ctx, "user00001@example.com", "user00002@example.com")
+    taken = ctx.queue.take(USERS, call_id="c-lost", now_ms=ctx.now_ms(), claim_ms=ctx.claim_ms, batch=100, cap=4)
+    store.redis.delete(ctx.queue.call_key(taken.call_id))  # evicted, against the advice of the README
+    _drain(ctx)
+    assert box.calls == []  # its claim stands: nothing else waits
+    _drain(make_ctx(store, box, later=ctx.claim_seconds + 1))  # the claim ran out: its targets are queued again
+    assert [sorted(ids) for _, ids in box.calls] == [["30000001", "30000002"]]
+    jobs = [store.load(j) for j in job_ids]
+    assert {j.state for j in jobs} == {JobState.SUCCEEDED}
+    assert all(j.targets[0].call_ids and j.targets[0].call_ids[-1] != "c-lost" for j in jobs)
