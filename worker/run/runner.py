@@ -24,6 +24,7 @@ from worker.jobs.send_queue import SendQueue
 from worker.jobs.store import JobStore
 from worker.run.directory_cache import DirectoryCache
 from worker.run.group_check import check_group
+from worker.run.lookups import SharedLookups
 from worker.run.policy import Policy, blast_radius
 from worker.run.resolver import RESOLVED_BY_DIRECTORY, DirectoryLookups, resolve_target
 from worker.run.sender import drain
@@ -156,13 +157,14 @@ def _resolve_pending(ctx: RunContext, job: Job, deadline: float) -> bool:
     wanted = [job.targets[i].input for i in unresolved if job.targets[i].type is TargetType.USER]
     copy = directory.snapshot(logins=[w["login"] for w in wanted if w.get("login")],
                               ids=[w["id"] for w in wanted if w.get("id")]) if directory else None
+    lookups = SharedLookups(ctx.box, ctx.store.redis, key_prefix=ctx.store.prefix, sleep=ctx.sleep)
     changed: dict[int, Target] = {}
     for index in unresolved:
         target = job.targets[index]
         if ctx.clock() > deadline:
             ctx.store.save_targets(job.job_id, changed, event="resolved")
             return False
-        resolve_target(box=ctx.box, target=target, copy=copy)
+        resolve_target(box=lookups, target=target, copy=copy)
         if target.resolved_by == RESOLVED_BY_DIRECTORY:
             target.directory_as_of = as_of
         changed[index] = target
