@@ -167,3 +167,19 @@ def test_a_10000_user_job_never_has_more_calls_in_flight_than_the_cap(redis_url:
         in_flight += step
         peak = max(peak, in_flight)
     assert peak == 2, f"peak {peak} calls in flight (cap 2)"
+
+
+def test_groups_named_by_several_jobs_share_one_groups_call(redis_url: str, tmp_path: Path) -> None:
+    sim_config = SimConfig(port=0, generate_users=40, generate_groups=4)
+    with running_stack(redis_url, tmp_path, sim_config=sim_config, extra_env=ENV) as stack:
+        groups = "/2.0/groups/terminate_sessions"
+        stack.sim.add_faults([{"method": "POST", "path": groups, "times": 1, "latency_ms": 4000}])
+        first = stack.submit([{"type": "group", "name": "Group 0001"}])
+        store = stack.store()
+        wait_until("in flight", lambda: store.load(first).targets[0].call_ids)
+        others = [stack.submit([{"type": "group", "name": f"Group {n:04d}"}]) for n in (2, 3)]
+        jobs = [stack.wait(j, timeout=60) for j in (first, *others)]
+        sent = [r["body"]["group_ids"] for r in stack.terminate_requests("/groups/terminate_sessions")]
+    assert [j.state for j in jobs] == [JobState.SUCCEEDED] * 3
+    assert len(sent) == 2 and sorted(sent[1]) == sorted(j.targets[0].group_id or "" for j in jobs[1:])
+    assert jobs[1].targets[0].call_ids == jobs[2].targets[0].call_ids
