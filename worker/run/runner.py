@@ -56,7 +56,8 @@ class BoxCalls(DirectoryLookups, Terminator, Protocol):
 
 
 class RunOutcome(enum.Enum):
-    """How a run ended: the job is settled (or waits for a person), or the run's time is up."""
+    """How a run ended: the job is settled, waits for a person, or has its targets in the send queue (its last
+    sender settles it); or the run's time is up."""
 
     SETTLED = "settled"
     CONTINUE = "continue"
