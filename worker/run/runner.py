@@ -271,7 +271,7 @@ def is_approved(job: Job) -> bool:
 
 def _queue_for_sending(ctx: RunContext, job: Job) -> RunOutcome:
     """Hand the job's cleared targets to the shared send queue; settle the job when none is left to send."""
-    endpoints = queue_pending(ctx.store, ctx.queue, job)
+    endpoints = queue_pending(ctx.queue, job)
     if not endpoints or ctx.queue.open_targets(job.job_id) <= 0:
         settle_if_done(ctx.store, ctx.queue, job.job_id)
         return RunOutcome.SETTLED

@@ -32,7 +32,7 @@ def final_state(targets: Iterable[Target]) -> JobState:
     return JobState.REFUSED
 
 
-def queue_pending(store: JobStore, queue: SendQueue, job: Job) -> set[str]:
+def queue_pending(queue: SendQueue, job: Job) -> set[str]:
     """Put every pending, resolved target of a terminating job in the send queue (those already waiting or in
     a call stay where they are); return the endpoints that have targets of this job waiting or in flight."""
     now_ms = int(time.time() * 1000)
@@ -57,7 +57,7 @@ def settle_if_done(store: JobStore, queue: SendQueue, job_id: str) -> bool:
         return job.state.is_final
     if any(t.status is TargetStatus.PENDING for t in job.targets):
         if queue.open_targets(job_id) <= 0:
-            queue_pending(store, queue, job)
+            queue_pending(queue, job)
         return False
     try:
         store.transition(job_id, to=final_state(job.targets), allowed_from=[JobState.TERMINATING])

@@ -65,6 +65,24 @@ def test_a_target_protected_after_queueing_stays_out_of_the_shared_call(store: J
     assert [j.targets[0].status for j in states] == [TargetStatus.ACCEPTED, TargetStatus.PROTECTED,
                                                      TargetStatus.ACCEPTED]
     assert states[1].targets[0].call_ids == [] and states[1].state is JobState.REFUSED
+    assert sorted(states[0].calls[0].targets) == sorted([f"{job_ids[0]}:0", f"{job_ids[2]}:0"])  # only those sent
+
+
+def test_a_target_settled_meanwhile_is_not_sent_though_its_job_still_terminates(store: JobStore) -> None:
+    box = FakeBox(users=directory(2))
+    ctx = make_ctx(store, box)
+    job_id = new_job(store, users("user00001@example.com", "user00002@example.com"))
+    held = make_ctx(store, box)
+    held.max_in_flight = 0
+    run_job(ctx=held, job_id=job_id)
+    job = store.load(job_id)
+    job.targets[0].status, job.targets[0].detail = TargetStatus.DEAD, "gave up (by hand, for the test)"
+    store.save_targets(job_id, {0: job.targets[0]})
+    _drain(ctx)
+    assert [ids for _, ids in box.calls] == [["30000002"]]
+    job = store.load(job_id)
+    assert job.state is JobState.PARTIAL and job.targets[0].status is TargetStatus.DEAD
+    assert ctx.queue.open_targets(job_id) == 0
 
 
 def test_a_job_cancelled_while_its_targets_wait_sends_none_of_them(store: JobStore) -> None:
@@ -150,14 +168,14 @@ def test_full_batches_go_out_beside_each_other_up_to_the_cap(store: JobStore) ->
 
 
 def test_a_pause_keeps_the_call_with_its_sender_until_it_ends(store: JobStore) -> None:
-    box = FakeBox(users=directory(1), answers=[RetryLater(120, "429")])
+    box = FakeBox(users=directory(1), answers=[RetryLater(300, "429")])
     ctx = make_ctx(store, box)
     job_ids = _queued(store, ctx, "user00001@example.com")
     with pytest.raises(RetryLater):
         _drain(ctx)
-    _drain(make_ctx(store, box, later=60))  # still paused: nobody sends it into the pause
+    _drain(make_ctx(store, box, later=ctx.claim_seconds + 30))  # past the claim, still paused: nobody sends it
     assert len(box.calls) == 1
-    _drain(make_ctx(store, box, later=121))
+    _drain(make_ctx(store, box, later=301))
     assert len(box.calls) == 2 and store.load(job_ids[0]).state is JobState.SUCCEEDED
 
 
