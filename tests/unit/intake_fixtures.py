@@ -49,6 +49,7 @@ class IntakeUnderTest:
     settings: Settings
     enqueued: list[str] = field(default_factory=list)
     redis: fakeredis.FakeRedis = field(default_factory=fakeredis.FakeRedis)
+    server: fakeredis.FakeServer | None = None  # `server.connected = False` takes Redis down
 
     def post(self, path: str, payload: Any, *, token: str | None = INTAKE_TOKEN,
              headers: Mapping[str, str] | None = None) -> Any:
@@ -74,7 +75,8 @@ def make_intake(extra_env: Mapping[str, str] | None = None, *, insecure_dev: boo
     """The intake on fakeredis; its enqueue records job ids, but refuses the enqueues whose 0-based numbers are in
     `refused_enqueues` (as a broker that is down would; the test client then returns the error answer)."""
     settings = load_settings({**BASE_ENV, **(extra_env or {})}, env_file=None)
-    redis = fakeredis.FakeRedis()
+    server = fakeredis.FakeServer()
+    redis = fakeredis.FakeRedis(server=server)
     store = JobStore(redis, key_prefix="t:")
     enqueued: list[str] = []
     attempts = itertools.count()
@@ -89,4 +91,4 @@ def make_intake(extra_env: Mapping[str, str] | None = None, *, insecure_dev: boo
     deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
                       readiness=lambda: {"redis": "ok", "broker": "ok"}, insecure_dev=insecure_dev)
     client = TestClient(create_app(deps), raise_server_exceptions=not refused_enqueues)
-    return IntakeUnderTest(client, store, settings, enqueued, redis)
+    return IntakeUnderTest(client, store, settings, enqueued, redis, server)

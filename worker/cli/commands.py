@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from config import Settings, SettingsError, defaults, load_settings
-from worker.errors import InvalidOffboardFile, InvalidRequest, InvalidTransition, JobNotFound, NotEnqueued
+from worker.errors import (
+    InvalidOffboardFile,
+    InvalidRequest,
+    InvalidTransition,
+    JobNotFound,
+    NotEnqueued,
+    describe_error,
+)
 from worker.jobs.model import JobState  # enums only (stdlib): `jobs --state` lists the states
 
 # `boxcut --help` must stay fast: Celery, FastAPI, redis, requests and the job store are imported by the commands
@@ -30,6 +37,8 @@ if TYPE_CHECKING:
 
 # Exit codes: scripts can tell a full success from the rest; 64 a bad command line, 65 a bad input file.
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE, EXIT_DATA = 0, 1, 2, 64, 65
+# 69 (EX_UNAVAILABLE): Redis, which holds the records and the queue, is down or full.
+EXIT_UNAVAILABLE = 69
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -76,6 +85,39 @@ class _Commands(click.Group):
             return super().invoke(ctx)
         except NotEnqueued as refused:
             _fail(f"{refused}; try again when the broker answers (boxcut doctor checks it)")
+        except Exception as error:
+            if not _is_redis_error(error):
+                raise
+            said = describe_error(error).rstrip(".")
+            _fail(f"Redis at {_redis_url()} {_redis_trouble(error)}: {said}; start it, free it or fix "
+                  "BOXCUT_REDIS_URL (boxcut doctor checks it)", EXIT_UNAVAILABLE)
+
+
+def _is_redis_error(error: BaseException) -> bool:
+    # redis is imported only by the commands that use it (start-up time): name the class, not import it.
+    return any(c.__module__.startswith("redis") and c.__name__ == "RedisError" for c in type(error).__mro__)
+
+
+def _redis_trouble(error: BaseException) -> str:
+    name = type(error).__name__
+    if name == "OutOfMemoryError":
+        return "is full (maxmemory reached) and refuses writes"
+    if name in ("ConnectionError", "TimeoutError"):
+        return "does not answer"
+    return "refused the request"
+
+
+def _redis_url() -> str:
+    """The Redis URL the settings name, without any password."""
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(load_settings().redis_url)
+    except SettingsError:
+        return "(BOXCUT_REDIS_URL)"
+    host = url.hostname or ""
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{host}{port}{url.path}"
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

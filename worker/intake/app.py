@@ -6,6 +6,7 @@ import enum
 import logging
 from typing import Annotated, Any
 
+import redis
 from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -37,8 +38,9 @@ from worker.intake.service import Accepted
 log = logging.getLogger(__name__)
 
 GENERIC_SOURCE = "generic"
-# What a sender is told to wait when the broker refused its job.
+# What a sender is told to wait when the broker refused its job, or Redis could not store it.
 ENQUEUE_RETRY_AFTER_SECONDS = 5
+STORE_RETRY_AFTER_SECONDS = 5
 
 AlertSource = enum.StrEnum("AlertSource", {s.replace("-", "_"): s for s in defaults.ALERT_SOURCES})  # type: ignore[misc]
 
@@ -93,6 +95,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def not_enqueued(_request: Request, exc: NotEnqueued) -> JSONResponse:
         # Nothing was kept (the job ended `cancelled`, its key released): the sender's retry makes the job.
         return error_response(503, "unavailable", str(exc), headers={"Retry-After": str(ENQUEUE_RETRY_AFTER_SECONDS)})
+
+    @app.exception_handler(redis.RedisError)
+    async def store_unavailable(_request: Request, exc: redis.RedisError) -> JSONResponse:
+        # Redis holds the records and the queue: while it is down or full nothing can be kept, so the sender is
+        # told to come back (every sender retries a 503), never that its alert was taken.
+        log.warning("Redis refused a request: %s", type(exc).__name__)
+        message = f"boxcut cannot store requests now (Redis: {type(exc).__name__}); nothing was kept, retry shortly"
+        return error_response(503, "unavailable", message, headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

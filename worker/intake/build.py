@@ -39,8 +39,8 @@ def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], brok
 
     def readiness() -> dict[str, str]:
         checks = {}
-        try:
-            client.ping()
+        try:  # a write, not a ping: a full Redis (noeviction) answers pings but refuses every job
+            client.set(f"{settings.key_prefix}intake:readyz", "1", px=10_000)
             checks["redis"] = "ok"
         except (redis.RedisError, OSError) as exc:
             checks["redis"] = f"unavailable: {exc}"

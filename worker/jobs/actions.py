@@ -65,5 +65,7 @@ def retry(*, store: JobStore, enqueue: Enqueue, job_id: str, actor: str) -> int:
 def cancel(*, store: JobStore, job_id: str, actor: str) -> Job:
     """Cancel a job; possible until it is settled (InvalidTransition after). Its targets still waiting in the send
     queue are never sent; the sender drops them when it takes them."""
+    if store.state(job_id) is JobState.CANCELLED:
+        return store.load(job_id)  # asked twice (a retried request, two operators): already done
     store.transition(job_id, to=JobState.CANCELLED, allowed_from=CANCELLABLE_STATES, actor=actor)
     return store.load(job_id)

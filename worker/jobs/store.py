@@ -170,7 +170,8 @@ class JobStore:
         if not self.is_job_id(job_id):
             raise JobNotFound(job_id)
         key = self._job_key(job_id)
-        pipe = self.redis.pipeline(transaction=True)
+        # Not MULTI: Redis refuses MULTI when it is full (noeviction), and the record must stay readable then.
+        pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(key)
         pipe.hgetall(f"{key}:targets")
         pipe.lrange(f"{key}:calls", 0, -1)

@@ -222,7 +222,10 @@ def test_operator_reads_lists_and_cancels(intake: IntakeUnderTest) -> None:
     cancel = intake.client.post(f"/v1/jobs/{panther}/cancel", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
     assert cancel.status_code == 200 and cancel.json()["state"] == "cancelled"
     again = intake.client.post(f"/v1/jobs/{panther}/cancel", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
-    assert again.status_code == 409 and again.json()["error"]["code"] == "not_cancellable"
+    assert again.status_code == 200 and again.json()["state"] == "cancelled"  # asked twice: already done
+    intake.store.transition(splunk, to=JobState.SUCCEEDED, allowed_from=[JobState.QUEUED])
+    late = intake.client.post(f"/v1/jobs/{splunk}/cancel", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+    assert late.status_code == 409 and late.json()["error"]["code"] == "not_cancellable"
     assert intake.operator_get("/v1/jobs/j-nope").status_code == 404
 
 
@@ -309,3 +312,16 @@ def test_one_hostile_event_in_a_box_shield_batch_does_not_stop_the_others(intake
         {"type": "user", "login": "jdoe@example.com"}]
     alone = intake.post("/v1/alerts/box-shield", [hostile])
     assert alone.status_code == 422 and "not a Box id" in alone.json()["error"]["message"]
+
+
+def test_an_alert_while_redis_cannot_store_it_gets_503_json_with_retry_after() -> None:
+    intake = make_intake()
+    assert intake.server is not None
+    intake.server.connected = False  # Redis down (fakeredis raises redis.ConnectionError)
+    answer = intake.post("/v1/alerts", {"id": "down-1", "targets": [{"type": "user", "login": "a@example.com"}]})
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+    error = answer.json()["error"]
+    assert error["code"] == "unavailable" and "nothing was kept" in error["message"]
+    intake.server.connected = True
+    again = intake.post("/v1/alerts", {"id": "down-1", "targets": [{"type": "user", "login": "a@example.com"}]})
+    assert again.status_code == 202  # the sender's retry makes the job: nothing half-kept blocks it

@@ -39,6 +39,7 @@ from schemathesis.hooks import HookContext
 from tests.unit.intake_fixtures import INTAKE_TOKEN, OPERATOR_TOKEN, make_intake
 from worker.intake.app import IntakeDeps, create_app
 from worker.intake.auth import Authenticator
+from worker.jobs.model import JobState
 
 # Fuzzed cases per operation (the coverage phase adds its own fixed set); raise it locally for a deeper run.
 MAX_EXAMPLES = int(os.environ.get("BOXCUT_OPENAPI_EXAMPLES", "15"))
@@ -238,8 +239,11 @@ def test_job_routes_answer_as_documented_for_a_real_job() -> None:
     listed = _call("/v1/jobs", "GET").json()["jobs"]
     assert job_id in [row["job_id"] for row in listed]
     assert _call("/v1/jobs/{job_id}/cancel", "POST", job_id=job_id).json()["state"] == "cancelled"
-    again = _call("/v1/jobs/{job_id}/cancel", "POST", job_id=job_id)
-    assert again.status_code == 409 and again.json()["error"]["code"] == "not_cancellable"
+    assert _call("/v1/jobs/{job_id}/cancel", "POST", job_id=job_id).json()["state"] == "cancelled"  # again: done
+    settled = _new_job()
+    INTAKE.store.transition(settled, to=JobState.SUCCEEDED, allowed_from=[JobState.QUEUED])
+    late = _call("/v1/jobs/{job_id}/cancel", "POST", job_id=settled)
+    assert late.status_code == 409 and late.json()["error"]["code"] == "not_cancellable"
 
 
 def test_readyz_answers_as_documented_when_a_dependency_is_down() -> None:
