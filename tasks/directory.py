@@ -12,6 +12,7 @@ from celery.signals import worker_ready
 
 from config import Settings
 from tasks.jobs import TRANSIENT_FAULTS
+from worker.errors import BoxAuthError
 from worker.run.runner import RunContext, refresh_directory
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
         try:
             done = refresh_directory(context(), max_users=settings.directory_background_max_users,
                                      max_age_seconds=settings.directory_refresh_seconds * 0.9)
-        except TRANSIENT_FAULTS as fault:  # the next round tries again; lookups serve meanwhile
+        except (*TRANSIENT_FAULTS, BoxAuthError) as fault:  # the next round tries again; lookups serve meanwhile
             done = f"not refreshed: {fault}"
         log.info("directory copy: %s", done)
         return done

@@ -19,7 +19,7 @@ from worker.errors import (
     LeaseHeld,
     RetryLater,
 )
-from worker.run.runner import RunContext, RunOutcome, give_up, run_job
+from worker.run.runner import RunContext, RunOutcome, fail_for_credentials, give_up, run_job
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ RUN_JOB = "boxcut.run_job"
 MAX_TASK_RETRIES = 100
 
 # Faults that may heal on their own (Box down, Redis restarting, credentials being fixed): retry with back-off.
-TRANSIENT_FAULTS = (BoxTransportError, BoxRetryableError, BoxAuthError, BoxUnauthorized, redis.ConnectionError,
-              redis.TimeoutError)
+TRANSIENT_FAULTS = (BoxTransportError, BoxRetryableError, BoxUnauthorized, redis.ConnectionError,
+                    redis.TimeoutError)
 
 
 def fault_countdown(retries: int) -> float:
@@ -57,6 +57,11 @@ def register(app: Celery, *, context: Callable[[], RunContext], max_countdown: f
         except RetryLater as wait:
             log.info("job %s: waiting %.1f s (%s)", job_id, wait.delay, wait.reason)
             _retry(self, ctx, job_id, countdown=min(wait.delay, max_countdown))
+        except BoxAuthError as refused:
+            # Box refused the credentials themselves: permanent, so said at once, not waited out for hours.
+            log.error("job %s: %s", job_id, refused)
+            fail_for_credentials(store=ctx.store, job_id=job_id, error=refused)
+            return RunOutcome.SETTLED.value
         except LeaseHeld as held:
             _retry(self, ctx, job_id, countdown=min(held.ttl, LEASE_RECHECK_SECONDS))
         except TRANSIENT_FAULTS as fault:

@@ -27,7 +27,7 @@ from worker.run.group_check import check_group
 from worker.run.lookups import SharedLookups
 from worker.run.policy import Policy, blast_radius
 from worker.run.resolver import RESOLVED_BY_DIRECTORY, DirectoryLookups, resolve_target
-from worker.run.sender import drain
+from worker.run.sender import CREDENTIALS_REFUSED, drain
 from worker.run.settlement import ENDPOINTS, queue_pending, settle_if_done
 
 log = logging.getLogger(__name__)
@@ -288,6 +288,17 @@ def _send_queued(ctx: RunContext, job: Job, deadline: float) -> RunOutcome:
     return RunOutcome.SETTLED
 
 
+def fail_for_credentials(*, store: JobStore, job_id: str, error: Exception, lease_seconds: float = 60.0) -> None:
+    """Box refused boxcut's credentials (a wrong client secret, a revoked app): no wait mends that, so every
+    still-pending target ends `failed` at once with Box's words; `boxcut retry` sends them once fixed."""
+    why = f"{CREDENTIALS_REFUSED}: {error}; fix the Box settings (boxcut doctor checks them), then boxcut retry"
+    try:
+        with store.lease(job_id, ttl_seconds=lease_seconds):
+            _end_pending(store, job_id, TargetStatus.FAILED, why, event="credentials_refused")
+    except LeaseHeld:
+        log.warning("job %s: not failing it: another run holds it", job_id)
+
+
 def give_up(*, store: JobStore, job_id: str, why: str, lease_seconds: float = 60.0) -> None:
     """End every still-pending target `dead` and settle the job: used when a job's task retries run out or
     an unexpected error stopped it. Does nothing while another run holds the job (that run will settle it)."""
@@ -299,13 +310,17 @@ def give_up(*, store: JobStore, job_id: str, why: str, lease_seconds: float = 60
 
 
 def _give_up(store: JobStore, job_id: str, why: str) -> None:
+    _end_pending(store, job_id, TargetStatus.DEAD, why, event="gave_up")
+
+
+def _end_pending(store: JobStore, job_id: str, status: TargetStatus, why: str, *, event: str) -> None:
     job = store.load(job_id)
     if job.state.is_final:
         return
     changed = {i: t for i, t in enumerate(job.targets) if t.status is TargetStatus.PENDING}
     for target in changed.values():
-        target.status, target.detail = TargetStatus.DEAD, why
-    store.save_targets(job_id, changed, event="gave_up")
+        target.status, target.detail = status, why
+    store.save_targets(job_id, changed, event=event)
     accepted = sum(t.status is TargetStatus.ACCEPTED for t in job.targets)
     final = JobState.PARTIAL if accepted else JobState.FAILED
     store.transition(job_id, to=final, allowed_from=[s for s in JobState if not s.is_final], note=why)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
-from worker.errors import RetryLater
+from worker.errors import BoxAuthError, RetryLater
 from worker.jobs.model import Call, CallState, JobState, Target, TargetStatus, parse_target_ref, target_ref, utc_now
 from worker.jobs.send_queue import TakeOutcome
 from worker.jobs.store import CarriedJob
@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 # Answers for which Box refuses a whole batch for what may be one bad id (e.g. a user deleted since it was
 # resolved): the batch is split in halves until the bad ids stand alone.
 SPLIT_STATUSES = frozenset({400, 404})
+
+# The error code a call records when Box refused the token it needed, so nothing was sent.
+TOKEN_REFUSED = "token_refused"
+CREDENTIALS_REFUSED = "Box refused boxcut's credentials"
 
 # How often a commit is decided again because a carried job changed state meanwhile.
 _COMMIT_TRIES = 5
@@ -216,6 +220,12 @@ def _send(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, claim: int) -
     send = ctx.box.terminate_users if endpoint == USERS_TERMINATE_ENDPOINT else ctx.box.terminate_groups
     try:
         return send(plan.ids, prior_attempts=call.attempts)
+    except BoxAuthError as refused:  # no token: nothing reached Box, and no wait mends wrong credentials
+        now = utc_now()
+        return CallResult(endpoint=endpoint, http_status=None, error_code=TOKEN_REFUSED, request_id=None,
+                          message=f"not sent: {CREDENTIALS_REFUSED}: {refused}; fix the Box settings (boxcut "
+                          "doctor checks them), then boxcut retry", attempts=call.attempts, started_at=now,
+                          finished_at=now)
     except RetryLater as wait:
         # Keep the call ours until the wait is over, so nobody else sends it into the same pause.
         call.attempts += getattr(wait, "attempts", 0)
@@ -289,6 +299,8 @@ def _answer(call: Call, result: CallResult) -> None:
 
 
 def _said(result: CallResult) -> str:
+    if result.error_code == TOKEN_REFUSED:
+        return result.message or CREDENTIALS_REFUSED
     if result.http_status is None:
         return "Box did not answer (timeouts or connection errors)"
     code = f" {result.error_code}" if result.error_code else ""

@@ -235,3 +235,21 @@ def test_a_call_whose_record_vanished_gives_its_targets_back_to_be_queued_again(
     jobs = [store.load(j) for j in job_ids]
     assert {j.state for j in jobs} == {JobState.SUCCEEDED}
     assert all(j.targets[0].call_ids and j.targets[0].call_ids[-1] != "c-lost" for j in jobs)
+
+
+class _TokenRefused(FakeBox):
+    def terminate_users(self, user_ids: object, *, prior_attempts: int = 0) -> object:
+        from worker.errors import BoxAuthError
+
+        raise BoxAuthError("Box refused the token request (400 invalid_grant): Grant credentials are invalid")
+
+
+def test_a_refused_token_at_send_time_fails_the_call_targets_with_box_words(store: JobStore) -> None:
+    box = _TokenRefused(users=directory(2))
+    ctx = make_ctx(store, box)
+    job_ids = _queued(store, ctx, "user00001@example.com", "user00002@example.com")
+    _drain(ctx)
+    jobs = [store.load(j) for j in job_ids]
+    assert {j.state for j in jobs} == {JobState.FAILED}
+    assert all("invalid_grant" in (j.targets[0].detail or "") for j in jobs)
+    assert jobs[0].calls[0].error_code == "token_refused" and jobs[0].calls[0].http_status is None

@@ -7,6 +7,7 @@ from celery import Celery
 from tasks import jobs
 from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, users
 from worker.box.models import BoxUser
+from worker.errors import BoxAuthError
 from worker.jobs.model import JobState, TargetStatus
 from worker.jobs.store import JobStore
 from worker.run.runner import RunContext
@@ -48,3 +49,20 @@ def test_a_settled_run_returns_its_outcome(store: JobStore) -> None:
 
 def test_fault_back_off_grows_and_is_capped() -> None:
     assert [jobs.fault_countdown(n) for n in (0, 1, 2, 10)] == [5.0, 10.0, 20.0, 300.0]
+
+
+class RefusedCredentials(FakeBox):
+    def find_users_by_login(self, login: str) -> list[BoxUser]:
+        raise BoxAuthError("Box refused the token request (400 invalid_client): The client credentials are invalid")
+
+
+def test_refused_credentials_end_the_pending_targets_failed_at_once_with_box_words(store: JobStore) -> None:
+    job_id = new_job(store, users("user00001@example.com", "user00002@example.com"))
+    _, task = task_for(make_ctx(store, RefusedCredentials(users=directory(2))))
+    assert task.apply(args=[job_id]).result == "settled"  # type: ignore[attr-defined]  # not a retry for hours
+    job = store.load(job_id)
+    assert job.state is JobState.FAILED
+    assert {t.status for t in job.targets} == {TargetStatus.FAILED}
+    detail = job.targets[0].detail or ""
+    assert "invalid_client" in detail and "boxcut retry" in detail
+    assert store.list_jobs(state="dead")[0] == []  # failed, not dead: nothing ran out, it was refused

@@ -1,0 +1,37 @@
+"""Wrong Box credentials are permanent: a job ends `failed` at once naming Box's error, and `boxcut retry` sends it
+once the credentials are fixed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import REPO, running_stack
+from worker.jobs.model import JobState, TargetStatus
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_wrong_client_secret_fails_the_job_within_a_minute_naming_invalid_client(redis_url: str,
+                                                                                  tmp_path: Path) -> None:
+    with running_stack(redis_url, tmp_path, extra_env={"BOX_CLIENT_SECRET": "not-the-secret"}) as stack:
+        started = time.monotonic()
+        job = stack.wait(stack.submit([{"type": "user", "login": "jdoe@example.com"}]), timeout=60)
+        took = time.monotonic() - started
+        assert job.state is JobState.FAILED and job.targets[0].status is TargetStatus.FAILED
+        assert "invalid_client" in (job.targets[0].detail or ""), job.targets[0].detail
+        assert stack.terminate_requests() == []
+
+        stack.workers[0].stop()
+        stack.extra_env.pop("BOX_CLIENT_SECRET")  # fixed
+        stack.start_worker()
+        retry = subprocess.run([sys.executable, "-m", "worker.cli", "retry", job.job_id, "--wait"], env=stack.env,
+                               cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert retry.returncode == 0, retry.stdout + retry.stderr
+        again = stack.wait(job.job_id, timeout=60)
+    assert took < 60
+    assert again.state is JobState.SUCCEEDED and again.targets[0].status is TargetStatus.ACCEPTED
