@@ -38,6 +38,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     return {
         "broker_url": settings.broker_url,
+        # kombu's Redis transport, mended to survive a Redis restart (tasks/broker.py says how and why).
+        "broker_transport": "tasks.broker:Transport",
         "broker_transport_options": transport,
         "broker_connection_retry": True,
         "broker_connection_retry_on_startup": True,
