@@ -92,3 +92,9 @@ SWEEP_SECONDS = 10.0
 # enterprises of at most this many users (20 pages a round, 4 calls a minute at most).
 DIRECTORY_REFRESH_SECONDS = 300.0
 DIRECTORY_BACKGROUND_MAX_USERS = 20_000
+
+# How long a batch keeps being tried while Box answers 5xx or does not answer: an outage of minutes (or hours)
+# ends in `accepted`, not `dead`. Rounds of BOXCUT_MAX_CALLS_PER_BATCH calls, with waits between them that grow
+# with the outage, up to WAIT_OUT_MAX_SECONDS.
+GIVE_UP_AFTER_SECONDS = 4 * 3600.0
+WAIT_OUT_MAX_SECONDS = 300.0

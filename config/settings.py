@@ -89,6 +89,7 @@ class Settings:
     max_in_flight: int = defaults.MAX_IN_FLIGHT
     call_claim_seconds: float = defaults.CALL_CLAIM_SECONDS
     sweep_seconds: float = defaults.SWEEP_SECONDS
+    give_up_after_seconds: float = defaults.GIVE_UP_AFTER_SECONDS
     directory_refresh_seconds: float = defaults.DIRECTORY_REFRESH_SECONDS
     directory_background_max_users: int = defaults.DIRECTORY_BACKGROUND_MAX_USERS
 
@@ -208,6 +209,7 @@ class _Reader:
             max_in_flight=self.integer("BOXCUT_MAX_IN_FLIGHT", defaults.MAX_IN_FLIGHT, 1, 64),
             call_claim_seconds=self.number("BOXCUT_CALL_CLAIM_SECONDS", defaults.CALL_CLAIM_SECONDS),
             sweep_seconds=self.number("BOXCUT_SWEEP_SECONDS", defaults.SWEEP_SECONDS),
+            give_up_after_seconds=self.number("BOXCUT_GIVE_UP_AFTER_SECONDS", defaults.GIVE_UP_AFTER_SECONDS),
             directory_refresh_seconds=self.number(
                 "BOXCUT_DIRECTORY_REFRESH_SECONDS", defaults.DIRECTORY_REFRESH_SECONDS
             ),

@@ -24,6 +24,7 @@ def describe_job(job: Job) -> str:
         f"  targets: {len(job.targets)}  " + "  ".join(f"{k} {v}" for k, v in sorted(job.summary().items())),
         *_approval_lines(job),
         *([f"  note: {job.note}"] if job.note else []),
+        *([_waiting_line(job.waiting)] if job.waiting else []),
         "",
         "  TARGET                                  BOX ID        STATUS           DETAIL",
     ]
@@ -39,6 +40,11 @@ def describe_job(job: Job) -> str:
         lines.append(f"  {call.call_id.rsplit('-', 1)[-1]:<14}  {call.endpoint:<27}  {len(call.ids):>3}  "
                      f"{status:<4}  {call.attempts:>8}  {call.request_id or '-':<12}  {call.message or ''}")
     return "\n".join(lines)
+
+
+def _waiting_line(waiting: dict[str, object]) -> str:
+    return (f"  waiting: {waiting.get('reason')}; since {waiting.get('since')}, next attempt at "
+            f"{waiting.get('next_attempt_at')} ({waiting.get('attempts')} calls Box has seen)")
 
 
 def _approval_lines(job: Job) -> list[str]:

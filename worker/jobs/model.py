@@ -242,6 +242,9 @@ class Job:
     blast_radius: int | None = None
     # Why the job is in its state, when its targets do not say it: e.g. "could not be enqueued: ...".
     note: str | None = None
+    # While a call carrying its targets waits out Box (5xx, timeouts, a 429 pause): why, since when, when it is
+    # tried next, and the calls Box has seen so far. None when nothing waits.
+    waiting: dict[str, Any] | None = None
     targets: list[Target] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
 

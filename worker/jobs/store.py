@@ -196,6 +196,7 @@ class JobStore:
             approval=Approval.from_dict(json.loads(fields["approval"])) if fields.get("approval") else None,
             blast_radius=int(fields["blast_radius"]) if fields.get("blast_radius") else None,
             note=fields.get("note") or None,
+            waiting=json.loads(fields["waiting"]) if fields.get("waiting") else None,
             targets=targets,
             calls=self.load_calls([_text(c) for c in call_ids]),
         )
@@ -300,6 +301,13 @@ class JobStore:
 
     def stage_call(self, write: GuardedWrite, call: Call) -> None:
         write.write("SET", self._call_key(call.call_id), _dumps(call.to_dict()))
+
+    def stage_waiting(self, write: GuardedWrite, job_id: str, waiting: dict[str, Any] | None) -> None:
+        """The job's `waiting` field: what it waits for (or, None, that it waits for nothing now)."""
+        write.write("HSET", self._job_key(job_id), "waiting", _dumps(waiting) if waiting else "")
+        if waiting:
+            write.write("XADD", self.audit_key, "*", "job_id", job_id, "event", "waiting", "at", utc_now(),
+                        "data", _dumps(waiting))
 
     def stage_call_listed(self, write: GuardedWrite, job_id: str, call_id: str) -> None:
         """The job's record lists the call among those that carried its targets."""

@@ -80,6 +80,7 @@ class RunContext:
     service_account_id: Callable[[], str | None] = field(default=lambda: None)
     send_queue: SendQueue | None = None  # the store's own when not given
     max_in_flight: int = defaults.MAX_IN_FLIGHT
+    give_up_after_seconds: float = defaults.GIVE_UP_AFTER_SECONDS
     claim_seconds: float = defaults.CALL_CLAIM_SECONDS
     # Seconds until the shared rate limit has a free slot (not taking it); waits longer than max_rate_wait
     # are left to a later run.

@@ -79,6 +79,7 @@ class Runtime:
             service_account_id=ServiceAccount(box),
             send_queue=SendQueue(client, key_prefix=settings.key_prefix),
             max_in_flight=settings.max_in_flight,
+            give_up_after_seconds=settings.give_up_after_seconds,
             claim_seconds=settings.call_claim_seconds,
             rate_wait=box.limiter.wait_seconds,
             max_rate_wait=settings.retry_budget_seconds,

@@ -24,8 +24,10 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from config import defaults
 from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
 from worker.errors import BoxAuthError, RetryLater
 from worker.jobs.model import Call, CallState, JobState, Target, TargetStatus, parse_target_ref, target_ref, utc_now
@@ -46,6 +48,9 @@ SPLIT_STATUSES = frozenset({400, 404})
 # The error code a call records when Box refused the token it needed, so nothing was sent.
 TOKEN_REFUSED = "token_refused"
 CREDENTIALS_REFUSED = "Box refused boxcut's credentials"
+
+# The first wait between two rounds of a call Box did not take.
+WAIT_OUT_MIN_SECONDS = 5.0
 
 # How often a commit is decided again because a carried job changed state meanwhile.
 _COMMIT_TRIES = 5
@@ -112,7 +117,7 @@ def carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
         _settle_jobs(ctx, plan.jobs())
         return
     result = _send(ctx, endpoint, call, plan, claim)
-    _record(ctx, endpoint, call, plan, result)
+    _record(ctx, endpoint, call, plan, result, claim)
 
 
 @dataclass
@@ -217,39 +222,73 @@ def _commit(ctx: RunContext, endpoint: str, planned: Call, claim: int, plan: _Pl
 
 
 def _send(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, claim: int) -> CallResult:
+    """One round of the call: up to BOXCUT_MAX_CALLS_PER_BATCH requests (the client's retries); its `attempts`
+    are this round's."""
     send = ctx.box.terminate_users if endpoint == USERS_TERMINATE_ENDPOINT else ctx.box.terminate_groups
     try:
-        return send(plan.ids, prior_attempts=call.attempts)
+        return send(plan.ids, prior_attempts=0)
     except BoxAuthError as refused:  # no token: nothing reached Box, and no wait mends wrong credentials
         now = utc_now()
         return CallResult(endpoint=endpoint, http_status=None, error_code=TOKEN_REFUSED, request_id=None,
                           message=f"not sent: {CREDENTIALS_REFUSED}: {refused}; fix the Box settings (boxcut "
-                          "doctor checks them), then boxcut retry", attempts=call.attempts, started_at=now,
+                          "doctor checks them), then boxcut retry", attempts=0, started_at=now,
                           finished_at=now)
     except RetryLater as wait:
         # Keep the call ours until the wait is over, so nobody else sends it into the same pause.
         call.attempts += getattr(wait, "attempts", 0)
-        write = GuardedWrite()
-        ctx.queue.hold_claim(write, endpoint, call.call_id, claim)
-        ctx.store.stage_call(write, call)
-        ctx.queue.postpone(write, endpoint, call.call_id, until_ms=ctx.now_ms() + int(wait.delay * 1000))
-        try:
-            write.apply(ctx.store.redis)
-        except GuardFailed:
-            log.info("call %s: another sender holds it now; its wait is theirs", call.call_id)
+        _hold(ctx, endpoint, call, plan, claim, delay=wait.delay, reason=wait.reason)
         raise
 
 
-def _record(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, result: CallResult) -> None:
-    """Write Box's answer to the call and to every target it carried, in one step."""
+def _hold(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, claim: int, *, delay: float, reason: str) -> None:
+    """Keep a call this sender holds unsent for `delay` seconds, and say so in every job it carries."""
+    until_ms = ctx.now_ms() + int(delay * 1000)
+    waiting = {"reason": reason, "since": call.started_at, "next_attempt_at": _iso(until_ms),
+               "attempts": call.attempts, "call_id": call.call_id}
+    write = GuardedWrite()
+    ctx.queue.hold_claim(write, endpoint, call.call_id, claim)
+    ctx.store.stage_call(write, call)
+    ctx.queue.postpone(write, endpoint, call.call_id, until_ms=until_ms)
+    for job_id in plan.sending:
+        ctx.store.stage_waiting(write, job_id, waiting)
+    try:
+        write.apply(ctx.store.redis)
+    except GuardFailed:
+        log.info("call %s: another sender holds it now; its wait is theirs", call.call_id)
+
+
+def _wait_out(ctx: RunContext, result: CallResult, call: Call) -> float | None:
+    """How long to wait before the next round of a call Box did not take (5xx, no answer), or None when its
+    time is up (BOXCUT_GIVE_UP_AFTER_SECONDS since its first request) or the answer is not one to wait out."""
+    if result.accepted or not result.exhausted or call.started_at is None:
+        return None
+    elapsed = ctx.wall_clock() - _epoch(call.started_at)
+    if elapsed >= ctx.give_up_after_seconds:
+        return None
+    # The wait grows with the outage (half of it so far), from WAIT_OUT_MIN_SECONDS to BOXCUT's cap.
+    return min(defaults.WAIT_OUT_MAX_SECONDS, max(WAIT_OUT_MIN_SECONDS, elapsed / 2),
+               ctx.give_up_after_seconds - elapsed)
+
+
+def _record(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, result: CallResult, claim: int) -> None:
+    """Write Box's answer to the call and to every target it carried, in one step; or, while Box is down and the
+    call's time is not up, hold it for another round."""
+    delay = _wait_out(ctx, result, call)
+    if delay is not None:
+        call.attempts += result.attempts
+        call.message = f"waiting: {_said(result)}"
+        _hold(ctx, endpoint, call, plan, claim, delay=delay, reason=_said(result))
+        return
     _answer(call, result)
     write = GuardedWrite()
     ctx.queue.in_flight(write, endpoint, call.call_id)
     ctx.queue.answered(write, endpoint, call.call_id)
     ctx.store.stage_call(write, call)
-    settled = _split(ctx, endpoint, write, call, plan) if _must_split(call, result) else _settle(plan, result)
+    settled = (_split(ctx, endpoint, write, call, plan) if _must_split(call, result)
+               else _settle(plan, result, call.attempts))
     for job_id, targets in plan.sending.items():
         ctx.store.stage_targets(write, job_id, targets if settled else {}, event="call", data=_call_note(call))
+        ctx.store.stage_waiting(write, job_id, None)
     ctx.queue.release(write, plan.sending_refs() if settled else {})
     try:
         write.apply(ctx.store.redis)
@@ -276,11 +315,11 @@ def _split(ctx: RunContext, endpoint: str, write: GuardedWrite, call: Call, plan
     return False
 
 
-def _settle(plan: _Plan, result: CallResult) -> bool:
+def _settle(plan: _Plan, result: CallResult, attempts: int) -> bool:
     if result.accepted:
         status, detail = TargetStatus.ACCEPTED, None
     elif result.exhausted:
-        status, detail = TargetStatus.DEAD, f"retries exhausted after {result.attempts} calls: {_said(result)}"
+        status, detail = TargetStatus.DEAD, f"retries exhausted after {attempts} calls: {_said(result)}"
     else:
         status, detail = TargetStatus.FAILED, _said(result)
     for targets in plan.sending.values():
@@ -293,7 +332,7 @@ def _answer(call: Call, result: CallResult) -> None:
     call.state = CallState.ANSWERED
     call.http_status, call.message = result.http_status, result.message
     call.error_code, call.request_id = result.error_code, result.request_id
-    call.attempts = result.attempts
+    call.attempts += result.attempts  # this round's, after the rounds before
     call.started_at = call.started_at or result.started_at
     call.finished_at, call.exhausted = result.finished_at, result.exhausted
 
@@ -305,6 +344,14 @@ def _said(result: CallResult) -> str:
         return "Box did not answer (timeouts or connection errors)"
     code = f" {result.error_code}" if result.error_code else ""
     return f"Box answered {result.http_status}{code}: {result.message or '(no message)'}"
+
+
+def _iso(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _settle_jobs(ctx: RunContext, job_ids: set[str]) -> None:

@@ -98,7 +98,9 @@ def test_permanent_error_fails_targets_with_boxs_code_and_request_id(store: JobS
 def test_exhausted_retries_end_targets_dead_and_list_the_job(store: JobStore) -> None:
     box = FakeBox(users=directory(1), answers=[refused(503, "unavailable", exhausted=True, attempts=6)])
     job_id = new_job(store, users("user00001@example.com"))
-    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    ctx = make_ctx(store, box)
+    ctx.give_up_after_seconds = 0  # the time to wait Box out is up (see test_sender for the waiting)
+    run_job(ctx=ctx, job_id=job_id)
     assert store.load(job_id).targets[0].status is TargetStatus.DEAD
     assert [r.job_id for r in store.list_jobs(state="dead")[0]] == [job_id]
 

@@ -253,3 +253,35 @@ def test_a_refused_token_at_send_time_fails_the_call_targets_with_box_words(stor
     assert {j.state for j in jobs} == {JobState.FAILED}
     assert all("invalid_grant" in (j.targets[0].detail or "") for j in jobs)
     assert jobs[0].calls[0].error_code == "token_refused" and jobs[0].calls[0].http_status is None
+
+
+def test_an_outage_is_waited_out_in_rounds_and_the_record_says_what_it_waits_for(store: JobStore) -> None:
+    down = refused(503, "unavailable", exhausted=True, attempts=6)
+    box = FakeBox(users=directory(1), answers=[down, down])
+    ctx = make_ctx(store, box)
+    job_ids = _queued(store, ctx, "user00001@example.com")
+    _drain(ctx)
+    job = store.load(job_ids[0])
+    assert job.state is JobState.TERMINATING and job.targets[0].status is TargetStatus.PENDING  # not dead
+    assert job.waiting is not None and "Box answered 503" in job.waiting["reason"]
+    assert job.waiting["attempts"] == 6 and job.waiting["next_attempt_at"] > job.waiting["since"]
+    _drain(ctx)
+    assert len(box.calls) == 1  # nobody tries again before the wait is over
+    _drain(make_ctx(store, box, later=60))  # the second round: Box still down
+    _drain(make_ctx(store, box, later=600))  # the third: Box is back
+    job = store.load(job_ids[0])
+    assert job.state is JobState.SUCCEEDED and job.waiting is None
+    assert len(box.calls) == 3 and job.calls[0].attempts == 13  # every request Box saw, over the rounds
+
+
+def test_an_outage_longer_than_the_give_up_time_ends_the_targets_dead(store: JobStore) -> None:
+    down = refused(503, "unavailable", exhausted=True, attempts=6)
+    box = FakeBox(users=directory(1), answers=[down, down])
+    ctx = make_ctx(store, box)
+    job_ids = _queued(store, ctx, "user00001@example.com")
+    _drain(ctx)
+    late = make_ctx(store, box, later=ctx.give_up_after_seconds + 1)
+    _drain(late)
+    job = store.load(job_ids[0])
+    assert job.targets[0].status is TargetStatus.DEAD and job.state is JobState.FAILED
+    assert "retries exhausted after 12 calls" in (job.targets[0].detail or "") and job.waiting is None
