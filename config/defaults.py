@@ -98,3 +98,7 @@ DIRECTORY_BACKGROUND_MAX_USERS = 20_000
 # with the outage, up to WAIT_OUT_MAX_SECONDS.
 GIVE_UP_AFTER_SECONDS = 4 * 3600.0
 WAIT_OUT_MAX_SECONDS = 300.0
+
+# A queued or resolving job that no run holds and that has not changed for this long may have lost its task:
+# the sweep enqueues it again (worker/run/sweeper.py).
+STALE_JOB_SECONDS = 120.0

@@ -90,6 +90,7 @@ class Settings:
     call_claim_seconds: float = defaults.CALL_CLAIM_SECONDS
     sweep_seconds: float = defaults.SWEEP_SECONDS
     give_up_after_seconds: float = defaults.GIVE_UP_AFTER_SECONDS
+    stale_job_seconds: float = defaults.STALE_JOB_SECONDS
     directory_refresh_seconds: float = defaults.DIRECTORY_REFRESH_SECONDS
     directory_background_max_users: int = defaults.DIRECTORY_BACKGROUND_MAX_USERS
 
@@ -210,6 +211,7 @@ class _Reader:
             call_claim_seconds=self.number("BOXCUT_CALL_CLAIM_SECONDS", defaults.CALL_CLAIM_SECONDS),
             sweep_seconds=self.number("BOXCUT_SWEEP_SECONDS", defaults.SWEEP_SECONDS),
             give_up_after_seconds=self.number("BOXCUT_GIVE_UP_AFTER_SECONDS", defaults.GIVE_UP_AFTER_SECONDS),
+            stale_job_seconds=self.number("BOXCUT_STALE_JOB_SECONDS", defaults.STALE_JOB_SECONDS),
             directory_refresh_seconds=self.number(
                 "BOXCUT_DIRECTORY_REFRESH_SECONDS", defaults.DIRECTORY_REFRESH_SECONDS
             ),

@@ -18,6 +18,7 @@ from worker.errors import RetryLater
 from worker.run.runner import RunContext
 from worker.run.sender import drain
 from worker.run.settlement import ENDPOINTS, settle_if_done
+from worker.run.sweeper import requeue_stranded
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ SWEEP_JOBS = 500
 
 
 def register(app: Celery, *, context: Callable[[], RunContext], kick: Callable[[str], None],
-             max_countdown: float) -> tuple[Any, Any]:
+             enqueue: Callable[[str], None], stale_job_seconds: float, max_countdown: float) -> tuple[Any, Any]:
     """Define the send and sweep tasks on `app`."""
 
     @app.task(name=SEND, bind=True, max_retries=None, acks_late=True)  # type: ignore[untyped-decorator]
@@ -49,15 +50,18 @@ def register(app: Celery, *, context: Callable[[], RunContext], kick: Callable[[
 
     @app.task(name=SWEEP, acks_late=True)  # type: ignore[untyped-decorator]
     def sweep_task() -> dict[str, int]:
-        return sweep(context(), kick)
+        return sweep(context(), kick, enqueue=enqueue, stale_job_seconds=stale_job_seconds)
 
     return send_task, sweep_task
 
 
-def sweep(ctx: RunContext, kick: Callable[[str], None]) -> dict[str, int]:
+def sweep(ctx: RunContext, kick: Callable[[str], None], *, enqueue: Callable[[str], None],
+          stale_job_seconds: float) -> dict[str, int]:
     """Start a sender where targets wait with no call in flight, or a call's claim ran out; settle terminating
-    jobs that nothing carries any more. Returns what it found, for the log."""
-    found = {"kicked": 0, "settled": 0}
+    jobs that nothing carries any more; enqueue again idle jobs that may have lost their task
+    (worker/run/sweeper.py). Returns what it found, for the log."""
+    found = {"kicked": 0, "settled": 0,
+             "requeued": len(requeue_stranded(ctx.store, enqueue, stale_seconds=stale_job_seconds))}
     now_ms = ctx.now_ms()
     for endpoint in ENDPOINTS.values():
         depth = ctx.queue.depth(endpoint, now_ms=now_ms)

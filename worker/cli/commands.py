@@ -390,6 +390,28 @@ def _not_possible(job_id: str, exc: Exception) -> str:
 
 
 @main.command()
+def sweep() -> None:
+    """Run the periodic sweep once, now: enqueue again jobs that lost their task, start senders for targets
+    nobody carries, settle jobs nothing carries any more. Safe beside the workers' own sweeps."""
+    from config.celery import SEND_QUEUE
+    from tasks import sending
+    from tasks.app import create_app as celery_app
+    from tasks.app import enqueuer as make_enqueuer
+    from worker.run.runtime import Runtime
+
+    settings = _settings()
+    app = celery_app(settings)
+
+    def kick(endpoint: str) -> None:
+        app.send_task(sending.SEND, args=[endpoint], queue=SEND_QUEUE)
+
+    found = sending.sweep(Runtime(settings).context(), kick, enqueue=make_enqueuer(app),
+                          stale_job_seconds=settings.stale_job_seconds)
+    click.echo(f"enqueued again: {found['requeued']} idle jobs; senders started: {found['kicked']}; "
+               f"jobs settled: {found['settled']}")
+
+
+@main.command()
 def doctor() -> None:
     """Check settings, Redis, the broker and a Box token; say what is wrong in words."""
     from worker.cli.doctor import run_checks

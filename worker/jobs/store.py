@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -336,6 +337,32 @@ class JobStore:
         pipe.zcard(self._state_prefix() + JobState.RESOLVING.value)
         return sum(int(n) for n in pipe.execute())
 
+    def idle_jobs(self, states: Iterable[JobState], *, idle_seconds: float, now: float, limit: int) -> list[str]:
+        """Jobs in `states` (the oldest `limit` of each) that no run holds and that neither changed nor were
+        enqueued again for `idle_seconds`."""
+        candidates = [_text(i) for state in states
+                      for i in self.redis.zrange(self._state_prefix() + state.value, 0, limit - 1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in candidates:
+            pipe.hmget(self._job_key(job_id), ["updated_at", "requeued_at"])
+            pipe.exists(f"{self._job_key(job_id)}:lease")
+        replies = pipe.execute()
+        idle = []
+        for n, job_id in enumerate(candidates):
+            (updated, requeued), leased = replies[2 * n], replies[2 * n + 1]
+            last = max((_epoch(_text(v)) for v in (updated, requeued) if v), default=now)
+            if not leased and now - last >= idle_seconds:
+                idle.append(job_id)
+        return idle
+
+    def note_requeued(self, job_id: str, *, why: str, at: float) -> None:
+        """Note that the sweep enqueued the job again at `at` (epoch seconds)."""
+        pipe = self.redis.pipeline(transaction=True)
+        stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        pipe.hset(self._job_key(job_id), "requeued_at", stamp)
+        self._audit(pipe, job_id, "requeued", {"why": why})
+        pipe.execute()
+
     def terminating_jobs(self, *, limit: int) -> list[str]:
         """The oldest jobs whose targets are being sent."""
         ids = self.redis.zrange(self._state_prefix() + JobState.TERMINATING.value, 0, limit - 1)
@@ -406,6 +433,10 @@ class LeaseRenewer:
 def _target_note(index: int, target: Target) -> dict[str, Any]:
     return {"index": index, "status": target.status.value, "user_id": target.user_id,
             "group_id": target.group_id, "detail": target.detail}
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _dumps(data: Any) -> str:

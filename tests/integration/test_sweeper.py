@@ -1,0 +1,34 @@
+"""A job whose task was lost (deleted from the queue by hand) is finished by the sweeper."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.integration.harness import REPO, running_stack
+from worker.jobs.model import JobState
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_job_whose_task_was_deleted_from_the_queue_is_finished_by_the_sweeper(redis_url: str,
+                                                                                tmp_path: Path) -> None:
+    env = {"BOXCUT_STALE_JOB_SECONDS": "2", "BOXCUT_SWEEP_SECONDS": "1"}
+    with running_stack(redis_url, tmp_path, extra_env=env, worker=False) as stack:
+        job_id = stack.submit([{"type": "user", "login": "jdoe@example.com"}])
+        client = redis.Redis.from_url(redis_url)
+        assert client.delete(f"{stack.key_prefix}boxcut") == 1  # the task is gone; the record says queued
+        time.sleep(2.5)
+        swept = subprocess.run([sys.executable, "-m", "worker.cli", "sweep"], env=stack.env, cwd=REPO,
+                               capture_output=True, text=True, timeout=60)
+        assert swept.returncode == 0, swept.stderr
+        assert swept.stdout.startswith("enqueued again: 1 idle jobs"), swept.stdout
+        stack.start_worker()
+        job = stack.wait(job_id, timeout=60)
+        audit = [e["event"] for e in stack.store().audit_entries(job_id=job_id)]
+    assert job.state is JobState.SUCCEEDED and "requeued" in audit
