@@ -39,6 +39,11 @@ def fault_countdown(retries: int) -> float:
     return float(min(300, 5 * 2 ** min(retries, 6)))
 
 
+# A task whose pool process died (killed, OOM) runs again after this long: Celery's retry on a lost worker uses
+# the task's default retry delay, 180 s unless set, three minutes of containment lost. Every other retry here
+# gives its own countdown.
+WORKER_LOST_RETRY_SECONDS = 2
+
 # A held lease is checked again after at most this long, so a job whose holder died resumes soon.
 LEASE_RECHECK_SECONDS = 30.0
 
@@ -46,7 +51,8 @@ LEASE_RECHECK_SECONDS = 30.0
 def register(app: Celery, *, context: Callable[[], RunContext], max_countdown: float) -> Any:
     """Define the job task on `app`; `context` gives this worker process's RunContext."""
 
-    @app.task(name=RUN_JOB, bind=True, max_retries=MAX_TASK_RETRIES, acks_late=True)  # type: ignore[untyped-decorator]
+    @app.task(name=RUN_JOB, bind=True, max_retries=MAX_TASK_RETRIES, acks_late=True,  # type: ignore[untyped-decorator]
+              default_retry_delay=WORKER_LOST_RETRY_SECONDS)
     def run_job_task(self: Task, job_id: str) -> str:
         ctx = context()
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery, Task
 
-from tasks.jobs import TRANSIENT_FAULTS, fault_countdown
+from tasks.jobs import TRANSIENT_FAULTS, WORKER_LOST_RETRY_SECONDS, fault_countdown
 from worker.errors import RetryLater
 from worker.run.runner import RunContext
 from worker.run.sender import drain
@@ -34,7 +34,8 @@ def register(app: Celery, *, context: Callable[[], RunContext], kick: Callable[[
              enqueue: Callable[[str], None], stale_job_seconds: float, max_countdown: float) -> tuple[Any, Any]:
     """Define the send and sweep tasks on `app`."""
 
-    @app.task(name=SEND, bind=True, max_retries=None, acks_late=True)  # type: ignore[untyped-decorator]
+    @app.task(name=SEND, bind=True, max_retries=None, acks_late=True,  # type: ignore[untyped-decorator]
+              default_retry_delay=WORKER_LOST_RETRY_SECONDS)
     def send_task(self: Task, endpoint: str) -> str:
         ctx = context()
         try:

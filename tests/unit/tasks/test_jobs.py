@@ -66,3 +66,14 @@ def test_refused_credentials_end_the_pending_targets_failed_at_once_with_box_wor
     detail = job.targets[0].detail or ""
     assert "invalid_client" in detail and "boxcut retry" in detail
     assert store.list_jobs(state="dead")[0] == []  # failed, not dead: nothing ran out, it was refused
+
+
+def test_a_task_whose_pool_process_died_runs_again_within_seconds_not_celerys_three_minutes(store: JobStore) -> None:
+    _, task = task_for(make_ctx(store, FakeBox()))
+    assert task.default_retry_delay == jobs.WORKER_LOST_RETRY_SECONDS <= 5  # type: ignore[attr-defined]
+    app = Celery("test", set_as_current=False)
+    from tasks import sending
+
+    send_task, _ = sending.register(app, context=lambda: make_ctx(store, FakeBox()), kick=lambda _e: None,
+                                    enqueue=lambda _j: None, stale_job_seconds=120, max_countdown=600)
+    assert send_task.default_retry_delay == jobs.WORKER_LOST_RETRY_SECONDS
