@@ -62,6 +62,7 @@ def test_a_group_of_30_waits_for_approval_then_runs(stack: Stack) -> None:
     job_id = run.stdout.splitlines()[0]
     job = stack.store().load(job_id)
     assert job.state is JobState.AWAITING_APPROVAL and job.blast_radius == 30
+    assert run.returncode == 3  # its own exit code: nothing was sent, a person must approve
     assert stack.terminate_requests("/groups/terminate_sessions") == []
     assert f"boxcut approve {job_id}" in run.stderr
 

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 # Exit codes: scripts can tell a full success from the rest; 64 a bad command line, 65 a bad input file.
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE, EXIT_DATA = 0, 1, 2, 64, 65
+# `--wait` ended with the job waiting for a person's approval: nothing was sent yet.
+EXIT_AWAITING_APPROVAL = 3
 # 69 (EX_UNAVAILABLE): Redis, which holds the records and the queue, is down or full.
 EXIT_UNAVAILABLE = 69
 
@@ -487,7 +489,9 @@ def _fail_demo() -> NoReturn:
 
 
 def _exit_code(job: Job) -> int:
-    if job.state in (JobState.SUCCEEDED, JobState.DRY_RUN, JobState.AWAITING_APPROVAL):
+    if job.state is JobState.AWAITING_APPROVAL:
+        return EXIT_AWAITING_APPROVAL
+    if job.state in (JobState.SUCCEEDED, JobState.DRY_RUN):
         return EXIT_OK
     return EXIT_PARTIAL if job.state is JobState.PARTIAL else EXIT_FAILED
 

@@ -103,7 +103,10 @@ def counts(job: Job) -> tuple[int, int, int, str]:
     done = sum(t.status in _DONE for t in job.targets)
     accepted = sum(t.status is TargetStatus.ACCEPTED for t in job.targets)
     failed = sum(t.status in (TargetStatus.FAILED, TargetStatus.DEAD) for t in job.targets)
-    return done, accepted, failed, job.state.value
+    state = job.state.value
+    if job.waiting:  # Box down, a 429 pause: say what for and until when
+        state += f" (waiting: {job.waiting.get('reason')}; next attempt {job.waiting.get('next_attempt_at')})"
+    return done, accepted, failed, state
 
 
 def summary_table(job: Job, *, limit: int = 20) -> str:
@@ -120,6 +123,10 @@ def summary_table(job: Job, *, limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+# After this long still `queued`, `--wait` says that no worker has picked the job up.
+UNPICKED_WARNING_SECONDS = 10.0
+
+
 def wait_for_job(
     store: JobStore,
     job_id: str,
@@ -129,11 +136,16 @@ def wait_for_job(
     clock: Callable[[], float] = time.monotonic,
 ) -> Job:
     """Show progress until the job is final or waits for approval; return its record."""
-    progress, last = Progress(started=clock()), None
-    live = out.isatty()
+    progress, last, started = Progress(started=clock()), None, clock()
+    live, warned = out.isatty(), False
     while True:
         job = store.load(job_id)
         tally = counts(job)
+        if job.state is JobState.QUEUED and not warned and clock() - started >= UNPICKED_WARNING_SECONDS:
+            out.write(("\n" if live else "") + f"job {job_id} is still queued after {UNPICKED_WARNING_SECONDS:.0f} s: "
+                      "no worker has picked it up (is `boxcut worker` running? boxcut doctor checks Redis and the "
+                      "broker)\n")
+            warned = True
         # On a terminal the bar redraws in place; in a log, a new line only when the counts change.
         if live or tally != last:
             line = progress.line(tally, len(job.targets), clock())

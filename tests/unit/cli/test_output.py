@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from worker.cli.output import Progress
+from worker.jobs.store import JobStore
 
 
 def test_the_bar_shows_rate_and_time_left_once_targets_finish() -> None:
@@ -14,3 +17,34 @@ def test_the_bar_shows_rate_and_time_left_once_targets_finish() -> None:
     assert later == "[#####-----] 500/1,000 targets  accepted 490  failed 10  200/s ~2 s left 4 s  terminating"
     done = progress.line((1000, 990, 10, "partial"), 1000, 106.0, width=10)
     assert done.endswith("225/s 6 s  partial")
+
+
+def test_wait_says_when_no_worker_picks_the_job_up_and_what_a_job_waits_for(store: JobStore) -> None:
+    import io
+
+    from tests.unit.fake_box import new_job, users
+    from worker.cli.output import UNPICKED_WARNING_SECONDS, counts, wait_for_job
+    from worker.jobs.model import JobState
+
+    job_id = new_job(store, users("a@example.com"))
+    ticks = iter(range(1000))
+
+    class Cancelling:
+        """The store, with the job cancelled once the wait has gone on past the warning."""
+
+        def __init__(self) -> None:
+            self.loads = 0
+
+        def load(self, wanted: str) -> Any:
+            self.loads += 1
+            if self.loads == int(UNPICKED_WARNING_SECONDS) + 3:
+                store.transition(wanted, to=JobState.CANCELLED, allowed_from=[JobState.QUEUED])
+            return store.load(wanted)
+
+    out = io.StringIO()
+    job = wait_for_job(Cancelling(), job_id, out=out, poll_seconds=0, clock=lambda: float(next(ticks)))  # type: ignore[arg-type]
+    assert job.state is JobState.CANCELLED
+    assert out.getvalue().count("no worker has picked it up") == 1
+    waiting = store.load(job_id)
+    waiting.waiting = {"reason": "Box answered 503", "next_attempt_at": "2026-12-02T01:00:00.000Z"}
+    assert "waiting: Box answered 503; next attempt 2026-12-02T01:00:00.000Z" in counts(waiting)[3]
