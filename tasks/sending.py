@@ -51,7 +51,9 @@ def register(app: Celery, *, context: Callable[[], RunContext], kick: Callable[[
 
     @app.task(name=SWEEP, acks_late=True)  # type: ignore[untyped-decorator]
     def sweep_task() -> dict[str, int]:
-        return sweep(context(), kick, enqueue=enqueue, stale_job_seconds=stale_job_seconds)
+        ctx = context()
+        ctx.store.note_sweep()
+        return sweep(ctx, kick, enqueue=enqueue, stale_job_seconds=stale_job_seconds)
 
     return send_task, sweep_task
 

@@ -73,15 +73,25 @@ def _post_the_printed_curl(text: str) -> None:
 
 
 def test_doctor_says_ok_for_a_working_stack(redis_url: str, tmp_path: Path) -> None:
-    with running_stack(redis_url, tmp_path, worker=False) as stack:
+    with running_stack(redis_url, tmp_path, extra_env={"BOXCUT_SWEEP_SECONDS": "1"}) as stack:
+        time.sleep(2.5)  # the worker's beat runs its first sweep
         run = subprocess.run([sys.executable, "-m", "worker.cli", "doctor"], env=stack.env, cwd=REPO,
                              capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "ok   redis" in run.stdout and "ok   broker" in run.stdout and "ok   box token" in run.stdout
+    assert "ok   workers: 1 answered" in run.stdout and "ok   beat: the periodic sweep ran" in run.stdout
+
+
+def test_doctor_fails_when_no_worker_answers(redis_url: str, tmp_path: Path) -> None:
+    with running_stack(redis_url, tmp_path, worker=False) as stack:
+        run = subprocess.run([sys.executable, "-m", "worker.cli", "doctor"], env=stack.env, cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "FAIL workers: no worker answered" in run.stdout
+    assert "ok   box token" in run.stdout  # the other checks still ran
 
 
 def test_doctor_says_what_is_wrong_even_with_a_token_cached(redis_url: str, tmp_path: Path) -> None:
-    with running_stack(redis_url, tmp_path, worker=False) as stack:
+    with running_stack(redis_url, tmp_path) as stack:
         first = subprocess.run([sys.executable, "-m", "worker.cli", "doctor"], env=stack.env, cwd=REPO,
                                capture_output=True, text=True, timeout=60)
         assert first.returncode == 0  # a good token is cached in Redis now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from urllib.parse import urlparse
 
@@ -13,6 +14,9 @@ from worker.box.auth import token_fetcher_for
 from worker.errors import BoxcutError
 
 Echo = Callable[[str], None]
+
+# How long `doctor` waits for workers to answer a ping.
+WORKER_PING_SECONDS = 2.0
 
 
 def redacted_url(url: str) -> str:
@@ -35,7 +39,34 @@ def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
          f"rate limit {settings.rate_limit_per_minute}/min" + (", GLOBAL DRY RUN" if settings.dry_run else ""))
     if not _check_redis(settings, echo) or not _check_broker(settings, echo):
         return False
-    return _check_box(settings, echo)
+    box_ok = _check_box(settings, echo)
+    return _check_workers(settings, echo) and box_ok
+
+
+def _check_workers(settings: Settings, echo: Echo) -> bool:
+    """At least one worker answers, and the periodic sweep (Celery beat, inside a worker) has run lately."""
+    from tasks.app import create_app
+    from worker.connections import redis_client
+    from worker.jobs.store import JobStore
+
+    answers = create_app(settings).control.ping(timeout=WORKER_PING_SECONDS) or []
+    if not answers:
+        echo(f"FAIL workers: no worker answered within {WORKER_PING_SECONDS:.0f} s: jobs stay queued and nobody is "
+             "cut off; start `boxcut worker` (on any host, against this Redis)")
+        return False
+    echo(f"ok   workers: {len(answers)} answered")
+    last = JobStore(redis_client(settings), key_prefix=settings.key_prefix).last_sweep()
+    if last is None:
+        echo("warn beat: no periodic sweep has run yet: a worker started a moment ago runs its first within "
+             f"{settings.sweep_seconds:.0f} s; otherwise start one without --no-beat")
+        return True
+    age = time.time() - last
+    if age > 3 * settings.sweep_seconds + 5:
+        echo(f"FAIL beat: the last periodic sweep ran {age:.0f} s ago (every {settings.sweep_seconds:.0f} s "
+             "expected): run one worker without --no-beat, or nothing finds work that lost its task")
+        return False
+    echo(f"ok   beat: the periodic sweep ran {age:.0f} s ago")
+    return True
 
 
 def _check_redis(settings: Settings, echo: Echo) -> bool:

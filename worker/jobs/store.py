@@ -363,6 +363,14 @@ class JobStore:
         self._audit(pipe, job_id, "requeued", {"why": why})
         pipe.execute()
 
+    def note_sweep(self) -> None:
+        """The periodic sweep ran now (what `boxcut doctor` checks beat by)."""
+        self.redis.set(f"{self.prefix}beat:last_sweep", time.time(), ex=86400)
+
+    def last_sweep(self) -> float | None:
+        raw = self.redis.get(f"{self.prefix}beat:last_sweep")
+        return float(raw) if raw is not None else None
+
     def terminating_jobs(self, *, limit: int) -> list[str]:
         """The oldest jobs whose targets are being sent."""
         ids = self.redis.zrange(self._state_prefix() + JobState.TERMINATING.value, 0, limit - 1)
