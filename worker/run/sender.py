@@ -145,7 +145,11 @@ class _Plan:
 
 def _decide(ctx: RunContext, call: Call, carried: dict[str, CarriedJob]) -> _Plan:
     plan = _Plan()
-    service_account = ctx.service_account_id()
+    try:
+        service_account, refused = ctx.service_account_id(), None
+    except BoxAuthError as error:  # no token: no call could go, and the service-account check cannot be made
+        service_account, refused = None, (f"not sent: {CREDENTIALS_REFUSED}: {error}; fix the Box settings "
+                                          "(boxcut doctor checks them), then boxcut retry")
     for ref in call.targets:
         job_id, index = parse_target_ref(ref)
         job = carried.get(job_id)
@@ -153,7 +157,9 @@ def _decide(ctx: RunContext, call: Call, carried: dict[str, CarriedJob]) -> _Pla
         if job is None or target is None or target.status is not TargetStatus.PENDING or target.box_id not in call.ids:
             plan.dropped.setdefault(job_id, []).append(index)  # settled meanwhile (or gone): nothing to send
             continue
-        why_not = _why_not_now(ctx, job, target, service_account)
+        if refused:
+            target.status, target.detail = TargetStatus.FAILED, refused
+        why_not = refused or _why_not_now(ctx, job, target, service_account)
         if why_not is None:
             plan.sending.setdefault(job_id, {})[index] = target
             if target.call_ids and target.call_ids[-1] == call.call_id:

@@ -285,3 +285,21 @@ def test_an_outage_longer_than_the_give_up_time_ends_the_targets_dead(store: Job
     job = store.load(job_ids[0])
     assert job.targets[0].status is TargetStatus.DEAD and job.state is JobState.FAILED
     assert "retries exhausted after 12 calls" in (job.targets[0].detail or "") and job.waiting is None
+
+
+def test_credentials_refused_before_the_service_account_check_send_nothing_and_fail_the_targets(
+        store: JobStore) -> None:
+    from worker.errors import BoxAuthError
+
+    box = FakeBox(users=directory(1))
+    job_ids = _queued(store, make_ctx(store, box), "user00001@example.com")
+    ctx = make_ctx(store, box)
+
+    def refused() -> str | None:
+        raise BoxAuthError("Box refused the token request (400 invalid_client): bad secret")
+
+    ctx.service_account_id = refused
+    _drain(ctx)
+    job = store.load(job_ids[0])
+    assert box.calls == [] and job.state is JobState.FAILED
+    assert job.targets[0].status is TargetStatus.FAILED and "invalid_client" in (job.targets[0].detail or "")
