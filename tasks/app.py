@@ -30,10 +30,7 @@ def create_app(settings: Settings) -> Celery:
 
     runtime = Runtime(settings, kick_sender=kick_sender)
     jobs.register(app, context=runtime.context, max_countdown=max_countdown(settings))
-    def enqueue_job(job_id: str) -> None:
-        app.send_task(jobs.RUN_JOB, args=[job_id], queue=QUEUE)
-
-    sending.register(app, context=runtime.context, kick=kick_sender, enqueue=enqueue_job,
+    sending.register(app, context=runtime.context, kick=kick_sender, enqueue=enqueuer(app),
                      stale_job_seconds=settings.stale_job_seconds, max_countdown=max_countdown(settings))
     directory.register(app, context=runtime.context, settings=settings, queue=SEND_QUEUE)
     return app
