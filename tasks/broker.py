@@ -1,4 +1,6 @@
-"""The Redis broker transport the workers use: kombu's, surviving a Redis restart.
+"""The Redis broker transport the workers use: kombu's, surviving a Redis restart and a full Redis.
+
+A restart:
 
 Celery 5.7 / kombu 5.7 with late acknowledgement: when the broker connection drops, Celery's consumer calls
 `Connection.collect()` and then `Connection.close()` (`Consumer.on_connection_error_after_connected`). `collect()`
@@ -9,17 +11,52 @@ not a connection error, so nothing catches it and the worker exits ("Unrecoverab
 keeps its connection's settings, so the restore meets Redis being down as the connection error it is, kombu
 ignores it as it ignores any other, and the consumer reconnects. The messages it held stay in Redis's unacked set
 and are delivered again (`unacked_restore_interval`, config/celery.py).
+
+A full Redis (`maxmemory` with `noeviction`): kombu acknowledges a message by removing it from the unacked set and
+index in a MULTI pipeline. Redis refuses every command queued inside MULTI while it is over its memory limit,
+even ZREM and HDEL, which free memory (it refuses them outside MULTI only when they may grow memory, and these
+never do). The OutOfMemoryError reached Celery's consumer, which stopped the worker ("Unrecoverable error:
+OutOfMemoryError"), drills showed. Here the removal is one pipeline without MULTI: the two removals are
+independent and idempotent (an index entry without its message is skipped by the restore, a message without
+its index entry is only memory), and they go through while Redis is full. A message whose delivery cannot be
+recorded in the unacked set (ZADD and HSET need memory) still runs; what keeps its job from being lost if the
+worker then dies is the job record, which the sweep reads (worker/run/sweeper.py).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+
+log = logging.getLogger(__name__)
+
+
+class QoS(kombu_redis.QoS):  # type: ignore[misc]
+    """kombu's unacked bookkeeping, able to acknowledge while Redis is full."""
+
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        try:
+            super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
+        except redis.exceptions.OutOfMemoryError:
+            log.warning("Redis is full: message %s runs without its unacked record", delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
+
+    def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
+        if pipe is not None:  # inside kombu's restore transaction: keep its MULTI
+            return super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[no-untyped-call]
+        with self.channel.conn_or_acquire() as client:
+            return client.pipeline(transaction=False).zrem(self.unacked_index_key, delivery_tag).hdel(
+                self.unacked_key, delivery_tag)
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
-    """kombu's Redis channel, able to build a client after its connection was collected."""
+    """kombu's Redis channel, able to build a client after its connection was collected, with the QoS above."""
+
+    QoS = QoS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]

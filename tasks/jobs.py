@@ -29,9 +29,12 @@ RUN_JOB = "boxcut.run_job"
 # MAX_COUNTDOWN_SECONDS, so this bounds a stuck job to many hours before its targets end `dead`.
 MAX_TASK_RETRIES = 100
 
-# Faults that may heal on their own (Box down, Redis restarting, credentials being fixed): retry with back-off.
+# Faults that may heal on their own (Box down, Redis restarting or full, credentials being fixed): retry with
+# back-off. A retry that Redis cannot take (down, or full) makes Celery drop the message (`Reject(requeue=False)`);
+# the job record still says where it stood, and the sweep enqueues it again once Redis is back
+# (worker/run/sweeper.py).
 TRANSIENT_FAULTS = (BoxTransportError, BoxRetryableError, BoxUnauthorized, redis.ConnectionError,
-                    redis.TimeoutError)
+                    redis.TimeoutError, redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
 
 
 def fault_countdown(retries: int) -> float:

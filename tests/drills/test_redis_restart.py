@@ -3,60 +3,20 @@ through it and every job ends."""
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from boxsim import SimConfig
-from tests.integration.harness import free_port, running_stack
+from tests.drills.private_redis import PrivateRedis
+from tests.integration.harness import running_stack
 from worker.jobs.model import JobState, TargetStatus
 
 pytestmark = pytest.mark.drill
 
 USERS = "/2.0/users/terminate_sessions"
-
-
-class PrivateRedis:
-    """A redis-server of this drill's own, on its own port, with AOF in `directory`."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port, self.directory = free_port(), directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        assert server, "redis-server is needed (scripts/ensure-redis-server installs it)"
-        subprocess.run([server, "--port", str(self.port), "--dir", str(self.directory), "--appendonly", "yes",
-                        "--appendfsync", "everysec", "--save", "", "--daemonize", "yes"], check=True)
-        deadline = time.monotonic() + 10
-        while not self._answers():
-            assert time.monotonic() < deadline, "the private redis-server did not start"
-            time.sleep(0.05)
-
-    def shutdown(self) -> None:
-        with contextlib.suppress(redis.ConnectionError):  # the server closes the connection as it goes
-            redis.Redis(port=self.port).shutdown()  # a clean SHUTDOWN: the AOF is flushed
-
-    def _answers(self) -> bool:
-        try:
-            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
-        except redis.ConnectionError:
-            return False
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.shutdown()
 
 
 def test_a_redis_restart_mid_work_leaves_the_worker_running_and_every_job_ends(private_redis: PrivateRedis,

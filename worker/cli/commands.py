@@ -90,9 +90,7 @@ class _Commands(click.Group):
         except Exception as error:
             if not _is_redis_error(error):
                 raise
-            said = describe_error(error).rstrip(".")
-            _fail(f"Redis at {_redis_url()} {_redis_trouble(error)}: {said}; start it, free it or fix "
-                  "BOXCUT_REDIS_URL (boxcut doctor checks it)", EXIT_UNAVAILABLE)
+            _fail(f"Redis at {_redis_url()} {_redis_trouble(error)}", EXIT_UNAVAILABLE)
 
 
 def _is_redis_error(error: BaseException) -> bool:
@@ -101,12 +99,15 @@ def _is_redis_error(error: BaseException) -> bool:
 
 
 def _redis_trouble(error: BaseException) -> str:
+    """What went wrong and what to do. A full Redis's own words quote the command it refused (job fields): not
+    repeated here."""
     name = type(error).__name__
     if name == "OutOfMemoryError":
-        return "is full (maxmemory reached) and refuses writes"
-    if name in ("ConnectionError", "TimeoutError"):
-        return "does not answer"
-    return "refused the request"
+        return ("is full (maxmemory reached) and refuses writes; free memory or raise its maxmemory "
+                "(boxcut doctor checks it)")
+    said = describe_error(error).rstrip(".")
+    trouble = "does not answer" if name in ("ConnectionError", "TimeoutError") else "refused the request"
+    return f"{trouble}: {said}; start it or fix BOXCUT_REDIS_URL (boxcut doctor checks it)"
 
 
 def _redis_url() -> str:
