@@ -65,6 +65,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": hard_limit,
         "worker_soft_shutdown_timeout": 30.0,
         "worker_enable_soft_shutdown_on_idle": True,
+        # A task in progress when the broker connection drops is cancelled and delivered again. Letting it run on
+        # (False) was tried, so that a sender holding Box's answer could record it: a rejected task then ran on
+        # into its soft time limit and the worker stopped (`Unrecoverable error: UnicodeDecodeError` on the pool
+        # pipe), drills showed. A cancelled sender's call is sent again once its claim runs out, and its record
+        # counts both requests.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
         "task_serializer": "json",

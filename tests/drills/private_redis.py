@@ -4,7 +4,9 @@ restart or fill."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,8 +21,8 @@ from tests.integration.harness import free_port
 class PrivateRedis:
     """A redis-server of this drill's own, on its own port, with AOF in `directory`."""
 
-    def __init__(self, directory: Path) -> None:
-        self.port, self.directory = free_port(), directory
+    def __init__(self, directory: Path, *, fsync: str = "everysec") -> None:
+        self.port, self.directory, self.fsync = free_port(), directory, fsync
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
@@ -30,7 +32,7 @@ class PrivateRedis:
         server = shutil.which("redis-server")
         assert server, "redis-server is needed (scripts/ensure-redis-server installs it)"
         subprocess.run([server, "--port", str(self.port), "--dir", str(self.directory), "--appendonly", "yes",
-                        "--appendfsync", "everysec", "--save", "", "--daemonize", "yes",
+                        "--appendfsync", self.fsync, "--save", "", "--daemonize", "yes",
                         "--maxmemory-policy", "noeviction"], check=True)
         deadline = time.monotonic() + 10
         while not self._answers():
@@ -40,6 +42,15 @@ class PrivateRedis:
     def shutdown(self) -> None:
         with contextlib.suppress(redis.ConnectionError):  # the server closes the connection as it goes
             self.client().shutdown()  # a clean SHUTDOWN: the AOF is flushed
+
+    def kill(self) -> None:
+        """SIGKILL the server: no goodbye; what the AOF holds (fsync every second) is what comes back."""
+        pid = int(self.client().info("server")["process_id"])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self._answers():
+            assert time.monotonic() < deadline, "the private redis-server did not die"
+            time.sleep(0.05)
 
     def fill(self, *, headroom_bytes: int = 2_000_000) -> int:
         """Make Redis full as `maxmemory` with `noeviction` makes it: a limit just above what it holds, then

@@ -46,11 +46,12 @@ class ChildProcess:
     proc: subprocess.Popen[bytes]
     log_path: Path
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 30.0, *, marker: str = "ready.") -> None:
         deadline = time.monotonic() + timeout
-        while "ready." not in self.log_path.read_text(errors="replace"):
+        while marker not in self.log_path.read_text(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(f"{self.log_path.stem} did not start:\n"
+                                   f"{self.log_path.read_text(errors='replace')[-3000:]}")
             time.sleep(0.1)
 
     def kill(self) -> None:
@@ -119,19 +120,31 @@ class Stack:
             time.sleep(0.1)
 
     def start_worker(self, *, concurrency: int = 2, extra_env: Mapping[str, str] | None = None,
-                     loglevel: str | None = "DEBUG") -> ChildProcess:
-        log_path = self.tmp / f"worker-{len(self.workers)}.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "worker", "--concurrency", str(concurrency),
-                 *(["--loglevel", loglevel] if loglevel else [])],
-                env={**self.env, **(extra_env or {})}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = ChildProcess(proc, log_path)
+                     loglevel: str | None = "DEBUG", beat: bool = True) -> ChildProcess:
+        args = ["worker", "--concurrency", str(concurrency), *(["--loglevel", loglevel] if loglevel else []),
+                *([] if beat else ["--no-beat"])]
+        worker = self._spawn(f"worker-{len(self.workers)}", args, extra_env)
         self.workers.append(worker)
         worker.wait_ready()
         return worker
+
+    def start_service(self, command: str, *args: str, ready: str,
+                      extra_env: Mapping[str, str] | None = None) -> ChildProcess:
+        """Run another long-lived `boxcut` command (e.g. `beat`) until its log shows `ready`."""
+        service = self._spawn(f"{command}-{len(self.servers)}", [command, *args], extra_env)
+        self.servers.append(service)
+        service.wait_ready(marker=ready)
+        return service
+
+    def _spawn(self, name: str, args: list[str], extra_env: Mapping[str, str] | None) -> ChildProcess:
+        log_path = self.tmp / f"{name}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", *args],
+                env={**self.env, **(extra_env or {})}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return ChildProcess(proc, log_path)
 
     def start_intake(self, *, extra_env: Mapping[str, str] | None = None) -> str:
         """Serve `boxcut intake` on a free loopback port; return its base URL once /healthz answers."""

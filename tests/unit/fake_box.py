@@ -4,7 +4,7 @@ jobs against it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from worker.box.models import (
@@ -63,13 +63,18 @@ class FakeBox:
         self.lookups += 1
         return next((g for g in self.groups if g.id == group_id), None)
 
-    def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0) -> CallResult:
-        return self._answer(USERS_TERMINATE_ENDPOINT, user_ids, prior_attempts)
+    def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0,
+                        before_send: Callable[[], object] | None = None) -> CallResult:
+        return self._answer(USERS_TERMINATE_ENDPOINT, user_ids, prior_attempts, before_send)
 
-    def terminate_groups(self, group_ids: Sequence[str], *, prior_attempts: int = 0) -> CallResult:
-        return self._answer(GROUPS_TERMINATE_ENDPOINT, group_ids, prior_attempts)
+    def terminate_groups(self, group_ids: Sequence[str], *, prior_attempts: int = 0,
+                         before_send: Callable[[], object] | None = None) -> CallResult:
+        return self._answer(GROUPS_TERMINATE_ENDPOINT, group_ids, prior_attempts, before_send)
 
-    def _answer(self, endpoint: str, ids: Sequence[str], prior_attempts: int) -> CallResult:
+    def _answer(self, endpoint: str, ids: Sequence[str], prior_attempts: int,
+                before_send: Callable[[], object] | None) -> CallResult:
+        if before_send is not None:
+            before_send()  # one request per call here
         self.calls.append((endpoint, list(ids)))
         if self.answers:
             answer = self.answers.pop(0)

@@ -139,7 +139,8 @@ def main() -> None:
                                              case_sensitive=False),
               default=None, help="Overrides BOXCUT_LOG_LEVEL for this worker.  [default: BOXCUT_LOG_LEVEL]")
 @click.option("--beat/--no-beat", default=True, show_default=True,
-              help="Run the periodic sweep (Celery beat) inside this worker. One is enough; more do no harm.")
+              help="Run the periodic tasks (Celery beat) inside this worker; --no-beat where `boxcut beat` runs "
+                   "them. One beat is enough; more do no harm.")
 def worker(concurrency: int, loglevel: str | None, beat: bool) -> None:
     """Run a Celery worker that executes boxcut jobs and sends their Box calls."""
     from config.celery import QUEUE, SEND_QUEUE
@@ -150,6 +151,22 @@ def worker(concurrency: int, loglevel: str | None, beat: bool) -> None:
     app = create_app(settings)
     app.worker_main(["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={QUEUE},{SEND_QUEUE}",
                      f"--loglevel={loglevel}", "--without-gossip", "--without-mingle", *(["--beat"] if beat else [])])
+
+
+@main.command()
+@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"],
+                                             case_sensitive=False),
+              default=None, help="Overrides BOXCUT_LOG_LEVEL for this service.  [default: BOXCUT_LOG_LEVEL]")
+def beat(loglevel: str | None) -> None:
+    """Run boxcut's periodic tasks (Celery beat): the sweep and the directory refresh, every interval.
+
+    For workers started with --no-beat (a deployment's own `beat` service). It only schedules: workers run the
+    tasks. One is enough; more do no harm (every round is safe to repeat). It keeps no schedule file."""
+    settings = _settings()
+    loglevel = (loglevel or settings.log_level).upper()
+    logging.getLogger().setLevel(loglevel)
+    app = create_app(settings)
+    app.start(["beat", f"--loglevel={loglevel}"])
 
 
 @main.command()

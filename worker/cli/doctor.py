@@ -44,7 +44,8 @@ def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
 
 
 def _check_workers(settings: Settings, echo: Echo) -> bool:
-    """At least one worker answers, and the periodic sweep (Celery beat, inside a worker) has run lately."""
+    """At least one worker answers, and the periodic sweep (Celery beat: `boxcut beat`, or inside a worker) has run
+    lately."""
     from tasks.app import create_app
     from worker.connections import redis_client
     from worker.jobs.store import JobStore
@@ -58,12 +59,13 @@ def _check_workers(settings: Settings, echo: Echo) -> bool:
     last = JobStore(redis_client(settings), key_prefix=settings.key_prefix).last_sweep()
     if last is None:
         echo("warn beat: no periodic sweep has run yet: a worker started a moment ago runs its first within "
-             f"{settings.sweep_seconds:.0f} s; otherwise start one without --no-beat")
+             f"{settings.sweep_seconds:.0f} s; otherwise start `boxcut beat` (or a worker without --no-beat)")
         return True
     age = time.time() - last
     if age > 3 * settings.sweep_seconds + 5:
         echo(f"FAIL beat: the last periodic sweep ran {age:.0f} s ago (every {settings.sweep_seconds:.0f} s "
-             "expected): run one worker without --no-beat, or nothing finds work that lost its task")
+             "expected): start `boxcut beat` (or a worker without --no-beat), or nothing finds work that lost its "
+             "task")
         return False
     echo(f"ok   beat: the periodic sweep ran {age:.0f} s ago")
     return True

@@ -270,6 +270,19 @@ class JobStore:
         self._note_dead(pipe, job_id, targets.values())
         pipe.execute()
 
+    def note_attempt(self, call_id: str) -> int:
+        """Count one more request for the call, before it is sent (a write Redis refuses stops the send): the
+        record then counts every request Box may have seen, even one whose answer a crash lost. Returns the
+        count."""
+        return int(self.redis.incr(self._attempts_key(call_id)))
+
+    def attempts_sent(self, call_id: str) -> int:
+        """The requests sent for the call so far, by any sender (`note_attempt`)."""
+        return int(self.redis.get(self._attempts_key(call_id)) or 0)
+
+    def _attempts_key(self, call_id: str) -> str:
+        return f"{self._call_key(call_id)}:sent"
+
     def load_call(self, call_id: str) -> Call | None:
         raw = self.redis.get(self._call_key(call_id))
         return Call.from_dict(json.loads(raw)) if raw is not None else None

@@ -39,9 +39,11 @@ RESOLVE_CHECKPOINT = 25
 class Terminator(Protocol):
     """The Box client calls that end sessions."""
 
-    def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0) -> CallResult: ...
+    def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0,
+                        before_send: Callable[[], object] | None = None) -> CallResult: ...
 
-    def terminate_groups(self, group_ids: Sequence[str], *, prior_attempts: int = 0) -> CallResult: ...
+    def terminate_groups(self, group_ids: Sequence[str], *, prior_attempts: int = 0,
+                         before_send: Callable[[], object] | None = None) -> CallResult: ...
 
 
 class BoxCalls(DirectoryLookups, Terminator, Protocol):

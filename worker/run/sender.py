@@ -9,10 +9,14 @@ periodic sweep). For each call it takes:
 2. **Commit** in one guarded write: the call's final ids, each carried target pointing to it, each job listing
    it, and the targets that left the call settled. It applies only while this sender's claim on the call
    stands and every carried job is still `terminating`; otherwise the decision is made again.
-3. **Send** the ids as one call, under the shared rate limit, with the Box client's retries.
+3. **Send** the ids as one call, under the shared rate limit, with the Box client's retries. Each request is
+   counted in Redis before it goes (a count Redis refuses stops it), so the record counts every request Box may
+   have seen, even one whose answer a crash lost.
 4. **Record** Box's answer in one guarded write, only while the call has none yet: the call, every target it
-   carried (in every job), and the targets leaving the queue. A 400/404 for several ids is split in halves, as
-   new calls ready to be taken, until the bad ids stand alone. Jobs with nothing left in the queue settle.
+   carried (in every job), and the targets leaving the queue. A Redis restart or a full Redis meanwhile is
+   waited out for as long as the call stays this sender's, so Box's answer is kept, not sent for again. A
+   400/404 for several ids is split in halves, as new calls ready to be taken, until the bad ids stand alone.
+   Jobs with nothing left in the queue settle.
 
 A sender that dies anywhere leaves the call in flight; when its claim deadline passes, the next take sends it
 again under the same id (re-deciding first). A call with a recorded answer is never sent again.
@@ -25,7 +29,12 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+import redis
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
+from tenacity.stop import stop_after_delay
+from tenacity.wait import wait_exponential
 
 from config import defaults
 from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
@@ -51,6 +60,11 @@ CREDENTIALS_REFUSED = "Box refused boxcut's credentials"
 
 # The first wait between two rounds of a call Box did not take.
 WAIT_OUT_MIN_SECONDS = 5.0
+
+# The Redis faults a sender waits out once Box has answered (a restart, a full Redis), and for how long when it
+# has no claim deadline to go by.
+REDIS_FAULTS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError)
+RECORD_PATIENCE_SECONDS = 30.0
 
 # How often a commit is decided again because a carried job changed state meanwhile.
 _COMMIT_TRIES = 5
@@ -232,7 +246,7 @@ def _send(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, claim: int) -
     are this round's."""
     send = ctx.box.terminate_users if endpoint == USERS_TERMINATE_ENDPOINT else ctx.box.terminate_groups
     try:
-        return send(plan.ids, prior_attempts=0)
+        return send(plan.ids, prior_attempts=0, before_send=lambda: ctx.store.note_attempt(call.call_id))
     except BoxAuthError as refused:  # no token: nothing reached Box, and no wait mends wrong credentials
         now = utc_now()
         return CallResult(endpoint=endpoint, http_status=None, error_code=TOKEN_REFUSED, request_id=None,
@@ -241,7 +255,7 @@ def _send(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, claim: int) -
                           finished_at=now)
     except RetryLater as wait:
         # Keep the call ours until the wait is over, so nobody else sends it into the same pause.
-        call.attempts += getattr(wait, "attempts", 0)
+        call.attempts = _counted(ctx, call, call.attempts + getattr(wait, "attempts", 0))
         _hold(ctx, endpoint, call, plan, claim, delay=wait.delay, reason=wait.reason)
         raise
 
@@ -281,11 +295,12 @@ def _record(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, result: Cal
     call's time is not up, hold it for another round."""
     delay = _wait_out(ctx, result, call)
     if delay is not None:
-        call.attempts += result.attempts
+        call.attempts = _counted(ctx, call, call.attempts + result.attempts)
         call.message = f"waiting: {_said(result)}"
-        _hold(ctx, endpoint, call, plan, claim, delay=delay, reason=_said(result))
+        _patiently(ctx, claim, lambda: _hold(ctx, endpoint, call, plan, claim, delay=delay, reason=_said(result)))
         return
     _answer(call, result)
+    call.attempts = _counted(ctx, call, call.attempts)
     write = GuardedWrite()
     ctx.queue.in_flight(write, endpoint, call.call_id)
     ctx.queue.answered(write, endpoint, call.call_id)
@@ -297,11 +312,36 @@ def _record(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, result: Cal
         ctx.store.stage_waiting(write, job_id, None)
     ctx.queue.release(write, plan.sending_refs() if settled else {})
     try:
-        write.apply(ctx.store.redis)
+        _patiently(ctx, claim, lambda: write.apply(ctx.store.redis))
     except GuardFailed:
         log.warning("call %s: an answer was recorded by another sender first; keeping that one", call.call_id)
         return
     _settle_jobs(ctx, plan.jobs())
+
+
+def _counted(ctx: RunContext, call: Call, attempts: int) -> int:
+    """The call's attempts: those its rounds counted, or, when more, the requests written down before they were
+    sent (a round whose sender died after sending, before recording, counted none)."""
+    return max(attempts, _patiently(ctx, None, lambda: ctx.store.attempts_sent(call.call_id)))
+
+
+_T = TypeVar("_T")
+
+
+def _patiently(ctx: RunContext, claim: int | None, step: Callable[[], _T]) -> _T:
+    """Run a Redis step once Box has answered, through a Redis restart or a full Redis, for as long as the call
+    stays this sender's (its claim; RECORD_PATIENCE_SECONDS without one): Box's answer is kept rather than lost
+    and the call sent again."""
+    patience = RECORD_PATIENCE_SECONDS if claim is None else max(1.0, (claim - ctx.now_ms()) / 1000)
+    retrying = Retrying(retry=retry_if_exception_type(REDIS_FAULTS), stop=stop_after_delay(patience),
+                        wait=wait_exponential(multiplier=0.25, max=5), sleep=ctx.sleep, reraise=True,
+                        before_sleep=_say_redis_fault)
+    return retrying(step)
+
+
+def _say_redis_fault(state: RetryCallState) -> None:
+    fault = state.outcome.exception() if state.outcome else None
+    log.warning("keeping Box's answer through a Redis fault (%s); trying again", type(fault).__name__)
 
 
 def _must_split(call: Call, result: CallResult) -> bool:

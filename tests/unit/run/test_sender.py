@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import pytest
+import redis
 
 from tests.unit.fake_box import FakeBox, accepted, directory, make_ctx, new_job, refused, users
-from worker.box.models import USERS_TERMINATE_ENDPOINT, BoxUser
+from worker.box.models import USERS_TERMINATE_ENDPOINT, BoxUser, CallResult
 from worker.errors import RetryLater
 from worker.jobs import actions as job_actions
 from worker.jobs.model import CallState, JobState, TargetStatus
@@ -238,7 +241,7 @@ def test_a_call_whose_record_vanished_gives_its_targets_back_to_be_queued_again(
 
 
 class _TokenRefused(FakeBox):
-    def terminate_users(self, user_ids: object, *, prior_attempts: int = 0) -> object:
+    def terminate_users(self, user_ids: object, *, prior_attempts: int = 0, before_send: object = None) -> object:
         from worker.errors import BoxAuthError
 
         raise BoxAuthError("Box refused the token request (400 invalid_grant): Grant credentials are invalid")
@@ -303,3 +306,52 @@ def test_credentials_refused_before_the_service_account_check_send_nothing_and_f
     job = store.load(job_ids[0])
     assert box.calls == [] and job.state is JobState.FAILED
     assert job.targets[0].status is TargetStatus.FAILED and "invalid_client" in (job.targets[0].detail or "")
+
+
+class _DiesAfterSending(FakeBox):
+    """Box takes the request; the sender's process dies before it hears the answer."""
+
+    def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0,
+                        before_send: Callable[[], object] | None = None) -> CallResult:
+        if self.died:
+            return super().terminate_users(user_ids, prior_attempts=prior_attempts, before_send=before_send)
+        self.died = True
+        super().terminate_users(user_ids, prior_attempts=prior_attempts, before_send=before_send)
+        raise _ProcessDied
+
+    died = False
+
+
+class _ProcessDied(BaseException):
+    pass
+
+
+def test_a_request_whose_answer_a_crash_lost_is_counted_in_the_record_of_its_resend(store: JobStore) -> None:
+    box = _DiesAfterSending(users=directory(1))
+    ctx = make_ctx(store, box)
+    [job_id] = _queued(store, ctx, "user00001@example.com")
+    with pytest.raises(_ProcessDied):
+        _drain(ctx)
+    _drain(make_ctx(store, box, later=ctx.claim_seconds + 1))  # its claim ran out: sent again under its id
+    job = store.load(job_id)
+    assert job.state is JobState.SUCCEEDED and len(box.calls) == 2
+    assert [c.attempts for c in job.calls] == [2]  # Box saw two requests; the record says two
+
+
+class _RedisRefusesTheAttempt(FakeBox):
+    def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0,
+                        before_send: Callable[[], object] | None = None) -> CallResult:
+        def refused() -> None:
+            raise redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'")
+
+        return super().terminate_users(user_ids, prior_attempts=prior_attempts, before_send=refused)
+
+
+def test_a_request_that_cannot_be_written_down_first_is_not_sent(store: JobStore) -> None:
+    box = _RedisRefusesTheAttempt(users=directory(1))
+    ctx = make_ctx(store, box)
+    [job_id] = _queued(store, ctx, "user00001@example.com")
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        _drain(ctx)
+    assert box.calls == []
+    assert store.load(job_id).state is JobState.TERMINATING
