@@ -102,3 +102,8 @@ WAIT_OUT_MAX_SECONDS = 300.0
 # A queued or resolving job that no run holds and that has not changed for this long may have lost its task:
 # the sweep enqueues it again (worker/run/sweeper.py).
 STALE_JOB_SECONDS = 120.0
+
+# How long finished jobs, their calls and the audit stream are kept (BOXCUT_RETENTION_DAYS): over a year, so a
+# year of audit survives; and how often the periodic expiry runs.
+RETENTION_DAYS = 400
+EXPIRE_EVERY_SECONDS = 3600.0

@@ -93,6 +93,7 @@ class Settings:
     stale_job_seconds: float = defaults.STALE_JOB_SECONDS
     directory_refresh_seconds: float = defaults.DIRECTORY_REFRESH_SECONDS
     directory_background_max_users: int = defaults.DIRECTORY_BACKGROUND_MAX_USERS
+    retention_days: int = defaults.RETENTION_DAYS
 
     @property
     def box_auth_mode(self) -> BoxAuthMode:
@@ -218,6 +219,7 @@ class _Reader:
             directory_background_max_users=self.integer(
                 "BOXCUT_DIRECTORY_BACKGROUND_MAX_USERS", defaults.DIRECTORY_BACKGROUND_MAX_USERS, 0, 10**7
             ),
+            retention_days=self.integer("BOXCUT_RETENTION_DAYS", defaults.RETENTION_DAYS, 1, 36500),
         )
 
     # -- typed readers -------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from kombu.transport import redis as kombu_redis
 
 from config import Settings
 from config.celery import QUEUE, SEND_QUEUE, celery_config, max_countdown
-from tasks import directory, jobs, sending
+from tasks import directory, jobs, retention, sending
 from worker.run.runtime import Runtime
 
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings) -> Celery:
     sending.register(app, context=runtime.context, kick=kick_sender, enqueue=enqueuer(app),
                      stale_job_seconds=settings.stale_job_seconds, max_countdown=max_countdown(settings))
     directory.register(app, context=runtime.context, settings=settings, queue=SEND_QUEUE)
+    retention.register(app, context=runtime.context, retention_days=settings.retention_days)
     return app
 
 

@@ -68,3 +68,34 @@ def test_insecure_dev_serves_on_loopback_only(stack: Stack) -> None:
     run = subprocess.run([sys.executable, "-m", "worker.cli", "intake", "--insecure-dev", "--host", "0.0.0.0"],
                          env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert run.returncode == 64 and "loopback" in run.stderr
+
+
+def test_audit_exports_json_lines_since_a_time_and_a_jobs_whole_trail(stack: Stack) -> None:
+    run = boxcut(stack, "terminate", "--user", "jdoe@example.com", "--reason", "audit test", "--wait")
+    assert run.returncode == 0, run.stderr
+    job_id = run.stdout.splitlines()[0]
+    lines = boxcut(stack, "audit", "--since", "1h", "--json").stdout.splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert {"id", "job_id", "event", "at", "data"} <= set(entries[0])
+    mine = [e for e in entries if e["job_id"] == job_id]
+    assert mine[0]["event"] == "created" and mine[-1]["data"].get("to") == "succeeded"
+    trail = [json.loads(line) for line in boxcut(stack, "audit", "--job", job_id, "--json").stdout.splitlines()]
+    assert [e["event"] for e in trail] == [e["event"] for e in mine] and {e["job_id"] for e in trail} == {job_id}
+    assert boxcut(stack, "audit", "--since", "2999-01-01T00:00:00Z", "--json").stdout == ""
+    text = boxcut(stack, "audit", "--job", job_id).stdout.splitlines()
+    assert len(text) == len(trail) and job_id in text[0] and "created" in text[0]
+
+
+def test_audit_refuses_a_since_it_cannot_read_and_an_unknown_job(stack: Stack) -> None:
+    bad = boxcut(stack, "audit", "--since", "yesterday")
+    assert bad.returncode == 64 and "--since: expected an ISO 8601 time" in bad.stderr
+    unknown = boxcut(stack, "audit", "--job", "j-0000000000000000")
+    assert unknown.returncode == 1 and "no job j-0000000000000000" in unknown.stderr
+
+
+def test_expire_keeps_what_the_retention_keeps(stack: Stack) -> None:
+    run = boxcut(stack, "terminate", "--user", "jdoe@example.com", "--wait")
+    job_id = run.stdout.splitlines()[0]
+    expired = boxcut(stack, "expire")
+    assert expired.returncode == 0 and expired.stdout.startswith("retention 400 days: removed 0 jobs"), expired.stdout
+    assert boxcut(stack, "status", job_id).returncode == 0

@@ -432,6 +432,43 @@ def sweep() -> None:
 
 
 @main.command()
+def expire() -> None:
+    """Remove now what BOXCUT_RETENTION_DAYS no longer keeps (the periodic tasks do it every hour): finished
+    jobs created before the horizon, with their calls and audit trails, and older audit stream entries."""
+    from worker.jobs.retention import expire as expire_old
+    from worker.jobs.send_queue import SendQueue
+
+    settings = _settings()
+    store = _store(settings)
+    done = expire_old(store, SendQueue(store.redis, key_prefix=settings.key_prefix),
+                      retention_days=settings.retention_days)
+    click.echo(f"retention {settings.retention_days} days: removed {done.jobs} jobs, {done.calls} calls, "
+               f"{done.audit_entries} audit stream entries")
+
+
+@main.command()
+@click.option("--since", "since", metavar="WHEN", default=None,
+              help="From this time on: an ISO 8601 time (2026-12-01T00:00:00Z) or an age (90m, 24h, 7d). "
+                   "[default: all that is kept]")
+@click.option("--job", "job_id", metavar="JOB", default=None, help="Only this job's trail (whole).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, one entry each, for shipping to a SIEM.")
+def audit(since: str | None, job_id: str | None, as_json: bool) -> None:
+    """Export the audit stream, oldest first: every job state change, target outcome and Box call."""
+    from worker.cli.output import describe_audit_entry, parse_since
+
+    try:
+        since_ms = parse_since(since) if since else 0
+    except ValueError as bad:
+        _fail(f"--since: {bad}", EXIT_USAGE)
+    store = _store(_settings())
+    if job_id is not None and not store.exists(job_id):
+        _fail(f"no job {job_id}")
+    stream = store.job_audit_key(job_id) if job_id else None
+    for entry in store.audit_since(since_ms=since_ms, stream=stream):
+        click.echo(json.dumps(entry, separators=(",", ":")) if as_json else describe_audit_entry(entry))
+
+
+@main.command()
 def doctor() -> None:
     """Check settings, Redis, the broker and a Box token; say what is wrong in words."""
     from worker.cli.doctor import run_checks

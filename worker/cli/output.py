@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from worker.jobs.model import Job, JobState, TargetStatus
 from worker.jobs.store import JobStore, JobSummary
@@ -157,3 +160,26 @@ def wait_for_job(
                 out.write("\n")
             return job
         time.sleep(poll_seconds)
+
+
+_AGE = re.compile(r"(\d+)([mhd])")
+_AGE_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, *, now: Callable[[], float] = time.time) -> int:
+    """`--since`: an ISO 8601 time, or an age such as 90m, 24h or 7d; epoch ms. ValueError says what it takes."""
+    age = _AGE.fullmatch(text.strip())
+    if age:
+        return int((now() - int(age.group(1)) * _AGE_SECONDS[age.group(2)]) * 1000)
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"expected an ISO 8601 time (2026-12-01T00:00:00Z) or an age (90m, 24h, 7d), got {text!r}"
+                         ) from None
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def describe_audit_entry(entry: dict[str, Any]) -> str:
+    """One audit entry as a line: when, which job, what happened, and its data."""
+    data = json.dumps(entry["data"], separators=(",", ":"), sort_keys=True)
+    return f"{entry['at']}  {entry['job_id']}  {entry['event']:<12} {data}"

@@ -168,6 +168,10 @@ class SendQueue:
         waiting, flight = pipe.execute()
         return Depth(int(waiting), int(flight))
 
+    def forget_job(self, job_id: str) -> None:
+        """Drop a removed job's open count (retention)."""
+        self.redis.hdel(self.open_key, job_id)
+
     def open_targets(self, job_id: str) -> int:
         """How many of the job's targets are waiting or in flight."""
         return int(self.redis.hget(self.open_key, job_id) or 0)

@@ -12,6 +12,8 @@ Keys (all under the settings' key prefix `P`):
     P jobs:source:{source} zset  job ids by source, same score
     P jobs:dead           zset   jobs holding a target whose retries ran out
     P audit               stream append-only: an entry per job state change, target outcome and Box call
+    P job:{id}:audit      stream the same entries for that job alone, so its trail reads whole however long the
+                                 main stream is (and outlives the main stream's trimming while the job is kept)
 
 Changes that read before they write (state transitions, leases) are Lua scripts; changes that only write
 several keys together are MULTI/EXEC pipelines. Every write that changes what a job says also appends to the
@@ -37,7 +39,7 @@ from worker.jobs.model import Approval, Call, Job, JobState, Target, utc_now
 from worker.locks import RedisLock
 from worker.transactions import GuardedWrite
 
-# KEYS[1] job hash, KEYS[2] audit stream
+# KEYS[1] job hash, KEYS[2] audit stream, KEYS[3] the job's audit stream
 # ARGV[1] new state, ARGV[2] now (ISO), ARGV[3] state zset key prefix, ARGV[4] actor, ARGV[5] note,
 # ARGV[6] a JSON object of further job fields to set in the same step (e.g. an approval), ARGV[7..] the states
 # the job may move from
@@ -54,8 +56,10 @@ redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at', ARGV[2])
 for name, value in pairs(cjson.decode(ARGV[6])) do redis.call('HSET', KEYS[1], name, value) end
 redis.call('ZREM', ARGV[3] .. current, job_id)
 redis.call('ZADD', ARGV[3] .. ARGV[1], score, job_id)
-redis.call('XADD', KEYS[2], '*', 'job_id', job_id, 'event', 'state', 'at', ARGV[2],
-           'data', cjson.encode({from = current, to = ARGV[1], actor = ARGV[4], note = ARGV[5]}))
+local data = cjson.encode({from = current, to = ARGV[1], actor = ARGV[4], note = ARGV[5]})
+for k = 2, 3 do
+  redis.call('XADD', KEYS[k], '*', 'job_id', job_id, 'event', 'state', 'at', ARGV[2], 'data', data)
+end
 return {1, current}
 """
 
@@ -101,6 +105,9 @@ class JobStore:
     @property
     def audit_key(self) -> str:
         return f"{self.prefix}audit"
+
+    def job_audit_key(self, job_id: str) -> str:
+        return f"{self._job_key(job_id)}:audit"
 
     def _state_prefix(self) -> str:
         return f"{self.prefix}jobs:state:"
@@ -216,7 +223,7 @@ class JobStore:
         return the state it left."""
         allowed = [s.value for s in allowed_from]
         result = self._transition(
-            keys=[self._job_key(job_id), self.audit_key],
+            keys=[self._job_key(job_id), self.audit_key, self.job_audit_key(job_id)],
             args=[to.value, utc_now(), self._state_prefix(), actor, note, _dumps(fields or {}), *allowed],
         )
         if result[0] == -1:
@@ -320,8 +327,7 @@ class JobStore:
         """The job's `waiting` field: what it waits for (or, None, that it waits for nothing now)."""
         write.write("HSET", self._job_key(job_id), "waiting", _dumps(waiting) if waiting else "")
         if waiting:
-            write.write("XADD", self.audit_key, "*", "job_id", job_id, "event", "waiting", "at", utc_now(),
-                        "data", _dumps(waiting))
+            self._stage_audit(write, job_id, "waiting", waiting)
 
     def stage_call_listed(self, write: GuardedWrite, job_id: str, call_id: str) -> None:
         """The job's record lists the call among those that carried its targets."""
@@ -336,9 +342,8 @@ class JobStore:
             part = items[start:start + 1000]
             write.write("HSET", f"{key}:targets", *(v for i, t in part for v in (i, _dumps(t.to_dict()))))
         write.write("HSET", key, "updated_at", utc_now())
-        note = {**(data or {}), "targets": [_target_note(i, t) for i, t in targets.items()]}
-        write.write("XADD", self.audit_key, "*", "job_id", job_id, "event", event, "at", utc_now(),
-                    "data", _dumps(note))
+        self._stage_audit(write, job_id, event,
+                          {**(data or {}), "targets": [_target_note(i, t) for i, t in targets.items()]})
         if any(t.status.value == "dead" for t in targets.values()):
             score = self.redis.hget(key, "created_us") or 0
             write.write("ZADD", f"{self.prefix}jobs:dead", float(score), job_id)
@@ -400,22 +405,78 @@ class JobStore:
             score = self.redis.hget(self._job_key(job_id), "created_us") or 0
             pipe.zadd(f"{self.prefix}jobs:dead", {job_id: float(score)})
 
+    # -- retention -------------------------------------------------------------------------------------------
+
+    def created_before(self, created_before_us: int, *, limit: int) -> list[tuple[str, str]]:
+        """The oldest jobs (up to `limit`) created before `created_before_us` (epoch µs), with their states."""
+        ids = [_text(i) for i in self.redis.zrangebyscore(f"{self.prefix}jobs", "-inf", f"({created_before_us}",
+                                                          start=0, num=limit)]
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(self._job_key(job_id), "state")
+        return [(job_id, _text(state or "")) for job_id, state in zip(ids, pipe.execute(), strict=True)]
+
+    def remove(self, job_id: str, *, extra_keys: Iterable[str] = ()) -> int:
+        """Delete a job's record, its audit trail, its place in every index, and each call that carried its
+        targets once no job it carried is left; returns the calls deleted."""
+        key = self._job_key(job_id)
+        state, source = (_text(v or "") for v in self.redis.hmget(key, ["state", "source"]))
+        call_ids = [_text(c) for c in self.redis.lrange(f"{key}:calls", 0, -1)]
+        # No MULTI: Redis refuses every command inside MULTI when full, deletions included, and a full Redis is
+        # when retention matters most. Each deletion is idempotent; a pass cut short is finished by the next.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(key, f"{key}:targets", f"{key}:calls", f"{key}:lease", self.job_audit_key(job_id), *extra_keys)
+        pipe.zrem(f"{self.prefix}jobs", job_id)
+        pipe.zrem(f"{self.prefix}jobs:dead", job_id)
+        pipe.zrem(self._state_prefix() + state, job_id)
+        pipe.zrem(f"{self.prefix}jobs:source:{source}", job_id)
+        pipe.execute()
+        orphans = [c.call_id for c in self.load_calls(call_ids)
+                   if not self._any_exists(job for job in c.carried() if job != job_id)]
+        if orphans:
+            self.redis.delete(*(k for c in orphans for k in (self._call_key(c), self._attempts_key(c))))
+        return len(orphans)
+
+    def _any_exists(self, job_ids: Iterable[str]) -> bool:
+        keys = [self._job_key(j) for j in job_ids]
+        return bool(keys) and int(self.redis.exists(*keys)) > 0
+
+    def trim_audit(self, before_ms: int) -> int:
+        """Drop main-stream audit entries older than `before_ms` (XTRIM MINID); returns how many."""
+        return int(self.redis.xtrim(self.audit_key, minid=f"{before_ms}-0", approximate=False))
+
     # -- audit -----------------------------------------------------------------------------------------------
 
     def _audit(self, pipe: Any, job_id: str, event: str, data: dict[str, Any]) -> None:
-        pipe.xadd(self.audit_key, {"job_id": job_id, "event": event, "at": utc_now(), "data": _dumps(data)})
+        entry = {"job_id": job_id, "event": event, "at": utc_now(), "data": _dumps(data)}
+        pipe.xadd(self.audit_key, entry)
+        pipe.xadd(self.job_audit_key(job_id), entry)
+
+    def _stage_audit(self, write: GuardedWrite, job_id: str, event: str, data: dict[str, Any]) -> None:
+        entry = ("job_id", job_id, "event", event, "at", utc_now(), "data", _dumps(data))
+        write.write("XADD", self.audit_key, "*", *entry)
+        write.write("XADD", self.job_audit_key(job_id), "*", *entry)
 
     def audit_entries(self, *, job_id: str | None = None, count: int = 1000) -> list[dict[str, Any]]:
-        """Audit entries oldest first, optionally only one job's (scans the newest `count` entries)."""
-        entries = self.redis.xrevrange(self.audit_key, count=count) or []
-        rows = []
-        for entry_id, fields in reversed(entries):
-            if not fields:
-                continue
-            row = {_text(k): _text(v) for k, v in fields.items()}
-            if job_id is None or row["job_id"] == job_id:
-                rows.append({"id": _text(entry_id), **row, "data": json.loads(row["data"])})
-        return rows
+        """Audit entries oldest first: one job's whole trail, or the newest `count` entries of all jobs."""
+        if job_id is not None:
+            return list(self.audit_since(stream=self.job_audit_key(job_id)))
+        return [_audit_row(entry_id, fields) for entry_id, fields in reversed(
+            self.redis.xrevrange(self.audit_key, count=count) or []) if fields]
+
+    def audit_since(self, *, since_ms: int = 0, stream: str | None = None, page: int = 1000
+                    ) -> Iterator[dict[str, Any]]:
+        """Audit entries from `since_ms` (epoch ms) on, oldest first, read a page at a time: the main stream,
+        or `stream` (a job's)."""
+        key, start = stream or self.audit_key, f"{since_ms}-0"
+        while True:
+            entries = self.redis.xrange(key, min=start, max="+", count=page) or []
+            for entry_id, fields in entries:
+                if fields:
+                    yield _audit_row(entry_id, fields)
+            if len(entries) < page:
+                return
+            start = "(" + _text(entries[-1][0])
 
     # -- leases ----------------------------------------------------------------------------------------------
 
@@ -449,6 +510,11 @@ class LeaseRenewer:
     def renew(self) -> bool:
         """Whether the lease is still ours, extended now."""
         return self._renew()
+
+
+def _audit_row(entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:
+    row = {_text(k): _text(v) for k, v in fields.items()}
+    return {"id": _text(entry_id), **row, "data": json.loads(row["data"])}
 
 
 def _target_note(index: int, target: Target) -> dict[str, Any]:
