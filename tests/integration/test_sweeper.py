@@ -51,3 +51,17 @@ def test_boxcut_beat_beside_a_worker_without_beat_runs_the_sweep_that_finishes_a
         beat_alive = beat.proc.poll() is None
     assert job.state is JobState.SUCCEEDED and "requeued" in audit and beat_alive
     assert "ok   beat: the periodic sweep ran" in doctor.stdout, doctor.stdout
+
+
+def test_an_operator_retry_puts_a_job_that_lost_its_task_back_on_the_queue(redis_url: str, tmp_path: Path) -> None:
+    env = {"BOXCUT_STALE_JOB_SECONDS": "3600"}  # the sweep would wait an hour: the operator does not
+    with running_stack(redis_url, tmp_path, extra_env=env, worker=False) as stack:
+        job_id = stack.submit([{"type": "user", "login": "jdoe@example.com"}])
+        assert redis.Redis.from_url(redis_url).delete(f"{stack.key_prefix}boxcut") == 1  # the task is gone
+        retried = subprocess.run([sys.executable, "-m", "worker.cli", "retry", job_id], env=stack.env, cwd=REPO,
+                                 capture_output=True, text=True, timeout=60)
+        assert retried.returncode == 0, retried.stderr
+        assert retried.stdout.strip() == f"enqueued {job_id} again (1 targets pending)"
+        stack.start_worker()
+        job = stack.wait(job_id, timeout=60)
+    assert job.state is JobState.SUCCEEDED

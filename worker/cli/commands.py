@@ -374,19 +374,23 @@ def approve(job_id: str, wait: bool) -> None:
 @click.argument("job_id")
 @click.option("--wait", is_flag=True, help="Show progress until the job ends.")
 def retry(job_id: str, wait: bool) -> None:
-    """Send again only the targets of a job that ended `failed` or `dead` (its other targets are left alone)."""
+    """Send again only the targets of a job that ended `failed` or `dead` (its other targets are left alone);
+    a queued, resolving or terminating job that is not moving is enqueued again."""
     from worker.jobs import actions as job_actions
 
     settings = _settings()
     store = _store(settings)
     try:
-        count = job_actions.retry(store=store, enqueue=enqueuer(create_app(settings)), job_id=job_id,
-                                  actor=_actor())
+        done = job_actions.retry(store=store, enqueue=enqueuer(create_app(settings)), job_id=job_id,
+                                 actor=_actor())
     except (JobNotFound, InvalidTransition) as exc:
         _fail(_not_possible(job_id, exc))
-    if not count:
+    if done.restarted:
+        click.echo(f"enqueued {job_id} again ({done.targets:,} targets pending)")
+    elif not done.targets:
         _fail(f"job {job_id} has no failed or dead targets to retry")
-    click.echo(f"retrying {count:,} targets of {job_id}")
+    else:
+        click.echo(f"retrying {done.targets:,} targets of {job_id}")
     if wait:
         _wait_and_exit(store, job_id)
 

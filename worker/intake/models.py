@@ -143,10 +143,12 @@ def component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
 
 
 class RetryStarted(BaseModel):
-    """A retry was started: how many failed or dead targets are being sent again."""
+    """A retry was started: how many failed or dead targets are being sent again; or, `restarted`, a job that was
+    not moving was enqueued again, with `retried` its targets still pending."""
 
     job_id: str
     retried: int
+    restarted: bool = False
     status_url: str
 
 

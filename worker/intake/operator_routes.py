@@ -141,17 +141,19 @@ def _add_action_routes(app: FastAPI, deps: IntakeDeps, operator: Any) -> None:
 
     @app.post("/v1/jobs/{job_id}/retry", response_model=RetryStarted, responses=actions, tags=["operator"])
     def retry_job(job_id: str, request: Request) -> RetryStarted:
-        """Send again only the targets that ended `failed` or `dead`; new calls are recorded beside the old."""
+        """Send again only the targets that ended `failed` or `dead`; new calls are recorded beside the old. A
+        queued, resolving or terminating job that no worker is running is enqueued again (`restarted`)."""
         caller = operator(request)
-        count = _job_action(
+        done = _job_action(
             job_id,
             "not_retryable",
-            "only a failed or partial job can be retried",
+            "a failed or partial job is retried, a job that is not moving is enqueued again",
             lambda: job_actions.retry(store=deps.store, enqueue=deps.intake.enqueue, job_id=job_id, actor=caller.label),
         )
-        if not count:
+        if not done.targets and not done.restarted:
             raise ApiError(409, "nothing_to_retry", f"job {job_id} has no failed or dead targets")
-        return RetryStarted(job_id=job_id, retried=count, status_url=f"/v1/jobs/{job_id}")
+        return RetryStarted(job_id=job_id, retried=done.targets, restarted=done.restarted,
+                            status_url=f"/v1/jobs/{job_id}")
 
 
 def _job_action(job_id: str, code: str, rule: str, action: Callable[[], T]) -> T:

@@ -373,6 +373,10 @@ class JobStore:
                 idle.append(job_id)
         return idle
 
+    def leased(self, job_id: str) -> bool:
+        """Whether a run holds the job now."""
+        return bool(self.redis.exists(f"{self._job_key(job_id)}:lease"))
+
     def note_requeued(self, job_id: str, *, why: str, at: float) -> None:
         """Note that the sweep enqueued the job again at `at` (epoch seconds)."""
         pipe = self.redis.pipeline(transaction=True)

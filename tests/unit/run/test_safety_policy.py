@@ -121,7 +121,7 @@ def test_retry_sends_only_the_failed_targets_again(store: JobStore) -> None:
     assert [t.status for t in job.targets] == [TargetStatus.FAILED, TargetStatus.NOT_FOUND, TargetStatus.ACCEPTED]
     calls_before = len(box.calls)
 
-    assert job_actions.retry(store=store, enqueue=lambda _: None, job_id=second, actor="cli:alice") == 1
+    assert job_actions.retry(store=store, enqueue=lambda _: None, job_id=second, actor="cli:alice").targets == 1
     run_job(ctx=make_ctx(store, box, batch_size=1), job_id=second)
     job = store.load(second)
     assert box.calls[calls_before:] == [("/users/terminate_sessions", ["30000002"])]
@@ -264,7 +264,7 @@ def test_approve_and_retry_are_undone_when_the_job_cannot_be_enqueued(store: Job
         job_actions.retry(store=store, enqueue=_broker_down, job_id=failed, actor="cli:alice")
     job = store.load(failed)
     assert job.state is JobState.FAILED and job.targets[0].status is TargetStatus.FAILED
-    assert job_actions.retry(store=store, enqueue=lambda _: None, job_id=failed, actor="cli:alice") == 1
+    assert job_actions.retry(store=store, enqueue=lambda _: None, job_id=failed, actor="cli:alice").targets == 1
 
 
 class _BoxAnsweringForSomeoneElse(FakeBox):
@@ -315,3 +315,26 @@ def test_a_group_whose_members_cannot_be_listed_fails_alone_and_is_never_sent(st
     assert (job.targets[0].status, job.targets[0].detail) == (
         TargetStatus.FAILED, "listing the group's members was refused: Box answered 403 forbidden")
     assert box.calls == [("/users/terminate_sessions", ["9"])] and job.state is JobState.PARTIAL
+
+
+def test_retry_of_a_job_that_is_not_moving_enqueues_it_again_and_it_ends(store: JobStore) -> None:
+    box = FakeBox(users=directory(1))
+    job_id = new_job(store, users("user00001@example.com"))  # its task was lost: nobody runs it
+    enqueued: list[str] = []
+    done = job_actions.retry(store=store, enqueue=enqueued.append, job_id=job_id, actor="cli:alice")
+    assert done == job_actions.Retried(targets=1, restarted=True) and enqueued == [job_id]
+    assert store.audit_entries(job_id=job_id)[-1]["event"] == "requeued"
+    assert "cli:alice" in store.audit_entries(job_id=job_id)[-1]["data"]["why"]
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert store.load(job_id).state is JobState.SUCCEEDED
+
+
+def test_retry_of_a_job_a_worker_is_running_or_that_awaits_approval_is_refused(store: JobStore) -> None:
+    job_id = new_job(store, users("user00001@example.com"))
+    with store.lease(job_id, ttl_seconds=30), pytest.raises(InvalidTransition, match="a worker is running it"):
+        job_actions.retry(store=store, enqueue=lambda _: None, job_id=job_id, actor="cli:alice")
+    waiting = new_job(store, users(*(f"user{n:05d}@example.com" for n in range(1, 4))))
+    run_job(ctx=make_ctx(store, FakeBox(users=directory(3)), threshold=2), job_id=waiting)
+    assert store.load(waiting).state is JobState.AWAITING_APPROVAL
+    with pytest.raises(InvalidTransition, match="approve it or cancel it"):
+        job_actions.retry(store=store, enqueue=lambda _: None, job_id=waiting, actor="cli:alice")
