@@ -292,8 +292,11 @@ def test_offboarding_json_list_and_refusals(intake: IntakeUnderTest) -> None:
 def test_approve_and_retry_over_the_api(intake: IntakeUnderTest) -> None:
     job_id = intake.post("/v1/alerts", sample("generic.json")).json()["job_id"]
     assert _operator_post(intake, f"/v1/jobs/{job_id}/approve").status_code == 409
-    assert _operator_post(intake, f"/v1/jobs/{job_id}/retry").status_code == 409
+    restarted = _operator_post(intake, f"/v1/jobs/{job_id}/retry")  # queued, and no worker runs it: enqueued again
+    assert restarted.status_code == 200 and restarted.json()["restarted"] is True
+    intake.enqueued.remove(job_id)
     intake.store.transition(job_id, to=JobState.AWAITING_APPROVAL, allowed_from=[JobState.QUEUED])
+    assert _operator_post(intake, f"/v1/jobs/{job_id}/retry").status_code == 409  # waits for a person
     approved = _operator_post(intake, f"/v1/jobs/{job_id}/approve")
     assert approved.status_code == 200 and approved.json()["state"] == "resolving"
     assert approved.json()["approval"]["approved_by"] == "operator:token#1"
