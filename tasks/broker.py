@@ -10,7 +10,9 @@ not a connection error, so nothing catches it and the worker exits ("Unrecoverab
 "'NoneType' object has no attribute 'hostname'")"), drills showed, with every task it held. Here the channel
 keeps its connection's settings, so the restore meets Redis being down as the connection error it is, kombu
 ignores it as it ignores any other, and the consumer reconnects. The messages it held stay in Redis's unacked set
-and are delivered again (`unacked_restore_interval`, config/celery.py).
+and are delivered again (`unacked_restore_interval`, config/celery.py). The same AttributeError, reached by other
+paths to a collected connection, is celery/kombu#582 and celery/kombu#970 upstream; kombu 5.7.0, the newest
+release, still has this one: kombu is held at 5.7.* (pyproject.toml), the version the drills test this class against.
 
 A full Redis (`maxmemory` with `noeviction`): kombu acknowledges a message by removing it from the unacked set and
 index in a MULTI pipeline. Redis refuses every command queued inside MULTI while it is over its memory limit,
@@ -20,7 +22,8 @@ OutOfMemoryError"), drills showed. Here the removal is one pipeline without MULT
 independent and idempotent (an index entry without its message is skipped by the restore, a message without
 its index entry is only memory), and they go through while Redis is full. A message whose delivery cannot be
 recorded in the unacked set (ZADD and HSET need memory) still runs; what keeps its job from being lost if the
-worker then dies is the job record, which the sweep reads (worker/run/sweeper.py).
+worker then dies is the job record, which the sweep reads (worker/run/sweeper.py). Upstream, a worker stuck or
+stopped on a full Redis is celery/celery#5716 (open).
 """
 
 from __future__ import annotations
