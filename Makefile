@@ -3,18 +3,27 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: install run test lint typecheck unit integration bench mutation clean
+.PHONY: install install-run run test lint typecheck unit integration bench mutation lock wheel-check clean
 
-$(STAMP): pyproject.toml
+# Runtime dependencies at the exact versions of requirements.lock; the dev tools (tests, linters) only for `make
+# test` and the other development targets.
+$(RUN_STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
+
+install-run: $(RUN_STAMP)
 
 install: $(STAMP)
 
-run: install
+run: install-run
 	$(BIN)/boxcut dev
 
 test: install lint typecheck
@@ -49,5 +58,15 @@ mutation: install
 	$(BIN)/mutmut run
 	$(BIN)/mutmut results
 
+# requirements.lock: the runtime dependencies at exact versions (the Dockerfile installs from it). Run after
+# changing pyproject.toml's dependencies.
+lock: install
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file requirements.lock pyproject.toml
+
+# Build the wheel, install it alone in a fresh virtual environment, and run it (`.ci/run` does this after the tests).
+wheel-check: install
+	scripts/check-wheel
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache mutants
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache mutants dist build

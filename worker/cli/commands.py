@@ -124,6 +124,7 @@ def _redis_url() -> str:
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="boxcut", prog_name="boxcut", message="%(prog)s %(version)s")
 def main() -> None:
     """boxcut: end Box sessions of the users and groups an alert or offboarding names, and record Box's answer.
 
