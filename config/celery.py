@@ -73,6 +73,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # counts both requests.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
+        # Task events (received, started, succeeded, failed, retried), so `celery -A tasks events`, Flower and
+        # celery-exporter see the work; on Redis they go out by PUBLISH, stored nowhere.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
         "task_serializer": "json",
         "accept_content": ["json"],
         "enable_utc": True,
