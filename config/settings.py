@@ -77,6 +77,7 @@ class Settings:
     max_calls_per_batch: int = defaults.MAX_CALLS_PER_BATCH
     run_budget_seconds: int = defaults.RUN_BUDGET_SECONDS
     log_level: str = "INFO"
+    log_format: str | None = None  # json or text; None: text on a terminal, JSON elsewhere
     intake_max_body_bytes: int = defaults.INTAKE_MAX_BODY_BYTES
     idempotency_ttl_seconds: int = defaults.IDEMPOTENCY_TTL_SECONDS
     okta_event_types: tuple[str, ...] = defaults.OKTA_EVENT_TYPES
@@ -191,6 +192,8 @@ class _Reader:
                 "BOXCUT_RUN_BUDGET_SECONDS", defaults.RUN_BUDGET_SECONDS, 1, 86400
             ),
             log_level=self.choice("BOXCUT_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_format=self.choice("BOXCUT_LOG_FORMAT", "AUTO", ("AUTO", "JSON", "TEXT")).lower().replace(
+                "auto", "") or None,
             intake_max_body_bytes=self.integer(
                 "BOXCUT_INTAKE_MAX_BODY_BYTES", defaults.INTAKE_MAX_BODY_BYTES, 1024, 64 * 1024 * 1024
             ),

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 from kombu.connection import Connection
 from kombu.messaging import Producer
 from kombu.transport import redis as kombu_redis
@@ -17,7 +18,21 @@ from kombu.transport import redis as kombu_redis
 from config import Settings
 from config.celery import QUEUE, SEND_QUEUE, celery_config, max_countdown
 from tasks import directory, jobs, retention, sending
+from worker import logs
 from worker.run.runtime import Runtime
+
+
+def _name_the_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    logs.bind(task_id=task_id, task=getattr(task, "name", None))
+
+
+def _forget_the_task(**_: Any) -> None:
+    logs.unbind("task_id", "task")
+
+
+# Every line logged while a task runs carries its Celery task id and name (worker/logs.py).
+task_prerun.connect(_name_the_task, weak=False, dispatch_uid="boxcut-log-task")
+task_postrun.connect(_forget_the_task, weak=False, dispatch_uid="boxcut-log-task-done")
 
 
 def create_app(settings: Settings) -> Celery:

@@ -10,6 +10,7 @@ import redis
 from celery import Celery, Task
 from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 
+from worker import logs
 from worker.errors import (
     BoxAuthError,
     BoxRetryableError,
@@ -57,40 +58,45 @@ def register(app: Celery, *, context: Callable[[], RunContext], max_countdown: f
     @app.task(name=RUN_JOB, bind=True, max_retries=MAX_TASK_RETRIES, acks_late=True,  # type: ignore[untyped-decorator]
               default_retry_delay=WORKER_LOST_RETRY_SECONDS)
     def run_job_task(self: Task, job_id: str) -> str:
-        ctx = context()
-        try:
-            outcome = run_job(ctx=ctx, job_id=job_id)
-        except JobNotFound:
-            log.error("job %s: no such job record; dropping the task", job_id)
-            return "missing"
-        except RetryLater as wait:
-            log.info("job %s: waiting %.1f s (%s)", job_id, wait.delay, wait.reason)
-            _retry(self, ctx, job_id, countdown=min(wait.delay, max_countdown))
-        except BoxAuthError as refused:
-            # Box refused the credentials themselves: permanent, so said at once, not waited out for hours.
-            log.error("job %s: %s", job_id, refused)
-            fail_for_credentials(store=ctx.store, job_id=job_id, error=refused)
-            return RunOutcome.SETTLED.value
-        except LeaseHeld as held:
-            _retry(self, ctx, job_id, countdown=min(held.ttl, LEASE_RECHECK_SECONDS))
-        except TRANSIENT_FAULTS as fault:
-            log.warning("job %s: %s; retrying", job_id, fault)
-            _retry(self, ctx, job_id, countdown=fault_countdown(self.request.retries))
-        except SoftTimeLimitExceeded:
-            log.warning("job %s: the run overran its time limit; a fresh run continues it", job_id)
-            _continue(self, job_id)
-            return RunOutcome.CONTINUE.value
-        except Exception as error:
-            # Not a fault boxcut knows to wait out: say so in the record (targets end `dead`, listed by
-            # `boxcut jobs --state dead`, sent again by `boxcut retry`) rather than leave the job stuck.
-            log.exception("job %s: unexpected %s; ending its pending targets", job_id, type(error).__name__)
-            give_up(store=ctx.store, job_id=job_id, why=f"stopped by an unexpected {type(error).__name__}: {error}")
-            raise
-        if outcome is RunOutcome.CONTINUE:
-            _continue(self, job_id)
-        return outcome.value
+        with logs.context(job_id=job_id):
+            return _run(self, context(), job_id, max_countdown)
 
     return run_job_task
+
+
+def _run(task: Task, ctx: RunContext, job_id: str, max_countdown: float) -> str:
+    """One run of the job task: run the job and turn its waits and faults into Celery retries."""
+    try:
+        outcome = run_job(ctx=ctx, job_id=job_id)
+    except JobNotFound:
+        log.error("job %s: no such job record; dropping the task", job_id)
+        return "missing"
+    except RetryLater as wait:
+        log.info("job %s: waiting %.1f s (%s)", job_id, wait.delay, wait.reason)
+        _retry(task, ctx, job_id, countdown=min(wait.delay, max_countdown))
+    except BoxAuthError as refused:
+        # Box refused the credentials themselves: permanent, so said at once, not waited out for hours.
+        log.error("job %s: %s", job_id, refused)
+        fail_for_credentials(store=ctx.store, job_id=job_id, error=refused)
+        return RunOutcome.SETTLED.value
+    except LeaseHeld as held:
+        _retry(task, ctx, job_id, countdown=min(held.ttl, LEASE_RECHECK_SECONDS))
+    except TRANSIENT_FAULTS as fault:
+        log.warning("job %s: %s; retrying", job_id, fault)
+        _retry(task, ctx, job_id, countdown=fault_countdown(task.request.retries))
+    except SoftTimeLimitExceeded:
+        log.warning("job %s: the run overran its time limit; a fresh run continues it", job_id)
+        _continue(task, job_id)
+        return RunOutcome.CONTINUE.value
+    except Exception as error:
+        # Not a fault boxcut knows to wait out: say so in the record (targets end `dead`, listed by
+        # `boxcut jobs --state dead`, sent again by `boxcut retry`) rather than leave the job stuck.
+        log.exception("job %s: unexpected %s; ending its pending targets", job_id, type(error).__name__)
+        give_up(store=ctx.store, job_id=job_id, why=f"stopped by an unexpected {type(error).__name__}: {error}")
+        raise
+    if outcome is RunOutcome.CONTINUE:
+        _continue(task, job_id)
+    return outcome.value
 
 
 def _continue(task: Task, job_id: str) -> None:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_the_setting_sets_the_level_of_boxcuts_own_loggers(redis_url: str, tmp_path: Path, level: str,
                                                           shown: str | None, hidden: str | None) -> None:
     with running_stack(redis_url, tmp_path, worker=False) as stack:
-        stack.start_worker(loglevel=None, extra_env={"BOXCUT_LOG_LEVEL": level})
+        stack.start_worker(loglevel=None, extra_env={"BOXCUT_LOG_LEVEL": level, "BOXCUT_LOG_FORMAT": "text"})
         job = stack.wait(stack.submit([{"type": "user", "login": "jdoe@example.com"}]))
         assert job.state is JobState.SUCCEEDED
         logs = stack.worker_logs()

@@ -39,14 +39,15 @@ def _jwt_app(tmp_path: Path, enterprise_id: str) -> tuple[Path, str, str]:
     return path, private_pem, public_pem
 
 
-def test_no_secret_in_worker_logs_job_records_or_audit(redis_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_no_secret_in_worker_logs_job_records_or_audit(redis_url: str, tmp_path: Path, log_format: str) -> None:
     config_path, private_pem, public_pem = _jwt_app(tmp_path, "boxsim-enterprise")
     sim_config = SimConfig(port=0, client_id="jwt-client-id", client_secret=CLIENT_SECRET,
                            jwt_public_key_pem=public_pem, jwt_public_key_id="kid-42")
     env = {"BOX_JWT_CONFIG_FILE": str(config_path), "BOX_CLIENT_ID": "", "BOX_CLIENT_SECRET": "",
            "BOX_ENTERPRISE_ID": "", "BOXCUT_INTAKE_TOKENS": INTAKE_TOKEN, "BOXCUT_INTAKE_HMAC_SECRETS": HMAC_SECRET,
            "BOXCUT_OPERATOR_TOKENS": OPERATOR_TOKEN, "BOXCUT_QUERY_TOKEN_SOURCES": "splunk",
-           "BOXCUT_LOG_LEVEL": "DEBUG"}
+           "BOXCUT_LOG_LEVEL": "DEBUG", "BOXCUT_LOG_FORMAT": log_format}
     with running_stack(redis_url, tmp_path, sim_config=sim_config, extra_env=env) as stack:
         job = stack.wait(stack.submit([{"type": "user", "login": "jdoe@example.com"}]))
         assert job.state is JobState.SUCCEEDED

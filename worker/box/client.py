@@ -322,7 +322,7 @@ class BoxClient:
             request_id=_text_or_none(fields.get("request_id")) or response.headers.get("box-request-id"),
             retry_after=retry_after if response.status_code == 429 else None,
         )
-        log.info("%s %s: %s", call.method, call.path, error)
+        log.warning("%s %s: %s", call.method, call.path, error)
         return error
 
     def _now_iso(self) -> str:

@@ -128,7 +128,7 @@ class RateLimiter:
         seconds = MAX_PAUSE_SECONDS if math.isnan(seconds) else min(max(seconds, 0.0), MAX_PAUSE_SECONDS)
         until_ms = now_ms + math.ceil(seconds * 1000)
         self._pause_script(keys=[self.pause_key], args=[until_ms, now_ms])
-        log.info("Box calls paused for %.1f s for every worker", seconds)
+        log.warning("Box calls paused for %.1f s for every worker", seconds)
 
     def pause_remaining(self) -> float:
         """Seconds left of the pause in force, 0.0 when none is."""

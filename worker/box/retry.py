@@ -122,7 +122,7 @@ class defer_waits_over:
         delay = retry_state.upcoming_sleep
         if delay > self.budget_seconds:
             raise RetryLater(delay, f"wait over the in-task budget after: {_error_of(retry_state)}")
-        log.info("retrying Box call in %.2f s after: %s", delay, _error_of(retry_state))
+        log.warning("retrying Box call in %.2f s after: %s", delay, _error_of(retry_state))
 
 
 def box_retrying(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from config import Settings, SettingsError, defaults, load_settings
+from worker import logs
 from worker.errors import (
     InvalidOffboardFile,
     InvalidRequest,
@@ -53,8 +55,9 @@ def _settings() -> Settings:
         settings = load_settings()
     except SettingsError as exc:
         _fail(f"bad setting {exc}", EXIT_USAGE)
-    # BOXCUT_LOG_LEVEL reaches every logger of this process and, through the fork, of a worker's pool.
-    logging.getLogger().setLevel(settings.log_level)
+    # BOXCUT_LOG_LEVEL and BOXCUT_LOG_FORMAT reach every logger of this process and, through the fork, of a
+    # worker's pool and its beat.
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
     return settings
 
 
@@ -130,7 +133,7 @@ def main() -> None:
 
     Settings come from the environment and .env (see README, "Configuration").
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(level=logging.INFO, fmt=os.environ.get("BOXCUT_LOG_FORMAT", "").lower() or None)
 
 
 @main.command()
@@ -150,8 +153,10 @@ def worker(concurrency: int, loglevel: str | None, beat: bool) -> None:
     loglevel = (loglevel or settings.log_level).upper()
     logging.getLogger().setLevel(loglevel)
     app = create_app(settings)
-    app.worker_main(["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={QUEUE},{SEND_QUEUE}",
-                     f"--loglevel={loglevel}", "--without-gossip", "--without-mingle", *(["--beat"] if beat else [])])
+    quiet = ["--quiet"] if logs.choose_format(settings.log_format, sys.stderr) == "json" else []  # no banner
+    app.worker_main([*quiet, "worker", "--pool=prefork", f"--concurrency={concurrency}",
+                     f"--queues={QUEUE},{SEND_QUEUE}", f"--loglevel={loglevel}", "--without-gossip",
+                     "--without-mingle", *(["--beat"] if beat else [])])
 
 
 @main.command()

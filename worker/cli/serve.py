@@ -9,10 +9,10 @@ never one inherited from the parent. Settings reach them as they reach the paren
 from __future__ import annotations
 
 import importlib.util
-import logging
 from typing import TYPE_CHECKING, Any
 
 from config import Settings, load_settings
+from worker import logs
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 # turn the insecure mode on: only `boxcut intake --insecure-dev` names the second one, after its loopback check.
 APP_FACTORY = f"{__name__}:intake_app_from_environment"
 INSECURE_DEV_APP_FACTORY = f"{__name__}:insecure_dev_intake_app_from_environment"
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def intake_app(settings: Settings, *, insecure_dev: bool = False) -> FastAPI:
@@ -50,8 +48,7 @@ def insecure_dev_intake_app_from_environment() -> FastAPI:
 def _worker_app(*, insecure_dev: bool) -> FastAPI:
     settings = load_settings()
     # What `boxcut`'s main() and _settings() do in the parent: a spawned process starts with logging unset.
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    logging.getLogger().setLevel(settings.log_level)
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
     return intake_app(settings, insecure_dev=insecure_dev)
 
 
@@ -66,6 +63,7 @@ def uvicorn_options(settings: Settings, *, host: str, port: int, workers: int) -
         "loop": "uvloop" if _installed("uvloop") else "asyncio",
         "access_log": False,
         "log_level": settings.log_level.lower(),
+        "log_config": None,  # uvicorn's lines go through boxcut's handler (JSON or text, worker/logs.py)
     }
 
 

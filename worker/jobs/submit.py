@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker import logs
 from worker.errors import InvalidRequest, NotEnqueued, describe_error
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.model import CANCELLABLE_STATES, Approval, Job, JobState, Target, utc_now
@@ -71,6 +72,13 @@ class Submitted:
 
 def submit(*, store: JobStore, enqueue: Enqueue, job: Job, keys: IdempotencyKeys | None = None,
            key: str | None = None) -> Submitted:
+    """`_submit`, with every line it logs naming the job (worker/logs.py)."""
+    with logs.context(job_id=job.job_id, source=job.source, source_event_id=job.source_event_id):
+        return _submit(store=store, enqueue=enqueue, job=job, keys=keys, key=key)
+
+
+def _submit(*, store: JobStore, enqueue: Enqueue, job: Job, keys: IdempotencyKeys | None,
+            key: str | None) -> Submitted:
     """The one way every source submits a job: claim `key` (when given), write the record, then enqueue it, so
     the record exists before any worker can see the job. A key an earlier submission claimed returns that job.
 
@@ -88,7 +96,7 @@ def submit(*, store: JobStore, enqueue: Enqueue, job: Job, keys: IdempotencyKeys
             return Submitted(first, True)
         if first is not None and not keys.take_over(source=job.source, event_key=key, stale_job_id=first,
                                                     job_id=job.job_id):
-            return submit(store=store, enqueue=enqueue, job=job, keys=keys, key=key)
+            return _submit(store=store, enqueue=enqueue, job=job, keys=keys, key=key)
 
     def release() -> None:
         if keys is not None and key is not None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from config import defaults
+from worker import logs
 from worker.box.models import BoxUser, CallResult
 from worker.errors import InvalidTransition, LeaseHeld
 from worker.jobs.model import Approval, Job, JobState, Target, TargetStatus, TargetType
@@ -113,6 +114,12 @@ class RunContext:
 def run_job(*, ctx: RunContext, job_id: str) -> RunOutcome:
     """Carry a job as far as it can go in one run; raises `RetryLater` when Box asks to wait."""
     job = ctx.store.load(job_id)
+    with logs.context(job_id=job_id, source=job.source, source_event_id=job.source_event_id):
+        return _run_loaded(ctx, job)
+
+
+def _run_loaded(ctx: RunContext, job: Job) -> RunOutcome:
+    job_id = job.job_id
     if job.state.is_final or job.state is JobState.AWAITING_APPROVAL:
         return RunOutcome.SETTLED
     deadline = ctx.clock() + ctx.run_budget_seconds

@@ -37,6 +37,7 @@ from tenacity.stop import stop_after_delay
 from tenacity.wait import wait_exponential
 
 from config import defaults
+from worker import logs
 from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
 from worker.errors import BoxAuthError, RetryLater
 from worker.jobs.model import Call, CallState, JobState, Target, TargetStatus, parse_target_ref, target_ref, utc_now
@@ -107,7 +108,12 @@ def _wait_for_rate(ctx: RunContext) -> None:
 
 
 def carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
-    """Decide, commit, send and record one call this sender holds."""
+    """Decide, commit, send and record one call this sender holds; every line logged meanwhile names the call."""
+    with logs.context(call_id=call_id, endpoint=endpoint):
+        _carry(ctx, endpoint, call_id, claim=claim)
+
+
+def _carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
     call = ctx.store.load_call(call_id)
     if call is None or call.state is CallState.ANSWERED:
         log.warning("call %s in flight has %s; dropping it from the queue", call_id,
@@ -115,6 +121,7 @@ def carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
         _forget(ctx, endpoint, call_id, lost_record=call is None)
         return
     carried = ctx.store.load_carried(call.carried())
+    logs.bind(job_ids=sorted(carried))
     for _ in range(_COMMIT_TRIES):
         plan = _decide(ctx, call, carried)
         try:
