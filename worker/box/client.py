@@ -25,6 +25,7 @@ from tenacity.stop import stop_after_attempt
 from tenacity.wait import wait_base
 
 from config.settings import Settings
+from worker import metrics
 from worker.box.auth import TokenSource
 from worker.box.models import (
     GROUPS_TERMINATE_ENDPOINT,
@@ -291,6 +292,8 @@ class BoxClient:
         if call.before_send is not None:
             call.before_send()
         call.sent += 1
+        if call.sent > 1:
+            metrics.box_retry(call.path)
         try:
             response = self.session.request(
                 call.method,
@@ -302,9 +305,11 @@ class BoxClient:
                 allow_redirects=False,
             )
         except TRANSPORT_ERRORS as exc:
+            metrics.box_call(call.path, None)
             log.warning("%s %s: no answer from Box (%s), attempt %d", call.method, call.path,
                         type(exc).__name__, call.sent)
             raise BoxTransportError(f"{call.method} {call.path}: no answer from Box ({type(exc).__name__})") from exc
+        metrics.box_call(call.path, response.status_code)
         log.debug("%s %s answered %d, attempt %d", call.method, call.path, response.status_code, call.sent)
         return response
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import redis
 
+from worker import metrics
 from worker.errors import RetryLater
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class RateLimiter:
             wait = self._try_take()
             waited = self._clock() - started
             if wait is None:
+                metrics.waited_for_rate(waited)
                 return waited
             if waited + wait > max_wait:
                 raise RetryLater(wait, "Box rate limit: no free slot or a pause in force")
@@ -128,6 +130,7 @@ class RateLimiter:
         seconds = MAX_PAUSE_SECONDS if math.isnan(seconds) else min(max(seconds, 0.0), MAX_PAUSE_SECONDS)
         until_ms = now_ms + math.ceil(seconds * 1000)
         self._pause_script(keys=[self.pause_key], args=[until_ms, now_ms])
+        metrics.paused(seconds)
         log.warning("Box calls paused for %.1f s for every worker", seconds)
 
     def pause_remaining(self) -> float:

@@ -142,14 +142,21 @@ def main() -> None:
 @click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"],
                                              case_sensitive=False),
               default=None, help="Overrides BOXCUT_LOG_LEVEL for this worker.  [default: BOXCUT_LOG_LEVEL]")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve Prometheus metrics of this worker (all its processes) on this port, at /metrics.")
 @click.option("--beat/--no-beat", default=True, show_default=True,
               help="Run the periodic tasks (Celery beat) inside this worker; --no-beat where `boxcut beat` runs "
                    "them. One beat is enough; more do no harm.")
-def worker(concurrency: int, loglevel: str | None, beat: bool) -> None:
+def worker(concurrency: int, loglevel: str | None, beat: bool, metrics_port: int | None) -> None:
     """Run a Celery worker that executes boxcut jobs and sends their Box calls."""
     from config.celery import QUEUE, SEND_QUEUE
+    from worker.cli import worker_metrics
 
+    if metrics_port is not None:
+        worker_metrics.prepare()  # before prometheus-client is imported, here or in a pool process
     settings = _settings()
+    if metrics_port is not None:
+        worker_metrics.serve(settings, metrics_port)
     loglevel = (loglevel or settings.log_level).upper()
     logging.getLogger().setLevel(loglevel)
     app = create_app(settings)

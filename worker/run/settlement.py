@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from datetime import datetime
 
+from worker import metrics
 from worker.box.models import GROUPS_TERMINATE_ENDPOINT, USERS_TERMINATE_ENDPOINT
 from worker.errors import InvalidTransition
 from worker.jobs.model import Job, JobState, Target, TargetStatus, TargetType
@@ -59,8 +61,16 @@ def settle_if_done(store: JobStore, queue: SendQueue, job_id: str) -> bool:
         if queue.open_targets(job_id) <= 0:
             queue_pending(queue, job)
         return False
+    final = final_state(job.targets)
     try:
-        store.transition(job_id, to=final_state(job.targets), allowed_from=[JobState.TERMINATING])
+        store.transition(job_id, to=final, allowed_from=[JobState.TERMINATING])
     except InvalidTransition:  # another sender settled it (or it was cancelled) a moment ago
         log.debug("job %s was settled meanwhile", job_id)
+        return True
+    accepted = final in (JobState.SUCCEEDED, JobState.PARTIAL)
+    metrics.job_finished(final.value, submitted_to_accepted=_seconds_since(job.created_at) if accepted else None)
     return True
+
+
+def _seconds_since(iso: str) -> float:
+    return time.time() - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,78 @@
+"""`boxcut worker --metrics-port`: the worker's /metrics, summed over its pool processes.
+
+`prepare()` runs before anything imports prometheus-client: it points PROMETHEUS_MULTIPROC_DIR at an empty
+directory of this worker's own, so every pool process (forked later) counts in files there. `serve()` starts the
+HTTP server in the main process with a registry that sums those files (prometheus-client's multiprocess mode),
+plus what Redis knows for every worker at once, read at scrape time: calls in flight and targets waiting per
+endpoint, and the age of the shared directory copy.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from config import Settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare() -> str:
+    """Give this worker an empty multiprocess directory (before prometheus-client is imported); returns it."""
+    directory = tempfile.mkdtemp(prefix="boxcut-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)  # the main process leaves after its pool
+    return directory
+
+
+def serve(settings: Settings, port: int, *, host: str = "0.0.0.0") -> None:
+    """Serve /metrics on `port` from a thread of this (the main) process."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(_SharedState(settings))
+    start_http_server(port, addr=host, registry=registry)
+
+
+class _SharedState:
+    """Gauges read from Redis when scraped: the same for every worker, so any one of them may be scraped."""
+
+    def __init__(self, settings: Settings) -> None:
+        from worker.connections import redis_client
+        from worker.jobs.send_queue import SendQueue
+        from worker.run.directory_cache import DirectoryCache
+
+        client = redis_client(settings)
+        self.queue = SendQueue(client, key_prefix=settings.key_prefix)
+        self.directory = DirectoryCache(client, key_prefix=settings.key_prefix,
+                                        ttl_seconds=settings.directory_cache_ttl_seconds)
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        from worker.run.settlement import ENDPOINTS
+
+        in_flight = GaugeMetricFamily("boxcut_calls_in_flight", "Terminate calls taken and not yet answered",
+                                      labels=["endpoint"])
+        waiting = GaugeMetricFamily("boxcut_targets_waiting", "Box ids waiting in the send queue for a call",
+                                    labels=["endpoint"])
+        now_ms = int(time.time() * 1000)
+        for endpoint in ENDPOINTS.values():
+            depth = self.queue.depth(endpoint, now_ms=now_ms)
+            in_flight.add_metric([endpoint], depth.in_flight)
+            waiting.add_metric([endpoint], depth.waiting_ids)
+        yield in_flight
+        yield waiting
+        age = self.directory.age_seconds()
+        copy_age = GaugeMetricFamily("boxcut_directory_copy_age_seconds",
+                                     "Age of the shared copy of the directory (absent when there is none)")
+        if age is not None:
+            copy_age.add_metric([], age)
+        yield copy_age
