@@ -28,6 +28,7 @@ run: install-run
 
 test: install lint typecheck
 	scripts/ensure-redis-server
+	scripts/ensure-chromium
 	$(BIN)/pytest -q
 
 lint: install
@@ -42,6 +43,7 @@ unit: install
 
 integration: install
 	scripts/ensure-redis-server
+	scripts/ensure-chromium
 	$(BIN)/pytest -q tests/integration tests/drills
 
 bench: install

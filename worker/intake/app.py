@@ -20,6 +20,7 @@ from worker.errors import AdapterError, AuthFailed, InvalidRequest, NoIdentityFo
 from worker.intake.adapters.registry import adapter_for
 from worker.intake.auth import Caller
 from worker.intake.deps import IntakeDeps
+from worker.intake.docs import add_offline_docs
 from worker.intake.http import ApiError, error_response, parse_json, read_body, require_json_content_type
 from worker.intake.metrics import IntakeMetrics
 from worker.intake.middleware import RequestLog
@@ -47,7 +48,8 @@ AlertSource = enum.StrEnum("AlertSource", {s.replace("-", "_"): s for s in defau
 
 def create_app(deps: IntakeDeps) -> FastAPI:
     """The intake app for these dependencies."""
-    app = FastAPI(title="boxcut intake", version="1", description=_DESCRIPTION)
+    app = FastAPI(title="boxcut intake", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None)
+    add_offline_docs(app, title="boxcut intake")
     metrics = IntakeMetrics()
     _add_request_log(app)
     _install_error_handlers(app)
