@@ -29,6 +29,7 @@ run: install-run
 test: install lint typecheck
 	scripts/ensure-redis-server
 	scripts/ensure-chromium
+	scripts/ensure-rabbitmq
 	$(BIN)/pytest -q
 
 lint: install

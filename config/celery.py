@@ -28,19 +28,28 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """
     visibility = settings.visibility_timeout
     soft_limit, hard_limit = settings.task_time_limits
-    transport = {
-        "visibility_timeout": visibility,
-        "global_keyprefix": settings.key_prefix,
-        "unacked_restore_interval": UNACKED_RESTORE_INTERVAL_SECONDS,
-        "unacked_restore_throttle": 1,
-        "socket_timeout": 30,
-        "socket_connect_timeout": 5,
-    }
+    if settings.broker_is_redis:
+        broker: dict[str, Any] = {
+            # kombu's Redis transport, mended to survive a Redis restart and a full Redis (tasks/broker.py).
+            "broker_transport": "tasks.broker:Transport",
+            "broker_transport_options": {
+                "visibility_timeout": visibility,
+                "global_keyprefix": settings.key_prefix,
+                "unacked_restore_interval": UNACKED_RESTORE_INTERVAL_SECONDS,
+                "unacked_restore_throttle": 1,
+                "socket_timeout": 30,
+                "socket_connect_timeout": 5,
+            },
+        }
+    else:
+        # RabbitMQ: publisher confirms, so a job is answered 202 only once the broker holds its message. An
+        # unacknowledged message goes back to the queue when its consumer's channel closes (no visibility
+        # timeout); RabbitMQ's `consumer_timeout` (30 min by default) must exceed the longest task run and any
+        # countdown, which boxcut keeps under it (max_countdown).
+        broker = {"broker_transport_options": {"confirm_publish": True}}
     return {
         "broker_url": settings.broker_url,
-        # kombu's Redis transport, mended to survive a Redis restart (tasks/broker.py says how and why).
-        "broker_transport": "tasks.broker:Transport",
-        "broker_transport_options": transport,
+        **broker,
         "broker_connection_retry": True,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

@@ -60,6 +60,7 @@ class Settings:
     box_api_base_url: str = defaults.BOX_API_BASE_URL
     box_oauth_url: str = defaults.BOX_OAUTH_URL
     redis_url: str = defaults.REDIS_URL
+    rabbitmq_url: str | None = None  # BOXCUT_BROKER_URL=amqp://…: the Celery broker, instead of the Redis
     key_prefix: str = defaults.KEY_PREFIX
     intake_tokens: tuple[Secret, ...] = ()
     intake_hmac_secrets: tuple[Secret, ...] = ()
@@ -120,8 +121,12 @@ class Settings:
 
     @property
     def broker_url(self) -> str:
-        """The Celery broker: the same Redis that holds the job records."""
-        return self.redis_url
+        """The Celery broker: RabbitMQ when BOXCUT_BROKER_URL names one, else the Redis that holds the records."""
+        return self.rabbitmq_url or self.redis_url
+
+    @property
+    def broker_is_redis(self) -> bool:
+        return self.rabbitmq_url is None
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
@@ -169,6 +174,7 @@ class _Reader:
             box_api_base_url=self.url("BOX_API_BASE_URL", defaults.BOX_API_BASE_URL),
             box_oauth_url=self.url("BOX_OAUTH_URL", defaults.BOX_OAUTH_URL),
             redis_url=self.redis_url(),
+            rabbitmq_url=self.broker_url(),
             key_prefix=self.text("BOXCUT_KEY_PREFIX") or defaults.KEY_PREFIX,
             intake_tokens=self.secret_list("BOXCUT_INTAKE_TOKENS"),
             intake_hmac_secrets=self.secret_list("BOXCUT_INTAKE_HMAC_SECRETS"),
@@ -241,6 +247,16 @@ class _Reader:
         value = self.text("BOXCUT_REDIS_URL") or defaults.REDIS_URL
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("BOXCUT_REDIS_URL", f"expected redis://, rediss:// or unix://, got {value!r}")
+        return value
+
+    def broker_url(self) -> str | None:
+        """BOXCUT_BROKER_URL: unset or the Redis URL (the Redis is the broker), or an AMQP URL (RabbitMQ)."""
+        value = self.text("BOXCUT_BROKER_URL")
+        if value is None or value == self.redis_url():
+            return None
+        if not value.startswith(("amqp://", "amqps://", "pyamqp://")):
+            raise SettingsError("BOXCUT_BROKER_URL", "expected amqp:// or amqps:// (RabbitMQ), or the same URL as "
+                                f"BOXCUT_REDIS_URL, got {_without_password(value)!r}")
         return value
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
@@ -367,3 +383,13 @@ def _read_secret_file(variable: str, path: str) -> str:
         return Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise SettingsError(variable, f"cannot read {path}: {exc.strerror}") from None
+
+
+def _without_password(url: str) -> str:
+    """A URL as it may be shown: any password replaced by ***."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)

@@ -87,7 +87,9 @@ def enqueuer(app: Celery) -> Callable[[str], None]:
     def producer() -> Producer:
         held: tuple[int, Producer] | None = getattr(local, "held", None)
         if held is None or held[0] != os.getpid():
-            connection: Connection = app.connection_for_write(transport=_PublishTransport)
+            redis_broker = app.conf.broker_url.startswith(("redis://", "rediss://", "unix://"))
+            connection: Connection = (app.connection_for_write(transport=_PublishTransport) if redis_broker
+                                      else app.connection_for_write())
             held = local.held = (os.getpid(), app.amqp.Producer(connection))
         return held[1]
 
