@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
@@ -244,10 +245,18 @@ class _Reader:
         return value.rstrip("/")
 
     def redis_url(self) -> str:
+        """BOXCUT_REDIS_URL, with BOXCUT_REDIS_PASSWORD (or `_FILE`, a Docker secret) as its password if set."""
         value = self.text("BOXCUT_REDIS_URL") or defaults.REDIS_URL
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("BOXCUT_REDIS_URL", f"expected redis://, rediss:// or unix://, got {value!r}")
-        return value
+        password = self.secret("BOXCUT_REDIS_PASSWORD")
+        if password is None:
+            return value
+        parts = urlsplit(value)
+        if parts.password is not None or parts.scheme == "unix":
+            raise SettingsError("BOXCUT_REDIS_PASSWORD", "BOXCUT_REDIS_URL names a password (or a socket) already")
+        netloc = f":{quote(password.reveal(), safe='')}@{parts.netloc.rsplit('@', 1)[-1]}"
+        return urlunsplit(parts._replace(netloc=netloc))
 
     def broker_url(self) -> str | None:
         """BOXCUT_BROKER_URL: unset or the Redis URL (the Redis is the broker), or an AMQP URL (RabbitMQ)."""
@@ -387,8 +396,6 @@ def _read_secret_file(variable: str, path: str) -> str:
 
 def _without_password(url: str) -> str:
     """A URL as it may be shown: any password replaced by ***."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -21,19 +21,20 @@ from tests.integration.harness import free_port
 class PrivateRedis:
     """A redis-server of this drill's own, on its own port, with AOF in `directory`."""
 
-    def __init__(self, directory: Path, *, fsync: str = "everysec") -> None:
-        self.port, self.directory, self.fsync = free_port(), directory, fsync
+    def __init__(self, directory: Path, *, fsync: str = "everysec", password: str | None = None) -> None:
+        self.port, self.directory, self.fsync, self.password = free_port(), directory, fsync, password
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
+        return redis.Redis(port=self.port, socket_timeout=5, password=self.password)
 
     def start(self) -> None:
         server = shutil.which("redis-server")
         assert server, "redis-server is needed (scripts/ensure-redis-server installs it)"
         subprocess.run([server, "--port", str(self.port), "--dir", str(self.directory), "--appendonly", "yes",
                         "--appendfsync", self.fsync, "--save", "", "--daemonize", "yes",
-                        "--maxmemory-policy", "noeviction"], check=True)
+                        "--maxmemory-policy", "noeviction",
+                        *(["--requirepass", self.password] if self.password else [])], check=True)
         deadline = time.monotonic() + 10
         while not self._answers():
             assert time.monotonic() < deadline, "the private redis-server did not start"
@@ -85,7 +86,7 @@ class PrivateRedis:
 
     def _answers(self) -> bool:
         try:
-            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+            return bool(redis.Redis(port=self.port, socket_timeout=1, password=self.password).ping())
         except redis.ConnectionError:
             return False
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import running_stack
-from tests.integration.test_intake_e2e import SECRET, SAMPLES, post_signed
+from tests.integration.test_intake_e2e import SAMPLES, SECRET, post_signed
 from worker.jobs.model import JobState
 
 pytestmark = pytest.mark.integration

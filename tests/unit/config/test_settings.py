@@ -78,3 +78,12 @@ def test_jwt_config_that_is_not_boxs_names_the_variable(tmp_path: Path) -> None:
     path.write_text(json.dumps({"nope": 1}))
     with pytest.raises(SettingsError, match=r"^BOX_JWT_CONFIG_FILE: .*lacks"):
         load_settings({"BOX_JWT_CONFIG_FILE": str(path)}, env_file=None)
+
+
+def test_the_redis_password_comes_from_its_own_setting_or_a_docker_secret(tmp_path: Path) -> None:
+    secret = tmp_path / "redis_password"
+    secret.write_text("p@ss/w\n")
+    env = {"BOXCUT_REDIS_URL": "redis://redis:6379/0", "BOXCUT_REDIS_PASSWORD_FILE": str(secret)}
+    assert load_settings(env, env_file=None).redis_url == "redis://:p%40ss%2Fw@redis:6379/0"
+    with pytest.raises(SettingsError, match="names a password"):
+        load_settings({"BOXCUT_REDIS_URL": "redis://:x@redis:6379/0", "BOXCUT_REDIS_PASSWORD": "y"}, env_file=None)

@@ -1,0 +1,182 @@
+"""The compose stack is the product, tested without a Docker engine: docker-compose.yml validates against the
+Compose Specification's schema, every service runs a real command, and those commands, started here with the
+compose environment and secrets (a private Redis with a password, boxsim for Box), answer a signed alert end to
+end."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import requests
+import yaml
+
+from boxsim import BoxSim, SimConfig
+from tests.drills.private_redis import PrivateRedis
+from tests.integration.harness import FAST_ENV, REPO, free_port
+from tests.integration.test_intake_e2e import SAMPLES
+from worker.cli import main
+from worker.jobs.model import JobState
+from worker.jobs.store import JobStore
+
+pytestmark = pytest.mark.integration
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SCHEMA = json.loads((REPO / "tests" / "compose" / "compose-spec.json").read_text())
+BOXCUT_SERVICES = ("worker", "intake", "beat")
+
+
+def test_the_compose_file_validates_against_the_compose_specification() -> None:
+    validator = jsonschema.Draft201909Validator(SCHEMA)
+    assert [e.message for e in validator.iter_errors(COMPOSE)] == []
+    broken = copy.deepcopy(COMPOSE)
+    broken["services"]["worker"]["restart_policy"] = "always"  # not a service key: the schema must say so
+    assert list(validator.iter_errors(broken))
+
+
+def test_the_stack_has_every_service_pinned_checked_and_secret() -> None:
+    services = COMPOSE["services"]
+    assert set(services) == {"redis", "worker", "intake", "beat", "flower"}
+    assert re.fullmatch(r"redis:\d+\.\d+(-alpine)?", services["redis"]["image"])  # a pinned minor version
+    redis_command = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis_command and "--maxmemory-policy noeviction" in redis_command
+    assert "--maxmemory " in redis_command and "--requirepass" in redis_command
+    assert all("healthcheck" in services[name] for name in ("redis", "worker", "intake"))
+    assert services["flower"]["profiles"] == ["flower"]
+    assert "env_file" not in json.dumps(services)  # .env is optional: read through ${…} when present
+    for name in BOXCUT_SERVICES:
+        env = services[name]["environment"]
+        assert not [k for k in env if "SECRET" in k or "TOKENS" in k or "PASSWORD" in k if not k.endswith("_FILE")]
+        assert set(services[name]["secrets"]) <= set(COMPOSE["secrets"])
+    assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim-\w+ AS build$", (REPO / "Dockerfile").read_text(), re.M)
+
+
+@pytest.mark.parametrize("service", BOXCUT_SERVICES)
+def test_every_services_command_is_a_real_boxcut_command(service: str) -> None:
+    program, *args = COMPOSE["services"][service]["command"]
+    assert program == "boxcut"
+    with main.make_context("boxcut", list(args)) as ctx:
+        name, command, rest = main.resolve_command(ctx, list(args))
+        assert command is not None
+        command.make_context(name or "", rest, parent=ctx)  # unknown options or bad values raise here
+
+
+def test_the_celery_commands_name_boxcuts_importable_app() -> None:
+    for name in ("worker", "flower"):
+        command = " ".join(COMPOSE["services"][name].get("healthcheck", {}).get("test", [])) if name == "worker" \
+            else " ".join(COMPOSE["services"][name]["command"])
+        assert "celery -A tasks " in command
+    ping = subprocess.run([sys.executable, "-c", "import tasks.celery as c; print(type(c.app).__name__)"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60, env={**os.environ,
+                                                                                    "BOXCUT_REDIS_URL": "redis://x:1/0"})
+    assert ping.stdout.strip() == "Celery", ping.stderr
+
+
+@pytest.fixture
+def compose_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path, password="compose-redis-password")
+    server.start()
+    yield server
+    server.shutdown()
+
+
+def _compose_env(service: str, *, redis_port: int, secrets_dir: Path, sim: BoxSim) -> dict[str, str]:
+    """The service's compose environment, as this machine runs it: hosts and secret paths made local."""
+    env = {k: str(v) for k, v in COMPOSE["services"][service]["environment"].items()}
+    resolved = {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", v) for k, v in env.items()}
+    resolved = {k: v.replace("/run/secrets/", f"{secrets_dir}/") for k, v in resolved.items()}
+    resolved["BOXCUT_REDIS_URL"] = resolved["BOXCUT_REDIS_URL"].replace("redis:6379", f"127.0.0.1:{redis_port}")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BOX_", "BOXCUT_"))}
+    return {**base, **FAST_ENV, **resolved, "BOX_CLIENT_ID": sim.config.client_id,
+            "BOX_ENTERPRISE_ID": sim.config.enterprise_id, "BOX_API_BASE_URL": sim.base_url,
+            "BOX_OAUTH_URL": sim.oauth_url}
+
+
+def _command(service: str, *, intake_port: int, metrics_port: int) -> list[str]:
+    args = [str(a) for a in COMPOSE["services"][service]["command"][1:]]
+    text = " ".join(args).replace("--port 8000", f"--port {intake_port}").replace("--host 0.0.0.0",
+                                                                                 "--host 127.0.0.1")
+    text = text.replace("--metrics-port 9808", f"--metrics-port {metrics_port}")
+    return [sys.executable, "-m", "worker.cli", *text.split()]
+
+
+def test_the_compose_services_commands_answer_a_signed_alert_end_to_end(compose_redis: PrivateRedis,
+                                                                         tmp_path: Path) -> None:
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    sim = BoxSim(SimConfig(port=0)).start()
+    values = {"redis_password": compose_redis.password or "", "box_client_secret": sim.config.client_secret,
+              "intake_tokens": "compose-intake-token", "operator_tokens": "compose-operator-token"}
+    for name in COMPOSE["secrets"]:
+        (secrets_dir / name).write_text(values[name] + "\n")
+    intake_port, metrics_port = free_port(), free_port()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for service in BOXCUT_SERVICES:
+            log = (tmp_path / f"{service}.log").open("wb")
+            processes.append(subprocess.Popen(
+                _command(service, intake_port=intake_port, metrics_port=metrics_port),
+                env=_compose_env(service, redis_port=compose_redis.port, secrets_dir=secrets_dir, sim=sim),
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        url = f"http://127.0.0.1:{intake_port}"
+        job = _post_and_wait(url, compose_redis)
+        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        alive = [p.poll() is None for p in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=45)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        sim.stop()
+    logs = {s: (tmp_path / f"{s}.log").read_text(errors="replace") for s in BOXCUT_SERVICES}
+    assert job["state"] == JobState.SUCCEEDED.value, logs
+    assert all(alive), logs
+    assert 'boxcut_jobs_finished_total{state="succeeded"} 1.0' in metrics
+    assert "beat: Starting" in logs["beat"]
+    assert not [s for s, text in logs.items() if "compose-redis-password" in text or "compose-intake-token" in text]
+
+
+def _post_and_wait(url: str, redis_server: PrivateRedis) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, "the intake never became ready"
+        time.sleep(0.2)
+    payload = json.loads((SAMPLES / "panther.json").read_text())
+    answer = requests.post(f"{url}/v1/alerts/panther", json=payload, timeout=10,
+                           headers={"Authorization": "Bearer compose-intake-token"})
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+    store = JobStore(redis_server.client(), key_prefix="boxcut:")
+    while time.monotonic() < deadline + 60:
+        record = requests.get(f"{url}/v1/jobs/{job_id}", timeout=10,
+                              headers={"Authorization": "Bearer compose-operator-token"}).json()
+        if record["state"] in {s.value for s in JobState if s.is_final}:
+            return dict(record)
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not end: {store.load(job_id).to_dict()}")
+
+
+def test_the_env_example_names_every_variable_the_compose_file_reads() -> None:
+    read = set(re.findall(r"\$\{([A-Z_]+):-", (REPO / "docker-compose.yml").read_text()))
+    example = (REPO / ".env.example").read_text()
+    assert read and not [name for name in read if not re.search(rf"^#? ?{name}=", example, re.M)]
