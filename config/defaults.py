@@ -107,3 +107,7 @@ STALE_JOB_SECONDS = 120.0
 # year of audit survives; and how often the periodic expiry runs.
 RETENTION_DAYS = 400
 EXPIRE_EVERY_SECONDS = 3600.0
+
+# RabbitMQ's default `consumer_timeout`: a delivery unacknowledged this long closes its channel. Task runs (their
+# hard limit) and retry countdowns (MAX_COUNTDOWN_SECONDS) stay under it.
+RABBITMQ_CONSUMER_TIMEOUT_SECONDS = 1800

@@ -154,6 +154,13 @@ class _Reader:
                 f"must exceed a task run's hard time limit ({hard_limit:.0f} s: BOXCUT_RUN_BUDGET_SECONDS plus "
                 "BOXCUT_RETRY_BUDGET_SECONDS plus BOXCUT_HTTP_READ_TIMEOUT plus 15 s)",
             )
+        if settings.rabbitmq_url and hard_limit >= defaults.RABBITMQ_CONSUMER_TIMEOUT_SECONDS:
+            raise SettingsError(
+                "BOXCUT_RUN_BUDGET_SECONDS",
+                f"with RabbitMQ a task run's hard time limit ({hard_limit:.0f} s) must stay under its default "
+                f"consumer_timeout ({defaults.RABBITMQ_CONSUMER_TIMEOUT_SECONDS} s), or it closes the channel of a "
+                "task still running and delivers it again",
+            )
         one_call = settings.retry_budget_seconds + settings.http_connect_timeout + settings.http_read_timeout
         if settings.call_claim_seconds <= one_call:
             raise SettingsError(
@@ -253,15 +260,18 @@ class _Reader:
         if password is None:
             return value
         parts = urlsplit(value)
+        if parts.password == password.reveal():  # already joined (a child process given both)
+            return value
         if parts.password is not None or parts.scheme == "unix":
             raise SettingsError("BOXCUT_REDIS_PASSWORD", "BOXCUT_REDIS_URL names a password (or a socket) already")
-        netloc = f":{quote(password.reveal(), safe='')}@{parts.netloc.rsplit('@', 1)[-1]}"
+        user = quote(parts.username, safe="") if parts.username else ""
+        netloc = f"{user}:{quote(password.reveal(), safe='')}@{parts.netloc.rsplit('@', 1)[-1]}"
         return urlunsplit(parts._replace(netloc=netloc))
 
     def broker_url(self) -> str | None:
         """BOXCUT_BROKER_URL: unset or the Redis URL (the Redis is the broker), or an AMQP URL (RabbitMQ)."""
         value = self.text("BOXCUT_BROKER_URL")
-        if value is None or value == self.redis_url():
+        if value is None or value in (self.redis_url(), self.text("BOXCUT_REDIS_URL")):
             return None
         if not value.startswith(("amqp://", "amqps://", "pyamqp://")):
             raise SettingsError("BOXCUT_BROKER_URL", "expected amqp:// or amqps:// (RabbitMQ), or the same URL as "
@@ -392,6 +402,11 @@ def _read_secret_file(variable: str, path: str) -> str:
         return Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise SettingsError(variable, f"cannot read {path}: {exc.strerror}") from None
+
+
+def displayable_url(url: str) -> str:
+    """A URL as it may be printed or logged: any password replaced by ***."""
+    return _without_password(url)
 
 
 def _without_password(url: str) -> str:

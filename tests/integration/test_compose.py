@@ -180,3 +180,14 @@ def test_the_env_example_names_every_variable_the_compose_file_reads() -> None:
     read = set(re.findall(r"\$\{([A-Z_]+):-", (REPO / "docker-compose.yml").read_text()))
     example = (REPO / ".env.example").read_text()
     assert read and not [name for name in read if not re.search(rf"^#? ?{name}=", example, re.M)]
+
+
+def test_every_setting_in_the_env_example_reaches_the_containers() -> None:
+    example = (REPO / ".env.example").read_text()
+    named = set(re.findall(r"^#? ?((?:BOXCUT|BOX)_[A-Z_]+)=", example, re.M))
+    passed = set(COMPOSE["services"]["worker"]["environment"])
+    passed |= {n.removesuffix("_FILE") for n in passed if n.endswith("_FILE")}
+    compose_only = {"BOXCUT_INTAKE_PORT", "BOXCUT_IMAGE_TAG", "BOXCUT_FLOWER_PORT"}
+    outside_compose = {"BOX_JWT_CONFIG_FILE", "BOX_DEVELOPER_TOKEN", "BOX_API_BASE_URL", "BOX_OAUTH_URL",
+                       "BOXCUT_REDIS_URL", "BOXCUT_INTAKE_HMAC_SECRETS_FILE"}
+    assert sorted(named - passed - compose_only - outside_compose) == []

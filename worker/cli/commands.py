@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from config import Settings, SettingsError, defaults, load_settings
+from config.settings import displayable_url
 from worker import logs
 from worker.errors import (
     InvalidOffboardFile,
@@ -526,7 +527,8 @@ def _sample_command(settings: Settings, simulated_box: bool) -> str:
     login = "jdoe@example.com" if simulated_box else "<a login>"
     beside = Path(sys.executable).with_name("boxcut")  # the venv's, when it is not on PATH
     program = shutil.which("boxcut") or (str(beside) if beside.exists() else f"{sys.executable} -m worker.cli")
-    env = "" if settings.redis_url == defaults.REDIS_URL else f"BOXCUT_REDIS_URL={settings.redis_url} "
+    # Never the password: a URL that needs one is named without it (the shell has BOXCUT_REDIS_PASSWORD).
+    env = "" if settings.redis_url == defaults.REDIS_URL else f"BOXCUT_REDIS_URL={displayable_url(settings.redis_url)} "
     return f"{env}{program} terminate --user {login} --reason 'trying boxcut' --wait"
 
 

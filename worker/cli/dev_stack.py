@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import redis
 
 from config import Settings, defaults
+from config.settings import displayable_url
 
 # boxsim's port in `boxcut dev` when free: fixed, so a printed sample command stays valid between runs.
 BOXSIM_PORT = 8765
@@ -66,14 +67,15 @@ class DevStack:
     def _ensure_redis(self) -> None:
         url = self.settings.redis_url
         if _redis_answers(url):
-            self.lines.append(f"redis   using the Redis at {url}")
+            self.lines.append(f"redis   using the Redis at {displayable_url(url)}")
             return
         parsed = urlparse(url)
         host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
         server = shutil.which("redis-server")
         if server:
             self._start_redis_server(server, host, port)
-            self.lines.append(f"redis   started a private redis-server on {host}:{port} (nothing answered at {url})")
+            self.lines.append(f"redis   started a private redis-server on {host}:{port} (nothing answered at "
+                              f"{displayable_url(url)})")
         else:
             self._start_fake_redis(host, port)
             self.lines.append(f"redis   started fakeredis's TCP server on {host}:{port} (no redis-server installed;"

@@ -55,6 +55,15 @@ class _SharedState:
                                         ttl_seconds=settings.directory_cache_ttl_seconds)
 
     def collect(self) -> Iterator[Any]:
+        """The gauges; none while Redis does not answer, so the counters are still served during an outage."""
+        import redis
+
+        try:
+            yield from self._gauges()
+        except redis.RedisError:
+            return
+
+    def _gauges(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
         from worker.run.settlement import ENDPOINTS

@@ -411,10 +411,11 @@ class JobStore:
 
     # -- retention -------------------------------------------------------------------------------------------
 
-    def created_before(self, created_before_us: int, *, limit: int) -> list[tuple[str, str]]:
-        """The oldest jobs (up to `limit`) created before `created_before_us` (epoch µs), with their states."""
+    def created_before(self, created_before_us: int, *, limit: int, skip: int = 0) -> list[tuple[str, str]]:
+        """The oldest jobs (up to `limit`, after the first `skip`) created before `created_before_us` (epoch µs),
+        with their states."""
         ids = [_text(i) for i in self.redis.zrangebyscore(f"{self.prefix}jobs", "-inf", f"({created_before_us}",
-                                                          start=0, num=limit)]
+                                                          start=skip, num=limit)]
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hget(self._job_key(job_id), "state")
@@ -464,7 +465,10 @@ class JobStore:
     def audit_entries(self, *, job_id: str | None = None, count: int = 1000) -> list[dict[str, Any]]:
         """Audit entries oldest first: one job's whole trail, or the newest `count` entries of all jobs."""
         if job_id is not None:
-            return list(self.audit_since(stream=self.job_audit_key(job_id)))
+            if self.redis.exists(self.job_audit_key(job_id)) or not self.exists(job_id):
+                return list(self.audit_since(stream=self.job_audit_key(job_id)))
+            # A job recorded before jobs kept their own stream: its entries are in the main one only.
+            return [r for r in self.audit_entries(count=max(count, 100_000)) if r["job_id"] == job_id]
         return [_audit_row(entry_id, fields) for entry_id, fields in reversed(
             self.redis.xrevrange(self.audit_key, count=count) or []) if fields]
 

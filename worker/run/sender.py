@@ -13,8 +13,9 @@ periodic sweep). For each call it takes:
    counted in Redis before it goes (a count Redis refuses stops it), so the record counts every request Box may
    have seen, even one whose answer a crash lost.
 4. **Record** Box's answer in one guarded write, only while the call has none yet: the call, every target it
-   carried (in every job), and the targets leaving the queue. A Redis restart or a full Redis meanwhile is
-   waited out for as long as the call stays this sender's, so Box's answer is kept, not sent for again. A
+   carried (in every job), and the targets leaving the queue. A Redis fault meanwhile (a full Redis; a restart
+   where Redis is not also the broker, which makes Celery cancel the task) is waited out for as long as the call
+   stays this sender's, so Box's answer is kept, not sent for again. A
    400/404 for several ids is split in halves, as new calls ready to be taken, until the bad ids stand alone.
    Jobs with nothing left in the queue settle.
 

@@ -430,3 +430,19 @@ def test_a_lookup_redirect_is_not_followed_either() -> None:
     with pytest.raises(BoxPermanentError):
         box.client.get_user("9")
     assert [r.url for r in box.sent] == [f"{BASE}/users/9?fields=id%2Clogin%2Cname%2Crole%2Cstatus"]
+
+
+def test_each_request_is_written_down_before_it_goes_and_one_that_cannot_be_is_not_sent() -> None:
+    box = Harness(Reply(503, {"code": "unavailable"}), ACCEPTED)
+    counted: list[int] = []
+    result = box.client.terminate_users(["11"], before_send=lambda: counted.append(len(box.sent)))
+    assert result.accepted and counted == [0, 1]  # each count came before its request reached Box
+
+    refused = Harness(ACCEPTED)
+
+    def redis_full() -> None:
+        raise RuntimeError("OOM command not allowed")
+
+    with pytest.raises(RuntimeError):
+        refused.client.terminate_users(["11"], before_send=redis_full)
+    assert refused.sent == []

@@ -87,3 +87,22 @@ def test_the_redis_password_comes_from_its_own_setting_or_a_docker_secret(tmp_pa
     assert load_settings(env, env_file=None).redis_url == "redis://:p%40ss%2Fw@redis:6379/0"
     with pytest.raises(SettingsError, match="names a password"):
         load_settings({"BOXCUT_REDIS_URL": "redis://:x@redis:6379/0", "BOXCUT_REDIS_PASSWORD": "y"}, env_file=None)
+
+
+def test_a_redis_password_keeps_the_user_is_idempotent_and_is_never_displayed() -> None:
+    from config.settings import displayable_url
+
+    env = {"BOXCUT_REDIS_URL": "redis://boxcut@redis:6379/0", "BOXCUT_REDIS_PASSWORD": "pw"}
+    joined = load_settings(env, env_file=None).redis_url
+    assert joined == "redis://boxcut:pw@redis:6379/0"
+    assert load_settings({**env, "BOXCUT_REDIS_URL": joined}, env_file=None).redis_url == joined  # a child's env
+    assert load_settings({**env, "BOXCUT_BROKER_URL": "redis://boxcut@redis:6379/0"}, env_file=None).broker_is_redis
+    assert displayable_url(joined) == "redis://boxcut:***@redis:6379/0"
+
+
+def test_with_rabbitmq_a_task_run_must_stay_under_its_consumer_timeout() -> None:
+    env = {"BOXCUT_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/", "BOXCUT_RUN_BUDGET_SECONDS": "1800",
+           "BOXCUT_VISIBILITY_TIMEOUT": "7200"}
+    with pytest.raises(SettingsError, match="consumer_timeout"):
+        load_settings(env, env_file=None)
+    assert not load_settings({**env, "BOXCUT_RUN_BUDGET_SECONDS": "300"}, env_file=None).broker_is_redis

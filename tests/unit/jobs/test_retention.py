@@ -108,3 +108,15 @@ def test_a_kept_jobs_audit_trail_reads_whole_past_a_thousand_entries_among_many_
     assert trail[0]["event"] == "created" and trail[-1]["event"] == "state"
     assert len([e for e in trail if e["event"] == "requeued"]) >= 2397
     assert {e["job_id"] for e in trail} == {job_id}
+
+
+def test_old_jobs_that_are_kept_do_not_stop_the_finished_ones_behind_them(store: JobStore) -> None:
+    ctx = make_ctx(store, FakeBox(users=directory(3)))
+    kept = [new_job(store, users(login)) for login in ("user00001@example.com", "user00002@example.com")]
+    for job_id in kept:  # old, and waiting for a person
+        run_job(ctx=make_ctx(store, ctx.box, threshold=0), job_id=job_id)  # type: ignore[arg-type]
+        assert store.load(job_id).state is JobState.AWAITING_APPROVAL
+    finished = new_job(store, users("user00003@example.com"))
+    run_job(ctx=ctx, job_id=finished)
+    done = expire(ctx.store, ctx.queue, retention_days=DAYS, now=lambda: time.time() + 1 + DAYS * 86400, page=1)
+    assert done.jobs == 1 and not store.exists(finished) and all(store.exists(j) for j in kept)
