@@ -355,3 +355,25 @@ def test_a_request_that_cannot_be_written_down_first_is_not_sent(store: JobStore
         _drain(ctx)
     assert box.calls == []
     assert store.load(job_id).state is JobState.TERMINATING
+
+
+def test_an_answer_is_written_through_a_redis_fault_while_the_call_is_still_this_senders(store: JobStore) -> None:
+    from worker.run.sender import _patiently
+
+    ctx = make_ctx(store, FakeBox(users=directory(1)))
+    ctx.sleep = lambda _seconds: None
+    tries: list[int] = []
+
+    def write() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise redis.ConnectionError("Redis is restarting")
+        return "written"
+
+    assert _patiently(ctx, ctx.now_ms() + 10_000, write) == "written" and len(tries) == 3
+
+    def never() -> str:
+        raise redis.exceptions.OutOfMemoryError("full")
+
+    with pytest.raises(redis.exceptions.OutOfMemoryError):  # the claim ran out: another sender's turn
+        _patiently(ctx, ctx.now_ms() - 1, never)
