@@ -206,8 +206,7 @@ class _Reader:
                 "BOXCUT_RUN_BUDGET_SECONDS", defaults.RUN_BUDGET_SECONDS, 1, 86400
             ),
             log_level=self.choice("BOXCUT_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
-            log_format=self.choice("BOXCUT_LOG_FORMAT", "AUTO", ("AUTO", "JSON", "TEXT")).lower().replace(
-                "auto", "") or None,
+            log_format=self.log_format(),
             intake_max_body_bytes=self.integer(
                 "BOXCUT_INTAKE_MAX_BODY_BYTES", defaults.INTAKE_MAX_BODY_BYTES, 1024, 64 * 1024 * 1024
             ),
@@ -267,6 +266,11 @@ class _Reader:
         user = quote(parts.username, safe="") if parts.username else ""
         netloc = f"{user}:{quote(password.reveal(), safe='')}@{parts.netloc.rsplit('@', 1)[-1]}"
         return urlunsplit(parts._replace(netloc=netloc))
+
+    def log_format(self) -> str | None:
+        """BOXCUT_LOG_FORMAT: json or text; unset (or auto) leaves it to whether stderr is a terminal."""
+        chosen = self.choice("BOXCUT_LOG_FORMAT", "AUTO", ("AUTO", "JSON", "TEXT"))
+        return None if chosen == "AUTO" else chosen.lower()
 
     def broker_url(self) -> str | None:
         """BOXCUT_BROKER_URL: unset or the Redis URL (the Redis is the broker), or an AMQP URL (RabbitMQ)."""

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from boxsim import SimConfig
 from tests.drills.private_redis import PrivateRedis
-from tests.integration.harness import running_stack
+from tests.drills.storm import submit_one_job_per_user, three_workers
 from worker.jobs.model import JobState, TargetStatus
 
 pytestmark = pytest.mark.drill
@@ -23,13 +22,10 @@ IN_FLIGHT_SLACK_SECONDS = 0.5
 
 def test_a_429_storm_pauses_every_worker_and_every_job_ends_accepted(private_redis: PrivateRedis,
                                                                      tmp_path: Path) -> None:
-    env = {"BOXCUT_APPROVAL_THRESHOLD": "1000", "BOXCUT_SWEEP_SECONDS": "1", "BOXCUT_BATCH_SIZE": "5"}
-    with running_stack(private_redis.url, tmp_path, sim_config=SimConfig(port=0, generate_users=JOBS),
-                       extra_env=env, worker=False) as stack:
-        workers = [stack.start_worker(concurrency=1, beat=n == 0) for n in range(3)]
+    with three_workers(private_redis.url, tmp_path, users=JOBS) as (stack, workers):
         stack.sim.add_faults([{"method": "POST", "path": USERS, "times": REFUSALS, "status": 429,
                                "headers": {"retry-after": f"{RETRY_AFTER:.0f}"}}])
-        job_ids = [stack.submit([{"type": "user", "login": f"user{n:05d}@example.com"}]) for n in range(1, JOBS + 1)]
+        job_ids = submit_one_job_per_user(stack, JOBS)
         jobs = [stack.wait(j, timeout=180) for j in job_ids]
         alive = [w.proc.poll() is None for w in workers]
         requests_seen = stack.terminate_requests()

@@ -54,6 +54,8 @@ def test_a_full_redis_leaves_the_worker_running_and_every_job_ends_once_freed(pr
                              env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=60)
         listed = subprocess.run([sys.executable, "-m", "worker.cli", "jobs"], env=stack.env, cwd=REPO,
                                 capture_output=True, text=True, timeout=60)
+        expired = subprocess.run([sys.executable, "-m", "worker.cli", "expire"], env=stack.env, cwd=REPO,
+                                 capture_output=True, text=True, timeout=60)
         time.sleep(FULL_SECONDS)
         private_redis.free()
 
@@ -72,6 +74,7 @@ def test_a_full_redis_leaves_the_worker_running_and_every_job_ends_once_freed(pr
     assert submitted.json()["error"]["code"] == "unavailable"
     assert record.status_code == 200 and record.json()["job_id"] == job_ids[0]
     assert listed.returncode == 0 and job_ids[0] in listed.stdout  # reads work while Redis is full
+    assert expired.returncode == 0 and expired.stdout.startswith("retention 400 days"), expired.stderr  # no MULTI
     assert cli.returncode == 69 and len(cli.stderr.strip().splitlines()) == 1 and "Traceback" not in cli.stderr
     assert states == {JobState.SUCCEEDED: JOBS}
     assert all(t.status is TargetStatus.ACCEPTED for j in jobs for t in j.targets)
