@@ -30,8 +30,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     soft_limit, hard_limit = settings.task_time_limits
     if settings.broker_is_redis:
         broker: dict[str, Any] = {
-            # kombu's Redis transport, mended to survive a Redis restart and a full Redis (tasks/broker.py).
-            "broker_transport": "tasks.broker:Transport",
+            # kombu's Redis transport, mended to survive a Redis restart and a full Redis (tasks/broker.py), or
+            # its Sentinel transport, mended alike, which asks the Sentinels for the primary at every connect.
+            "broker_transport": "tasks.broker:SentinelTransport" if settings.sentinel else "tasks.broker:Transport",
             "broker_transport_options": {
                 "visibility_timeout": visibility,
                 "global_keyprefix": settings.key_prefix,
@@ -39,6 +40,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "unacked_restore_throttle": 1,
                 "socket_timeout": 30,
                 "socket_connect_timeout": 5,
+                **_sentinel_options(settings),
             },
         }
     else:
@@ -53,6 +55,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry": True,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
+        # A broker back after a restart or a failover is found within 2 s, not kombu's up to 30 s (tasks/consumer.py).
+        "worker_consumer": "tasks.consumer:Consumer",
         "result_backend": None,
         "task_ignore_result": True,
         "result_backend_transport_options": {"visibility_timeout": visibility},
@@ -93,6 +97,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 _PERIODIC_AND_SENDING = ("boxcut.send", "boxcut.sweep", "boxcut.refresh_directory", "boxcut.expire")
+
+
+def _sentinel_options(settings: Settings) -> dict[str, Any]:
+    """kombu's Sentinel transport options: the service to ask for, and how to reach the Sentinels themselves."""
+    sentinel = settings.sentinel
+    if sentinel is None:
+        return {}
+    login = {"password": sentinel.sentinel_password.reveal()} if sentinel.sentinel_password else {}
+    return {"master_name": sentinel.service,
+            "sentinel_kwargs": {"socket_timeout": 2, "socket_connect_timeout": 2, **login}}
 
 
 def _every(seconds: float, task: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 
 from config import defaults
 from config.secret import Secret
+from config.sentinel import SentinelConfig, SentinelURLError, is_sentinel_url, parse_sentinel_url
 
 
 class SettingsError(ValueError):
@@ -61,6 +62,8 @@ class Settings:
     box_api_base_url: str = defaults.BOX_API_BASE_URL
     box_oauth_url: str = defaults.BOX_OAUTH_URL
     redis_url: str = defaults.REDIS_URL
+    sentinel: SentinelConfig | None = None  # BOXCUT_REDIS_URL=redis+sentinel://…: Redis behind Sentinels
+    redis_wait_replicas: int = 0  # replicas that must hold a submission (and a count of requests) before it counts
     rabbitmq_url: str | None = None  # BOXCUT_BROKER_URL=amqp://…: the Celery broker, instead of the Redis
     key_prefix: str = defaults.KEY_PREFIX
     intake_tokens: tuple[Secret, ...] = ()
@@ -122,8 +125,11 @@ class Settings:
 
     @property
     def broker_url(self) -> str:
-        """The Celery broker: RabbitMQ when BOXCUT_BROKER_URL names one, else the Redis that holds the records."""
-        return self.rabbitmq_url or self.redis_url
+        """The Celery broker: RabbitMQ when BOXCUT_BROKER_URL names one, else the Redis that holds the records
+        (through its Sentinels, in kombu's spelling, when BOXCUT_REDIS_URL names them)."""
+        if self.rabbitmq_url:
+            return self.rabbitmq_url
+        return self.sentinel.kombu_url() if self.sentinel else self.redis_url
 
     @property
     def broker_is_redis(self) -> bool:
@@ -182,6 +188,8 @@ class _Reader:
             box_api_base_url=self.url("BOX_API_BASE_URL", defaults.BOX_API_BASE_URL),
             box_oauth_url=self.url("BOX_OAUTH_URL", defaults.BOX_OAUTH_URL),
             redis_url=self.redis_url(),
+            sentinel=self.sentinel(),
+            redis_wait_replicas=self.integer("BOXCUT_REDIS_WAIT_REPLICAS", 1 if self.sentinel() else 0, 0, 16),
             rabbitmq_url=self.broker_url(),
             key_prefix=self.text("BOXCUT_KEY_PREFIX") or defaults.KEY_PREFIX,
             intake_tokens=self.secret_list("BOXCUT_INTAKE_TOKENS"),
@@ -253,8 +261,9 @@ class _Reader:
     def redis_url(self) -> str:
         """BOXCUT_REDIS_URL, with BOXCUT_REDIS_PASSWORD (or `_FILE`, a Docker secret) as its password if set."""
         value = self.text("BOXCUT_REDIS_URL") or defaults.REDIS_URL
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError("BOXCUT_REDIS_URL", f"expected redis://, rediss:// or unix://, got {value!r}")
+        if not value.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+            raise SettingsError("BOXCUT_REDIS_URL", "expected redis://, rediss://, unix:// or redis+sentinel://, "
+                                f"got {_without_password(value)!r}")
         password = self.secret("BOXCUT_REDIS_PASSWORD")
         if password is None:
             return value
@@ -266,6 +275,19 @@ class _Reader:
         user = quote(parts.username, safe="") if parts.username else ""
         netloc = f"{user}:{quote(password.reveal(), safe='')}@{parts.netloc.rsplit('@', 1)[-1]}"
         return urlunsplit(parts._replace(netloc=netloc))
+
+    def sentinel(self) -> SentinelConfig | None:
+        """The Sentinels BOXCUT_REDIS_URL names (redis+sentinel://…), with BOXCUT_REDIS_SENTINEL_PASSWORD."""
+        url, password = self.redis_url(), self.secret("BOXCUT_REDIS_SENTINEL_PASSWORD")
+        if not is_sentinel_url(url):
+            if password is not None:
+                raise SettingsError("BOXCUT_REDIS_SENTINEL_PASSWORD", "is for Sentinels: BOXCUT_REDIS_URL names "
+                                    "none (redis+sentinel://host:port,host:port/service)")
+            return None
+        try:
+            return parse_sentinel_url(url, sentinel_password=password)
+        except SentinelURLError as bad:
+            raise SettingsError("BOXCUT_REDIS_URL", str(bad)) from None
 
     def log_format(self) -> str | None:
         """BOXCUT_LOG_FORMAT: json or text; unset (or auto) leaves it to whether stderr is a terminal."""

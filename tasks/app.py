@@ -75,6 +75,23 @@ class _PublishTransport(kombu_redis.Transport):  # type: ignore[misc]
     Channel = _PublishChannel
 
 
+class _SentinelPublishChannel(_PublishChannel, kombu_redis.SentinelChannel):  # type: ignore[misc]
+    """`_PublishChannel` whose client's pool asks the Sentinels for the primary."""
+
+
+class _SentinelPublishTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]
+    Channel = _SentinelPublishChannel
+
+
+def _publish_transport(broker_url: str) -> type | None:
+    """The transport the enqueuer publishes through: one of the two above for Redis, Celery's own otherwise."""
+    if broker_url.startswith("sentinel://"):
+        return _SentinelPublishTransport
+    if broker_url.startswith(("redis://", "rediss://", "unix://")):
+        return _PublishTransport
+    return None
+
+
 def enqueuer(app: Celery) -> Callable[[str], None]:
     """A function that enqueues a job id for the workers.
 
@@ -87,9 +104,7 @@ def enqueuer(app: Celery) -> Callable[[str], None]:
     def producer() -> Producer:
         held: tuple[int, Producer] | None = getattr(local, "held", None)
         if held is None or held[0] != os.getpid():
-            redis_broker = app.conf.broker_url.startswith(("redis://", "rediss://", "unix://"))
-            connection: Connection = (app.connection_for_write(transport=_PublishTransport) if redis_broker
-                                      else app.connection_for_write())
+            connection: Connection = app.connection_for_write(transport=_publish_transport(app.conf.broker_url))
             held = local.held = (os.getpid(), app.amqp.Producer(connection))
         return held[1]
 

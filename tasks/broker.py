@@ -28,7 +28,9 @@ stopped on a full Redis is celery/celery#5716 (open).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -66,18 +68,40 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         self._conninfo = self.connection.client
 
     def _connparams(self, asynchronous: bool = False) -> Any:
+        with self._settings_kept():
+            return super()._connparams(asynchronous)  # type: ignore[no-untyped-call]
+
+    @contextlib.contextmanager
+    def _settings_kept(self) -> Iterator[None]:
+        """Lend a collected connection the settings it had, for one build of a client or pool."""
         transport = self.connection
         if transport.client is not None:
-            return super()._connparams(asynchronous)  # type: ignore[no-untyped-call]
-        transport.client = self._conninfo  # collected: use the settings it had, for this one build
+            yield
+            return
+        transport.client = self._conninfo
         try:
-            return super()._connparams(asynchronous)  # type: ignore[no-untyped-call]
+            yield
         finally:
             transport.client = None
 
 
 class Transport(kombu_redis.Transport):  # type: ignore[misc]
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):  # type: ignore[misc]
+    """kombu's Sentinel channel (it asks the Sentinels for the primary whenever it connects) with the mends above:
+    a failover is a connection lost, as a restart is, and the new primary may be as full as the old one. Its pool
+    reads the Sentinels' addresses from the connection's settings too (`client.alt`), after they were collected
+    as well, drills showed ("AttributeError: 'NoneType' object has no attribute 'alt'"), so it is lent them alike."""
+
+    def _sentinel_managed_pool(self, asynchronous: bool = False) -> Any:
+        with self._settings_kept():
+            return super()._sentinel_managed_pool(asynchronous)  # type: ignore[no-untyped-call]
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]
+    Channel = SentinelChannel
 
 
 # What `broker_transport` names (config/celery.py).

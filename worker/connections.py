@@ -1,14 +1,41 @@
-"""Connections built from settings, for every layer: the Redis client (with timeouts)."""
+"""Connections built from settings, for every layer: the Redis client (with timeouts), straight to one Redis or to
+the primary that Sentinels name."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
+from redis.sentinel import Sentinel
 
 from config import Settings
+from config.sentinel import SentinelConfig
+
+# Every client has them, so a vanished Redis shows as an error instead of a hang.
+_TIMEOUTS: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5, "health_check_interval": 30}
+# A Sentinel answers in a millisecond or not at all: asking the next one soon matters more than waiting.
+_SENTINEL_TIMEOUTS: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 2}
 
 
 def redis_client(settings: Settings) -> redis.Redis:
-    """A Redis client with timeouts, so a vanished Redis shows as an error instead of a hang."""
-    return redis.Redis.from_url(
-        settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-    )
+    """A Redis client with timeouts. Behind Sentinels (BOXCUT_REDIS_URL=redis+sentinel://…) it asks them for the
+    primary whenever it connects, and a connection to a primary that became a replica is dropped and made again
+    (redis-py's SentinelManagedConnection), so the client follows a failover by itself."""
+    if settings.sentinel is not None:
+        return primary_client(settings.sentinel)
+    return redis.Redis.from_url(settings.redis_url, **_TIMEOUTS)
+
+
+def primary_client(config: SentinelConfig) -> redis.Redis:
+    """A client of the primary the Sentinels name for `config.service`."""
+    client: redis.Redis = sentinels(config).master_for(  # type: ignore[no-untyped-call]
+        config.service, db=config.db, username=config.username,
+        password=config.password.reveal() if config.password else None, **_TIMEOUTS)
+    return client
+
+
+def sentinels(config: SentinelConfig) -> Sentinel:
+    """redis-py's client of the Sentinels themselves."""
+    login = {"password": config.sentinel_password.reveal()} if config.sentinel_password else {}
+    return Sentinel(  # type: ignore[no-untyped-call]
+        list(config.sentinels), sentinel_kwargs={**_SENTINEL_TIMEOUTS, **login})

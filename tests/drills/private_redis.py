@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.integration.harness import free_port
 
@@ -21,37 +23,57 @@ from tests.integration.harness import free_port
 class PrivateRedis:
     """A redis-server of this drill's own, on its own port, with AOF in `directory`."""
 
-    def __init__(self, directory: Path, *, fsync: str = "everysec", password: str | None = None) -> None:
+    def __init__(self, directory: Path, *, fsync: str = "everysec", password: str | None = None,
+                 replica_of: int | None = None) -> None:
         self.port, self.directory, self.fsync, self.password = free_port(), directory, fsync, password
+        self.replica_of = replica_of  # the primary's port, for a replica
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5, password=self.password)
+        """A client that says at once when the server is gone (redis-py's default retries back off for seconds)."""
+        return redis.Redis(port=self.port, socket_timeout=5, password=self.password, retry=Retry(NoBackoff(), 0))
 
     def start(self) -> None:
         server = shutil.which("redis-server")
         assert server, "redis-server is needed (scripts/ensure-redis-server installs it)"
+        self.directory.mkdir(parents=True, exist_ok=True)
         subprocess.run([server, "--port", str(self.port), "--dir", str(self.directory), "--appendonly", "yes",
                         "--appendfsync", self.fsync, "--save", "", "--daemonize", "yes",
-                        "--maxmemory-policy", "noeviction",
-                        *(["--requirepass", self.password] if self.password else [])], check=True)
+                        "--maxmemory-policy", "noeviction", "--repl-diskless-sync-delay", "0",
+                        "--logfile", str(self.directory / "redis.log"),
+                        *(["--requirepass", self.password, "--masterauth", self.password] if self.password else []),
+                        *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else [])],
+                       check=True)
         deadline = time.monotonic() + 10
         while not self._answers():
             assert time.monotonic() < deadline, "the private redis-server did not start"
             time.sleep(0.05)
 
     def shutdown(self) -> None:
-        with contextlib.suppress(redis.ConnectionError):  # the server closes the connection as it goes
-            self.client().shutdown()  # a clean SHUTDOWN: the AOF is flushed
+        """A clean SHUTDOWN: the AOF is flushed. A replica that has just synced refuses until it has written its
+        first AOF ("Writing initial AOF, can't exit"): asked again until it goes."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client().shutdown()  # redis-py takes the closed connection for success
+                return
+            except redis.ConnectionError:  # gone already
+                return
+            except redis.ResponseError:
+                assert time.monotonic() < deadline, "the private redis-server refused to shut down"
+                time.sleep(0.1)
 
-    def kill(self) -> None:
-        """SIGKILL the server: no goodbye; what the AOF holds (fsync every second) is what comes back."""
+    def kill(self) -> float:
+        """SIGKILL the server: no goodbye; what the AOF holds (fsync every second) is what comes back. Returns the
+        moment (time.monotonic) of the kill."""
         pid = int(self.client().info("server")["process_id"])
         os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
         deadline = time.monotonic() + 10
         while self._answers():
             assert time.monotonic() < deadline, "the private redis-server did not die"
             time.sleep(0.05)
+        return killed_at
 
     def fill(self, *, headroom_bytes: int = 2_000_000) -> int:
         """Make Redis full as `maxmemory` with `noeviction` makes it: a limit just above what it holds, then
@@ -86,7 +108,8 @@ class PrivateRedis:
 
     def _answers(self) -> bool:
         try:
-            return bool(redis.Redis(port=self.port, socket_timeout=1, password=self.password).ping())
+            return bool(redis.Redis(port=self.port, socket_timeout=1, password=self.password,
+                                    retry=Retry(NoBackoff(), 0)).ping())
         except redis.ConnectionError:
             return False
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 import requests
 
 from boxsim import BoxSim, SimConfig
 from config import Settings, load_settings
 from tasks.app import create_app, enqueuer
+from worker.connections import redis_client
 from worker.jobs.model import Job, JobState
 from worker.jobs.store import JobStore
 from worker.jobs.submit import JobRequest, build_job, submit
@@ -101,7 +101,7 @@ class Stack:
         return load_settings(self.env, env_file=None)
 
     def store(self) -> JobStore:
-        return JobStore(redis.Redis.from_url(self.redis_url), key_prefix=self.key_prefix)
+        return JobStore(redis_client(self.settings()), key_prefix=self.key_prefix)
 
     def submit(self, targets: list[dict[str, str]], *, dry_run: bool = False, reason: str = "test") -> str:
         settings = self.settings()
@@ -174,7 +174,7 @@ class Stack:
     def close(self) -> None:
         for process in self.servers + self.workers:
             process.stop()
-        client = redis.Redis.from_url(self.redis_url)
+        client = redis_client(self.settings())
         keys = list(client.scan_iter(match=f"{self.key_prefix}*", count=1000))
         if keys:
             client.delete(*keys)

@@ -66,7 +66,7 @@ def _store(settings: Settings) -> JobStore:
     from worker.connections import redis_client
     from worker.jobs.store import JobStore
 
-    return JobStore(redis_client(settings), key_prefix=settings.key_prefix)
+    return JobStore(redis_client(settings), key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas)
 
 
 def create_app(settings: Settings) -> Celery:
@@ -119,9 +119,12 @@ def _redis_url() -> str:
     from urllib.parse import urlsplit
 
     try:
-        url = urlsplit(load_settings().redis_url)
+        settings = load_settings()
     except SettingsError:
         return "(BOXCUT_REDIS_URL)"
+    if settings.sentinel:
+        return settings.sentinel.describe()
+    url = urlsplit(settings.redis_url)
     host = url.hostname or ""
     port = f":{url.port}" if url.port else ""
     return f"{url.scheme}://{host}{port}{url.path}"

@@ -66,6 +66,9 @@ class DevStack:
 
     def _ensure_redis(self) -> None:
         url = self.settings.redis_url
+        if self.settings.sentinel is not None:
+            self._use_sentinels()
+            return
         if _redis_answers(url):
             self.lines.append(f"redis   using the Redis at {displayable_url(url)}")
             return
@@ -81,6 +84,14 @@ class DevStack:
             self.lines.append(f"redis   started fakeredis's TCP server on {host}:{port} (no redis-server installed;"
                               " in memory, for trying boxcut out only)")
         _wait_until(lambda: _redis_answers(url), what=f"Redis at {url}")
+
+    def _use_sentinels(self) -> None:
+        """Sentinels name a Redis that is somebody's service: used when its primary answers, never stood in for."""
+        from worker.connections import redis_client
+
+        redis_client(self.settings).ping()  # a RedisError is said in one line, as for any command
+        where = self.settings.sentinel.describe() if self.settings.sentinel else ""
+        self.lines.append(f"redis   using the primary that the Sentinels at {where} name")
 
     def _start_redis_server(self, server: str, host: str, port: int) -> None:
         proc = subprocess.Popen(

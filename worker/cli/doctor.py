@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from urllib.parse import urlparse
 
 import redis
 import requests
 
 from config import BoxAuthMode, Settings, SettingsError
+from config.settings import displayable_url
 from worker.box.auth import token_fetcher_for
 from worker.errors import BoxcutError
 
@@ -19,12 +19,9 @@ Echo = Callable[[str], None]
 WORKER_PING_SECONDS = 2.0
 
 
-def redacted_url(url: str) -> str:
-    """A URL without its password, for printing."""
-    parsed = urlparse(url)
-    if parsed.password is None:
-        return url
-    return url.replace(f":{parsed.password}@", ":***@")
+def redis_name(settings: Settings) -> str:
+    """The Redis (or the Sentinels and their service) the settings name, without any password, for printing."""
+    return settings.sentinel.describe() if settings.sentinel else displayable_url(settings.redis_url)
 
 
 def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
@@ -35,7 +32,7 @@ def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
         echo(f"FAIL settings: {exc}")
         return False
     echo(f"ok   settings: Box auth {settings.box_auth_mode.value}, API {settings.box_api_base_url}, "
-         f"Redis {redacted_url(settings.redis_url)}, batch {settings.batch_size}, "
+         f"Redis {redis_name(settings)}, batch {settings.batch_size}, "
          f"rate limit {settings.rate_limit_per_minute}/min" + (", GLOBAL DRY RUN" if settings.dry_run else ""))
     if not _check_redis(settings, echo) or not _check_broker(settings, echo):
         return False
@@ -75,17 +72,34 @@ def _check_redis(settings: Settings, echo: Echo) -> bool:
     from worker.connections import redis_client
 
     try:
-        info = redis_client(settings).info()
+        info, where = redis_client(settings).info(), _primary(settings)
     except (redis.RedisError, OSError) as exc:
-        echo(f"FAIL redis: cannot reach {redacted_url(settings.redis_url)}: {exc}")
+        echo(f"FAIL redis: cannot reach {redis_name(settings)}: {exc}")
         return False
     notes = []
+    replicas = int(info.get("connected_slaves", 0))
+    if replicas < settings.redis_wait_replicas:
+        notes.append(f"{replicas} replica(s) connected, BOXCUT_REDIS_WAIT_REPLICAS asks for "
+                     f"{settings.redis_wait_replicas}: writes stand on the primary alone, and a failover may lose "
+                     "the last of them")
     if str(info.get("aof_enabled", "0")) != "1":
         notes.append("AOF is off: a Redis restart loses queued jobs (production wants appendonly yes)")
     if info.get("maxmemory_policy") not in (None, "noeviction"):
         notes.append(f"maxmemory-policy is {info.get('maxmemory_policy')}: Redis may evict job records")
-    echo(f"ok   redis: version {info.get('redis_version')}" + "".join(f"\nwarn redis: {n}" for n in notes))
+    echo(f"ok   redis: version {info.get('redis_version')}{where}, {replicas} replica(s)"
+         + "".join(f"\nwarn redis: {n}" for n in notes))
     return True
+
+
+def _primary(settings: Settings) -> str:
+    """Where the Sentinels say the primary is (`, primary host:port via Sentinel`), or nothing without them."""
+    from worker.connections import sentinels
+
+    if settings.sentinel is None:
+        return ""
+    host, port = sentinels(settings.sentinel).discover_master(  # type: ignore[no-untyped-call]
+        settings.sentinel.service)
+    return f", primary {host}:{port} named by the Sentinels"
 
 
 def _check_broker(settings: Settings, echo: Echo) -> bool:

@@ -34,7 +34,7 @@ def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], brok
     `broker_check` raises unless the broker answers (both from `tasks.app`, handed in by the CLI)."""
     check_identity_paths(settings)
     client = redis_client(settings)
-    store = JobStore(client, key_prefix=settings.key_prefix)
+    store = JobStore(client, key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas)
     keys = IdempotencyKeys(client, key_prefix=settings.key_prefix, ttl_seconds=settings.idempotency_ttl_seconds)
 
     def readiness() -> dict[str, str]:

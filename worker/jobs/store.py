@@ -23,6 +23,7 @@ audit stream in the same transaction.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import time
@@ -38,6 +39,13 @@ from worker.errors import InvalidTransition, JobNotFound, LeaseHeld
 from worker.jobs.model import Approval, Call, Job, JobState, Target, utc_now
 from worker.locks import RedisLock
 from worker.transactions import GuardedWrite
+
+log = logging.getLogger(__name__)
+
+# How long a write waits for its replicas (JobStore.replicas) before it stands on the primary alone. A replica on
+# the same network acknowledges in about a millisecond; this bounds the wait while one is down or far behind.
+REPLICA_WAIT_MS = 1000
+REPLICA_RETRY_SECONDS = 10
 
 # KEYS[1] job hash, KEYS[2] audit stream, KEYS[3] the job's audit stream
 # ARGV[1] new state, ARGV[2] now (ISO), ARGV[3] state zset key prefix, ARGV[4] actor, ARGV[5] note,
@@ -86,9 +94,14 @@ class JobSummary:
 class JobStore:
     """Reads and writes job records, call records and the audit stream."""
 
-    def __init__(self, redis_client: redis.Redis, *, key_prefix: str) -> None:
+    def __init__(self, redis_client: redis.Redis, *, key_prefix: str, replicas: int = 0) -> None:
+        """`replicas`: how many Redis replicas must hold a job's submission, and each count of a request to Box,
+        before it counts as written (WAIT; BOXCUT_REDIS_WAIT_REPLICAS). A primary lost to a failover then loses
+        neither a job answered 202 nor a request Box was sent."""
         self.redis = redis_client
         self.prefix = key_prefix
+        self.replicas = replicas
+        self._replicas_short_until = 0.0
         self._transition = redis_client.register_script(_TRANSITION)
 
     # -- keys ------------------------------------------------------------------------------------------------
@@ -158,8 +171,11 @@ class JobStore:
         pipe.execute()
 
     def mark_enqueued(self, job_id: str) -> None:
-        """Note that the job's task reached the broker (a job without the mark may have been stranded)."""
-        self.redis.hset(self._job_key(job_id), "enqueued_at", utc_now())
+        """Note that the job's task reached the broker (a job without the mark may have been stranded). This is a
+        submission's last write, after its record and its task: the replicas' holding it holds them too."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self._job_key(job_id), "enqueued_at", utc_now())
+        self._replicated(pipe, f"job {job_id}")
 
     def stranded(self, job_id: str) -> bool:
         """Whether the job is still `queued` and its task was never recorded as reaching the broker."""
@@ -281,7 +297,28 @@ class JobStore:
         """Count one more request for the call, before it is sent (a write Redis refuses stops the send): the
         record then counts every request Box may have seen, even one whose answer a crash lost. Returns the
         count."""
-        return int(self.redis.incr(self._attempts_key(call_id)))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(self._attempts_key(call_id))
+        return int(self._replicated(pipe, f"call {call_id}'s request count")[0])
+
+    def _replicated(self, pipe: redis.client.Pipeline, what: str) -> list[Any]:
+        """Run `pipe`, then wait (up to REPLICA_WAIT_MS) until `replicas` replicas hold what it and every write
+        before it on this primary wrote (WAIT counts from the connection's last write, so it goes in the same
+        pipeline, on the same connection). Too few in time: the write stands on the primary, as it would with
+        no replica at all, and a warning says so; refusing would stop boxcut whenever a replica is down."""
+        waits = self.replicas > 0 and time.monotonic() >= self._replicas_short_until
+        if waits:
+            pipe.wait(self.replicas, REPLICA_WAIT_MS)
+        results = pipe.execute()
+        if waits:
+            held = int(results.pop())
+            if held < self.replicas:
+                # Replicas down or far behind: stop waiting on them for a while, or every write would take a second.
+                self._replicas_short_until = time.monotonic() + REPLICA_RETRY_SECONDS
+                log.warning("%s is on the Redis primary and %d of %d replicas after %d ms: a failover now could "
+                            "lose it; writes for the next %d s do not wait for replicas", what, held, self.replicas,
+                            REPLICA_WAIT_MS, REPLICA_RETRY_SECONDS)
+        return list(results)
 
     def attempts_sent(self, call_id: str) -> int:
         """The requests sent for the call so far, by any sender (`note_attempt`)."""

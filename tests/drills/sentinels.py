@@ -1,0 +1,122 @@
+"""A Redis primary, a replica and three Sentinels of a drill's own, on private ports (never the shared Redis), that
+the drill may take the primary from."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from tests.drills.private_redis import PrivateRedis
+from tests.integration.harness import free_port
+
+SERVICE = "boxcut"
+# Quick to notice and to fail over, for a drill: a primary silent for 1 s is down; a failover may take 5 s.
+DOWN_AFTER_MS = 1000
+FAILOVER_TIMEOUT_MS = 5000
+
+
+class SentinelGroup:
+    """A primary, a replica of it, and three Sentinels watching them as service `boxcut` (quorum 2)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.primary = PrivateRedis(directory / "primary")
+        self.replica = PrivateRedis(directory / "replica", replica_of=self.primary.port)
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        # Each Sentinel told its peers and the replica up front, instead of learning them over 10 s or more.
+        self.sentinel_ids = {port: secrets.token_hex(20) for port in self.sentinel_ports}
+        self.url = "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{SERVICE}"
+
+    def start(self) -> None:
+        self.primary.start()
+        self.replica.start()
+        self._wait(lambda: self.replica.client().info("replication").get("master_link_status") == "up",
+                   "the replica did not sync with the primary")
+        for port in self.sentinel_ports:
+            self._start_sentinel(port)
+        self._wait(lambda: all(self._sentinel(p).sentinel_master(SERVICE).get("num-other-sentinels") == 2
+                               and self._sentinel(p).sentinel_master(SERVICE).get("num-slaves") == 1
+                               for p in self.sentinel_ports),
+                   "the Sentinels did not find each other and the replica")
+
+    def wait_for_failover(self, timeout: float = 60.0) -> float:
+        """Wait until the replica answers as primary and a Sentinel names it (clients ask the Sentinels in turn and
+        take the first answer naming a primary): return when it did. Then wait until every Sentinel names it."""
+        self._wait(lambda: self.replica.client().info("replication").get("role") == "master"
+                   and any(self._names_replica(p) for p in self.sentinel_ports),
+                   "the Sentinels did not promote the replica", timeout=timeout, interval=0.02)
+        promoted = time.monotonic()
+        self._wait(lambda: all(self._names_replica(p) for p in self.sentinel_ports),
+                   "the Sentinels did not agree on the new primary", timeout=timeout)
+        return promoted
+
+    def _names_replica(self, port: int) -> bool:
+        return int(self._sentinel(port).sentinel_get_master_addr_by_name(SERVICE)[1]) == self.replica.port
+
+    def stop(self) -> None:
+        for port in self.sentinel_ports:
+            with contextlib.suppress(redis.RedisError):
+                self._sentinel(port).shutdown(nosave=True)
+        for server in (self.replica, self.primary):  # a primary stopping first would wait for its replica
+            with contextlib.suppress(redis.RedisError, ValueError):
+                server.shutdown()
+
+    def _start_sentinel(self, port: int) -> None:
+        folder = self.directory / f"sentinel-{port}"
+        folder.mkdir(parents=True)
+        conf = folder / "sentinel.conf"  # a Sentinel rewrites its file as it learns: one of its own each
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {folder}\nlogfile {folder / 'sentinel.log'}\ndaemonize yes\n"
+            f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
+            f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
+            f"sentinel parallel-syncs {SERVICE} 1\n"
+            f"sentinel myid {self.sentinel_ids[port]}\n"
+            f"sentinel known-replica {SERVICE} 127.0.0.1 {self.replica.port}\n"
+            + "".join(f"sentinel known-sentinel {SERVICE} 127.0.0.1 {peer} {peer_id}\n"
+                      for peer, peer_id in self.sentinel_ids.items() if peer != port))
+        subprocess.run(sentinel_command(conf), check=True)
+        self._wait(lambda: bool(self._sentinel(port).ping()), f"the Sentinel on {port} did not start")
+
+    @staticmethod
+    def _sentinel(port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=2, decode_responses=True, retry=Retry(NoBackoff(), 0))
+
+    @staticmethod
+    def _wait(ready: Callable[[], bool], problem: str, *, timeout: float = 30.0, interval: float = 0.05) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(redis.RedisError):
+                if ready():
+                    return
+            assert time.monotonic() < deadline, problem
+            time.sleep(interval)
+
+
+def sentinel_command(conf: Path) -> list[str]:
+    """Debian's `redis-sentinel` where installed; it is `redis-server` in Sentinel mode, which serves alike."""
+    sentinel = shutil.which("redis-sentinel")
+    if sentinel:
+        return [sentinel, str(conf)]
+    server = shutil.which("redis-server")
+    assert server, "redis-server is needed (scripts/ensure-redis-server installs it)"
+    return [server, str(conf), "--sentinel"]
+
+
+@contextlib.contextmanager
+def sentinel_group(directory: Path) -> Iterator[SentinelGroup]:
+    group = SentinelGroup(directory)
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()

@@ -1,0 +1,93 @@
+"""With replicas to wait for (BOXCUT_REDIS_WAIT_REPLICAS; 1 behind Sentinels), a job's submission and each count
+of a request to Box are on a replica before they count as written, so a failover loses neither; a replica that
+does not answer costs one wait, then writes stand on the primary alone, said in a warning. And `boxcut doctor`
+names the primary the Sentinels name."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config import load_settings
+from tests.drills.private_redis import PrivateRedis
+from tests.drills.sentinels import sentinel_group
+from worker.cli.doctor import _check_redis
+from worker.jobs.store import REPLICA_RETRY_SECONDS, JobStore
+from worker.jobs.submit import JobRequest, build_job
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[PrivateRedis, PrivateRedis]]:
+    primary = PrivateRedis(tmp_path / "primary")
+    replica = PrivateRedis(tmp_path / "replica", replica_of=primary.port)
+    primary.start()
+    replica.start()
+    deadline = time.monotonic() + 30
+    while replica.client().info("replication").get("master_link_status") != "up":
+        assert time.monotonic() < deadline, "the replica did not sync"
+        time.sleep(0.05)
+    yield primary, replica
+    replica.shutdown()
+    primary.shutdown()
+
+
+def _job_id(store: JobStore) -> str:
+    job = build_job(JobRequest(targets=[{"type": "user", "login": "jdoe@example.com"}], source="test"))
+    store.create(job)
+    return job.job_id
+
+
+def test_a_submission_is_on_the_replica_when_it_counts_and_a_silent_replica_costs_one_wait(
+        pair: tuple[PrivateRedis, PrivateRedis], caplog: pytest.LogCaptureFixture) -> None:
+    primary, replica = pair
+    store = JobStore(primary.client(), key_prefix="replicas:", replicas=1)
+    job_id = _job_id(store)
+    store.mark_enqueued(job_id)
+    assert replica.client().hget(f"replicas:job:{job_id}", "enqueued_at") is not None
+    assert store.note_attempt("c-1") == 1 and replica.client().get("replicas:call:c-1:sent") == b"1"
+    assert "failover now could lose it" not in caplog.text
+
+    pid = int(replica.client().info("server")["process_id"])
+    os.kill(pid, signal.SIGSTOP)  # the replica holds its link open but acknowledges nothing
+    try:
+        with caplog.at_level(logging.WARNING, logger="worker.jobs.store"):
+            started = time.monotonic()
+            store.mark_enqueued(job_id)
+            waited = time.monotonic() - started
+            started = time.monotonic()
+            assert store.note_attempt("c-1") == 2  # written on the primary all the same
+            then = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert waited >= 0.9 and then < 0.5, (waited, then)  # one wait of REPLICA_WAIT_MS, then none for a while
+    assert f"job {job_id} is on the Redis primary and 0 of 1 replicas" in caplog.text
+    assert f"next {REPLICA_RETRY_SECONDS} s do not wait" in caplog.text
+
+
+def test_without_replicas_to_wait_for_a_write_never_waits(pair: tuple[PrivateRedis, PrivateRedis]) -> None:
+    primary, replica = pair
+    store = JobStore(primary.client(), key_prefix="replicas:")
+    job_id = _job_id(store)
+    pid = int(replica.client().info("server")["process_id"])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        store.mark_enqueued(job_id)
+        assert time.monotonic() - started < 0.5
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_doctor_names_the_primary_the_sentinels_name(tmp_path: Path) -> None:
+    with sentinel_group(tmp_path) as group:
+        lines: list[str] = []
+        assert _check_redis(load_settings({"BOXCUT_REDIS_URL": group.url}, env_file=None), lines.append)
+    assert f"primary 127.0.0.1:{group.primary.port} named by the Sentinels, 1 replica(s)" in lines[0], lines
