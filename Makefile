@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: install install-run run test lint typecheck unit integration bench mutation lock wheel-check clean
+.PHONY: install install-run run test lint typecheck unit integration bench mutation lock wheel-check compose-up clean
 
 # Runtime dependencies at the exact versions of requirements.lock; the dev tools (tests, linters) only for `make
 # test` and the other development targets.
@@ -70,6 +70,13 @@ lock: install
 # Build the wheel, install it alone in a fresh virtual environment, and run it (`.ci/run` does this after the tests).
 wheel-check: install
 	scripts/check-wheel
+
+# The compose stack (needs Docker): secrets/ made once, then every service. COMPOSE_FILES adds a variant, e.g.
+# `make compose-up COMPOSE_FILES="-f docker-compose.yml -f docker-compose.sentinel.yml"`.
+COMPOSE_FILES ?= -f docker-compose.yml
+compose-up:
+	scripts/make-secrets
+	docker compose $(COMPOSE_FILES) up -d
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache mutants dist build

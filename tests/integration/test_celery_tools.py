@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.integration.harness import REPO, running_stack
+from tests.integration.harness import REPO, free_port, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -33,3 +35,38 @@ def test_celery_inspect_ping_answers_and_the_workers_send_task_events(redis_url:
         dumped = events.communicate(timeout=30)[0]
     assert job.state.value == "succeeded"
     assert "task succeeded: boxcut.run_job" in dumped and f"args=['{job_id}']" in dumped, dumped[-2000:]
+
+
+def test_flower_shows_boxcuts_workers_and_tasks(redis_url: str, tmp_path: Path) -> None:
+    """The compose stack's `flower` service command, run here: Flower sees the worker and the job's task."""
+    port = free_port()
+    with running_stack(redis_url, tmp_path) as stack:
+        log = (tmp_path / "flower.log").open("wb")
+        flower = subprocess.Popen([CELERY, "-A", "tasks", "flower", f"--port={port}", "--address=127.0.0.1"],
+                                  env={**stack.env, "FLOWER_UNAUTHENTICATED_API": "true"}, cwd=tmp_path,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _until(lambda: requests.get(f"{base}/healthcheck", timeout=2).text == "OK", "Flower answering")
+            _until(lambda: bool(requests.get(f"{base}/api/workers", timeout=10).json()), "Flower seeing a worker")
+            job_id = stack.submit([{"type": "user", "login": "jdoe@example.com"}])
+            assert stack.wait(job_id).state.value == "succeeded"
+            _until(lambda: any(t["name"] == "boxcut.run_job" and job_id in t["args"] and t["state"] == "SUCCESS"
+                               for t in requests.get(f"{base}/api/tasks", timeout=10).json().values()),
+                   "Flower showing the job's task as succeeded")
+            assert requests.get(f"{base}/tasks", timeout=10).status_code == 200  # the page an operator opens
+        finally:
+            flower.terminate()
+            flower.wait(timeout=30)
+
+
+def _until(done: Callable[[], bool], what: str, timeout: float = 45.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if done():
+                return
+        except (requests.RequestException, ValueError):
+            pass
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.3)

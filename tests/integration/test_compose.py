@@ -19,11 +19,14 @@ from typing import Any
 
 import jsonschema
 import pytest
+import redis
 import requests
 import yaml
 
 from boxsim import BoxSim, SimConfig
+from config import load_settings
 from tests.drills.private_redis import PrivateRedis
+from tests.drills.sentinels import sentinel_command
 from tests.integration.harness import FAST_ENV, REPO, free_port
 from tests.integration.test_intake_e2e import SAMPLES
 from worker.cli import main
@@ -176,7 +179,8 @@ def _post_and_wait(url: str, redis_server: PrivateRedis) -> dict[str, Any]:
 
 
 def test_the_env_example_names_every_variable_the_compose_file_reads() -> None:
-    read = set(re.findall(r"\$\{([A-Z_]+):-", (REPO / "docker-compose.yml").read_text()))
+    read = {name for file in ("docker-compose.yml", "docker-compose.sentinel.yml")
+            for name in re.findall(r"\$\{([A-Z_]+):-", (REPO / file).read_text())}
     example = (REPO / ".env.example").read_text()
     assert read and not [name for name in read if not re.search(rf"^#? ?{name}=", example, re.M)]
 
@@ -188,5 +192,71 @@ def test_every_setting_in_the_env_example_reaches_the_containers() -> None:
     passed |= {n.removesuffix("_FILE") for n in passed if n.endswith("_FILE")}
     compose_only = {"BOXCUT_INTAKE_PORT", "BOXCUT_IMAGE_TAG", "BOXCUT_FLOWER_PORT"}
     outside_compose = {"BOX_JWT_CONFIG_FILE", "BOX_DEVELOPER_TOKEN", "BOX_API_BASE_URL", "BOX_OAUTH_URL",
-                       "BOXCUT_REDIS_URL", "BOXCUT_INTAKE_HMAC_SECRETS_FILE"}
+                       "BOXCUT_REDIS_URL", "BOXCUT_INTAKE_HMAC_SECRETS_FILE", "BOXCUT_REDIS_SENTINEL_PASSWORD_FILE"}
     assert sorted(named - passed - compose_only - outside_compose) == []
+
+
+SENTINEL_VARIANT = yaml.safe_load((REPO / "docker-compose.sentinel.yml").read_text())
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Compose's merge of an override file, for mappings (what these files use): keys of the override win."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def test_the_sentinel_variant_validates_and_points_every_boxcut_service_at_the_sentinels() -> None:
+    validator = jsonschema.Draft201909Validator(SCHEMA)
+    merged = _merged(COMPOSE, SENTINEL_VARIANT)
+    assert [e.message for e in validator.iter_errors(SENTINEL_VARIANT)] == []
+    assert [e.message for e in validator.iter_errors(merged)] == []
+    services = merged["services"]
+    assert {"redis", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"} <= set(services)
+    assert "--replicaof redis 6379" in " ".join(services["redis-replica"]["command"])
+    for name in (*BOXCUT_SERVICES, "flower"):
+        env = {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v)) for k, v in services[name]["environment"].items()}
+        settings = load_settings({k: v.replace("/run/secrets/", "/nonexistent/") for k, v in env.items()
+                                  if not k.endswith("_FILE")}, env_file=None)
+        assert settings.sentinel is not None and settings.sentinel.service == "boxcut"
+        assert [host for host, _ in settings.sentinel.sentinels] == ["sentinel-1", "sentinel-2", "sentinel-3"]
+        assert settings.redis_wait_replicas == 1 and "redis_password" in services[name]["secrets"]
+        assert set(services[name]["depends_on"]) == {"redis", "sentinel-1", "sentinel-2", "sentinel-3"}
+
+
+def test_the_sentinel_variants_sentinel_config_is_one_a_real_sentinel_runs(compose_redis: PrivateRedis,
+                                                                           tmp_path: Path) -> None:
+    """The Sentinel service's own shell command writes its config (here with the secret and the primary's address
+    made local); a real redis-sentinel started on it watches the primary and logs in to it."""
+    (tmp_path / "redis_password").write_text(f"{compose_redis.password}\n")
+    script = SENTINEL_VARIANT["x-sentinel"]["command"][2].replace("/run/secrets/", f"{tmp_path}/")
+    script = script.replace("$$", "$").replace("/tmp/sentinel.conf", str(tmp_path / "sentinel.conf"))
+    script = script.replace("exec redis-sentinel", "true")
+    subprocess.run(["sh", "-c", script], check=True, env={**os.environ, "HOSTNAME": "127.0.0.1"}, timeout=30)
+    port = free_port()
+    conf = (tmp_path / "sentinel.conf").read_text()
+    assert "sentinel monitor boxcut redis 6379 2" in conf and f"auth-pass boxcut {compose_redis.password}" in conf
+    local = conf.replace("port 26379", f"port {port}").replace("boxcut redis 6379", f"boxcut 127.0.0.1 "
+                                                                                     f"{compose_redis.port}")
+    (tmp_path / "sentinel.conf").write_text(local + f"daemonize yes\ndir {tmp_path}\n")
+    subprocess.run(sentinel_command(tmp_path / "sentinel.conf"), check=True, timeout=30)
+    sentinel = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+    try:
+        deadline = time.monotonic() + 30
+        while (master := _sentinel_view(sentinel)).get("flags") != "master":
+            assert time.monotonic() < deadline, master
+            time.sleep(0.1)
+        assert int(master["port"]) == compose_redis.port
+    finally:
+        sentinel.shutdown(nosave=True)
+
+
+def _sentinel_view(sentinel: redis.Redis) -> dict[str, Any]:
+    try:
+        return dict(sentinel.sentinel_master("boxcut"))
+    except redis.RedisError as error:
+        return {"error": str(error)}
