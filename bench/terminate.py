@@ -18,12 +18,12 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import redis
 from benchkit import delete_prefix, start_worker
 
 from boxsim import BoxSim, SimConfig
 from config import load_settings
 from tasks.app import create_app, enqueuer
+from worker.connections import redis_client
 from worker.jobs.store import JobStore
 from worker.jobs.submit import JobRequest, build_job, submit
 
@@ -56,7 +56,7 @@ def main() -> None:
 
 def _run(env: dict[str, str], sim: BoxSim, n_users: int) -> None:
     settings = load_settings(env, env_file=None)
-    store = JobStore(redis.Redis.from_url(settings.redis_url), key_prefix=settings.key_prefix)
+    store = JobStore(redis_client(settings), key_prefix=settings.key_prefix)
     targets = [{"type": "user", "login": f"user{i:05d}@example.com"} for i in range(1, n_users + 1)]
     sim.clear_requests()
     start = time.monotonic()

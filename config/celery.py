@@ -105,7 +105,7 @@ def _sentinel_options(settings: Settings) -> dict[str, Any]:
     if sentinel is None:
         return {}
     login = {"password": sentinel.sentinel_password.reveal()} if sentinel.sentinel_password else {}
-    return {"master_name": sentinel.service,
+    return {"master_name": sentinel.service, "sentinels": [list(node) for node in sentinel.sentinels],
             "sentinel_kwargs": {"socket_timeout": 2, "socket_connect_timeout": 2, **login}}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 from config.secret import Secret
 
@@ -40,12 +40,14 @@ class SentinelConfig:
     sentinel_password: Secret | None = None
 
     def kombu_url(self) -> str:
-        """The broker URL kombu's Sentinel transport reads: one `sentinel://` URL per Sentinel, `;` between them,
-        the Redis servers' login and the database on each."""
+        """The broker URL kombu's Sentinel transport reads: the first Sentinel, with the Redis servers' login and
+        the database. The others go in the transport option `sentinels` (tasks/broker.py says why not in the URL)."""
         login = ""
-        if self.password is not None:
-            login = f"{_quote(self.username or '')}:{_quote(self.password.reveal())}@"
-        return ";".join(f"sentinel://{login}{_netloc(host, port)}/{self.db}" for host, port in self.sentinels)
+        if self.password is not None or self.username is not None:
+            password = self.password.reveal() if self.password is not None else ""
+            login = f"{_quote(self.username or '')}:{_quote(password)}@"
+        host, port = self.sentinels[0]
+        return f"sentinel://{login}{_netloc(host, port)}/{self.db}"
 
     def describe(self) -> str:
         """The Sentinels and service as they may be printed: no password."""
@@ -58,18 +60,19 @@ def is_sentinel_url(url: str) -> bool:
 
 
 def parse_sentinel_url(url: str, *, sentinel_password: Secret | None = None) -> SentinelConfig:
-    """The SentinelConfig a `redis+sentinel://` URL names; SentinelURLError says what is wrong with it."""
-    parts = urlsplit(url)
-    if parts.scheme != SCHEME:
-        raise SentinelURLError(f"expected {SCHEME}://")
-    if parts.query or parts.fragment:
+    """The SentinelConfig a `redis+sentinel://` URL names; SentinelURLError says what is wrong with it, quoting
+    no part of the login. Split by hand, not by urlsplit, which ends the login at a '/' or '#' in a password."""
+    prefix = f"{SCHEME}://"
+    if not url.startswith(prefix):
+        raise SentinelURLError(f"expected {prefix}")
+    login, _, rest = url[len(prefix):].rpartition("@")
+    nodes, _, path = rest.partition("/")
+    if any(mark in rest for mark in "?#"):
         raise SentinelURLError("takes no query or fragment: redis+sentinel://host:port,host:port/service/db")
-    login, _, nodes = parts.netloc.rpartition("@")
     username, _, password = login.partition(":")
-    sentinels = tuple(_node(text) for text in nodes.split(","))
-    service, db = _path(parts.path)
+    service, db = _path(path)
     return SentinelConfig(
-        sentinels=sentinels,
+        sentinels=tuple(_node(text) for text in nodes.split(",")),
         service=service,
         db=db,
         username=unquote(username) or None,
@@ -93,14 +96,14 @@ def _path(path: str) -> tuple[str, int]:
     if not pieces:
         raise SentinelURLError("names no service: redis+sentinel://host:port,host:port/service[/db]")
     if len(pieces) > 2:
-        raise SentinelURLError(f"expected /service or /service/db after the Sentinels, got {path!r}")
+        raise SentinelURLError(f"expected /service or /service/db after the Sentinels, got '/{path}'")
     service = unquote(pieces[0])
     if not _SERVICE.match(service):
         raise SentinelURLError(f"a service name is letters, digits, '.', '_' or '-', got {service!r}")
     if len(pieces) == 1:
         return service, 0
-    if not pieces[1].isdigit() or int(pieces[1]) > 15:
-        raise SentinelURLError(f"the database must be a number from 0 to 15, got {pieces[1]!r}")
+    if not (pieces[1].isascii() and pieces[1].isdigit()):
+        raise SentinelURLError(f"the database must be a number (0, 1, …), got {pieces[1]!r}")
     return service, int(pieces[1])
 
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
@@ -268,11 +268,11 @@ class _Reader:
         if password is None:
             return value
         parts = urlsplit(value)
-        if parts.password == password.reveal():  # already joined (a child process given both)
-            return value
+        if parts.password is not None and unquote(parts.password) == password.reveal():
+            return value  # already joined (a child process given both)
         if parts.password is not None or parts.scheme == "unix":
             raise SettingsError("BOXCUT_REDIS_PASSWORD", "BOXCUT_REDIS_URL names a password (or a socket) already")
-        user = quote(parts.username, safe="") if parts.username else ""
+        user = quote(unquote(parts.username), safe="") if parts.username else ""
         netloc = f"{user}:{quote(password.reveal(), safe='')}@{parts.netloc.rsplit('@', 1)[-1]}"
         return urlunsplit(parts._replace(netloc=netloc))
 

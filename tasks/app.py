@@ -17,7 +17,7 @@ from kombu.transport import redis as kombu_redis
 
 from config import Settings
 from config.celery import QUEUE, SEND_QUEUE, celery_config, max_countdown
-from tasks import directory, jobs, retention, sending
+from tasks import broker, directory, jobs, retention, sending
 from worker import logs
 from worker.run.runtime import Runtime
 
@@ -75,11 +75,11 @@ class _PublishTransport(kombu_redis.Transport):  # type: ignore[misc]
     Channel = _PublishChannel
 
 
-class _SentinelPublishChannel(_PublishChannel, kombu_redis.SentinelChannel):  # type: ignore[misc]
-    """`_PublishChannel` whose client's pool asks the Sentinels for the primary."""
+class _SentinelPublishChannel(_PublishChannel, broker.SentinelChannel):  # type: ignore[misc]
+    """`_PublishChannel` whose client's pool asks the Sentinels for the primary (tasks/broker.py)."""
 
 
-class _SentinelPublishTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]
+class _SentinelPublishTransport(broker.SentinelTransport):  # type: ignore[misc]
     Channel = _SentinelPublishChannel
 
 

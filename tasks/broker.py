@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
+import redis.sentinel
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
@@ -91,13 +92,35 @@ class Transport(kombu_redis.Transport):  # type: ignore[misc]
 
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):  # type: ignore[misc]
     """kombu's Sentinel channel (it asks the Sentinels for the primary whenever it connects) with the mends above:
-    a failover is a connection lost, as a restart is, and the new primary may be as full as the old one. Its pool
-    reads the Sentinels' addresses from the connection's settings too (`client.alt`), after they were collected
-    as well, drills showed ("AttributeError: 'NoneType' object has no attribute 'alt'"), so it is lent them alike."""
+    a failover is a connection lost, as a restart is, and the new primary may be as full as the old one.
+
+    kombu reads the Sentinels from the broker URL's alternates (`sentinel://a;sentinel://b`). But a connection
+    with alternates switches to the next one after each failed attempt, and switching re-reads the transport from
+    the URL's scheme: after the first failed reconnect of a failover the worker ran kombu's own transport, without
+    these mends. So the broker URL names one Sentinel and the transport option `sentinels` names them all
+    (config/celery.py). The pool is built from them, from the settings a collected connection had (kombu's read
+    `client.alt` of a collected connection: "AttributeError: 'NoneType' object has no attribute 'alt'", drills
+    showed)."""
+
+    from_transport_options = (*kombu_redis.SentinelChannel.from_transport_options, "sentinels")  # type: ignore[assignment]
+    sentinels: list[tuple[str, int]] | None = None
 
     def _sentinel_managed_pool(self, asynchronous: bool = False) -> Any:
-        with self._settings_kept():
-            return super()._sentinel_managed_pool(asynchronous)  # type: ignore[no-untyped-call]
+        params = dict(self._connparams(asynchronous))
+        host, port = params.pop("host", None), params.pop("port", None)
+        manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            [tuple(node) for node in self.sentinels or [(host, port)]],
+            min_other_sentinels=getattr(self, "min_other_sentinels", 0) or 0,
+            sentinel_kwargs=getattr(self, "sentinel_kwargs", None), **params)
+        if asynchronous:  # kept, so that kombu closes its connections to the Sentinels with the channel
+            self._async_sentinel_manager = manager
+        else:
+            self._sentinel_manager = manager
+        service = getattr(self, "master_name", None)
+        if service is None:
+            raise ValueError("kombu's Sentinel transport needs the transport option master_name")
+        login = {key: params[key] for key in ("username", "password") if key in params}
+        return manager.master_for(service, redis.Redis, **login).connection_pool  # type: ignore[no-untyped-call]
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]

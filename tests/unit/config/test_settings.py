@@ -98,6 +98,10 @@ def test_a_redis_password_keeps_the_user_is_idempotent_and_is_never_displayed() 
     assert load_settings({**env, "BOXCUT_REDIS_URL": joined}, env_file=None).redis_url == joined  # a child's env
     assert load_settings({**env, "BOXCUT_BROKER_URL": "redis://boxcut@redis:6379/0"}, env_file=None).broker_is_redis
     assert displayable_url(joined) == "redis://boxcut:***@redis:6379/0"
+    odd = {"BOXCUT_REDIS_URL": "redis://us%40er@redis:6379/0", "BOXCUT_REDIS_PASSWORD": "p@ss w"}
+    joined = load_settings(odd, env_file=None).redis_url
+    assert joined == "redis://us%40er:p%40ss%20w@redis:6379/0"  # encoded once, not twice
+    assert load_settings({**odd, "BOXCUT_REDIS_URL": joined}, env_file=None).redis_url == joined
 
 
 def test_with_rabbitmq_a_task_run_must_stay_under_its_consumer_timeout() -> None:
