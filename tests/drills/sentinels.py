@@ -27,10 +27,10 @@ FAILOVER_TIMEOUT_MS = 5000
 class SentinelGroup:
     """A primary, a replica of it, and three Sentinels watching them as service `boxcut` (quorum 2)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.primary = PrivateRedis(directory / "primary")
-        self.replica = PrivateRedis(directory / "replica", replica_of=self.primary.port)
+    def __init__(self, directory: Path, *, password: str | None = None) -> None:
+        self.directory, self.password = directory, password
+        self.primary = PrivateRedis(directory / "primary", password=password)
+        self.replica = PrivateRedis(directory / "replica", replica_of=self.primary.port, password=password)
         self.sentinel_ports = [free_port() for _ in range(3)]
         # Each Sentinel told its peers and the replica up front, instead of learning them over 10 s or more.
         self.sentinel_ids = {port: secrets.token_hex(20) for port in self.sentinel_ports}
@@ -50,17 +50,35 @@ class SentinelGroup:
 
     def wait_for_failover(self, timeout: float = 60.0) -> float:
         """Wait until the replica answers as primary and a Sentinel names it (clients ask the Sentinels in turn and
-        take the first answer naming a primary): return when it did. Then wait until every Sentinel names it."""
-        self._wait(lambda: self.replica.client().info("replication").get("role") == "master"
-                   and any(self._names_replica(p) for p in self.sentinel_ports),
+        take the first answer naming a primary): return when it did. Then wait until every Sentinel names it, and
+        swap the two: `primary` is the new one, `replica` the old, to be restarted (`rejoin`)."""
+        promoted = self.replica
+        self._wait(lambda: promoted.client().info("replication").get("role") == "master"
+                   and any(self._names(p, promoted) for p in self.sentinel_ports),
                    "the Sentinels did not promote the replica", timeout=timeout, interval=0.02)
-        promoted = time.monotonic()
-        self._wait(lambda: all(self._names_replica(p) for p in self.sentinel_ports),
+        promoted_at = time.monotonic()
+        self._wait(lambda: all(self._names(p, promoted) for p in self.sentinel_ports),
                    "the Sentinels did not agree on the new primary", timeout=timeout)
-        return promoted
+        self.primary, self.replica = promoted, self.primary
+        return promoted_at
 
-    def _names_replica(self, port: int) -> bool:
-        return int(self._sentinel(port).sentinel_get_master_addr_by_name(SERVICE)[1]) == self.replica.port
+    def rejoin(self, timeout: float = 60.0) -> None:
+        """Restart the old primary (now `replica`): the Sentinels make it a replica of the new one; wait until it
+        has synced, so that it may be promoted in turn."""
+        self.replica.start()
+        self._wait(lambda: self.replica.client().info("replication").get("master_link_status") == "up"
+                   and self.replica.client().info("replication").get("master_port") == self.primary.port,
+                   "the old primary did not rejoin as a replica", timeout=timeout)
+        self._wait(lambda: all(self._sees_replica(p) for p in self.sentinel_ports),
+                   "the Sentinels did not see the rejoined replica up", timeout=timeout)
+
+    def _sees_replica(self, port: int) -> bool:
+        return any(int(r["port"]) == self.replica.port and not r.get("is_sdown") and not r.get("is_disconnected")
+                   for r in self._sentinel(port).sentinel_slaves(SERVICE))
+
+    def _names(self, port: int, server: PrivateRedis) -> bool:
+        named = self._sentinel(port).sentinel_get_master_addr_by_name(SERVICE)
+        return isinstance(named, tuple) and int(named[1]) == server.port
 
     def stop(self) -> None:
         for port in self.sentinel_ports:
@@ -80,7 +98,8 @@ class SentinelGroup:
             f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {SERVICE} 1\n"
-            f"sentinel myid {self.sentinel_ids[port]}\n"
+            + (f"sentinel auth-pass {SERVICE} {self.password}\n" if self.password else "")
+            + f"sentinel myid {self.sentinel_ids[port]}\n"
             f"sentinel known-replica {SERVICE} 127.0.0.1 {self.replica.port}\n"
             + "".join(f"sentinel known-sentinel {SERVICE} 127.0.0.1 {peer} {peer_id}\n"
                       for peer, peer_id in self.sentinel_ids.items() if peer != port))
@@ -113,8 +132,8 @@ def sentinel_command(conf: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def sentinel_group(directory: Path) -> Iterator[SentinelGroup]:
-    group = SentinelGroup(directory)
+def sentinel_group(directory: Path, *, password: str | None = None) -> Iterator[SentinelGroup]:
+    group = SentinelGroup(directory, password=password)
     try:
         group.start()
         yield group

@@ -8,11 +8,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from config import load_settings
 from tests.drills.private_redis import PrivateRedis
@@ -50,12 +52,17 @@ def test_a_submission_is_on_the_replica_when_it_counts_and_a_silent_replica_cost
     primary, replica = pair
     store = JobStore(primary.client(), key_prefix="replicas:", replicas=1)
     job_id = _job_id(store)
+    pid = int(replica.client().info("server")["process_id"])
+    os.kill(pid, signal.SIGSTOP)  # a replica 0.3 s behind: the write waits for it, no longer
+    threading.Timer(0.3, os.kill, (pid, signal.SIGCONT)).start()
+    started = time.monotonic()
     store.mark_enqueued(job_id)
+    behind = time.monotonic() - started
     assert replica.client().hget(f"replicas:job:{job_id}", "enqueued_at") is not None
+    assert 0.25 <= behind < 0.9, behind
     assert store.note_attempt("c-1") == 1 and replica.client().get("replicas:call:c-1:sent") == b"1"
     assert "failover now could lose it" not in caplog.text
 
-    pid = int(replica.client().info("server")["process_id"])
     os.kill(pid, signal.SIGSTOP)  # the replica holds its link open but acknowledges nothing
     try:
         with caplog.at_level(logging.WARNING, logger="worker.jobs.store"):
@@ -91,3 +98,24 @@ def test_doctor_names_the_primary_the_sentinels_name(tmp_path: Path) -> None:
         lines: list[str] = []
         assert _check_redis(load_settings({"BOXCUT_REDIS_URL": group.url}, env_file=None), lines.append)
     assert f"primary 127.0.0.1:{group.primary.port} named by the Sentinels, 1 replica(s)" in lines[0], lines
+
+
+def test_behind_sentinels_with_a_password_the_store_and_the_broker_reach_the_primary(tmp_path: Path) -> None:
+    """The compose variant's shape: Redis servers with a password (here with '@', '/' and ',' in it), Sentinels
+    that log in to them; the job store (redis-py) and the broker (kombu) both find the primary and use database 2."""
+    from tasks.app import create_app, enqueuer
+    from worker.connections import redis_client
+
+    password = "p@ss/w,rd"
+    with sentinel_group(tmp_path, password=password) as group:
+        settings = load_settings({"BOXCUT_REDIS_URL": group.url + "/2", "BOXCUT_REDIS_PASSWORD": password,
+                                  "BOXCUT_KEY_PREFIX": "sentinel-login:"}, env_file=None)
+        store = JobStore(redis_client(settings), key_prefix=settings.key_prefix, replicas=1)
+        job_id = _job_id(store)
+        enqueuer(create_app(settings))(job_id)
+        store.mark_enqueued(job_id)
+        on_primary = redis.Redis(port=group.primary.port, password=password, db=2)
+        assert on_primary.hget(f"sentinel-login:job:{job_id}", "enqueued_at") is not None
+        assert on_primary.llen("sentinel-login:boxcut") == 1  # the task, under the key prefix, on database 2
+        replica = redis.Redis(port=group.replica.port, password=password, db=2)
+        assert replica.llen("sentinel-login:boxcut") == 1  # WAIT covered the publish on kombu's connection too
