@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ import yaml
 from boxsim import BoxSim, SimConfig
 from config import load_settings
 from tests.drills.private_redis import PrivateRedis
-from tests.drills.sentinels import sentinel_command
 from tests.integration.harness import FAST_ENV, REPO, free_port
 from tests.integration.test_intake_e2e import SAMPLES
 from worker.cli import main
@@ -196,17 +195,27 @@ def test_every_setting_in_the_env_example_reaches_the_containers() -> None:
     assert sorted(named - passed - compose_only - outside_compose) == []
 
 
-SENTINEL_VARIANT = yaml.safe_load((REPO / "docker-compose.sentinel.yml").read_text())
+class _Override(dict):  # type: ignore[type-arg]
+    """A mapping tagged `!override` in a compose file: it replaces the one it is merged over."""
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML as Compose reads it, with its `!override` tag."""
+
+
+_ComposeLoader.add_constructor("!override", lambda loader, node: _Override(loader.construct_mapping(node, deep=True)))
+SENTINEL_VARIANT = yaml.load((REPO / "docker-compose.sentinel.yml").read_text(), Loader=_ComposeLoader)
 
 
 def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Compose's merge of an override file, for mappings (what these files use): keys of the override win."""
+    """Compose's merge of an override file, for mappings (what these files use): keys of the override win, and a
+    mapping tagged `!override` replaces the one under it whole."""
     merged = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and not isinstance(value, _Override) and isinstance(merged.get(key), dict):
             merged[key] = _merged(merged[key], value)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = copy.deepcopy(dict(value) if isinstance(value, _Override) else value)
     return merged
 
 
@@ -217,46 +226,74 @@ def test_the_sentinel_variant_validates_and_points_every_boxcut_service_at_the_s
     assert [e.message for e in validator.iter_errors(merged)] == []
     services = merged["services"]
     assert {"redis", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"} <= set(services)
-    assert "--replicaof redis 6379" in " ".join(services["redis-replica"]["command"])
+    assert services["redis-replica"]["command"] == ["boxcut-redis-node", "replicaof redis 6379"]
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):  # a name of its own and a volume for what it learns
+        assert services[name]["hostname"] == name and services[name]["volumes"] == [f"{name}-data:/data"]
     for name in (*BOXCUT_SERVICES, "flower"):
         env = {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v)) for k, v in services[name]["environment"].items()}
-        settings = load_settings({k: v.replace("/run/secrets/", "/nonexistent/") for k, v in env.items()
-                                  if not k.endswith("_FILE")}, env_file=None)
+        settings = load_settings({k: v for k, v in env.items() if not k.endswith("_FILE")}, env_file=None)
         assert settings.sentinel is not None and settings.sentinel.service == "boxcut"
         assert [host for host, _ in settings.sentinel.sentinels] == ["sentinel-1", "sentinel-2", "sentinel-3"]
         assert settings.redis_wait_replicas == 1 and "redis_password" in services[name]["secrets"]
-        assert set(services[name]["depends_on"]) == {"redis", "sentinel-1", "sentinel-2", "sentinel-3"}
+        assert env["BOXCUT_REDIS_SENTINEL_PASSWORD_FILE"] == "/run/secrets/redis_password"
+        # Not on `redis`, which may be gone for good after a failover: on the Sentinels alone.
+        assert set(services[name]["depends_on"]) == {"sentinel-1", "sentinel-2", "sentinel-3"}
 
 
-def test_the_sentinel_variants_sentinel_config_is_one_a_real_sentinel_runs(compose_redis: PrivateRedis,
-                                                                           tmp_path: Path) -> None:
-    """The Sentinel service's own shell command writes its config (here with the secret and the primary's address
-    made local); a real redis-sentinel started on it watches the primary and logs in to it."""
-    (tmp_path / "redis_password").write_text(f"{compose_redis.password}\n")
-    script = SENTINEL_VARIANT["x-sentinel"]["command"][2].replace("/run/secrets/", f"{tmp_path}/")
-    script = script.replace("$$", "$").replace("/tmp/sentinel.conf", str(tmp_path / "sentinel.conf"))
-    script = script.replace("exec redis-sentinel", "true")
-    subprocess.run(["sh", "-c", script], check=True, env={**os.environ, "HOSTNAME": "127.0.0.1"}, timeout=30)
-    port = free_port()
-    conf = (tmp_path / "sentinel.conf").read_text()
-    assert "sentinel monitor boxcut redis 6379 2" in conf and f"auth-pass boxcut {compose_redis.password}" in conf
-    local = conf.replace("port 26379", f"port {port}").replace("boxcut redis 6379", f"boxcut 127.0.0.1 "
-                                                                                     f"{compose_redis.port}")
-    (tmp_path / "sentinel.conf").write_text(local + f"daemonize yes\ndir {tmp_path}\n")
-    subprocess.run(sentinel_command(tmp_path / "sentinel.conf"), check=True, timeout=30)
-    sentinel = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+def test_the_sentinel_variants_scripts_run_a_primary_a_replica_and_a_sentinel_that_all_ask_a_password(
+        tmp_path: Path) -> None:
+    """deploy/redis-node.sh and deploy/sentinel.sh, as the variant's services run them (here with their folders,
+    ports and the primary's address made local): the replica syncs, the Sentinel logs in to the primary and asks
+    a password of its own, and a restart keeps the config file the first start wrote."""
+    secret = tmp_path / "redis_password"
+    secret.write_text("compose-sentinel-password\n")
+    primary, replica, sentinel = free_port(), free_port(), free_port()
+    processes = []
+
+    def start(script: str, name: str, *args: str, **env: str) -> None:
+        (tmp_path / name).mkdir(exist_ok=True)
+        with (tmp_path / f"{name}.log").open("wb") as log:
+            processes.append(subprocess.Popen(["sh", str(REPO / "deploy" / script), *args], stdout=log,
+                                              stderr=subprocess.STDOUT, env={**os.environ, **env,
+                                              "REDIS_PASSWORD_FILE": str(secret)}))
+
+    def node(port: int, name: str, *role: str) -> None:
+        start("redis-node.sh", name, *role, REDIS_DATA=str(tmp_path / name), REDIS_PORT=str(port))
+
     try:
-        deadline = time.monotonic() + 30
-        while (master := _sentinel_view(sentinel)).get("flags") != "master":
-            assert time.monotonic() < deadline, master
-            time.sleep(0.1)
-        assert int(master["port"]) == compose_redis.port
+        node(primary, "primary")
+        node(replica, "replica", f"replicaof 127.0.0.1 {primary}")
+        start("sentinel.sh", "sentinel", SENTINEL_DATA=str(tmp_path / "sentinel"), SENTINEL_PORT=str(sentinel),
+              SENTINEL_PRIMARY=f"127.0.0.1 {primary}")
+        login = {"password": "compose-sentinel-password", "socket_timeout": 2, "decode_responses": True}
+        _until(lambda: redis.Redis(port=replica, **login).info("replication").get("master_link_status") == "up",
+               "the replica synced")
+        watching = redis.Redis(port=sentinel, **login)
+        _until(lambda: watching.sentinel_master("boxcut").get("flags") == "master", "the Sentinel logged in")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=sentinel, socket_timeout=2).sentinel_masters()
+        written = (tmp_path / "primary" / "redis.conf").read_text()
+        assert "requirepass compose-sentinel-password" in written and "appendonly yes" in written
     finally:
-        sentinel.shutdown(nosave=True)
-
-
-def _sentinel_view(sentinel: redis.Redis) -> dict[str, Any]:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+    node(primary, "primary")  # a restart reads the file back, as Redis left it, and writes none
     try:
-        return dict(sentinel.sentinel_master("boxcut"))
-    except redis.RedisError as error:
-        return {"error": str(error)}
+        _until(lambda: bool(redis.Redis(port=primary, **login).ping()), "the primary back")
+        assert (tmp_path / "primary" / "redis.conf").read_text() == written
+    finally:
+        processes[-1].terminate()
+        processes[-1].wait(timeout=30)
+
+
+def _until(done: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if done():
+                return
+        except redis.RedisError:
+            pass
+        assert time.monotonic() < deadline, f"not {what} after {timeout} s"
+        time.sleep(0.1)
