@@ -96,8 +96,9 @@ class JobStore:
 
     def __init__(self, redis_client: redis.Redis, *, key_prefix: str, replicas: int = 0) -> None:
         """`replicas`: how many Redis replicas must hold a job's submission, and each count of a request to Box,
-        before it counts as written (WAIT; BOXCUT_REDIS_WAIT_REPLICAS). A primary lost to a failover then loses
-        neither a job answered 202 nor a request Box was sent."""
+        before it counts as written (WAIT; BOXCUT_REDIS_WAIT_REPLICAS). While a replica acknowledges, a primary
+        lost to a failover loses neither a job answered 202 nor the count of a request Box was sent (`_replicated`
+        says what happens when none does)."""
         self.redis = redis_client
         self.prefix = key_prefix
         self.replicas = replicas
