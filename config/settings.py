@@ -132,6 +132,11 @@ class Settings:
         return self.sentinel.kombu_url() if self.sentinel else self.redis_url
 
     @property
+    def redis_shown(self) -> str:
+        """The Redis, or the Sentinels and their service, as it may be printed or logged: no password."""
+        return self.sentinel.describe() if self.sentinel else _without_password(self.redis_url)
+
+    @property
     def broker_is_redis(self) -> bool:
         return self.rabbitmq_url is None
 
@@ -179,6 +184,7 @@ class _Reader:
 
     def _read(self) -> Settings:
         client_id, client_secret, enterprise_id = self._client_credentials()
+        sentinel = self.sentinel()
         return Settings(
             box_client_id=client_id,
             box_client_secret=client_secret,
@@ -188,8 +194,8 @@ class _Reader:
             box_api_base_url=self.url("BOX_API_BASE_URL", defaults.BOX_API_BASE_URL),
             box_oauth_url=self.url("BOX_OAUTH_URL", defaults.BOX_OAUTH_URL),
             redis_url=self.redis_url(),
-            sentinel=self.sentinel(),
-            redis_wait_replicas=self.integer("BOXCUT_REDIS_WAIT_REPLICAS", 1 if self.sentinel() else 0, 0, 16),
+            sentinel=sentinel,
+            redis_wait_replicas=self.integer("BOXCUT_REDIS_WAIT_REPLICAS", 1 if sentinel else 0, 0, 16),
             rabbitmq_url=self.broker_url(),
             key_prefix=self.text("BOXCUT_KEY_PREFIX") or defaults.KEY_PREFIX,
             intake_tokens=self.secret_list("BOXCUT_INTAKE_TOKENS"),

@@ -16,7 +16,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.drills.private_redis import PrivateRedis
-from tests.integration.harness import free_port
+from tests.integration.harness import free_port, until
 
 SERVICE = "boxcut"
 # Quick to notice and to fail over, for a drill: a primary silent for 1 s is down; a failover may take 5 s.
@@ -112,14 +112,7 @@ class SentinelGroup:
 
     @staticmethod
     def _wait(ready: Callable[[], bool], problem: str, *, timeout: float = 30.0, interval: float = 0.05) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(redis.RedisError):
-                if ready():
-                    return
-            assert time.monotonic() < deadline, problem
-            time.sleep(interval)
-
+        until(ready, problem, timeout=timeout, interval=interval, ignoring=(redis.RedisError,))
 
 def sentinel_command(conf: Path) -> list[str]:
     """Debian's `redis-sentinel` where installed; it is `redis-server` in Sentinel mode, which serves alike."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import requests
 
 from boxsim import SimConfig
 from tests.drills.sentinels import SentinelGroup, sentinel_group
-from tests.integration.harness import running_stack
+from tests.integration.harness import running_stack, until
 from worker.jobs.model import JobState, TargetStatus
 
 pytestmark = pytest.mark.drill
@@ -57,8 +56,8 @@ def test_a_primary_killed_mid_storm_fails_over_twice_and_every_job_answered_202_
             poster = threading.Thread(target=_post_alerts, args=(intake, alerts, answers, surprises), daemon=True)
             poster.start()
             under_way = alerts.start - 1 + half // 3
-            _wait_until(lambda n=under_way: len(answers) >= n and bool(stack.terminate_requests()),
-                        "work under way")
+            until(lambda n=under_way: len(answers) >= n and bool(stack.terminate_requests()), "work under way",
+                  timeout=60, interval=0.05)
             failovers.append(_fail_over(group))
             poster.join(timeout=240)
             assert not poster.is_alive(), "the intake did not answer every alert after the failover"
@@ -125,9 +124,3 @@ def _post_alerts(intake: str, alerts: range, answers: dict[int, Answer], surpris
             time.sleep(0.5)
         time.sleep(0.1)
 
-
-def _wait_until(done: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-        time.sleep(0.05)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +179,21 @@ class Stack:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+def until(done: Callable[[], bool], what: str, *, timeout: float = 30.0, interval: float = 0.1,
+          ignoring: tuple[type[Exception], ...] = ()) -> None:
+    """Poll `done` until it is true; fail saying `what` was awaited. Errors in `ignoring` count as not yet (a
+    server still starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if done():
+                return
+        except ignoring:
+            pass
+        assert time.monotonic() < deadline, f"still waiting for {what} after {timeout} s"
+        time.sleep(interval)
 
 
 def free_port() -> int:

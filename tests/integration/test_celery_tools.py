@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.integration.harness import REPO, free_port, running_stack
+from tests.integration.harness import REPO, free_port, running_stack, until
 
 pytestmark = pytest.mark.integration
 
+ERRORS = (requests.RequestException, ValueError)  # Flower starting, or answering its login page
 CELERY = str(Path(REPO, ".venv", "bin", "celery"))
 
 
@@ -47,26 +47,17 @@ def test_flower_shows_boxcuts_workers_and_tasks(redis_url: str, tmp_path: Path) 
                                   stdout=log, stderr=subprocess.STDOUT)
         try:
             base = f"http://127.0.0.1:{port}"
-            _until(lambda: requests.get(f"{base}/healthcheck", timeout=2).text == "OK", "Flower answering")
-            _until(lambda: bool(requests.get(f"{base}/api/workers", timeout=10).json()), "Flower seeing a worker")
+            until(lambda: requests.get(f"{base}/healthcheck", timeout=2).text == "OK", "Flower answering",
+                  timeout=45, ignoring=ERRORS)
+            until(lambda: bool(requests.get(f"{base}/api/workers", timeout=10).json()), "Flower seeing a worker",
+                  timeout=45, ignoring=ERRORS)
             job_id = stack.submit([{"type": "user", "login": "jdoe@example.com"}])
             assert stack.wait(job_id).state.value == "succeeded"
-            _until(lambda: any(t["name"] == "boxcut.run_job" and job_id in t["args"] and t["state"] == "SUCCESS"
+            until(lambda: any(t["name"] == "boxcut.run_job" and job_id in t["args"] and t["state"] == "SUCCESS"
                                for t in requests.get(f"{base}/api/tasks", timeout=10).json().values()),
-                   "Flower showing the job's task as succeeded")
+                   "Flower showing the job's task as succeeded", timeout=45, ignoring=ERRORS)
             assert requests.get(f"{base}/tasks", timeout=10).status_code == 200  # the page an operator opens
         finally:
             flower.terminate()
             flower.wait(timeout=30)
 
-
-def _until(done: Callable[[], bool], what: str, timeout: float = 45.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if done():
-                return
-        except (requests.RequestException, ValueError):
-            pass
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-        time.sleep(0.3)

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import yaml
 from boxsim import BoxSim, SimConfig
 from config import load_settings
 from tests.drills.private_redis import PrivateRedis
-from tests.integration.harness import FAST_ENV, REPO, free_port
+from tests.integration.harness import FAST_ENV, REPO, free_port, until
 from tests.integration.test_intake_e2e import SAMPLES
 from worker.cli import main
 from worker.jobs.model import JobState
@@ -266,10 +266,12 @@ def test_the_sentinel_variants_scripts_run_a_primary_a_replica_and_a_sentinel_th
         start("sentinel.sh", "sentinel", SENTINEL_DATA=str(tmp_path / "sentinel"), SENTINEL_PORT=str(sentinel),
               SENTINEL_PRIMARY=f"127.0.0.1 {primary}")
         login = {"password": "compose-sentinel-password", "socket_timeout": 2, "decode_responses": True}
-        _until(lambda: redis.Redis(port=replica, **login).info("replication").get("master_link_status") == "up",
-               "the replica synced")
+        until(lambda: redis.Redis(port=replica, **login).info("replication").get("master_link_status") == "up",
+               "the replica synced",
+              ignoring=(redis.RedisError,))
         watching = redis.Redis(port=sentinel, **login)
-        _until(lambda: watching.sentinel_master("boxcut").get("flags") == "master", "the Sentinel logged in")
+        until(lambda: watching.sentinel_master("boxcut").get("flags") == "master", "the Sentinel logged in",
+              ignoring=(redis.RedisError,))
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=sentinel, socket_timeout=2).sentinel_masters()
         written = (tmp_path / "primary" / "redis.conf").read_text()
@@ -280,20 +282,9 @@ def test_the_sentinel_variants_scripts_run_a_primary_a_replica_and_a_sentinel_th
             process.wait(timeout=30)
     node(primary, "primary")  # a restart reads the file back, as Redis left it, and writes none
     try:
-        _until(lambda: bool(redis.Redis(port=primary, **login).ping()), "the primary back")
+        until(lambda: bool(redis.Redis(port=primary, **login).ping()), "the primary back", ignoring=(redis.RedisError,))
         assert (tmp_path / "primary" / "redis.conf").read_text() == written
     finally:
         processes[-1].terminate()
         processes[-1].wait(timeout=30)
 
-
-def _until(done: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if done():
-                return
-        except redis.RedisError:
-            pass
-        assert time.monotonic() < deadline, f"not {what} after {timeout} s"
-        time.sleep(0.1)

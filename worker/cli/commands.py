@@ -115,7 +115,7 @@ def _redis_trouble(error: BaseException) -> str:
 
 
 def _redis_url() -> str:
-    """The Redis URL the settings name, without any password."""
+    """The Redis URL (or the Sentinels) the settings name, without any login: a one-line error shows no user."""
     from urllib.parse import urlsplit
 
     try:
@@ -123,7 +123,7 @@ def _redis_url() -> str:
     except SettingsError:
         return "(BOXCUT_REDIS_URL)"
     if settings.sentinel:
-        return settings.sentinel.describe()
+        return settings.redis_shown
     url = urlsplit(settings.redis_url)
     host = url.hostname or ""
     port = f":{url.port}" if url.port else ""

@@ -90,8 +90,7 @@ class DevStack:
         from worker.connections import redis_client
 
         redis_client(self.settings).ping()  # a RedisError is said in one line, as for any command
-        where = self.settings.sentinel.describe() if self.settings.sentinel else ""
-        self.lines.append(f"redis   using the primary that the Sentinels at {where} name")
+        self.lines.append(f"redis   using the primary that the Sentinels at {self.settings.redis_shown} name")
 
     def _start_redis_server(self, server: str, host: str, port: int) -> None:
         proc = subprocess.Popen(

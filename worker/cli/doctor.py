@@ -9,7 +9,6 @@ import redis
 import requests
 
 from config import BoxAuthMode, Settings, SettingsError
-from config.settings import displayable_url
 from worker.box.auth import token_fetcher_for
 from worker.errors import BoxcutError
 
@@ -17,11 +16,6 @@ Echo = Callable[[str], None]
 
 # How long `doctor` waits for workers to answer a ping.
 WORKER_PING_SECONDS = 2.0
-
-
-def redis_name(settings: Settings) -> str:
-    """The Redis (or the Sentinels and their service) the settings name, without any password, for printing."""
-    return settings.sentinel.describe() if settings.sentinel else displayable_url(settings.redis_url)
 
 
 def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
@@ -32,7 +26,7 @@ def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
         echo(f"FAIL settings: {exc}")
         return False
     echo(f"ok   settings: Box auth {settings.box_auth_mode.value}, API {settings.box_api_base_url}, "
-         f"Redis {redis_name(settings)}, batch {settings.batch_size}, "
+         f"Redis {settings.redis_shown}, batch {settings.batch_size}, "
          f"rate limit {settings.rate_limit_per_minute}/min" + (", GLOBAL DRY RUN" if settings.dry_run else ""))
     if not _check_redis(settings, echo) or not _check_broker(settings, echo):
         return False
@@ -74,7 +68,7 @@ def _check_redis(settings: Settings, echo: Echo) -> bool:
     try:
         info, where = redis_client(settings).info(), _primary(settings)
     except (redis.RedisError, OSError) as exc:
-        echo(f"FAIL redis: cannot reach {redis_name(settings)}: {exc}")
+        echo(f"FAIL redis: cannot reach {settings.redis_shown}: {exc}")
         return False
     notes = []
     replicas = int(info.get("connected_slaves", 0))

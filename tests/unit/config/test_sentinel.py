@@ -106,3 +106,10 @@ def test_a_broker_connection_that_fails_keeps_the_mended_sentinel_transport() ->
     for connection in (app.connection_for_write(), app.connection_for_read()):
         connection.maybe_switch_next()  # what a failed attempt does
         assert connection.get_transport_cls() is broker.SentinelTransport
+
+
+def test_what_is_shown_of_the_redis_never_holds_a_password() -> None:
+    plain = load_settings({"BOXCUT_REDIS_URL": "redis://redis:6379/0", "BOXCUT_REDIS_PASSWORD": "pw"}, env_file=None)
+    assert plain.redis_shown == "redis://:***@redis:6379/0"
+    behind = load_settings({"BOXCUT_REDIS_URL": URL, "BOXCUT_REDIS_PASSWORD": "pw"}, env_file=None)
+    assert behind.redis_shown == "redis+sentinel://s1:26380,s2:26379,10.0.0.3:26381/boxcut/0"
