@@ -62,12 +62,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend_transport_options": {"visibility_timeout": visibility},
         "task_default_queue": QUEUE,
         "task_routes": {name: {"queue": SEND_QUEUE} for name in _PERIODIC_AND_SENDING},
-        # The sweep (tasks/sending.py), the directory refresh (tasks/directory.py) and the expiry
-        # (tasks/retention.py); beat (`boxcut beat`, or inside `boxcut worker`) keeps no schedule file.
+        # The sweep (tasks/sending.py), the directory refresh (tasks/directory.py), the expiry (tasks/retention.py)
+        # and the event-stream reader (tasks/events.py); beat (`boxcut beat`, or inside `boxcut worker`) keeps no
+        # schedule file.
         "beat_schedule": {
             "boxcut-sweep": _every(settings.sweep_seconds, "boxcut.sweep"),
             "boxcut-refresh-directory": _every(settings.directory_refresh_seconds, "boxcut.refresh_directory"),
             "boxcut-expire": _every(defaults.EXPIRE_EVERY_SECONDS, "boxcut.expire"),
+            **({"boxcut-read-events": _every(settings.events_poll_seconds, "boxcut.read_events")}
+               if settings.reads_events else {}),
         },
         "beat_scheduler": "celery.beat:Scheduler",
         "task_acks_late": True,
@@ -96,7 +99,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-_PERIODIC_AND_SENDING = ("boxcut.send", "boxcut.sweep", "boxcut.refresh_directory", "boxcut.expire")
+_PERIODIC_AND_SENDING = ("boxcut.send", "boxcut.sweep", "boxcut.refresh_directory", "boxcut.expire",
+                         "boxcut.read_events")
 
 
 def _sentinel_options(settings: Settings) -> dict[str, Any]:

@@ -111,3 +111,28 @@ EXPIRE_EVERY_SECONDS = 3600.0
 # RabbitMQ's default `consumer_timeout`: a delivery unacknowledged this long closes its channel. Task runs (their
 # hard limit) and retry countdowns (MAX_COUNTDOWN_SECONDS) stay under it.
 RABBITMQ_CONSUMER_TIMEOUT_SECONDS = 1800
+
+# -- Box's event stream (worker/events) ----------------------------------------------------------------------
+
+# The enterprise event stream (admin_logs_streaming) is read this often; 0 turns the reader off. Box offers no
+# long polling for enterprise events, and its stream lags the events themselves by seconds to minutes.
+EVENTS_POLL_SECONDS = 10.0
+# Box's most a page holds; a pass reads at most this many pages, then the next pass goes on.
+EVENTS_PAGE_LIMIT = 500
+EVENTS_MAX_PAGES_PER_PASS = 20
+
+# Box keeps the streaming events about two weeks; a position kept longer than this is taken as past what Box
+# holds, and the reader starts again from `now` (and says so).
+EVENTS_POSITION_MAX_AGE_HOURS = 13 * 24
+
+# After Box accepted a user's termination, the reader records that user's own events this long (BOXCUT_WATCH_
+# MINUTES; 0 turns the watch off), and keeps looking this much longer for events Box logs late.
+WATCH_MINUTES = 30
+WATCH_LATE_EVENTS_SECONDS = 600
+
+# No SHIELD_ALERT read from the stream for this long: doctor and a metric say the rules may not publish there.
+SHIELD_QUIET_HOURS = 72
+
+# A Box Shield alert's event id is Box's own: the stream and a SIEM relay name the same alert by it. It is kept
+# as long as Box keeps the stream, and a day more, so a repeat Box sends late is still one job.
+SHIELD_EVENT_KEY_TTL_SECONDS = 15 * 86400

@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 from config import defaults
 from config.secret import Secret
 from config.sentinel import SentinelConfig, SentinelURLError, is_sentinel_url, parse_sentinel_url
+from config.shield_rules import DEFAULT_RULES, ShieldRule, parse_rules
 
 
 class SettingsError(ValueError):
@@ -100,6 +101,21 @@ class Settings:
     directory_refresh_seconds: float = defaults.DIRECTORY_REFRESH_SECONDS
     directory_background_max_users: int = defaults.DIRECTORY_BACKGROUND_MAX_USERS
     retention_days: int = defaults.RETENTION_DAYS
+    events_poll_seconds: float = defaults.EVENTS_POLL_SECONDS  # 0: Box's event stream is not read
+    events_position_max_age_hours: int = defaults.EVENTS_POSITION_MAX_AGE_HOURS
+    watch_minutes: int = defaults.WATCH_MINUTES  # 0: no watch after termination
+    shield_rules: tuple[ShieldRule, ...] = DEFAULT_RULES
+    shield_quiet_hours: int = defaults.SHIELD_QUIET_HOURS
+
+    @property
+    def reads_events(self) -> bool:
+        """Whether the event-stream reader runs (BOXCUT_EVENTS_POLL_SECONDS is not 0)."""
+        return self.events_poll_seconds > 0
+
+    @property
+    def watch_seconds(self) -> float:
+        """How long a terminated user's own events are recorded after Box accepted; 0 when nobody reads them."""
+        return self.watch_minutes * 60.0 if self.reads_events else 0.0
 
     @property
     def box_auth_mode(self) -> BoxAuthMode:
@@ -250,6 +266,13 @@ class _Reader:
                 "BOXCUT_DIRECTORY_BACKGROUND_MAX_USERS", defaults.DIRECTORY_BACKGROUND_MAX_USERS, 0, 10**7
             ),
             retention_days=self.integer("BOXCUT_RETENTION_DAYS", defaults.RETENTION_DAYS, 1, 36500),
+            events_poll_seconds=self.seconds_or_off("BOXCUT_EVENTS_POLL_SECONDS", defaults.EVENTS_POLL_SECONDS),
+            events_position_max_age_hours=self.integer(
+                "BOXCUT_EVENTS_POSITION_MAX_AGE_HOURS", defaults.EVENTS_POSITION_MAX_AGE_HOURS, 1, 24 * 14
+            ),
+            watch_minutes=self.integer("BOXCUT_WATCH_MINUTES", defaults.WATCH_MINUTES, 0, 24 * 60),
+            shield_rules=self._shield_rules(),
+            shield_quiet_hours=self.integer("BOXCUT_SHIELD_QUIET_HOURS", defaults.SHIELD_QUIET_HOURS, 1, 24 * 365),
         )
 
     # -- typed readers -------------------------------------------------------------------------------------
@@ -334,6 +357,13 @@ class _Reader:
             raise SettingsError(name, f"expected a positive number of seconds below 86400, got {raw}")
         return value
 
+    def seconds_or_off(self, name: str, default: float) -> float:
+        """A number of seconds, or 0 (also `off`) for a part that is turned off."""
+        raw = self.text(name)
+        if raw is not None and raw.lower() in ("0", "off"):
+            return 0.0
+        return self.number(name, default)
+
     def boolean(self, name: str, default: bool) -> bool:
         raw = self.text(name)
         if raw is None:
@@ -392,6 +422,16 @@ class _Reader:
             if listed:
                 paths[source] = listed
         return paths
+
+    def _shield_rules(self) -> tuple[ShieldRule, ...]:
+        """BOXCUT_SHIELD_RULES, the Box Shield rule table (config/shield_rules.py), or the default table."""
+        raw = self.text("BOXCUT_SHIELD_RULES")
+        if raw is None:
+            return DEFAULT_RULES
+        try:
+            return parse_rules(raw)
+        except ValueError as bad:
+            raise SettingsError("BOXCUT_SHIELD_RULES", str(bad)) from None
 
     def _query_token_sources(self) -> frozenset[str]:
         name = "BOXCUT_QUERY_TOKEN_SOURCES"

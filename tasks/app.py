@@ -17,7 +17,7 @@ from kombu.transport import redis as kombu_redis
 
 from config import Settings
 from config.celery import QUEUE, SEND_QUEUE, celery_config, max_countdown
-from tasks import broker, directory, jobs, retention, sending
+from tasks import broker, directory, events, jobs, retention, sending
 from worker import logs
 from worker.run.runtime import Runtime
 
@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> Celery:
                      stale_job_seconds=settings.stale_job_seconds, max_countdown=max_countdown(settings))
     directory.register(app, context=runtime.context, settings=settings, queue=SEND_QUEUE)
     retention.register(app, context=runtime.context, retention_days=settings.retention_days)
+    events.register(app, context=runtime.context, settings=settings, enqueue=enqueuer(app))
     return app
 
 

@@ -25,6 +25,30 @@ JOBS_FINISHED = Counter("boxcut_jobs_finished", "Jobs that reached a final state
 SUBMITTED_TO_ACCEPTED = Histogram(
     "boxcut_submitted_to_accepted_seconds", "From a job's submission to Box accepting its last target",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, float("inf")), registry=None)
+SHIELD_ALERTS = Counter("boxcut_shield_alerts", "Box Shield alerts read from Box's event stream, by what the rule "
+                        "table decided (terminate, approve, record) or skipped (unusable)", ["action"], registry=None)
+EVENTS_READ = Counter("boxcut_events_read", "Enterprise events read from Box's event stream", registry=None)
+STREAM_RESTARTS = Counter("boxcut_event_stream_restarts", "Times the event-stream reader started again from now, "
+                          "by why (first, too_old, refused)", ["why"], registry=None)
+ACTIVITY_AFTER = Counter("boxcut_activity_after_termination", "Events by a user after Box accepted their "
+                         "termination, recorded in their job", registry=None)
+
+
+def shield_alert(action: str) -> None:
+    SHIELD_ALERTS.labels(action=action).inc()
+
+
+def events_read(count: int) -> None:
+    if count:
+        EVENTS_READ.inc(count)
+
+
+def stream_restarted(why: str) -> None:
+    STREAM_RESTARTS.labels(why=why).inc()
+
+
+def activity_after() -> None:
+    ACTIVITY_AFTER.inc()
 
 
 def box_call(endpoint: str, status: int | None) -> None:

@@ -28,11 +28,13 @@ from config.settings import Settings
 from worker import metrics
 from worker.box.auth import TokenSource
 from worker.box.models import (
+    EVENTS_ENDPOINT,
     GROUPS_TERMINATE_ENDPOINT,
     USERS_TERMINATE_ENDPOINT,
     BoxGroup,
     BoxUser,
     CallResult,
+    EventPage,
 )
 from worker.box.rate_limit import RateLimiter
 from worker.box.retry import LOOKUP_BACKOFF, TERMINATE_BACKOFF, box_retrying, parse_retry_after, stop_when
@@ -245,6 +247,16 @@ class BoxClient:
                         id=str(user["id"]), login=str(user.get("login", "")), name=str(user.get("name", ""))
                     )
         return (total or 0), list(members.values())
+
+    # -- the enterprise event stream ----------------------------------------------------------------------
+
+    def admin_events(self, stream_position: str, *, limit: int) -> EventPage:
+        """One page of the enterprise event stream (`admin_logs_streaming`) from `stream_position` (`now` for
+        none and the latest position), under the shared rate limit and the retry policy like every call."""
+        params = {"stream_type": "admin_logs_streaming", "stream_position": stream_position, "limit": limit}
+        page = self._get(EVENTS_ENDPOINT, params)
+        following = page.get("next_stream_position")
+        return EventPage(entries=_entries(page), next_position=str(following) if following else stream_position)
 
     def _pages(self, path: str, params: dict[str, Any], *, max_pages: int = MAX_PAGES) -> Iterator[dict[str, Any]]:
         """Every page of a Box collection: offset paging, or markers when Box answers with them."""

@@ -11,6 +11,17 @@ USERS_TERMINATE_ENDPOINT = "/users/terminate_sessions"
 GROUPS_TERMINATE_ENDPOINT = "/groups/terminate_sessions"
 
 
+EVENTS_ENDPOINT = "/events"
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of Box's enterprise event stream: its events as Box sent them, and where the next page starts."""
+
+    entries: list[dict[str, object]]
+    next_position: str
+
+
 @dataclass(frozen=True)
 class BoxUser:
     """A Box user as `GET /users` and `GET /users/{id}` describe it."""

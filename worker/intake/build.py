@@ -7,7 +7,7 @@ from collections.abc import Callable
 import redis
 from fastapi import FastAPI
 
-from config import Settings, SettingsError
+from config import Settings, SettingsError, defaults
 from config.settings import identity_paths_variable
 from worker.connections import redis_client
 from worker.intake.adapters.registry import check_paths
@@ -51,8 +51,10 @@ def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], brok
             checks["broker"] = f"unavailable: {type(exc).__name__}"
         return checks
 
-    intake = AlertIntake(store=store, enqueue=enqueue, keys=keys,
-                         expand_groups=settings.expand_groups)
+    shield_keys = IdempotencyKeys(client, key_prefix=settings.key_prefix,
+                                  ttl_seconds=defaults.SHIELD_EVENT_KEY_TTL_SECONDS)
+    intake = AlertIntake(store=store, enqueue=enqueue, keys=keys, expand_groups=settings.expand_groups,
+                         shield_rules=settings.shield_rules, shield_keys=shield_keys)
     deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
                       readiness=readiness, insecure_dev=insecure_dev)
     return create_app(deps)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from config.shield_rules import DEFAULT_RULES, ShieldRule
+from worker.events.shield import SOURCE as BOX_SHIELD
+from worker.events.shield import decided
 from worker.intake.adapters.base import Envelope
 from worker.intake.auth import SignedDelivery
 from worker.jobs.idempotency import IdempotencyKeys
@@ -30,6 +33,10 @@ class AlertIntake:
     enqueue: Callable[[str], None]
     keys: IdempotencyKeys
     expand_groups: bool = False  # BOXCUT_EXPAND_GROUPS: record whose sessions a group call covered
+    shield_rules: tuple[ShieldRule, ...] = DEFAULT_RULES  # BOXCUT_SHIELD_RULES
+    # Box Shield event ids are Box's own, kept as long as the event-stream reader keeps them: an alert a SIEM
+    # relays and the same alert read from the stream are one job (worker/events/reader.py). None: `keys`.
+    shield_keys: IdempotencyKeys | None = field(default=None)
 
     def accept(
         self, *, source: str, envelopes: list[Envelope], requested_by: str, idempotency_key: str | None,
@@ -43,19 +50,23 @@ class AlertIntake:
         jobs = [self._job(source, envelope, requested_by) for envelope in envelopes]
         results = []
         for index, (job, envelope) in enumerate(zip(jobs, envelopes, strict=True)):
+            if source == BOX_SHIELD and envelope.source_event_id:
+                results.append(self._create_once(job, envelope.source_event_id, self.shield_keys or self.keys))
+                continue
             key = _event_key(idempotency_key, envelope, index, len(envelopes), signed)
-            results.append(self._create_once(job, key))
+            results.append(self._create_once(job, key, self.keys))
         return results
 
     def _job(self, source: str, envelope: Envelope, requested_by: str) -> Job:
-        return build_job(JobRequest(
+        request = JobRequest(
             targets=list(envelope.targets), source=source, reason=envelope.reason, requested_by=requested_by,
             dry_run=envelope.dry_run, source_event_id=envelope.source_event_id, severity=envelope.severity,
             link=envelope.link, expand_groups=self.expand_groups,
-        ))
+        )
+        return build_job(decided(request, envelope.shield, self.shield_rules) if envelope.shield else request)
 
-    def _create_once(self, job: Job, key: str | None) -> Accepted:
-        made = submit(store=self.store, enqueue=self.enqueue, job=job, keys=self.keys, key=key)
+    def _create_once(self, job: Job, key: str | None, keys: IdempotencyKeys) -> Accepted:
+        made = submit(store=self.store, enqueue=self.enqueue, job=job, keys=keys, key=key)
         return Accepted(made.job_id, made.duplicate, job.source_event_id)
 
 

@@ -18,7 +18,7 @@ def utc_now() -> str:
 
 
 class JobState(enum.StrEnum):
-    """Where a job is in its life; the last six are final."""
+    """Where a job is in its life; the last seven are final."""
 
     QUEUED = "queued"
     RESOLVING = "resolving"
@@ -30,6 +30,8 @@ class JobState(enum.StrEnum):
     REFUSED = "refused"
     DRY_RUN = "dry_run"
     CANCELLED = "cancelled"
+    # Kept for the audit, never acted on: a Box Shield alert that BOXCUT_SHIELD_RULES records only.
+    RECORDED = "recorded"
 
     @property
     def is_final(self) -> bool:
@@ -37,7 +39,8 @@ class JobState(enum.StrEnum):
 
 
 FINAL_STATES = frozenset(
-    {JobState.SUCCEEDED, JobState.PARTIAL, JobState.FAILED, JobState.REFUSED, JobState.DRY_RUN, JobState.CANCELLED}
+    {JobState.SUCCEEDED, JobState.PARTIAL, JobState.FAILED, JobState.REFUSED, JobState.DRY_RUN, JobState.CANCELLED,
+     JobState.RECORDED}
 )
 
 # Cancelling is allowed until the job is settled: no target still waiting in the send queue is sent after it;
@@ -57,6 +60,7 @@ class TargetStatus(enum.StrEnum):
     FAILED = "failed"
     DEAD = "dead"
     WOULD_TERMINATE = "would_terminate"
+    RECORDED = "recorded"  # its job records an alert only: nothing is looked up or sent
 
 
 class TargetType(enum.StrEnum):
@@ -245,16 +249,29 @@ class Job:
     # While a call carrying its targets waits out Box (5xx, timeouts, a 429 pause): why, since when, when it is
     # tried next, and the calls Box has seen so far. None when nothing waits.
     waiting: dict[str, Any] | None = None
+    # Until when the event-stream reader records what its accepted users did after termination (None: no watch).
+    watch_until: str | None = None
     targets: list[Target] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
+    # The events Box logged by a target's user after Box accepted the termination, by target index, oldest first.
+    activity_after: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def active_after(self) -> bool:
+        """Whether any target's user acted in Box after Box accepted their termination."""
+        return any(self.activity_after.values())
 
     def to_dict(self) -> dict[str, Any]:
-        """The job record as the contract prints it."""
+        """The job record as the contract prints it; each target carries its `activity_after` (empty when none was
+        seen), and `active_after` says whether any target has some."""
         data = asdict(self)
+        del data["activity_after"]
         data["approval"] = self.approval.to_dict() if self.approval else None
-        data["targets"] = [t.to_dict() for t in self.targets]
+        data["targets"] = [{**t.to_dict(), "activity_after": self.activity_after.get(i, [])}
+                           for i, t in enumerate(self.targets)]
         data["calls"] = [c.to_dict() for c in self.calls]
         data["summary"] = self.summary()
+        data["active_after"] = self.active_after
         return data
 
     def summary(self) -> dict[str, int]:

@@ -11,6 +11,9 @@ Keys (all under the settings' key prefix `P`):
     P jobs:state:{state}  zset   job ids by state, same score
     P jobs:source:{source} zset  job ids by source, same score
     P jobs:dead           zset   jobs holding a target whose retries ran out
+    P jobs:active_after   zset   jobs whose targets' users acted in Box after Box accepted their termination
+    P watch               zset   `{job id}:{index}:{user id}` of users Box accepted, scored by when (ms)
+    P job:{id}:activity   hash   `{index}:{event id}` -> one event by that target's user after termination
     P audit               stream append-only: an entry per job state change, target outcome and Box call
     P job:{id}:audit      stream the same entries for that job alone, so its trail reads whole however long the
                                  main stream is (and outlives the main stream's trimming while the job is kept)
@@ -35,6 +38,7 @@ from typing import Any
 
 import redis
 
+from config import defaults
 from worker.errors import InvalidTransition, JobNotFound, LeaseHeld
 from worker.jobs.model import Approval, Call, Job, JobState, Target, utc_now
 from worker.locks import RedisLock
@@ -46,6 +50,24 @@ log = logging.getLogger(__name__)
 # the same network acknowledges in about a millisecond; this bounds the wait while one is down or far behind.
 REPLICA_WAIT_MS = 1000
 REPLICA_RETRY_SECONDS = 10
+
+# The listing of jobs whose targets' users acted after termination (`boxcut jobs --state active-after`).
+ACTIVE_AFTER = "active-after"
+
+# KEYS[1] job hash, KEYS[2] its activity hash, KEYS[3] the active-after index, KEYS[4] audit stream, KEYS[5] the
+# job's audit stream; ARGV[1] the activity field, ARGV[2] its JSON (the audit entry's data too), ARGV[3] the
+# audit entry's time. Records one event once (an event Box repeats, or a page read again, changes nothing), and
+# nothing for a job that is gone. Returns 1 when recorded now.
+_NOTE_ACTIVITY = """
+local score = redis.call('HGET', KEYS[1], 'created_us')
+if not score then return 0 end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+local job_id = redis.call('HGET', KEYS[1], 'job_id')
+redis.call('ZADD', KEYS[3], score, job_id)
+redis.call('XADD', KEYS[4], '*', 'job_id', job_id, 'event', 'activity_after', 'at', ARGV[3], 'data', ARGV[2])
+redis.call('XADD', KEYS[5], '*', 'job_id', job_id, 'event', 'activity_after', 'at', ARGV[3], 'data', ARGV[2])
+return 1
+"""
 
 # KEYS[1] job hash, KEYS[2] audit stream, KEYS[3] the job's audit stream
 # ARGV[1] new state, ARGV[2] now (ISO), ARGV[3] state zset key prefix, ARGV[4] actor, ARGV[5] note,
@@ -94,8 +116,12 @@ class JobSummary:
 class JobStore:
     """Reads and writes job records, call records and the audit stream."""
 
-    def __init__(self, redis_client: redis.Redis, *, key_prefix: str, replicas: int = 0) -> None:
-        """`replicas`: how many Redis replicas must hold a job's submission, and each count of a request to Box,
+    def __init__(self, redis_client: redis.Redis, *, key_prefix: str, replicas: int = 0,
+                 watch_seconds: float = 0.0) -> None:
+        """`watch_seconds`: how long after Box accepted a user's termination the event-stream reader records what
+        that user did (0: no watch; BOXCUT_WATCH_MINUTES).
+
+        `replicas`: how many Redis replicas must hold a job's submission, and each count of a request to Box,
         before it counts as written (WAIT; BOXCUT_REDIS_WAIT_REPLICAS). While a replica acknowledges, a primary
         lost to a failover loses neither a job answered 202 nor the count of a request Box was sent (`_replicated`
         says what happens when none does)."""
@@ -103,7 +129,9 @@ class JobStore:
         self.prefix = key_prefix
         self.replicas = replicas
         self._replicas_short_until = 0.0
+        self.watch_seconds = watch_seconds
         self._transition = redis_client.register_script(_TRANSITION)
+        self._note_activity = redis_client.register_script(_NOTE_ACTIVITY)
 
     # -- keys ------------------------------------------------------------------------------------------------
 
@@ -145,7 +173,7 @@ class JobStore:
         fields.update(
             dry_run=int(job.dry_run), source_event_id=job.source_event_id or "", severity=job.severity or "",
             link=job.link or "", created_us=created_us, call_seq=0, expand_groups=int(job.expand_groups),
-            approval=_dumps(job.approval.to_dict()) if job.approval else "", blast_radius="",
+            approval=_dumps(job.approval.to_dict()) if job.approval else "", blast_radius="", note=job.note or "",
         )
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(key, mapping=fields)
@@ -178,6 +206,13 @@ class JobStore:
         pipe.hset(self._job_key(job_id), "enqueued_at", utc_now())
         self._replicated(pipe, f"job {job_id}")
 
+    def mark_kept(self, job_id: str) -> None:
+        """The last write of a submission that is never enqueued (a job recorded only), waiting for the replicas
+        as `mark_enqueued` does: a job answered 202 is on them too."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self._job_key(job_id), "kept_at", utc_now())
+        self._replicated(pipe, f"job {job_id}")
+
     def stranded(self, job_id: str) -> bool:
         """Whether the job is still `queued` and its task was never recorded as reaching the broker."""
         state, enqueued = self.redis.hmget(self._job_key(job_id), ["state", "enqueued_at"])
@@ -200,7 +235,8 @@ class JobStore:
         pipe.hgetall(key)
         pipe.hgetall(f"{key}:targets")
         pipe.lrange(f"{key}:calls", 0, -1)
-        fields, raw_targets, call_ids = pipe.execute()
+        pipe.hvals(f"{key}:activity")
+        fields, raw_targets, call_ids, activity = pipe.execute()
         if not fields:
             raise JobNotFound(job_id)
         fields = {_text(k): _text(v) for k, v in fields.items()}
@@ -222,8 +258,10 @@ class JobStore:
             blast_radius=int(fields["blast_radius"]) if fields.get("blast_radius") else None,
             note=fields.get("note") or None,
             waiting=json.loads(fields["waiting"]) if fields.get("waiting") else None,
+            watch_until=fields.get("watch_until") or None,
             targets=targets,
             calls=self.load_calls([_text(c) for c in call_ids]),
+            activity_after=_activity_by_target(activity),
         )
 
     def state(self, job_id: str) -> JobState:
@@ -278,6 +316,8 @@ class JobStore:
             return f"{self.prefix}jobs"
         if state == "dead":
             return f"{self.prefix}jobs:dead"
+        if state == ACTIVE_AFTER:
+            return self._active_after_key
         return self._state_prefix() + JobState(state).value
 
     # -- targets and calls -----------------------------------------------------------------------------------
@@ -385,6 +425,52 @@ class JobStore:
         if any(t.status.value == "dead" for t in targets.values()):
             score = self.redis.hget(key, "created_us") or 0
             write.write("ZADD", f"{self.prefix}jobs:dead", float(score), job_id)
+        self._stage_watch(write, job_id, targets)
+
+    # -- the watch after termination -------------------------------------------------------------------------
+
+    @property
+    def _watch_key(self) -> str:
+        return f"{self.prefix}watch"
+
+    @property
+    def _active_after_key(self) -> str:
+        return f"{self.prefix}jobs:active_after"
+
+    def _stage_watch(self, write: GuardedWrite, job_id: str, targets: dict[int, Target]) -> None:
+        """Start watching each user Box just accepted (when a watch is on), and drop watches long over."""
+        accepted = [(i, t.user_id) for i, t in targets.items()
+                    if t.status.value == "accepted" and t.type.value == "user" and t.user_id]
+        if not accepted or self.watch_seconds <= 0:
+            return
+        now_ms = int(time.time() * 1000)
+        until = datetime.fromtimestamp(now_ms / 1000 + self.watch_seconds, UTC)
+        write.write("HSET", self._job_key(job_id), "watch_until",
+                    until.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        write.write("ZADD", self._watch_key, *(v for i, user in accepted for v in (now_ms, f"{job_id}:{i}:{user}")))
+        write.write("ZREMRANGEBYSCORE", self._watch_key, "-inf", f"({now_ms - self.watch_horizon_ms()}")
+
+    def watch_horizon_ms(self) -> int:
+        """How long a watch is kept: its length and a margin for events Box logs late."""
+        return int((self.watch_seconds + defaults.WATCH_LATE_EVENTS_SECONDS) * 1000)
+
+    def watched(self, *, now_ms: int) -> list[Watched]:
+        """The watches still open at `now_ms` (their margin for late events included), oldest first."""
+        rows: list[Any] = list(self.redis.zrangebyscore(self._watch_key, now_ms - self.watch_horizon_ms(), "+inf",
+                                                         withscores=True))
+        watched = []
+        for member, score in rows:
+            parts = _text(member).split(":")
+            watched.append(Watched(job_id=parts[0], index=int(parts[1]), user_id=parts[2], accepted_ms=int(score)))
+        return watched
+
+    def note_activity(self, job_id: str, index: int, activity: dict[str, Any]) -> bool:
+        """Record one event by a target's user after their termination (once per event id), flag the job and
+        note it in the audit; False when it was recorded before or the job is gone."""
+        key = self._job_key(job_id)
+        keys = [key, f"{key}:activity", self._active_after_key, self.audit_key, self.job_audit_key(job_id)]
+        field = f"{index}:{activity.get('event_id', '')}"
+        return bool(self._note_activity(keys=keys, args=[field, _dumps({"target": index, **activity}), utc_now()]))
 
     def jobs_to_resolve(self) -> int:
         """Jobs queued or resolving now: the lookups waiting across all jobs, roughly (most name one person)."""
@@ -468,9 +554,11 @@ class JobStore:
         # No MULTI: Redis refuses every command inside MULTI when full, deletions included, and a full Redis is
         # when retention matters most. Each deletion is idempotent; a pass cut short is finished by the next.
         pipe = self.redis.pipeline(transaction=False)
-        pipe.delete(key, f"{key}:targets", f"{key}:calls", f"{key}:lease", self.job_audit_key(job_id), *extra_keys)
+        pipe.delete(key, f"{key}:targets", f"{key}:calls", f"{key}:lease", f"{key}:activity",
+                    self.job_audit_key(job_id), *extra_keys)
         pipe.zrem(f"{self.prefix}jobs", job_id)
         pipe.zrem(f"{self.prefix}jobs:dead", job_id)
+        pipe.zrem(self._active_after_key, job_id)
         pipe.zrem(self._state_prefix() + state, job_id)
         pipe.zrem(f"{self.prefix}jobs:source:{source}", job_id)
         pipe.execute()
@@ -556,6 +644,27 @@ class LeaseRenewer:
     def renew(self) -> bool:
         """Whether the lease is still ours, extended now."""
         return self._renew()
+
+
+@dataclass(frozen=True)
+class Watched:
+    """One user Box accepted the termination of, whose own events the reader records for a while."""
+
+    job_id: str
+    index: int
+    user_id: str
+    accepted_ms: int
+
+
+def _activity_by_target(rows: Iterable[Any]) -> dict[int, list[dict[str, Any]]]:
+    """A job's recorded activity, by target index, oldest event first."""
+    by_target: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        entry = json.loads(row)
+        by_target.setdefault(int(entry.pop("target")), []).append(entry)
+    for entries in by_target.values():
+        entries.sort(key=lambda e: (str(e.get("created_at") or ""), str(e.get("event_id") or "")))
+    return by_target
 
 
 def _audit_row(entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:

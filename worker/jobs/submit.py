@@ -11,7 +11,7 @@ from typing import Any
 from worker import logs
 from worker.errors import InvalidRequest, NotEnqueued, describe_error
 from worker.jobs.idempotency import IdempotencyKeys
-from worker.jobs.model import CANCELLABLE_STATES, Approval, Job, JobState, Target, utc_now
+from worker.jobs.model import CANCELLABLE_STATES, Approval, Job, JobState, Target, TargetStatus, utc_now
 from worker.jobs.store import JobStore
 from worker.jobs.targets import check_target
 
@@ -36,17 +36,24 @@ class JobRequest:
     link: str | None = None
     expand_groups: bool = False
     approval: Approval | None = None
+    # Why this request is recorded and never acted on (a Box Shield rule says so); None: it is acted on.
+    record_only: str | None = None
 
 
 def build_job(request: JobRequest) -> Job:
-    """A new queued job for a request, its targets validated."""
+    """A new job for a request, its targets validated: queued, or already `recorded` when it is recorded only
+    (nothing is looked up or sent for it; the record and its audit entry are what it is for)."""
     if not request.targets:
         raise InvalidRequest("targets", "at least one target is needed")
     targets = [Target.from_input(check_target(t, f"targets[{i}]")) for i, t in enumerate(request.targets)]
+    if request.record_only:
+        for target in targets:
+            target.status, target.detail = TargetStatus.RECORDED, request.record_only
     now = utc_now()
     return Job(
         job_id=JobStore.new_job_id(),
-        state=JobState.QUEUED,
+        state=JobState.RECORDED if request.record_only else JobState.QUEUED,
+        note=request.record_only,
         source=request.source,
         reason=request.reason,
         requested_by=request.requested_by,
@@ -107,6 +114,9 @@ def _submit(*, store: JobStore, enqueue: Enqueue, job: Job, keys: IdempotencyKey
     except Exception:
         release()
         raise
+    if job.state.is_final:  # recorded only: no worker has anything to do with it
+        store.mark_kept(job.job_id)
+        return Submitted(job.job_id, False)
 
     def undo(why: str) -> None:
         store.transition(job.job_id, to=JobState.CANCELLED, allowed_from=CANCELLABLE_STATES, note=why,

@@ -145,7 +145,7 @@ def _advance(ctx: RunContext, job: Job, deadline: float) -> RunOutcome:
         _measure_groups(ctx, job)
         radius = blast_radius(job.targets)
         ctx.store.set_fields(job.job_id, {"blast_radius": str(radius)}, event="blast_radius")
-        reasons = ctx.policy.approval_reasons(job.targets, radius)
+        reasons = [*asked_approval(job), *ctx.policy.approval_reasons(job.targets, radius)]
         if ctx.policy.is_dry_run(job.dry_run):
             return _finish_dry_run(ctx, job, reasons)
         if reasons and not is_approved(job):
@@ -269,6 +269,11 @@ def _finish_dry_run(ctx: RunContext, job: Job, reasons: list[str]) -> RunOutcome
     ctx.store.transition(job.job_id, to=JobState.DRY_RUN, allowed_from=[JobState.RESOLVING],
                          fields=ctx.store.approval_fields(Approval.needed(reasons)) if reasons else None)
     return RunOutcome.SETTLED
+
+
+def asked_approval(job: Job) -> list[str]:
+    """The reasons a job was submitted to wait for approval with (a Box Shield rule), whatever the policy finds."""
+    return list(job.approval.reasons) if job.approval is not None and job.approval.required else []
 
 
 def is_approved(job: Job) -> bool:

@@ -65,7 +65,8 @@ class Runtime:
         settings = self.settings
         client, session = redis_client(settings), requests.Session()
         box = box_client(settings, client, session)
-        store = JobStore(client, key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas)
+        store = JobStore(client, key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas,
+                         watch_seconds=settings.watch_seconds)
         return RunContext(
             store=store,
             box=box,

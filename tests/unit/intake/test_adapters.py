@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from worker.events.shield import ShieldFacts
 from worker.intake.adapters import DEFAULT_PATHS, Envelope, NoIdentityFound, PayloadError, adapter_for, check_paths
 from worker.intake.adapters.box_shield import BoxShieldAdapter
 from worker.intake.adapters.datadog import DatadogAdapter
@@ -62,9 +63,11 @@ EXPECTED: dict[tuple[str, str], list[Envelope]] = {
         targets=[JDOE], reason="Deactivate Okta user (user.lifecycle.deactivate)", severity="INFO",
         source_event_id="d3a8b7c6-4f35-11ef-8a2b-1d2e3f4a5b6c", link=None)],
     ("box-shield", "box-shield-alert.json"): [Envelope(
-        targets=[JDOE], reason="Suspicious Sessions: Suspicious Session", severity="medium",
-        source_event_id="97f1b31f-f143-4777-81f8-1b557b39ca33",
-        link="https://cloud.app.box.com/master/shield/alerts/500")],
+        targets=[{"type": "user", "id": "17738362"}], reason="Suspicious Sessions: Suspicious Session",
+        severity="medium", source_event_id="97f1b31f-f143-4777-81f8-1b557b39ca33",
+        link="https://cloud.app.box.com/master/shield/alerts/500",
+        shield=ShieldFacts(category="Suspicious Sessions", priority="medium", risk_score=77,
+                           rule_name="Suspicious Session"))],
 }
 
 
@@ -103,8 +106,8 @@ def test_check_paths_accepts_good_overrides() -> None:
 
 def test_default_paths_table() -> None:
     assert DEFAULT_PATHS["splunk"] == ("result.user", "result.user_email", "result.src_user")
-    assert DEFAULT_PATHS["box-shield"] == ("additional_details.shield_alert.user.email",
-                                           "additional_details.shield_alert.user.id")
+    assert DEFAULT_PATHS["box-shield"] == ("additional_details.shield_alert.user.id",
+                                           "additional_details.shield_alert.user.email")
     assert DEFAULT_PATHS["okta"] == ("data.events[].target[type=User].alternateId",)
 
 
@@ -392,10 +395,11 @@ def test_okta_paths_must_start_inside_the_events() -> None:
 
 # --- Box Shield ---------------------------------------------------------------------------------------------
 
-def test_box_shield_falls_back_on_the_numeric_user_id() -> None:
+def test_box_shield_names_the_user_by_id_first_and_falls_back_on_the_email() -> None:
     payload = sample("box-shield-alert.json")
-    del payload["additional_details"]["shield_alert"]["user"]["email"]
     assert BoxShieldAdapter().parse(payload)[0].targets == [{"type": "user", "id": "17738362"}]
+    del payload["additional_details"]["shield_alert"]["user"]["id"]
+    assert BoxShieldAdapter().parse(payload)[0].targets == [JDOE]
 
 
 def test_box_shield_list_of_events_gives_one_envelope_each_and_skips_other_events() -> None:
@@ -405,7 +409,8 @@ def test_box_shield_list_of_events_gives_one_envelope_each_and_skips_other_event
     other = {"type": "event", "event_id": "e-3", "event_type": "LOGIN", "additional_details": None}
     envelopes = BoxShieldAdapter().parse([sample("box-shield-alert.json"), second, other])
     assert [(e.source_event_id, e.targets) for e in envelopes] == [
-        ("97f1b31f-f143-4777-81f8-1b557b39ca33", [JDOE]), ("e-2", [RROE])]
+        ("97f1b31f-f143-4777-81f8-1b557b39ca33", [{"type": "user", "id": "17738362"}]),
+        ("e-2", [{"type": "user", "id": "99"}])]
 
 
 def test_box_shield_alert_without_user_names_the_paths_tried() -> None:
@@ -413,8 +418,8 @@ def test_box_shield_alert_without_user_names_the_paths_tried() -> None:
     del payload["additional_details"]["shield_alert"]["user"]
     with pytest.raises(NoIdentityFound) as raised:
         BoxShieldAdapter().parse(payload)
-    assert str(raised.value) == ("no identity found; tried additional_details.shield_alert.user.email, "
-                                 "additional_details.shield_alert.user.id")
+    assert str(raised.value) == ("no identity found; tried additional_details.shield_alert.user.id, "
+                                 "additional_details.shield_alert.user.email")
 
 
 # --- the generic envelope -----------------------------------------------------------------------------------

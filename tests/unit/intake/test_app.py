@@ -41,7 +41,7 @@ SAMPLE_CASES = [
     ("/v1/alerts/panther", "panther.json", [login("jdoe@example.com")]),
     ("/v1/alerts/sumologic", "sumologic.json", [login("jdoe@example.com"), login("rroe@example.com")]),
     ("/v1/alerts/okta", "okta-event-hook.json", [login("jdoe@example.com")]),
-    ("/v1/alerts/box-shield", "box-shield-alert.json", [login("jdoe@example.com")]),
+    ("/v1/alerts/box-shield", "box-shield-alert.json", [{"type": "user", "id": "17738362"}]),
 ]
 
 
@@ -312,7 +312,7 @@ def test_one_hostile_event_in_a_box_shield_batch_does_not_stop_the_others(intake
     answer = intake.post("/v1/alerts/box-shield", [hostile, good])
     assert answer.status_code == 202, answer.text
     assert [intake.store.load(j["job_id"]).targets[0].input for j in answer.json()["jobs"]] == [
-        {"type": "user", "login": "jdoe@example.com"}]
+        {"type": "user", "id": "17738362"}]
     alone = intake.post("/v1/alerts/box-shield", [hostile])
     assert alone.status_code == 422 and "not a Box id" in alone.json()["error"]["message"]
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from worker.errors import AdapterError, NoIdentityFound, PayloadError
+from worker.events.shield import ShieldFacts
 from worker.identity import login_key
 from worker.intake.adapters.fieldpath import Reader, first_found, nodes_at, parse_path, scalar_text, values_at
 
@@ -50,6 +51,8 @@ class Envelope:
     source_event_id: str | None
     link: str | None
     dry_run: bool = False
+    # A Box Shield alert's category, priority and risk score: the rule table decides what its job does.
+    shield: ShieldFacts | None = None
 
 
 class Adapter(Protocol):

@@ -1,7 +1,10 @@
-"""Box Shield alerts: `SHIELD_ALERT` admin events from Box's event stream, one event or a list of them.
+"""Box Shield alerts a SIEM relays: `SHIELD_ALERT` admin events from Box's event stream, one event or a list.
 
 An identity path whose last key is `id` holds a Box user id (Box sends it as a JSON number) and makes an id
-target; any other path holds a login. Events of another `event_type` are skipped, not refused.
+target; any other path holds a login. The id comes first: it names exactly one user, while the alert's e-mail
+is not always that user's login. Events of another `event_type` are skipped, not refused. Each envelope carries
+the alert's category, priority and risk score, so the rule table (BOXCUT_SHIELD_RULES) decides a relayed alert
+as it decides one boxcut reads from the stream itself (worker/events).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from worker.errors import NoIdentityFound, PayloadError
+from worker.events.shield import USER_PATHS, ShieldFacts
 from worker.identity import box_id_problem
 from worker.intake.adapters.base import (
     Envelope,
@@ -22,14 +26,14 @@ from worker.intake.adapters.base import (
 from worker.intake.adapters.fieldpath import values_at
 
 _ALERT = "additional_details.shield_alert"
-# Tried in order: the e-mail, then the numeric user id as a fallback.
-DEFAULT_PATHS: tuple[str, ...] = (f"{_ALERT}.user.email", f"{_ALERT}.user.id")
+# Tried in order: the numeric user id, then the e-mail when Box sends no id.
+DEFAULT_PATHS: tuple[str, ...] = USER_PATHS
 
 _SHIELD_ALERT = "SHIELD_ALERT"
 
 
 class BoxShieldAdapter:
-    """Reads the user Box Shield flagged, by e-mail or else by user id; one envelope per event."""
+    """Reads the user Box Shield flagged, by user id or else by e-mail; one envelope per event."""
 
     source = "box-shield"
 
@@ -47,6 +51,7 @@ class BoxShieldAdapter:
             severity=text_at(event, f"{_ALERT}.priority"),
             source_event_id=text_at(event, "event_id"),
             link=text_at(event, f"{_ALERT}.link"),
+            shield=ShieldFacts.of(event),
         )
 
 

@@ -1,0 +1,66 @@
+"""The periodic event-stream reader (worker/events/reader.py): Box Shield alerts in, activity after termination
+recorded. Beat sends it every BOXCUT_EVENTS_POLL_SECONDS; one pass runs at a time across all workers (a lock),
+and a pass Box or Redis stops is simply the next pass's to finish."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, cast
+
+from celery import Celery
+
+from config import Settings, defaults
+from tasks.jobs import TRANSIENT_FAULTS
+from worker.errors import BoxError, RetryLater
+from worker.events.cursor import StreamCursor
+from worker.events.reader import EventReader, EventSource
+from worker.jobs.idempotency import IdempotencyKeys
+from worker.jobs.submit import Enqueue
+from worker.run.runner import RunContext
+
+log = logging.getLogger(__name__)
+
+READ_EVENTS = "boxcut.read_events"
+
+
+def register(app: Celery, *, context: Callable[[], RunContext], settings: Settings, enqueue: Enqueue) -> Any:
+    """Define the reader task on `app`; its reader is built once per worker process, after the fork."""
+    readers: dict[int, EventReader] = {}
+
+    def reader() -> EventReader:
+        if os.getpid() not in readers:
+            readers.clear()
+            readers[os.getpid()] = event_reader(context(), settings, enqueue)
+        return readers[os.getpid()]
+
+    @app.task(name=READ_EVENTS, acks_late=True)  # type: ignore[untyped-decorator]
+    def read_events_task() -> str:
+        try:
+            done = reader().read().describe()
+        except (*TRANSIENT_FAULTS, RetryLater, BoxError) as fault:  # the next pass goes on from the kept position
+            done = f"stopped, to go on at the next pass: {fault}"
+            log.warning("event stream: %s", done)
+            return done
+        log.info("event stream: %s", done)
+        return done
+
+    return read_events_task
+
+
+def event_reader(ctx: RunContext, settings: Settings, enqueue: Enqueue) -> EventReader:
+    """A reader over the worker's own Box client, store and Redis."""
+    client = ctx.store.redis
+    return EventReader(
+        box=cast(EventSource, ctx.box),  # the runtime's BoxClient, which reads the stream too
+        store=ctx.store,
+        cursor=StreamCursor(client, key_prefix=settings.key_prefix),
+        keys=IdempotencyKeys(client, key_prefix=settings.key_prefix,
+                             ttl_seconds=defaults.SHIELD_EVENT_KEY_TTL_SECONDS),
+        enqueue=enqueue,
+        rules=settings.shield_rules,
+        max_position_age_seconds=settings.events_position_max_age_hours * 3600.0,
+        # A page's worst case is the in-task retry budget and a read timeout or two; the lock is renewed per page.
+        lock_seconds=2 * (settings.retry_budget_seconds + settings.http_read_timeout),
+    )

@@ -1,0 +1,1 @@
+"""Box's enterprise event stream: Box Shield alerts in, and what terminated users did afterwards."""
