@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from boxsim.events import EventError
 from boxsim.http_types import Reply, SimRequest
 from boxsim.state import SimState
 
@@ -80,6 +81,35 @@ def set_rate_limit(state: SimState, request: SimRequest) -> Reply:
     return Reply(200, {"per_minute": per_minute})
 
 
+def add_events(state: SimState, request: SimRequest) -> Reply:
+    """POST /_boxsim/events {"events": [event or shorthand, ...], "duplicate": false, "empty_page_before": false}:
+    log enterprise events (boxsim.events.build_event); `duplicate` logs each twice, `empty_page_before` puts an
+    empty page in the stream ahead of them."""
+    body = _json_object(request)
+    events = body.get("events")
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise ValueError('body must be {"events": [event, ...]}')
+    if body.get("empty_page_before"):
+        state.events.add_empty_page()
+    try:
+        added = state.events.add(events, directory=state.directory, duplicate=bool(body.get("duplicate")))
+    except EventError as bad:
+        raise ValueError(str(bad)) from None
+    return Reply(200, {"events": added})
+
+
+def add_empty_page(state: SimState, _request: SimRequest) -> Reply:
+    """POST /_boxsim/events/empty-page: the next read at this point of the stream gets an empty page."""
+    state.events.add_empty_page()
+    return Reply(200, {"empty_page": True})
+
+
+def forget_events(state: SimState, _request: SimRequest) -> Reply:
+    """POST /_boxsim/events/forget: drop every event so far, as Box drops events older than it keeps; a stream
+    position from before is then refused."""
+    return Reply(200, {"forgotten": state.events.forget()})
+
+
 ADMIN_ROUTES: dict[tuple[str, str], AdminHandler] = {
     ("GET", "/health"): health,
     ("GET", "/requests"): list_requests,
@@ -90,6 +120,9 @@ ADMIN_ROUTES: dict[tuple[str, str], AdminHandler] = {
     ("POST", "/tokens/expire"): expire_tokens,
     ("GET", "/terminations"): terminations,
     ("POST", "/rate-limit"): set_rate_limit,
+    ("POST", "/events"): add_events,
+    ("POST", "/events/empty-page"): add_empty_page,
+    ("POST", "/events/forget"): forget_events,
 }
 
 

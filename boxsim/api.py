@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from boxsim.directory import User
 from boxsim.errors import ApiError, invalid_parameter
+from boxsim.events import STREAMING, EventError
 from boxsim.http_types import Reply, SimRequest
 from boxsim.paging import marker_page, offset_page
 from boxsim.representations import group_json, membership_json, user_json
@@ -110,6 +111,30 @@ def terminate_groups(state: SimState, request: SimRequest, _params: Mapping[str,
     return Reply(202, {"message": TERMINATION_ACCEPTED})
 
 
+ENTERPRISE_STREAMS = ("admin_logs", STREAMING)
+EVENTS_DEFAULT_LIMIT = 100
+
+
+def list_events(state: SimState, request: SimRequest, _params: Mapping[str, str]) -> Reply:
+    """GET /events for the enterprise streams: stream positions, `limit`, `event_type`, and `created_after` /
+    `created_before` for `admin_logs` only (as Box documents); repeats and empty pages as the log holds them."""
+    query = parse_query("get_events", request.query)
+    stream_type = query.text("stream_type") or "all"
+    if stream_type not in ENTERPRISE_STREAMS:
+        raise ApiError(400, "Bad Request", code="bad_request", errors=[invalid_parameter(
+            "stream_type", f"boxsim serves the enterprise streams only ({', '.join(ENTERPRISE_STREAMS)})")])
+    try:
+        page = state.events.page(query.text("stream_position"), limit=query.integer("limit", EVENTS_DEFAULT_LIMIT),
+                                 stream_type=stream_type, event_types=query.items("event_type"),
+                                 created_after=query.text("created_after"),
+                                 created_before=query.text("created_before"))
+    except EventError as bad:
+        raise ApiError(400, "Bad Request", code="bad_request",
+                       errors=[invalid_parameter("stream_position", str(bad))]) from None
+    body = {"chunk_size": len(page.entries), "next_stream_position": page.next_position, "entries": page.entries}
+    return Reply(200, body)
+
+
 @dataclass(frozen=True)
 class Route:
     """One endpoint: method, path pattern (relative to /2.0) and handler."""
@@ -133,6 +158,7 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", r"/groups", list_groups),
     _route("GET", r"/groups/(?P<group_id>[^/]+)", get_group),
     _route("GET", r"/groups/(?P<group_id>[^/]+)/memberships", list_memberships),
+    _route("GET", r"/events", list_events),
 )
 
 

@@ -166,6 +166,11 @@ class BoxSim:
         """Return how often each group id's sessions were accepted for termination."""
         return self._state.terminations.group_ids()
 
+    def add_events(self, events: list[dict[str, Any]], *, duplicate: bool = False) -> list[dict[str, Any]]:
+        """Log enterprise events (full ones, or shorthands: see boxsim.events.build_event); returns them as logged."""
+        state = self._require_started()
+        return state.events.add(events, directory=state.directory, duplicate=duplicate)
+
     def clear_terminations(self) -> None:
         """Forget every recorded termination."""
         self._state.terminations.clear()

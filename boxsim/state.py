@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from boxsim.config import SimConfig
 from boxsim.directory import Directory
+from boxsim.events import EventLog
 from boxsim.faults import FaultQueue
 from boxsim.ratelimit import RateLimiter
 from boxsim.requestlog import RequestLog
@@ -27,6 +28,7 @@ class SimState:
     faults: FaultQueue = field(default_factory=FaultQueue)
     log: RequestLog = field(default_factory=RequestLog)
     terminations: Terminations = field(default_factory=Terminations)
+    events: EventLog = field(default_factory=EventLog)
     origin: str = ""  # "http://host:port", set once the server is bound and its port is known
 
     @property

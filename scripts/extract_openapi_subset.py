@@ -25,6 +25,7 @@ KEPT_OPERATIONS: tuple[str, ...] = (
     "get_groups_id_memberships",
     "post_users_terminate_sessions",
     "post_groups_terminate_sessions",
+    "get_events",
 )
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 SCHEMA_REF_PREFIX = "#/components/schemas/"

@@ -24,6 +24,7 @@ SERVED = {
     "get_groups_id_memberships",
     "post_users_terminate_sessions",
     "post_groups_terminate_sessions",
+    "get_events",
 }
 
 
@@ -49,7 +50,7 @@ def test_bundled_subset_holds_exactly_the_served_operations_and_resolves() -> No
     assert set(operation_ids()) == SERVED
     schemas = subset["components"]["schemas"]
     assert all(ref.removeprefix("#/components/schemas/") in schemas for ref in refs(subset))
-    assert len(schemas) < 40
+    assert len(schemas) < 50  # trimmed: the whole spec has hundreds; GET /events brings the Event schemas
     assert (ROOT / "boxsim/openapi/LICENSE").read_text().lstrip().startswith("Apache License")
     assert "c9a878a9" in (ROOT / "boxsim/openapi/NOTICE.md").read_text()
 

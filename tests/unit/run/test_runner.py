@@ -13,8 +13,10 @@ from worker.box.models import (
     BoxUser,
 )
 from worker.errors import BatchRetryLater, RetryLater
-from worker.jobs.model import CallState, JobState, TargetStatus
+from worker.jobs.actions import approve
+from worker.jobs.model import Approval, CallState, JobState, TargetStatus
 from worker.jobs.store import JobStore
+from worker.jobs.submit import JobRequest, build_job, submit
 from worker.run.runner import RunOutcome, give_up, run_job
 from worker.run.sender import drain
 
@@ -363,3 +365,29 @@ def test_attempts_of_each_run_add_up(store: JobStore) -> None:
         with pytest.raises(RetryLater):
             run_job(ctx=make_ctx(store, box, later=later), job_id=job_id)
     assert store.load(job_id).calls[0].attempts == 5
+
+
+def test_a_job_submitted_to_wait_for_approval_waits_though_the_policy_finds_nothing(store: JobStore) -> None:
+    box = FakeBox(users=[BoxUser(id="17738362", login="jdoe@example.com")])
+    request = JobRequest(targets=users("jdoe@example.com"), source="box-shield",
+                         approval=Approval(required=True, reasons=["a Box Shield rule asks for approval"]))
+    job_id = submit(store=store, enqueue=lambda _j: None, job=build_job(request)).job_id
+    assert run_job(ctx=make_ctx(store, box), job_id=job_id) is RunOutcome.SETTLED
+    job = store.load(job_id)
+    assert job.state is JobState.AWAITING_APPROVAL and box.calls == []
+    assert job.approval is not None and job.approval.reasons == ["a Box Shield rule asks for approval"]
+    approve(store=store, enqueue=lambda _j: None, job_id=job_id, actor="cli:alice")
+    run_job(ctx=make_ctx(store, box), job_id=job_id)
+    assert store.load(job_id).state is JobState.SUCCEEDED
+    assert box.calls == [("/users/terminate_sessions", ["17738362"])]
+
+
+def test_a_job_recorded_only_is_never_run(store: JobStore) -> None:
+    box = FakeBox(users=[BoxUser(id="17738362", login="jdoe@example.com")])
+    request = JobRequest(targets=users("jdoe@example.com"), source="box-shield", record_only="a rule records it")
+    job_id = submit(store=store, enqueue=lambda _j: pytest.fail("a recorded job is not enqueued"),
+                    job=build_job(request)).job_id
+    assert run_job(ctx=make_ctx(store, box), job_id=job_id) is RunOutcome.SETTLED
+    job = store.load(job_id)
+    assert job.state is JobState.RECORDED and job.note == "a rule records it"
+    assert [t.status for t in job.targets] == [TargetStatus.RECORDED] and box.calls == []
