@@ -36,6 +36,9 @@ FAST_ENV = {
     "BOXCUT_HTTP_READ_TIMEOUT": "2",
     "BOXCUT_HTTP_CONNECT_TIMEOUT": "2",
     "BOXCUT_RATE_LIMIT_PER_MINUTE": "6000",
+    # Box's event stream is read only by the tests about it (test_box_shield.py), so no other test's request
+    # counts or rate limits see its calls.
+    "BOXCUT_EVENTS_POLL_SECONDS": "0",
 }
 
 

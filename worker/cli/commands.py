@@ -276,8 +276,9 @@ def status(job_id: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--state", type=click.Choice([s.value for s in JobState] + ["dead"]),
-              help="Only jobs in this state (dead: jobs holding targets whose retries ran out).")
+@click.option("--state", type=click.Choice([s.value for s in JobState] + ["dead", "active-after"]),
+              help="Only jobs in this state (dead: jobs holding targets whose retries ran out; active-after: jobs "
+                   "whose users acted in Box after Box accepted their termination).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def jobs(state: str | None, limit: int, as_json: bool) -> None:

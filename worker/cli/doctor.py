@@ -31,7 +31,38 @@ def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
     if not _check_redis(settings, echo) or not _check_broker(settings, echo):
         return False
     box_ok = _check_box(settings, echo)
-    return _check_workers(settings, echo) and box_ok
+    workers_ok = _check_workers(settings, echo)
+    _check_event_stream(settings, echo)
+    return workers_ok and box_ok
+
+
+def _check_event_stream(settings: Settings, echo: Echo, *, now: float | None = None) -> None:
+    """What the event-stream reader last did: where it is, what stopped it, and whether Box Shield alerts come
+    through it at all (they do only for the rules that publish to the event stream). Warnings only: boxcut
+    still acts on alerts from every other source without it."""
+    from worker.connections import redis_client
+    from worker.events.cursor import StreamCursor
+
+    if not settings.reads_events:
+        echo("ok   event stream: not read (BOXCUT_EVENTS_POLL_SECONDS=0): no Box Shield alerts from it, no watch "
+             "after termination")
+        return
+    status = StreamCursor(redis_client(settings), key_prefix=settings.key_prefix).status()
+    now = time.time() if now is None else now
+    if status.last_read_at is None:
+        echo(f"warn event stream: not read yet (every {settings.events_poll_seconds:g} s once beat runs)")
+        return
+    echo(f"ok   event stream: read {now - status.last_read_at:.0f} s ago, {status.events_read} events so far")
+    if status.last_problem:
+        echo(f"warn event stream: {status.last_problem}")
+    if status.restarted_at is not None and status.restart_why and now - status.restarted_at < 86400:
+        echo(f"warn event stream: started again from now {now - status.restarted_at:.0f} s ago: "
+             f"{status.restart_why}")
+    quiet = status.shield_quiet_seconds(now)
+    if quiet is not None and quiet > settings.shield_quiet_hours * 3600:
+        echo(f"warn box shield: no SHIELD_ALERT in the event stream for {quiet / 3600:.0f} hours "
+             f"(BOXCUT_SHIELD_QUIET_HOURS={settings.shield_quiet_hours}): rules may not publish to the event "
+             "stream; in Box's admin console turn on 'Publish alert to Box Event Stream' for each Shield rule")
 
 
 def _check_workers(settings: Settings, echo: Echo) -> bool:

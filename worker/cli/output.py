@@ -21,13 +21,15 @@ _DONE = frozenset(TargetStatus) - {TargetStatus.PENDING}
 def describe_job(job: Job) -> str:
     """A job record as a person reads it: header, targets, calls."""
     lines = [
-        f"job {job.job_id}: {job.state.value}" + (" (dry run)" if job.dry_run else ""),
+        f"job {job.job_id}: {job.state.value}" + (" (dry run)" if job.dry_run else "")
+        + ("   ACTIVE AFTER TERMINATION" if job.active_after else ""),
         f"  source: {job.source}   requested by: {job.requested_by}   reason: {job.reason or '-'}",
         f"  created: {job.created_at}   updated: {job.updated_at}",
         f"  targets: {len(job.targets)}  " + "  ".join(f"{k} {v}" for k, v in sorted(job.summary().items())),
         *_approval_lines(job),
         *([f"  note: {job.note}"] if job.note else []),
         *([_waiting_line(job.waiting)] if job.waiting else []),
+        *_watch_lines(job),
         "",
         "  TARGET                                  BOX ID        STATUS           DETAIL",
     ]
@@ -43,6 +45,22 @@ def describe_job(job: Job) -> str:
         lines.append(f"  {call.call_id.rsplit('-', 1)[-1]:<14}  {call.endpoint:<27}  {len(call.ids):>3}  "
                      f"{status:<4}  {call.attempts:>8}  {call.request_id or '-':<12}  {call.message or ''}")
     return "\n".join(lines)
+
+
+def _watch_lines(job: Job) -> list[str]:
+    """What the event-stream watch saw of the job's users after Box accepted their termination."""
+    if job.watch_until is None:
+        return []
+    seen = [(job.targets[i], event) for i, events in sorted(job.activity_after.items()) for event in events]
+    if not seen:
+        return [f"  watched until {job.watch_until}: no activity after termination seen so far"]
+    lines = [f"  ACTIVE AFTER TERMINATION: {len(seen)} events by terminated users (watched until {job.watch_until})"]
+    for target, event in seen[:10]:
+        where = f" from {event['ip_address']}" if event.get("ip_address") else ""
+        session = f" session {event['session_id']}" if event.get("session_id") else ""
+        lines.append(f"    {target.login or target.user_id}: {event.get('event_type')} at {event.get('created_at')} "
+                     f"({event.get('seconds_after')} s after){where}{session}")
+    return lines
 
 
 def _waiting_line(waiting: dict[str, object]) -> str:

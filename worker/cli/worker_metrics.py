@@ -46,10 +46,13 @@ class _SharedState:
 
     def __init__(self, settings: Settings) -> None:
         from worker.connections import redis_client
+        from worker.events.cursor import StreamCursor
         from worker.jobs.send_queue import SendQueue
         from worker.run.directory_cache import DirectoryCache
 
         client = redis_client(settings)
+        self.settings = settings
+        self.cursor = StreamCursor(client, key_prefix=settings.key_prefix)
         self.queue = SendQueue(client, key_prefix=settings.key_prefix)
         self.directory = DirectoryCache(client, key_prefix=settings.key_prefix,
                                         ttl_seconds=settings.directory_cache_ttl_seconds)
@@ -85,3 +88,26 @@ class _SharedState:
         if age is not None:
             copy_age.add_metric([], age)
         yield copy_age
+        yield from self._stream_gauges()
+
+    def _stream_gauges(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        status = self.cursor.status()
+        now = time.time()
+        quiet = status.shield_quiet_seconds(now)
+        since = GaugeMetricFamily("boxcut_shield_alert_quiet_seconds", "Seconds since a SHIELD_ALERT last came "
+                                  "through Box's event stream (since reading began, if none ever has)")
+        silent = GaugeMetricFamily("boxcut_shield_alerts_silent", "1 when no SHIELD_ALERT came through the event "
+                                   "stream for BOXCUT_SHIELD_QUIET_HOURS: Shield rules may not publish there")
+        read_age = GaugeMetricFamily("boxcut_event_stream_read_age_seconds", "Seconds since the event stream was "
+                                     "last read")
+        if quiet is not None:
+            since.add_metric([], quiet)
+            silent.add_metric([], 1.0 if quiet > self.settings.shield_quiet_hours * 3600 else 0.0)
+        if status.last_read_at is not None:
+            read_age.add_metric([], now - status.last_read_at)
+        active = GaugeMetricFamily("boxcut_jobs_active_after_termination", "Kept jobs whose users acted in Box "
+                                   "after Box accepted their termination")
+        active.add_metric([], float(self.cursor.redis.zcard(f"{self.settings.key_prefix}jobs:active_after")))
+        yield from (since, silent, read_age, active)

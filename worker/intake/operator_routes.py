@@ -22,7 +22,8 @@ from worker.jobs.offboarding_file import OffboardFile, parse_csv
 from worker.jobs.offboarding_file import parse_json as parse_json_rows
 from worker.jobs.submit import build_job, submit
 
-JobStateName = enum.StrEnum("JobStateName", {s.value: s.value for s in JobState} | {"dead": "dead"})  # type: ignore[misc]
+_LISTINGS = {"dead": "dead", "active_after": "active-after"}  # jobs holding dead targets; activity after termination
+JobStateName = enum.StrEnum("JobStateName", {s.value: s.value for s in JobState} | _LISTINGS)  # type: ignore[misc]
 
 T = TypeVar("T")
 
