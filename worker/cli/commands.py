@@ -175,7 +175,8 @@ def worker(concurrency: int, loglevel: str | None, beat: bool, metrics_port: int
                                              case_sensitive=False),
               default=None, help="Overrides BOXCUT_LOG_LEVEL for this service.  [default: BOXCUT_LOG_LEVEL]")
 def beat(loglevel: str | None) -> None:
-    """Run boxcut's periodic tasks (Celery beat): the sweep and the directory refresh, every interval.
+    """Run boxcut's periodic tasks (Celery beat): the sweep, the directory refresh, the expiry and the event-stream
+    reader (Box Shield alerts, the watch after termination), every interval.
 
     For workers started with --no-beat (a deployment's own `beat` service). It only schedules: workers run the
     tasks. One is enough; more do no harm (every round is safe to repeat). It keeps no schedule file."""
