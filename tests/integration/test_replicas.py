@@ -36,6 +36,11 @@ def pair(tmp_path: Path) -> Iterator[tuple[PrivateRedis, PrivateRedis]]:
     while replica.client().info("replication").get("master_link_status") != "up":
         assert time.monotonic() < deadline, "the replica did not sync"
         time.sleep(0.05)
+    # The replica's link can be up before the primary counts it online (its first acknowledgement): until then
+    # WAIT answers 0 at once, and a test would see a write the replica does not hold yet.
+    while primary.client().info("replication").get("slave0", {}).get("state") != "online":
+        assert time.monotonic() < deadline, "the primary does not count the replica online"
+        time.sleep(0.05)
     yield primary, replica
     replica.shutdown()
     primary.shutdown()

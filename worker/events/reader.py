@@ -103,7 +103,7 @@ class EventReader:
             try:
                 page = self.box.admin_events(position, limit=self.page_limit)
             except BoxPermanentError as refused:
-                if refused.status != 400 or position == NOW:
+                if refused.status != 400 or position == NOW or restarted == "refused":  # once a pass at most
                     self.cursor.note_problem(_refusal(refused))
                     raise
                 position, restarted = self._restart(f"Box refused the kept position ({refused})", "refused"), "refused"

@@ -129,4 +129,5 @@ def _text(value: object) -> str | None:
 
 
 def _digits(value: object) -> int | None:
-    return int(value) if isinstance(value, str) and value.strip().isdigit() else None
+    text = value.strip() if isinstance(value, str) else ""
+    return int(text) if text.isascii() and text.isdecimal() else None
