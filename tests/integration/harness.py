@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ from boxsim import BoxSim, SimConfig
 from config import Settings, load_settings
 from tasks.app import create_app, enqueuer
 from worker.connections import redis_client
+from worker.intake.auth import signature
 from worker.jobs.model import Job, JobState
 from worker.jobs.store import JobStore
 from worker.jobs.submit import JobRequest, build_job, submit
@@ -197,6 +199,15 @@ def until(done: Callable[[], bool], what: str, *, timeout: float = 30.0, interva
             pass
         assert time.monotonic() < deadline, f"still waiting for {what} after {timeout} s"
         time.sleep(interval)
+
+
+def post_signed(url: str, secret: str, payload: object) -> requests.Response:
+    """POST `payload` as JSON, signed as a sender with `secret` signs it (X-Boxcut-Timestamp/-Signature)."""
+    body = json.dumps(payload).encode()
+    stamp = str(int(time.time()))
+    headers = {"Content-Type": "application/json", "X-Boxcut-Timestamp": stamp,
+               "X-Boxcut-Signature": signature(secret, stamp, body)}
+    return requests.post(url, data=body, headers=headers, timeout=10)
 
 
 def free_port() -> int:

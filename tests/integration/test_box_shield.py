@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from tests.integration.harness import REPO, Stack, running_stack, until
+from tests.integration.harness import REPO, Stack, post_signed, running_stack, until
 from worker.events.cursor import StreamCursor
-from worker.intake.auth import signature
 from worker.jobs.model import Job, JobState, TargetStatus
 
 pytestmark = pytest.mark.integration
@@ -112,14 +110,6 @@ def test_an_alert_the_rules_terminate_is_accepted_once_through_repeats_and_a_res
         assert len(stack.store().load(job.job_id).activity_after[0]) == 1
 
 
-def post_signed(url: str, payload: object) -> requests.Response:
-    body = json.dumps(payload).encode()
-    stamp = str(int(time.time()))
-    headers = {"Content-Type": "application/json", "X-Boxcut-Timestamp": stamp,
-               "X-Boxcut-Signature": signature(SECRET, stamp, body)}
-    return requests.post(url, data=body, headers=headers, timeout=10)
-
-
 def test_an_alert_the_rules_send_for_approval_waits_and_one_received_both_ways_is_one_job(
         redis_url: str, tmp_path: Path) -> None:
     with running_stack(redis_url, tmp_path, extra_env=READING) as stack:
@@ -131,7 +121,7 @@ def test_an_alert_the_rules_send_for_approval_waits_and_one_received_both_ways_i
                  "additional_details": {"shield_alert": {
                      "rule_category": "Suspicious Sessions", "priority": "medium", "risk_score": 60,
                      "rule_name": "Suspicious Session", "user": {"id": int(JDOE), "email": "jdoe@example.com"}}}}
-        answer = post_signed(f"{url}/v1/alerts/box-shield", first)
+        answer = post_signed(f"{url}/v1/alerts/box-shield", SECRET, first)
         assert answer.status_code == 202, answer.text
         stack.sim.add_events([first])
         job = one_shield_job(stack, "shield-both-1")
@@ -141,7 +131,7 @@ def test_an_alert_the_rules_send_for_approval_waits_and_one_received_both_ways_i
         # Read from the stream first, then relayed: the relay gets the stream's job back.
         second = stream_alert(stack, category="Suspicious Sessions", priority="low", user_id=RROE)
         from_stream = one_shield_job(stack, second["event_id"])
-        again = post_signed(f"{url}/v1/alerts/box-shield", second)
+        again = post_signed(f"{url}/v1/alerts/box-shield", SECRET, second)
         assert again.status_code == 200 and again.json()["duplicate"] is True
         assert again.json()["job_id"] == from_stream.job_id
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.harness import Stack, running_stack
+from tests.integration.harness import Stack, post_signed, running_stack
 from worker.box.models import TERMINATE_ACCEPTED_MESSAGE
-from worker.intake.auth import signature
 from worker.jobs.model import JobState
 
 pytestmark = pytest.mark.integration
@@ -28,25 +27,17 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield running
 
 
-def post_signed(url: str, payload: object) -> requests.Response:
-    body = json.dumps(payload).encode()
-    stamp = str(int(time.time()))
-    headers = {"Content-Type": "application/json", "X-Boxcut-Timestamp": stamp,
-               "X-Boxcut-Signature": signature(SECRET, stamp, body)}
-    return requests.post(url, data=body, headers=headers, timeout=10)
-
-
 def test_signed_panther_alert_ends_succeeded_with_one_terminate_call(stack: Stack) -> None:
     url = stack.start_intake()
     payload = json.loads((SAMPLES / "panther.json").read_text())
-    answer = post_signed(f"{url}/v1/alerts/panther", payload)
+    answer = post_signed(f"{url}/v1/alerts/panther", SECRET, payload)
     assert answer.status_code == 202, answer.text
     job_id = answer.json()["job_id"]
     job = stack.wait(job_id)
     assert job.state is JobState.SUCCEEDED and job.calls[0].message == TERMINATE_ACCEPTED_MESSAGE
     assert job.source == "panther" and job.source_event_id == payload["alertId"]
 
-    again = post_signed(f"{url}/v1/alerts/panther", payload)  # the sender retries the delivery
+    again = post_signed(f"{url}/v1/alerts/panther", SECRET, payload)  # the sender retries the delivery
     assert again.status_code == 200 and again.json() == answer.json() | {"duplicate": True, "jobs": [
         answer.json()["jobs"][0] | {"duplicate": True}]}
     time.sleep(1)  # time for a wrongly enqueued second job to reach Box

@@ -202,15 +202,16 @@ class JobStore:
     def mark_enqueued(self, job_id: str) -> None:
         """Note that the job's task reached the broker (a job without the mark may have been stranded). This is a
         submission's last write, after its record and its task: the replicas' holding it holds them too."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(self._job_key(job_id), "enqueued_at", utc_now())
-        self._replicated(pipe, f"job {job_id}")
+        self._mark_submitted(job_id, "enqueued_at")
 
     def mark_kept(self, job_id: str) -> None:
         """The last write of a submission that is never enqueued (a job recorded only), waiting for the replicas
         as `mark_enqueued` does: a job answered 202 is on them too."""
+        self._mark_submitted(job_id, "kept_at")
+
+    def _mark_submitted(self, job_id: str, field: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(self._job_key(job_id), "kept_at", utc_now())
+        pipe.hset(self._job_key(job_id), field, utc_now())
         self._replicated(pipe, f"job {job_id}")
 
     def stranded(self, job_id: str) -> bool:
