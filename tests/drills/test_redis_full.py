@@ -17,8 +17,8 @@ import requests
 
 from boxsim import SimConfig
 from tests.drills.private_redis import PrivateRedis
-from tests.integration.harness import REPO, running_stack
-from tests.integration.test_intake_e2e import OPERATOR, SECRET, post_signed
+from tests.integration.harness import REPO, post_signed, running_stack
+from tests.integration.test_intake_e2e import OPERATOR, SECRET
 from worker.jobs.model import JobState, TargetStatus
 
 pytestmark = pytest.mark.drill
@@ -45,7 +45,7 @@ def test_a_full_redis_leaves_the_worker_running_and_every_job_ends_once_freed(pr
         ballast = private_redis.fill()
         assert private_redis.refuses_writes()
         readyz = requests.get(f"{intake}/readyz", timeout=10)
-        submitted = post_signed(f"{intake}/v1/alerts", {
+        submitted = post_signed(f"{intake}/v1/alerts", SECRET, {
             "source_event_id": "drill-full-1", "reason": "drill",
             "targets": [{"type": "user", "login": "user00001@example.com"}]})
         record = requests.get(f"{intake}/v1/jobs/{job_ids[0]}", headers={"Authorization": f"Bearer {OPERATOR}"},

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import running_stack
-from tests.integration.test_intake_e2e import SAMPLES, SECRET, post_signed
+from tests.integration.harness import post_signed, running_stack
+from tests.integration.test_intake_e2e import SAMPLES, SECRET
 from worker.jobs.model import JobState
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ def test_a_signed_alert_ends_accepted_with_rabbitmq_as_the_broker(redis_url: str
     vhost = rabbitmq_url.rsplit("/", 1)[1]
     with running_stack(redis_url, tmp_path, extra_env=env) as stack:
         url = stack.start_intake()
-        answer = post_signed(f"{url}/v1/alerts/panther", json.loads((SAMPLES / "panther.json").read_text()))
+        answer = post_signed(f"{url}/v1/alerts/panther", SECRET, json.loads((SAMPLES / "panther.json").read_text()))
         assert answer.status_code == 202, answer.text
         job = stack.wait(answer.json()["job_id"])
         time.sleep(1)
