@@ -1,5 +1,5 @@
-"""A redis-server of a drill's own, on its own port (never the shared one), with AOF, that the drill may stop,
-restart or fill."""
+"""A redis-server of a drill's own, on its own port (never the shared one), with AOF (unless asked without), that
+the drill may stop, restart or fill."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ class PrivateRedis:
     """A redis-server of this drill's own, on its own port, with AOF in `directory`."""
 
     def __init__(self, directory: Path, *, fsync: str = "everysec", password: str | None = None,
-                 replica_of: int | None = None) -> None:
+                 replica_of: int | None = None, aof: bool = True) -> None:
         self.port, self.directory, self.fsync, self.password = free_port(), directory, fsync, password
+        self.aof = aof  # off for a test that times replication: a busy disk stalls an AOF server's event loop
         self.replica_of = replica_of  # the primary's port, for a replica
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
@@ -37,8 +38,9 @@ class PrivateRedis:
         server = shutil.which("redis-server")
         assert server, "redis-server is needed (scripts/ensure-redis-server installs it)"
         self.directory.mkdir(parents=True, exist_ok=True)
-        subprocess.run([server, "--port", str(self.port), "--dir", str(self.directory), "--appendonly", "yes",
-                        "--appendfsync", self.fsync, "--save", "", "--daemonize", "yes",
+        subprocess.run([server, "--port", str(self.port), "--dir", str(self.directory),
+                        "--appendonly", "yes" if self.aof else "no", "--appendfsync", self.fsync,
+                        "--save", "", "--daemonize", "yes",
                         "--maxmemory-policy", "noeviction", "--repl-diskless-sync-delay", "0",
                         "--logfile", str(self.directory / "redis.log"),
                         *(["--requirepass", self.password, "--masterauth", self.password] if self.password else []),
@@ -48,6 +50,22 @@ class PrivateRedis:
         while not self._answers():
             assert time.monotonic() < deadline, "the private redis-server did not start"
             time.sleep(0.05)
+
+    def follows(self, primary: PrivateRedis) -> bool:
+        """This replica has synced with `primary`, written its first AOF (if it keeps one), and `primary` counts it
+        online.
+
+        After a sync the replica rewrites its AOF in a child, and finishing that (renames and fsyncs) runs on its
+        main thread: under a busy disk it holds the replica's acknowledgements back for a second or more. And until
+        the replica's first acknowledgement the primary does not count it, so WAIT answers 0 at once. A test that
+        times writes against the replica starts when neither can happen."""
+        link = self.client().info("replication").get("master_link_status") == "up"
+        aof = self.client().info("persistence")
+        rewritten = not int(aof["aof_enabled"]) or (
+            int(aof["aof_rewrites"]) >= 1 and not int(aof["aof_rewrite_in_progress"])
+            and not int(aof["aof_rewrite_scheduled"]))
+        online = primary.client().info("replication").get("slave0", {}).get("state") == "online"
+        return link and rewritten and online
 
     def shutdown(self) -> None:
         """A clean SHUTDOWN: the AOF is flushed. A replica that has just synced refuses until it has written its
@@ -110,7 +128,7 @@ class PrivateRedis:
         try:
             return bool(redis.Redis(port=self.port, socket_timeout=1, password=self.password,
                                     retry=Retry(NoBackoff(), 0)).ping())
-        except redis.ConnectionError:
+        except (redis.ConnectionError, redis.TimeoutError):  # a server starting on a busy disk is slow to answer
             return False
 
 

@@ -39,8 +39,7 @@ class SentinelGroup:
     def start(self) -> None:
         self.primary.start()
         self.replica.start()
-        self._wait(lambda: self.replica.client().info("replication").get("master_link_status") == "up",
-                   "the replica did not sync with the primary")
+        self._wait(lambda: self.replica.follows(self.primary), "the replica did not sync with the primary")
         for port in self.sentinel_ports:
             self._start_sentinel(port)
         self._wait(lambda: all(self._sentinel(p).sentinel_master(SERVICE).get("num-other-sentinels") == 2
