@@ -26,11 +26,13 @@ class ErrorBody(BaseModel):
 # Not blank once Python strips it: a character that is neither ECMA-262 whitespace (the regex dialect of JSON
 # Schema) nor one that only Python counts as whitespace (U+001C to U+001F, U+0085).
 NonBlank = Annotated[str, StringConstraints(pattern=r"[^\s\x1c-\x1f\x85]")]
-# A Box id is digits only, at most 20 (worker.identity); anything else is refused with 422 naming the field.
-BoxIdText = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+# A Box id is digits only, at most 20, without leading zeros (worker.identity); anything else is refused with
+# 422 naming the field.
+BoxIdText = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,19})$")]
 BoxIdNumber = Annotated[int, Field(ge=0, le=10**20 - 1)]
 BoxId = Annotated[BoxIdText | BoxIdNumber,
-                  Field(description="A Box user or group id: 1 to 20 digits, as text or a whole number.")]
+                  Field(description="A Box user or group id: 1 to 20 digits without leading zeros, as text or a "
+                                    "whole number.")]
 
 
 class _Target(BaseModel):
