@@ -10,6 +10,10 @@ from config.settings import Settings
 QUEUE = "boxcut"
 # Send tasks and the sweep have a queue of their own, so they never wait behind a backlog of jobs to resolve.
 SEND_QUEUE = "boxcut.send"
+# Notifications (their scanner and their deliveries) have a queue of their own too, which every worker consumes:
+# a receiver that is slow or down holds up neither a send (a Box call) nor a job's run, and a backlog of jobs
+# never holds up the notice that one waits for approval. Never SEND_QUEUE: its tasks carry the Box calls.
+NOTIFY_QUEUE = "boxcut.notify"
 
 # How often a worker looks for tasks whose worker vanished (unacknowledged past the visibility timeout).
 UNACKED_RESTORE_INTERVAL_SECONDS = 5
@@ -61,7 +65,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "result_backend_transport_options": {"visibility_timeout": visibility},
         "task_default_queue": QUEUE,
-        "task_routes": {name: {"queue": SEND_QUEUE} for name in _PERIODIC_AND_SENDING},
+        "task_routes": {**{name: {"queue": SEND_QUEUE} for name in _PERIODIC_AND_SENDING},
+                        **{name: {"queue": NOTIFY_QUEUE} for name in _NOTIFYING}},
         # The sweep (tasks/sending.py), the directory refresh (tasks/directory.py), the expiry (tasks/retention.py)
         # and the event-stream reader (tasks/events.py); beat (`boxcut beat`, or inside `boxcut worker`) keeps no
         # schedule file.
@@ -71,6 +76,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "boxcut-expire": _every(defaults.EXPIRE_EVERY_SECONDS, "boxcut.expire"),
             **({"boxcut-read-events": _every(settings.events_poll_seconds, "boxcut.read_events")}
                if settings.reads_events else {}),
+            # Only when receivers are named (BOXCUT_NOTIFY_URLS) and BOXCUT_NOTIFY_POLL_SECONDS is not 0.
+            **({"boxcut-scan-notifications": _every(settings.notify_poll_seconds, "boxcut.scan_notifications",
+                                                    queue=NOTIFY_QUEUE)}
+               if settings.notifies else {}),
         },
         "beat_scheduler": "celery.beat:Scheduler",
         "task_acks_late": True,
@@ -101,6 +110,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 _PERIODIC_AND_SENDING = ("boxcut.send", "boxcut.sweep", "boxcut.refresh_directory", "boxcut.expire",
                          "boxcut.read_events")
+_NOTIFYING = ("boxcut.notify", "boxcut.scan_notifications")
 
 
 def _sentinel_options(settings: Settings) -> dict[str, Any]:
@@ -113,9 +123,9 @@ def _sentinel_options(settings: Settings) -> dict[str, Any]:
             "sentinel_kwargs": {"socket_timeout": 2, "socket_connect_timeout": 2, **login}}
 
 
-def _every(seconds: float, task: str) -> dict[str, Any]:
+def _every(seconds: float, task: str, *, queue: str = SEND_QUEUE) -> dict[str, Any]:
     # A round that waited longer than its interval (no worker free) is dropped: the next one does its work.
-    return {"task": task, "schedule": seconds, "options": {"queue": SEND_QUEUE, "expires": seconds}}
+    return {"task": task, "schedule": seconds, "options": {"queue": queue, "expires": seconds}}
 
 
 def max_countdown(settings: Settings) -> int:

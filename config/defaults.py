@@ -136,3 +136,33 @@ SHIELD_QUIET_HOURS = 72
 # A Box Shield alert's event id is Box's own: the stream and a SIEM relay name the same alert by it. It is kept
 # as long as Box keeps the stream, and a day more, so a repeat Box sends late is still one job.
 SHIELD_EVENT_KEY_TTL_SECONDS = 15 * 86400
+
+# Shared Signals (POST /v1/ssf/events). A SET carries no `exp` (SSF forbids it), so its `iat` says how fresh it
+# is: one older than this, or more than SSF_FUTURE_LEEWAY_SECONDS ahead of this clock, is refused. Its `jti` is
+# remembered for at least as long, so a replay inside the window is refused as one.
+SSF_MAX_AGE_SECONDS = 900
+SSF_FUTURE_LEEWAY_SECONDS = 60
+# A transmitter's JWKS fetched from its `jwks_uri` is kept this long; a `kid` it does not hold fetches it again,
+# at most once per SSF_JWKS_REFETCH_SECONDS (a flood of unknown kids must not become a flood of fetches).
+SSF_JWKS_CACHE_SECONDS = 300
+SSF_JWKS_REFETCH_SECONDS = 60
+SSF_JWKS_TIMEOUT_SECONDS = (3.05, 5.0)
+SSF_JWKS_MAX_BYTES = 512 * 1024
+# A SET is small: a compact JWS of a few claims. The push route reads no more than this.
+SSF_MAX_BODY_BYTES = 64 * 1024
+
+# -- Notifications (worker/notify) ---------------------------------------------------------------------------
+
+# The audit stream is followed this often for jobs that wait for approval or end; 0 turns notifications off.
+# A notification goes out within this, plus the queue's wait: seconds, against a person's minutes to react.
+NOTIFY_POLL_SECONDS = 5.0
+# Audit entries read per page, and pages at most per pass (the next pass goes on from the kept position).
+NOTIFY_PAGE_LIMIT = 500
+NOTIFY_MAX_PAGES_PER_PASS = 20
+# A receiver that fails (5xx, 408, 429, no answer) is tried again after 10 s, 20 s, 40 s ... up to
+# NOTIFY_MAX_BACKOFF_SECONDS apart, for NOTIFY_ATTEMPTS tries in all (about 20 minutes with these values).
+NOTIFY_RETRY_SECONDS = 10.0
+NOTIFY_ATTEMPTS = 8
+NOTIFY_MAX_BACKOFF_SECONDS = 300.0
+# A receiver is a webhook: it answers in well under a second, or it is treated as down and tried again later.
+NOTIFY_TIMEOUT_SECONDS = (3.05, 10.0)

@@ -12,14 +12,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
 from config import defaults
+from config.notify_urls import NotifyURL, parse_notify_urls
 from config.secret import Secret
 from config.sentinel import SentinelConfig, SentinelURLError, is_sentinel_url, parse_sentinel_url
 from config.shield_rules import DEFAULT_RULES, ShieldRule, parse_rules
+from config.ssf_transmitters import Transmitter, load_transmitters
 
 
 class SettingsError(ValueError):
@@ -106,11 +109,27 @@ class Settings:
     watch_minutes: int = defaults.WATCH_MINUTES  # 0: no watch after termination
     shield_rules: tuple[ShieldRule, ...] = DEFAULT_RULES
     shield_quiet_hours: int = defaults.SHIELD_QUIET_HOURS
+    # BOXCUT_REPORT_SIGNING_KEY (or _FILE): the Ed25519 private key (PEM, PKCS8) evidence reports are signed with
+    report_signing_key: Secret | None = None
+    ssf_transmitters: tuple[Transmitter, ...] = ()  # BOXCUT_SSF_TRANSMITTERS; none: POST /v1/ssf/events refuses
+    ssf_max_age_seconds: int = defaults.SSF_MAX_AGE_SECONDS
+    ssf_jwks_cache_seconds: int = defaults.SSF_JWKS_CACHE_SECONDS
+    notify_urls: tuple[NotifyURL, ...] = ()  # BOXCUT_NOTIFY_URLS; none: no notifications
+    notify_hmac_secret: Secret | None = None
+    notify_poll_seconds: float = defaults.NOTIFY_POLL_SECONDS  # 0: no notifications
+    notify_retry_seconds: float = defaults.NOTIFY_RETRY_SECONDS
+    notify_attempts: int = defaults.NOTIFY_ATTEMPTS
+    public_url: str | None = None  # the intake's external URL, for links in notifications; None: relative links
 
     @property
     def reads_events(self) -> bool:
         """Whether the event-stream reader runs (BOXCUT_EVENTS_POLL_SECONDS is not 0)."""
         return self.events_poll_seconds > 0
+
+    @property
+    def notifies(self) -> bool:
+        """Whether notifications go out: receivers are named and the audit stream is followed."""
+        return bool(self.notify_urls) and self.notify_poll_seconds > 0
 
     @property
     def watch_seconds(self) -> float:
@@ -273,6 +292,13 @@ class _Reader:
             watch_minutes=self.integer("BOXCUT_WATCH_MINUTES", defaults.WATCH_MINUTES, 0, 24 * 60),
             shield_rules=self._shield_rules(),
             shield_quiet_hours=self.integer("BOXCUT_SHIELD_QUIET_HOURS", defaults.SHIELD_QUIET_HOURS, 1, 24 * 365),
+            report_signing_key=self._report_signing_key(),
+            ssf_transmitters=self._ssf_transmitters(),
+            ssf_max_age_seconds=self.integer("BOXCUT_SSF_MAX_AGE_SECONDS", defaults.SSF_MAX_AGE_SECONDS, 30, 86400),
+            ssf_jwks_cache_seconds=self.integer(
+                "BOXCUT_SSF_JWKS_CACHE_SECONDS", defaults.SSF_JWKS_CACHE_SECONDS, 10, 86400
+            ),
+            **self._notifications(),
         )
 
     # -- typed readers -------------------------------------------------------------------------------------
@@ -432,6 +458,64 @@ class _Reader:
             return parse_rules(raw)
         except ValueError as bad:
             raise SettingsError("BOXCUT_SHIELD_RULES", str(bad)) from None
+
+    def _ssf_transmitters(self) -> tuple[Transmitter, ...]:
+        """The Shared Signals transmitters in the file BOXCUT_SSF_TRANSMITTERS names (config/ssf_transmitters.py)."""
+        name = self.text("BOXCUT_SSF_TRANSMITTERS")
+        if name is None:
+            return ()
+        try:
+            return load_transmitters(Path(name))
+        except ValueError as bad:
+            raise SettingsError("BOXCUT_SSF_TRANSMITTERS", str(bad)) from None
+
+    def _report_signing_key(self) -> Secret | None:
+        """BOXCUT_REPORT_SIGNING_KEY: checked here to be an Ed25519 private key, so a bad one stops the start, not
+        the first report. A PEM in one line (its newlines written `\\n`, as some env files must) is taken too."""
+        key = self.secret("BOXCUT_REPORT_SIGNING_KEY")
+        if key is None:
+            return None
+        name = "BOXCUT_REPORT_SIGNING_KEY" + ("_FILE" if self.text("BOXCUT_REPORT_SIGNING_KEY_FILE") else "")
+        pem = key.reveal().replace("\\n", "\n")
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # only when a key is set
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        try:
+            parsed = load_pem_private_key(pem.encode(), password=None)
+        except (ValueError, TypeError):
+            raise SettingsError(name, "expected an unencrypted PEM private key (PKCS8), e.g. from "
+                                "`openssl genpkey -algorithm ed25519`") from None
+        if not isinstance(parsed, Ed25519PrivateKey):
+            raise SettingsError(name, f"expected an Ed25519 key, got {type(parsed).__name__.removeprefix('_')}")
+        return Secret(pem)
+
+    def _notifications(self) -> dict[str, Any]:
+        """The notification settings, checked together: a receiver that is not Slack's needs the signing secret
+        (a notification is signed, or it is not sent)."""
+        urls = self._notify_urls()
+        secret = self.secret("BOXCUT_NOTIFY_HMAC_SECRET")
+        if secret is None and any(not url.slack for url in urls):
+            raise SettingsError("BOXCUT_NOTIFY_HMAC_SECRET", "missing: BOXCUT_NOTIFY_URLS names a receiver that is "
+                                "not Slack's, and notifications to it are signed with this secret")
+        public_url = self.text("BOXCUT_PUBLIC_URL")
+        return {
+            "notify_urls": urls,
+            "notify_hmac_secret": secret,
+            "notify_poll_seconds": self.seconds_or_off("BOXCUT_NOTIFY_POLL_SECONDS", defaults.NOTIFY_POLL_SECONDS),
+            "notify_retry_seconds": self.number("BOXCUT_NOTIFY_RETRY_SECONDS", defaults.NOTIFY_RETRY_SECONDS),
+            "notify_attempts": self.integer("BOXCUT_NOTIFY_ATTEMPTS", defaults.NOTIFY_ATTEMPTS, 1, 50),
+            "public_url": self.url("BOXCUT_PUBLIC_URL", "") if public_url else None,
+        }
+
+    def _notify_urls(self) -> tuple[NotifyURL, ...]:
+        """BOXCUT_NOTIFY_URLS (or `_FILE`: the URLs hold secrets, Slack's path say), comma- or newline-separated."""
+        listed = self.secret("BOXCUT_NOTIFY_URLS")
+        if listed is None:
+            return ()
+        try:
+            return parse_notify_urls(listed.reveal())
+        except ValueError as bad:
+            raise SettingsError("BOXCUT_NOTIFY_URLS", str(bad)) from None
 
     def _query_token_sources(self) -> frozenset[str]:
         name = "BOXCUT_QUERY_TOKEN_SOURCES"

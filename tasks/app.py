@@ -17,7 +17,7 @@ from kombu.transport import redis as kombu_redis
 
 from config import Settings
 from config.celery import QUEUE, SEND_QUEUE, celery_config, max_countdown
-from tasks import broker, directory, events, jobs, retention, sending
+from tasks import broker, directory, events, jobs, notify, retention, sending
 from worker import logs
 from worker.run.runtime import Runtime
 
@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> Celery:
     directory.register(app, context=runtime.context, settings=settings, queue=SEND_QUEUE)
     retention.register(app, context=runtime.context, retention_days=settings.retention_days)
     events.register(app, context=runtime.context, settings=settings, enqueue=enqueuer(app))
+    notify.register(app, context=runtime.context, settings=settings, max_countdown=max_countdown(settings))
     return app
 
 

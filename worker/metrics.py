@@ -32,6 +32,8 @@ STREAM_RESTARTS = Counter("boxcut_event_stream_restarts", "Times the event-strea
                           "by why (first, too_old, refused)", ["why"], registry=None)
 ACTIVITY_AFTER = Counter("boxcut_activity_after_termination", "Events by a user after Box accepted their "
                          "termination, recorded in their job", registry=None)
+NOTIFICATIONS = Counter("boxcut_notifications", "Notification attempts, by event (awaiting_approval, finished) and "
+                        "outcome (delivered, retrying, failed)", ["event", "outcome"], registry=None)
 
 
 def shield_alert(action: str) -> None:
@@ -49,6 +51,10 @@ def stream_restarted(why: str) -> None:
 
 def activity_after() -> None:
     ACTIVITY_AFTER.inc()
+
+
+def notification(event: str, outcome: str) -> None:
+    NOTIFICATIONS.labels(event=event, outcome=outcome).inc()
 
 
 def box_call(endpoint: str, status: int | None) -> None:

@@ -41,6 +41,9 @@ FAST_ENV = {
     # Box's event stream is read only by the tests about it (test_box_shield.py), so no other test's request
     # counts or rate limits see its calls.
     "BOXCUT_EVENTS_POLL_SECONDS": "0",
+    # Notifications go out only where a test names receivers (BOXCUT_NOTIFY_URLS; test_notifications.py); there
+    # the audit stream is followed twice a second.
+    "BOXCUT_NOTIFY_POLL_SECONDS": "0.5",
 }
 
 

@@ -118,7 +118,9 @@ def test_the_compose_services_commands_answer_a_signed_alert_end_to_end(compose_
     secrets_dir.mkdir()
     sim = BoxSim(SimConfig(port=0)).start()
     values = {"redis_password": compose_redis.password or "", "box_client_secret": sim.config.client_secret,
-              "intake_tokens": "compose-intake-token", "operator_tokens": "compose-operator-token"}
+              "intake_tokens": "compose-intake-token", "operator_tokens": "compose-operator-token",
+              "report_signing_key": subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519"], check=True,
+                                                   capture_output=True, text=True).stdout}
     for name in COMPOSE["secrets"]:
         (secrets_dir / name).write_text(values[name] + "\n")
     intake_port, metrics_port = free_port(), free_port()

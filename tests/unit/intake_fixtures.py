@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from config import Settings, load_settings
 from worker.intake.app import create_app
 from worker.intake.auth import Authenticator, signature
+from worker.intake.build import set_receiver
 from worker.intake.deps import IntakeDeps
 from worker.intake.service import AlertIntake
 from worker.jobs.idempotency import IdempotencyKeys
@@ -89,6 +90,7 @@ def make_intake(extra_env: Mapping[str, str] | None = None, *, insecure_dev: boo
     keys = IdempotencyKeys(redis, key_prefix="t:", ttl_seconds=settings.idempotency_ttl_seconds)
     intake = AlertIntake(store=store, enqueue=enqueue, keys=keys)
     deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
-                      readiness=lambda: {"redis": "ok", "broker": "ok"}, insecure_dev=insecure_dev)
+                      readiness=lambda: {"redis": "ok", "broker": "ok"}, insecure_dev=insecure_dev,
+                      ssf=set_receiver(settings, redis, store, enqueue) if settings.ssf_transmitters else None)
     client = TestClient(create_app(deps), raise_server_exceptions=not refused_enqueues)
     return IntakeUnderTest(client, store, settings, enqueued, redis, server)

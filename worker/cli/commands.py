@@ -153,7 +153,7 @@ def main() -> None:
                    "them. One beat is enough; more do no harm.")
 def worker(concurrency: int, loglevel: str | None, beat: bool, metrics_port: int | None) -> None:
     """Run a Celery worker that executes boxcut jobs and sends their Box calls."""
-    from config.celery import QUEUE, SEND_QUEUE
+    from config.celery import NOTIFY_QUEUE, QUEUE, SEND_QUEUE
     from worker.cli import worker_metrics
 
     if metrics_port is not None:
@@ -166,7 +166,7 @@ def worker(concurrency: int, loglevel: str | None, beat: bool, metrics_port: int
     app = create_app(settings)
     quiet = ["--quiet"] if logs.choose_format(settings.log_format, sys.stderr) == "json" else []  # no banner
     app.worker_main([*quiet, "worker", "--pool=prefork", f"--concurrency={concurrency}",
-                     f"--queues={QUEUE},{SEND_QUEUE}", f"--loglevel={loglevel}", "--without-gossip",
+                     f"--queues={QUEUE},{SEND_QUEUE},{NOTIFY_QUEUE}", f"--loglevel={loglevel}", "--without-gossip",
                      "--without-mingle", *(["--beat"] if beat else [])])
 
 
@@ -202,9 +202,11 @@ def intake(host: str, port: int, workers: int, insecure_dev: bool) -> None:
     settings = _settings()
     if insecure_dev and not _is_loopback(host):
         _fail(f"--insecure-dev serves only on loopback (127.0.0.1, ::1, localhost), not {host}", EXIT_USAGE)
-    if not (settings.intake_tokens or settings.intake_hmac_secrets) and not insecure_dev:
-        _fail("no intake credentials: set BOXCUT_INTAKE_TOKENS or BOXCUT_INTAKE_HMAC_SECRETS "
-              "(or use --insecure-dev on loopback to try boxcut out)", EXIT_USAGE)
+    # Shared Signals transmitters authenticate by their signatures: an intake for them alone needs no tokens.
+    senders = settings.intake_tokens or settings.intake_hmac_secrets or settings.ssf_transmitters
+    if not senders and not insecure_dev:
+        _fail("no intake credentials: set BOXCUT_INTAKE_TOKENS, BOXCUT_INTAKE_HMAC_SECRETS or "
+              "BOXCUT_SSF_TRANSMITTERS (or use --insecure-dev on loopback to try boxcut out)", EXIT_USAGE)
     if insecure_dev:
         click.echo("boxcut intake: INSECURE DEV MODE: no credentials are checked", err=True)
     elif not settings.operator_tokens:
@@ -489,6 +491,85 @@ def audit(since: str | None, job_id: str | None, as_json: bool) -> None:
     stream = store.job_audit_key(job_id) if job_id else None
     for entry in store.audit_since(since_ms=since_ms, stream=stream):
         click.echo(json.dumps(entry, separators=(",", ":")) if as_json else describe_audit_entry(entry))
+
+
+@main.command()
+@click.argument("job_id", required=False)
+@click.option("--format", "fmt", type=click.Choice(["json", "md"]), default="json", show_default=True,
+              help="json: signed (BOXCUT_REPORT_SIGNING_KEY); md: Markdown for reading, unsigned.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+              help="Write the report to this file.  [default: stdout]")
+@click.option("--verify", "verify_file", metavar="FILE", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Check a JSON report: unchanged since boxcut wrote it, and signed.")
+@click.option("--public-key", metavar="PEM", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --verify: the public key it must be signed by.  [default: the configured signing key's]")
+@click.option("--export-public-key", is_flag=True, help="Print the PEM public key of the configured signing key.")
+def report(job_id: str | None, fmt: str, output: Path | None, verify_file: Path | None, public_key: Path | None,
+           export_public_key: bool) -> None:
+    """Write a job's evidence report: who asked, the policy decisions and approvals, every Box call with Box's
+    answer, the audit trail and activity after termination; or check one (--verify)."""
+    if sum((job_id is not None, verify_file is not None, export_public_key)) != 1:
+        _fail("name a JOB, or --verify FILE, or --export-public-key", EXIT_USAGE)
+    if verify_file is not None:
+        _verify_report(verify_file, public_key)
+    elif export_public_key:
+        _export_public_key()
+    else:
+        _write_report(str(job_id), fmt, output)
+
+
+def _write_report(job_id: str, fmt: str, output: Path | None) -> None:
+    from worker.jobs import evidence_signing
+    from worker.jobs.report import build_report
+    from worker.jobs.report_markdown import render_markdown
+
+    settings = _settings()
+    try:
+        built = build_report(_store(settings), job_id)
+    except JobNotFound:
+        _fail(f"no job {job_id}")
+    key = evidence_signing.configured_key(settings) if fmt == "json" else None
+    if fmt == "md":
+        text = render_markdown(built)
+    else:
+        if key is None:
+            click.echo("boxcut: no BOXCUT_REPORT_SIGNING_KEY: the report is unsigned, and --verify will refuse it",
+                       err=True)
+        text = evidence_signing.render(evidence_signing.sign(built, key))
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_bytes(text.encode("utf-8"))
+        signed = f"signed by key {evidence_signing.key_id(key.public_key())}" if key else "unsigned"
+        click.echo(f"wrote {output}: {fmt}, {signed}", err=True)
+
+
+def _verify_report(path: Path, public_key: Path | None) -> None:
+    from worker.jobs import evidence_signing
+
+    try:
+        trusted = (evidence_signing.load_trusted_key(public_key.read_bytes()) if public_key is not None
+                   else evidence_signing.public_half(evidence_signing.configured_key(_settings())))
+        verified = evidence_signing.verify(path.read_bytes(), trusted=trusted)
+    except evidence_signing.ReportRejected as rejected:
+        _fail(f"{path}: NOT VERIFIED: {rejected}")
+    if verified.trusted:
+        click.echo(f"{path}: verified: job {verified.job_id}, signed by the trusted key {verified.key_id}")
+    else:
+        click.echo(f"{path}: verified against the key it carries ({verified.key_id}): job {verified.job_id}, "
+                   "unchanged since signed, but "
+                   "this proves integrity, not origin; give --public-key (or set BOXCUT_REPORT_SIGNING_KEY) to "
+                   "check who signed it")
+
+
+def _export_public_key() -> None:
+    from worker.jobs import evidence_signing
+
+    key = evidence_signing.configured_key(_settings())
+    if key is None:
+        _fail("no BOXCUT_REPORT_SIGNING_KEY (or BOXCUT_REPORT_SIGNING_KEY_FILE) is set", EXIT_USAGE)
+    click.echo(evidence_signing.public_key_pem(key), nl=False)
 
 
 @main.command()

@@ -33,7 +33,29 @@ def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
     box_ok = _check_box(settings, echo)
     workers_ok = _check_workers(settings, echo)
     _check_event_stream(settings, echo)
+    _check_shared_signals(settings, echo)
     return workers_ok and box_ok
+
+
+def _check_shared_signals(settings: Settings, echo: Echo) -> None:
+    """Each Shared Signals transmitter and whether its keys can be had: a `jwks_uri` that cannot be fetched
+    refuses every SET from it (`invalid_key`). Warnings only: every other source works without it."""
+    from config.ssf_transmitters import check_jwks
+    from worker.ssf.keys import fetch_jwks
+
+    for transmitter in settings.ssf_transmitters:
+        algorithms = ", ".join(transmitter.algorithms)
+        if transmitter.jwks_uri is None:
+            echo(f"ok   shared signals: {transmitter.issuer}: {len(transmitter.jwks)} key(s) configured, {algorithms}")
+            continue
+        try:
+            keys = check_jwks(fetch_jwks(transmitter.jwks_uri), "its JWKS")
+        except Exception as error:  # requests', json's, or check_jwks's refusal: said, not raised
+            echo(f"warn shared signals: {transmitter.issuer}: cannot fetch its JWKS from {transmitter.jwks_uri} "
+                 f"({type(error).__name__}: {str(error)[:200]}): its SETs are refused invalid_key")
+            continue
+        echo(f"ok   shared signals: {transmitter.issuer}: {len(keys)} key(s) from {transmitter.jwks_uri}, "
+             f"{algorithms}")
 
 
 def _check_event_stream(settings: Settings, echo: Echo, *, now: float | None = None) -> None:

@@ -30,6 +30,7 @@ def describe_job(job: Job) -> str:
         *([f"  note: {job.note}"] if job.note else []),
         *([_waiting_line(job.waiting)] if job.waiting else []),
         *_watch_lines(job),
+        *_notification_lines(job),
         "",
         "  TARGET                                  BOX ID        STATUS           DETAIL",
     ]
@@ -60,6 +61,18 @@ def _watch_lines(job: Job) -> list[str]:
         session = f" session {event['session_id']}" if event.get("session_id") else ""
         lines.append(f"    {target.login or target.user_id}: {event.get('event_type')} at {event.get('created_at')} "
                      f"({event.get('seconds_after')} s after){where}{session}")
+    return lines
+
+
+def _notification_lines(job: Job) -> list[str]:
+    """One line per notification sent about the job, to each receiver (shown by host and fingerprint only)."""
+    lines = []
+    for sent in job.notifications:
+        answer = f", last HTTP {sent['last_http_status']}" if sent.get("last_http_status") else ""
+        error = f": {sent['last_error']}" if sent.get("last_error") and sent.get("status") != "delivered" else ""
+        tries = f"{sent.get('attempts')} attempt" + ("" if sent.get("attempts") == 1 else "s")
+        lines.append(f"  notified {sent.get('event')} to {sent.get('url')} (#{sent.get('fingerprint')}): "
+                     f"{sent.get('status')}, {tries}{answer}{error}")
     return lines
 
 

@@ -35,6 +35,7 @@ from worker.intake.models import (
 )
 from worker.intake.operator_routes import add_operator_routes
 from worker.intake.service import Accepted
+from worker.intake.ssf_routes import add_ssf_routes
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def create_app(deps: IntakeDeps) -> FastAPI:
     _add_request_log(app)
     _install_error_handlers(app)
     _add_alert_routes(app, deps, metrics)
+    add_ssf_routes(app, deps, metrics)
     add_operator_routes(app, deps, metrics)
     _add_health_routes(app, deps, metrics)
     _add_schema_components(app, GenericEnvelope)

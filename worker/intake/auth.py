@@ -7,7 +7,6 @@ named by the position of the credential it used (`token#2`), which is enough to 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping
@@ -16,10 +15,10 @@ from dataclasses import dataclass
 from config import Settings, defaults
 from config.secret import Secret
 from worker.errors import AuthFailed
+from worker.signing import SIGNATURE_HEADER, SIGNATURE_VERSION, TIMESTAMP_HEADER, signature
 
-SIGNATURE_HEADER = "x-boxcut-signature"
-TIMESTAMP_HEADER = "x-boxcut-timestamp"
-SIGNATURE_VERSION = "v1="
+__all__ = ["SIGNATURE_HEADER", "SIGNATURE_VERSION", "TIMESTAMP_HEADER", "Authenticator", "Caller", "SignedDelivery",
+           "bearer_token", "signature"]
 
 
 @dataclass(frozen=True)
@@ -58,12 +57,6 @@ def _match(candidate: str, secrets: tuple[Secret, ...]) -> int | None:
         if secret.matches(candidate) and found is None:
             found = position
     return found
-
-
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    """`v1=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`, the value senders put in X-Boxcut-Signature."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return SIGNATURE_VERSION + digest
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ from worker.intake.deps import IntakeDeps
 from worker.intake.service import AlertIntake
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.store import JobStore
+from worker.ssf.keys import TransmitterKeys
+from worker.ssf.receiver import SetReceiver
+from worker.ssf.verifier import SetVerifier
 
 
 def check_identity_paths(settings: Settings) -> None:
@@ -56,5 +59,19 @@ def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], brok
     intake = AlertIntake(store=store, enqueue=enqueue, keys=keys, expand_groups=settings.expand_groups,
                          shield_rules=settings.shield_rules, shield_keys=shield_keys)
     deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
-                      readiness=readiness, insecure_dev=insecure_dev)
+                      readiness=readiness, insecure_dev=insecure_dev,
+                      ssf=set_receiver(settings, client, store, enqueue) if settings.ssf_transmitters else None)
     return create_app(deps)
+
+
+def set_receiver(settings: Settings, client: redis.Redis, store: JobStore,
+                 enqueue: Callable[[str], None]) -> SetReceiver:
+    """The Shared Signals receiver for the configured transmitters; a SET's `jti` is remembered at least as long
+    as its `iat` is accepted, so a replay inside the window is refused as one."""
+    verifier = SetVerifier(settings.ssf_transmitters,
+                           TransmitterKeys(cache_seconds=settings.ssf_jwks_cache_seconds),
+                           max_age_seconds=settings.ssf_max_age_seconds)
+    ttl = max(settings.idempotency_ttl_seconds,
+              settings.ssf_max_age_seconds + defaults.SSF_FUTURE_LEEWAY_SECONDS + 3600)
+    return SetReceiver(verifier=verifier, store=store, enqueue=enqueue,
+                       keys=IdempotencyKeys(client, key_prefix=settings.key_prefix, ttl_seconds=ttl))

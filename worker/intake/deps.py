@@ -9,6 +9,7 @@ from config import Settings
 from worker.intake.auth import Authenticator
 from worker.intake.service import AlertIntake
 from worker.jobs.store import JobStore
+from worker.ssf.receiver import SetReceiver
 
 
 @dataclass
@@ -21,3 +22,4 @@ class IntakeDeps:
     auth: Authenticator
     readiness: Callable[[], dict[str, str]]
     insecure_dev: bool = False
+    ssf: SetReceiver | None = None  # None: no Shared Signals transmitters are configured

@@ -16,16 +16,35 @@ from worker.intake.http import ApiError, parse_json, read_body
 from worker.intake.metrics import IntakeMetrics
 from worker.intake.models import JobList, JobSummaryModel, OffboardingAccepted, RetryStarted, error_responses
 from worker.jobs import actions as job_actions
+from worker.jobs import evidence_signing
 from worker.jobs.model import JobState
 from worker.jobs.offboarding import offboarding_key, offboarding_request
 from worker.jobs.offboarding_file import OffboardFile, parse_csv
 from worker.jobs.offboarding_file import parse_json as parse_json_rows
+from worker.jobs.report import build_report
+from worker.jobs.report_markdown import render_markdown
 from worker.jobs.submit import build_job, submit
 
 _LISTINGS = {"dead": "dead", "active_after": "active-after"}  # jobs holding dead targets; activity after termination
 JobStateName = enum.StrEnum("JobStateName", {s.value: s.value for s in JobState} | _LISTINGS)  # type: ignore[misc]
 
 T = TypeVar("T")
+
+
+class ReportFormat(enum.StrEnum):
+    JSON = "json"
+    MD = "md"
+
+
+_REPORT_CONTENT: dict[str, Any] = {
+    "description": "The evidence report: signed JSON (`signature` null when no signing key is set), or Markdown",
+    "content": {
+        "application/json": {"schema": {"type": "object", "required": ["report", "signature"],
+                                        "properties": {"report": {"type": "object"},
+                                                       "signature": {"type": ["object", "null"]}}}},
+        "text/markdown": {"schema": {"type": "string"}},
+    },
+}
 
 # Offboarding files are larger than alerts: 100,000 rows of ids and logins fit in this.
 OFFBOARDING_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -91,6 +110,22 @@ def _add_read_routes(app: FastAPI, deps: IntakeDeps, operator: Any) -> None:
             return deps.store.load(job_id).to_dict()
         except JobNotFound:
             raise ApiError(404, "not_found", f"no job {job_id}") from None
+
+    @app.get("/v1/jobs/{job_id}/report", response_class=Response, tags=["operator"],
+             responses={200: _REPORT_CONTENT, **error_responses(401, 403, 404, 422)})
+    def get_job_report(job_id: str, request: Request,
+                       fmt: Annotated[ReportFormat, Query(alias="format")] = ReportFormat.JSON) -> Response:
+        """The job's evidence report: JSON signed with BOXCUT_REPORT_SIGNING_KEY (as `boxcut report` writes it,
+        byte for byte: `boxcut report --verify` checks the saved answer), or Markdown to read (unsigned)."""
+        operator(request)
+        try:
+            built = build_report(deps.store, job_id)
+        except JobNotFound:
+            raise ApiError(404, "not_found", f"no job {job_id}") from None
+        if fmt is ReportFormat.MD:
+            return Response(render_markdown(built), media_type="text/markdown; charset=utf-8")
+        document = evidence_signing.sign(built, evidence_signing.configured_key(deps.settings))
+        return Response(evidence_signing.render(document), media_type="application/json")
 
     @app.get("/v1/jobs", response_model=JobList, responses=error_responses(401, 403, 422), tags=["operator"])
     def list_jobs(

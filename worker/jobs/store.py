@@ -14,6 +14,7 @@ Keys (all under the settings' key prefix `P`):
     P jobs:active_after   zset   jobs whose targets' users acted in Box after Box accepted their termination
     P watch               zset   `{job id}:{index}:{user id}` of users Box accepted, scored by when (ms)
     P job:{id}:activity   hash   `{index}:{event id}` -> one event by that target's user after termination
+    P job:{id}:notify     hash   `{audit entry id}#{url index}` -> one notification's delivery (worker/notify)
     P audit               stream append-only: an entry per job state change, target outcome and Box call
     P job:{id}:audit      stream the same entries for that job alone, so its trail reads whole however long the
                                  main stream is (and outlives the main stream's trimming while the job is kept)
@@ -151,6 +152,10 @@ class JobStore:
     def job_audit_key(self, job_id: str) -> str:
         return f"{self._job_key(job_id)}:audit"
 
+    def notify_key(self, job_id: str) -> str:
+        """The job's notification deliveries (worker/notify/records.py writes them)."""
+        return f"{self._job_key(job_id)}:notify"
+
     def _state_prefix(self) -> str:
         return f"{self.prefix}jobs:state:"
 
@@ -237,7 +242,8 @@ class JobStore:
         pipe.hgetall(f"{key}:targets")
         pipe.lrange(f"{key}:calls", 0, -1)
         pipe.hvals(f"{key}:activity")
-        fields, raw_targets, call_ids, activity = pipe.execute()
+        pipe.hvals(f"{key}:notify")
+        fields, raw_targets, call_ids, activity, notifications = pipe.execute()
         if not fields:
             raise JobNotFound(job_id)
         fields = {_text(k): _text(v) for k, v in fields.items()}
@@ -263,6 +269,7 @@ class JobStore:
             targets=targets,
             calls=self.load_calls([_text(c) for c in call_ids]),
             activity_after=_activity_by_target(activity),
+            notifications=_notifications(notifications),
         )
 
     def state(self, job_id: str) -> JobState:
@@ -555,7 +562,7 @@ class JobStore:
         # No MULTI: Redis refuses every command inside MULTI when full, deletions included, and a full Redis is
         # when retention matters most. Each deletion is idempotent; a pass cut short is finished by the next.
         pipe = self.redis.pipeline(transaction=False)
-        pipe.delete(key, f"{key}:targets", f"{key}:calls", f"{key}:lease", f"{key}:activity",
+        pipe.delete(key, f"{key}:targets", f"{key}:calls", f"{key}:lease", f"{key}:activity", f"{key}:notify",
                     self.job_audit_key(job_id), *extra_keys)
         pipe.zrem(f"{self.prefix}jobs", job_id)
         pipe.zrem(f"{self.prefix}jobs:dead", job_id)
@@ -583,6 +590,12 @@ class JobStore:
         entry = {"job_id": job_id, "event": event, "at": utc_now(), "data": _dumps(data)}
         pipe.xadd(self.audit_key, entry)
         pipe.xadd(self.job_audit_key(job_id), entry)
+
+    def note(self, job_id: str, event: str, data: dict[str, Any]) -> None:
+        """Append an audit entry about the job that changes nothing in its record (e.g. a notification sent)."""
+        pipe = self.redis.pipeline(transaction=True)
+        self._audit(pipe, job_id, event, data)
+        pipe.execute()
 
     def _stage_audit(self, write: GuardedWrite, job_id: str, event: str, data: dict[str, Any]) -> None:
         entry = ("job_id", job_id, "event", event, "at", utc_now(), "data", _dumps(data))
@@ -666,6 +679,12 @@ def _activity_by_target(rows: Iterable[Any]) -> dict[int, list[dict[str, Any]]]:
     for entries in by_target.values():
         entries.sort(key=lambda e: (str(e.get("created_at") or ""), str(e.get("event_id") or "")))
     return by_target
+
+
+def _notifications(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """A job's notification deliveries, the first queued first."""
+    return sorted((json.loads(row) for row in rows),
+                  key=lambda n: (str(n.get("first_at") or ""), str(n.get("audit_id") or ""), n.get("url_index", 0)))
 
 
 def _audit_row(entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:

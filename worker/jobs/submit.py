@@ -43,7 +43,7 @@ class JobRequest:
 def build_job(request: JobRequest) -> Job:
     """A new job for a request, its targets validated: queued, or already `recorded` when it is recorded only
     (nothing is looked up or sent for it; the record and its audit entry are what it is for)."""
-    if not request.targets:
+    if not request.targets and not request.record_only:  # a recorded request may name nobody boxcut can map
         raise InvalidRequest("targets", "at least one target is needed")
     targets = [Target.from_input(check_target(t, f"targets[{i}]")) for i, t in enumerate(request.targets)]
     if request.record_only:

@@ -1,0 +1,233 @@
+"""POST /v1/ssf/events through the intake app (fakeredis): SETs signed with test RSA and EC keys, and every
+refusal RFC 8935 names, each creating no job."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ssf_tokens import (
+    ACCOUNT_DISABLED,
+    AUDIENCE,
+    CREDENTIAL_CHANGE,
+    ISSUER,
+    VERIFICATION,
+    SigningKey,
+    Transmitter,
+    ec_key,
+    hmac_with_public_key,
+    rsa_key,
+    set_claims,
+    sign,
+    unsigned,
+)
+from tests.unit.intake_fixtures import IntakeUnderTest, make_intake
+from worker.jobs.model import JobState, TargetStatus
+
+RSA, EC, OTHER = rsa_key("rsa-1"), ec_key("ec-1"), rsa_key("rsa-1")  # OTHER: another key under RSA's kid
+
+
+@pytest.fixture
+def intake(tmp_path: Path) -> IntakeUnderTest:
+    path = Transmitter([RSA, EC], extra={"iss_sub": "{sub}@example.com"}).write(
+        tmp_path, Transmitter([ec_key("second")], issuer="https://second.example.test"))
+    return make_intake({"BOXCUT_SSF_TRANSMITTERS": str(path)})
+
+
+def push(intake: IntakeUnderTest, token: str, content_type: str = "application/secevent+jwt") -> Any:
+    return intake.client.post("/v1/ssf/events", content=token.encode(), headers={"Content-Type": content_type})
+
+
+def jobs(intake: IntakeUnderTest) -> list[Any]:
+    summaries, _ = intake.store.list_jobs()
+    return [intake.store.load(s.job_id) for s in summaries]
+
+
+@pytest.mark.parametrize("key", [RSA, EC], ids=["RS256", "ES256"])
+def test_a_session_revoked_set_for_an_email_makes_one_job_that_ends_that_persons_sessions(
+        intake: IntakeUnderTest, key: SigningKey) -> None:
+    claims = set_claims("jdoe@example.com")
+    answer = push(intake, sign(claims, key))
+    assert answer.status_code == 202 and answer.content == b""
+    [job] = jobs(intake)
+    assert intake.enqueued == [job.job_id] and job.state is JobState.QUEUED
+    assert (job.source, job.source_event_id, job.requested_by) == ("ssf", claims["jti"], f"ssf:{ISSUER}")
+    assert [t.input for t in job.targets] == [{"type": "user", "login": "jdoe@example.com"}]
+    assert job.reason.startswith("Shared Signals CAEP session-revoked (initiating_entity policy) for email "
+                                 "jdoe@example.com from https://idp.example.test"), job.reason
+
+
+def _refused(intake: IntakeUnderTest, token: str, err: str, *, content_type: str = "application/secevent+jwt",
+             already: int = 0) -> str:
+    answer = push(intake, token, content_type)
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert set(body) == {"err", "description"} and body["err"] == err, body
+    assert len(jobs(intake)) == already and len(intake.enqueued) == already
+    return str(body["description"])
+
+
+def test_a_replayed_jti_is_refused_and_makes_no_second_job(intake: IntakeUnderTest) -> None:
+    token = sign(set_claims(), RSA)
+    assert push(intake, token).status_code == 202
+    [first] = jobs(intake)
+    assert first.job_id in _refused(intake, token, "invalid_request", already=1)
+    # The same jti re-signed (a transmitter's retry builds a new JWS) is the same delivery.
+    again = set_claims(jti=first.source_event_id)
+    _refused(intake, sign(again, EC), "invalid_request", already=1)
+
+
+def test_the_same_jti_from_two_issuers_is_two_deliveries(tmp_path: Path) -> None:
+    second = ec_key("second")
+    path = Transmitter([RSA]).write(tmp_path, Transmitter([second], issuer="https://second.example.test"))
+    intake = make_intake({"BOXCUT_SSF_TRANSMITTERS": str(path)})
+    assert push(intake, sign(set_claims(jti="same"), RSA)).status_code == 202
+    assert push(intake, sign(set_claims(jti="same", issuer="https://second.example.test"), second)).status_code == 202
+    assert len(jobs(intake)) == 2
+
+
+def test_a_wrong_audience_is_invalid_audience(intake: IntakeUnderTest) -> None:
+    _refused(intake, sign(set_claims(audience="https://someone-else.example.test"), RSA), "invalid_audience")
+
+
+def test_an_unknown_issuer_is_invalid_issuer(intake: IntakeUnderTest) -> None:
+    assert "not a configured transmitter" in _refused(
+        intake, sign(set_claims(issuer="https://evil.example.test"), RSA), "invalid_issuer")
+
+
+def test_an_unknown_kid_is_invalid_key(intake: IntakeUnderTest) -> None:
+    _refused(intake, sign(set_claims(), RSA, kid="rotated-away"), "invalid_key")
+
+
+def test_another_issuers_key_is_not_this_issuers(intake: IntakeUnderTest) -> None:
+    _refused(intake, sign(set_claims(), ec_key("second"), kid="second"), "invalid_key")
+
+
+def test_alg_none_is_refused_as_unauthenticated(intake: IntakeUnderTest) -> None:
+    _refused(intake, unsigned(set_claims()), "authentication_failed")
+
+
+def test_hs256_keyed_with_the_public_key_is_refused(intake: IntakeUnderTest) -> None:
+    assert "HS256" in _refused(intake, hmac_with_public_key(set_claims(), RSA), "invalid_key")
+
+
+def test_a_signature_by_another_key_under_a_known_kid_fails(intake: IntakeUnderTest) -> None:
+    _refused(intake, sign(set_claims(), OTHER), "authentication_failed")
+
+
+def test_an_rsa_signature_under_the_ec_keys_kid_is_refused(intake: IntakeUnderTest) -> None:
+    _refused(intake, sign(set_claims(), RSA, kid=EC.kid), "invalid_key")
+
+
+@pytest.mark.parametrize("age", [901, 3600 * 24])
+def test_an_old_iat_is_refused(intake: IntakeUnderTest, age: int) -> None:
+    assert "s ago" in _refused(intake, sign(set_claims(iat=time.time() - age), RSA), "invalid_request")
+
+
+def test_an_iat_from_the_future_is_refused(intake: IntakeUnderTest) -> None:
+    assert "future" in _refused(intake, sign(set_claims(iat=time.time() + 600), RSA), "invalid_request")
+
+
+def test_an_iat_inside_the_window_is_taken(intake: IntakeUnderTest) -> None:
+    assert push(intake, sign(set_claims(iat=time.time() - 800), RSA)).status_code == 202
+
+
+@pytest.mark.parametrize("body", ["", "not a token", "a.b.c", "{\"events\": {}}", "é.é.é"])
+def test_a_body_that_is_not_a_jws_is_invalid_request(intake: IntakeUnderTest, body: str) -> None:
+    _refused(intake, body, "invalid_request")
+
+
+def test_a_set_without_typ_secevent_jwt_is_invalid_request(intake: IntakeUnderTest) -> None:
+    assert "typ" in _refused(intake, sign(set_claims(), RSA, typ="JWT"), "invalid_request")
+
+
+@pytest.mark.parametrize("missing", ["jti", "iat", "aud", "events"])
+def test_a_set_missing_a_required_claim_is_invalid_request(intake: IntakeUnderTest, missing: str) -> None:
+    claims = set_claims()
+    del claims[missing]
+    assert missing in _refused(intake, sign(claims, RSA), "invalid_request")
+
+
+def test_a_json_body_is_refused_for_its_content_type(intake: IntakeUnderTest) -> None:
+    assert "application/secevent+jwt" in _refused(intake, sign(set_claims(), RSA), "invalid_request",
+                                                   content_type="application/json")
+
+
+def test_without_transmitters_every_set_is_access_denied() -> None:
+    intake = make_intake()
+    _refused(intake, sign(set_claims(), RSA), "access_denied")
+
+
+def _recorded(intake: IntakeUnderTest, token: str) -> Any:
+    assert push(intake, token).status_code == 202
+    [job] = jobs(intake)
+    assert job.state is JobState.RECORDED and intake.enqueued == []
+    assert all(t.status is TargetStatus.RECORDED for t in job.targets)
+    return job
+
+
+def test_an_event_type_that_does_not_act_is_answered_202_and_recorded(intake: IntakeUnderTest) -> None:
+    job = _recorded(intake, sign(set_claims(event=CREDENTIAL_CHANGE, event_claims={"change_type": "update"}), RSA))
+    assert "CAEP credential-change does not end sessions" in job.note
+
+
+def test_the_ssf_verification_event_is_recorded_with_no_subject(intake: IntakeUnderTest) -> None:
+    claims = set_claims(event=VERIFICATION, event_claims={"state": "abc"}, sub_id={"format": "opaque", "id": "s1"})
+    job = _recorded(intake, sign(claims, RSA))
+    assert job.targets == []
+
+
+def test_risc_account_disabled_acts_and_says_why(intake: IntakeUnderTest) -> None:
+    assert push(intake, sign(set_claims(event=ACCOUNT_DISABLED, event_claims={"reason": "hijacking"}),
+                             EC)).status_code == 202
+    [job] = jobs(intake)
+    assert job.state is JobState.QUEUED and "RISC account-disabled (reason hijacking)" in job.reason
+
+
+def test_an_iss_sub_subject_is_mapped_through_the_transmitters_template(intake: IntakeUnderTest) -> None:
+    sub_id = {"format": "iss_sub", "iss": ISSUER, "sub": "jdoe"}
+    assert push(intake, sign(set_claims(sub_id=sub_id), RSA)).status_code == 202
+    [job] = jobs(intake)
+    assert job.state is JobState.QUEUED and [t.input.get("login") for t in job.targets] == ["jdoe@example.com"]
+
+
+def test_an_iss_sub_of_another_issuer_is_recorded_not_acted_on(intake: IntakeUnderTest) -> None:
+    sub_id = {"format": "iss_sub", "iss": "https://other-directory.example.test", "sub": "jdoe"}
+    job = _recorded(intake, sign(set_claims(sub_id=sub_id), RSA))
+    assert "not mapped" in job.note and job.targets == []
+
+
+def test_an_opaque_subject_of_an_acting_event_is_recorded_not_acted_on(intake: IntakeUnderTest) -> None:
+    job = _recorded(intake, sign(set_claims(sub_id={"format": "opaque", "id": "00u1"}), RSA))
+    assert "subject format 'opaque' does not name a Box user" in job.note
+
+
+def test_a_complex_subject_is_its_user(intake: IntakeUnderTest) -> None:
+    sub_id = {"format": "complex", "user": {"format": "email", "email": "jdoe@example.com"},
+              "session": {"format": "opaque", "id": "sess-1"}}
+    assert push(intake, sign(set_claims(sub_id=sub_id), RSA)).status_code == 202
+    assert [t.input.get("login") for t in jobs(intake)[0].targets] == ["jdoe@example.com"]
+
+
+def test_the_legacy_subject_member_names_the_person(intake: IntakeUnderTest) -> None:
+    claims = set_claims(event_claims={"subject": {"subject_type": "email", "email": "jdoe@example.com"}})
+    del claims["sub_id"]
+    assert push(intake, sign(claims, RSA)).status_code == 202
+    [job] = jobs(intake)
+    assert job.state is JobState.QUEUED and [t.input.get("login") for t in job.targets] == ["jdoe@example.com"]
+
+
+def test_the_push_route_asks_no_intake_token_but_the_alert_routes_still_do(intake: IntakeUnderTest) -> None:
+    assert push(intake, sign(set_claims(), RSA)).status_code == 202
+    assert intake.post("/v1/alerts", {"targets": [{"type": "user", "login": "x@example.com"}]},
+                       token=None).status_code == 401
+
+
+def test_the_audience_may_be_one_of_several(tmp_path: Path) -> None:
+    transmitter = Transmitter([RSA])
+    transmitter.audience = [AUDIENCE, "https://boxcut-2.example.test"]  # type: ignore[assignment]
+    intake = make_intake({"BOXCUT_SSF_TRANSMITTERS": str(transmitter.write(tmp_path))})
+    assert push(intake, sign(set_claims(audience="https://boxcut-2.example.test"), RSA)).status_code == 202
