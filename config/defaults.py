@@ -147,6 +147,11 @@ SSF_FUTURE_LEEWAY_SECONDS = 60
 SSF_JWKS_CACHE_SECONDS = 300
 SSF_JWKS_REFETCH_SECONDS = 60
 SSF_JWKS_TIMEOUT_SECONDS = (3.05, 5.0)
+SSF_JWKS_DEADLINE_SECONDS = 10.0  # the whole read of a JWKS, however slowly its bytes come
+SSF_JWKS_WAIT_SECONDS = 12.0  # a SET waits this long for another thread's fetch of the same JWKS
+# Keys from a jwks_uri that has failed since are trusted this long after the last fetch that worked: an outage
+# at the transmitter is ridden out, a key it revoked (while its endpoint is blocked) is not trusted forever.
+SSF_JWKS_MAX_STALE_SECONDS = 24 * 3600
 SSF_JWKS_MAX_BYTES = 512 * 1024
 # A SET is small: a compact JWS of a few claims. The push route reads no more than this.
 SSF_MAX_BODY_BYTES = 64 * 1024

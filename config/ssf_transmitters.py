@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jwt
+
 # Signatures by a transmitter's private key; never HMAC (a shared secret, or worse a public key used as one),
 # never `none`.
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
@@ -108,6 +110,10 @@ def check_jwks(document: object, where: str) -> tuple[Mapping[str, Any], ...]:
             raise ValueError(f"{where}.keys[{i}] is a private key: give the transmitter's public keys only")
         if key.get("use", "sig") != "sig":
             raise ValueError(f"{where}.keys[{i}] has use {key['use']!r}, not sig")
+        try:
+            jwt.PyJWK(key)  # a key that cannot be read is said now, not as invalid_key at the first SET
+        except jwt.PyJWTError as error:
+            raise ValueError(f"{where}.keys[{i}] ({key['kid']!r}) is not a usable key: {error}") from None
         kids.append(key["kid"])
     if len(set(kids)) != len(kids):
         raise ValueError(f"{where} names a kid twice")
@@ -146,10 +152,13 @@ def _iss_sub(value: object, where: str) -> str | None:
 
 
 def _https_uri(value: object, where: str) -> str:
+    """An https URL: whoever could answer a plain-http fetch would supply the keys. Plain http only to this host
+    (a local test transmitter)."""
     uri = _text(value, where)
     parts = urlsplit(uri)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{where} must be an http(s) URL (https, but on a local test network)")
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise ValueError(f"{where} must be an https URL (plain http only to 127.0.0.1, ::1 or localhost)")
     return uri
 
 

@@ -22,6 +22,8 @@ AUDIENCE = "https://boxcut.example.test/v1/ssf/events"
 SESSION_REVOKED = "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
 CREDENTIAL_CHANGE = "https://schemas.openid.net/secevent/caep/event-type/credential-change"
 ACCOUNT_DISABLED = "https://schemas.openid.net/secevent/risc/event-type/account-disabled"
+CREDENTIAL_COMPROMISE = "https://schemas.openid.net/secevent/risc/event-type/credential-compromise"
+ACCOUNT_PURGED = "https://schemas.openid.net/secevent/risc/event-type/account-purged"
 VERIFICATION = "https://schemas.openid.net/secevent/ssf/event-type/verification"
 
 

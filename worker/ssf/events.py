@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.ssf_transmitters import ISS_SUB_AS_LOGIN, ISS_SUB_AS_USER_ID, Transmitter
+from worker.identity import is_box_id
 from worker.jobs.submit import JobRequest
 from worker.ssf.verifier import VerifiedSet
 
@@ -42,7 +43,10 @@ def job_request(verified: VerifiedSet) -> JobRequest:
     subject = subject_of(verified.claims, events, verified.transmitter)
     reason = _reason(verified, acting or list(events), subject)
     why_not = None
-    if not acting:
+    if len(events) > 1:
+        # SSF 1.0: a SET carries one event. Which of several, and whose subject, would be a guess.
+        why_not = f"the SET carries {len(events)} events, not one; recorded, not acted on"
+    elif not acting:
         why_not = f"event type {_short(next(iter(events)))} does not end sessions; recorded, not acted on"
     elif subject.target is None:
         why_not = f"subject not mapped to a Box user ({subject.unmapped}); recorded, not acted on"
@@ -52,10 +56,14 @@ def job_request(verified: VerifiedSet) -> JobRequest:
 
 
 def subject_of(claims: Mapping[str, Any], events: Mapping[str, Any], transmitter: Transmitter) -> Subject:
-    """The subject of the SET: its `sub_id`, else the first event's legacy `subject` member."""
+    """The subject of the SET: its `sub_id`, or the event's legacy `subject` member; when it has both, they
+    must name the same subject."""
     sub_id = claims.get("sub_id")
-    if sub_id is None:
-        sub_id = next((e["subject"] for e in events.values() if isinstance(e.get("subject"), dict)), None)
+    legacy = [e["subject"] for e in events.values() if e.get("subject") is not None]
+    if sub_id is not None and legacy and any(other != sub_id for other in legacy):
+        return Subject(None, "disagreeing subjects", "the SET's sub_id and its event's subject differ")
+    if sub_id is None and len(legacy) == 1:
+        sub_id = legacy[0]
     if not isinstance(sub_id, dict):
         return Subject(None, "none", "the SET names no subject")
     return _identifier(sub_id, transmitter, nested=False)
@@ -65,15 +73,22 @@ def _identifier(sub_id: Mapping[str, Any], transmitter: Transmitter, *, nested: 
     kind = sub_id.get("format", sub_id.get("subject_type"))  # `subject_type`: the CAEP drafts' name for it
     if kind == "email":
         email = sub_id.get("email")
-        if isinstance(email, str) and "@" in email.strip():
+        if isinstance(email, str) and is_email(email.strip()):
             return Subject({"type": "user", "login": email.strip()}, f"email {email.strip()}")
-        return Subject(None, "email", "an email subject without an e-mail address")
+        return Subject(None, "email", "an email subject without a usable e-mail address")
     if kind in ("iss_sub", "iss-sub"):
         return _iss_sub(sub_id, transmitter)
     if kind == "complex" and not nested and isinstance(sub_id.get("user"), dict):
         return _identifier(sub_id["user"], transmitter, nested=True)  # its `user`; session and tenant say no more
     shown = kind if isinstance(kind, str) else "no format"
     return Subject(None, str(shown)[:40], f"subject format {str(shown)[:40]!r} does not name a Box user")
+
+
+def is_email(text: str) -> bool:
+    """One `@` between a local part and a domain, nothing blank or invisible in it: a Box login can be no less."""
+    local, at, domain = text.partition("@")
+    return (bool(at) and bool(local) and "." in domain.strip(".") and "@" not in domain and len(text) <= 254
+            and text.isprintable() and not any(c.isspace() for c in text))
 
 
 def _iss_sub(sub_id: Mapping[str, Any], transmitter: Transmitter) -> Subject:
@@ -86,10 +101,15 @@ def _iss_sub(sub_id: Mapping[str, Any], transmitter: Transmitter) -> Subject:
                                         "BOXCUT_SSF_TRANSMITTERS)")
     sub = sub.strip()
     if transmitter.iss_sub == ISS_SUB_AS_USER_ID:
-        if not sub.isascii() or not sub.isdigit():
+        if not is_box_id(sub):
             return Subject(None, described, "iss_sub is mapped to Box user ids, and this sub is not one")
         return Subject({"type": "user", "id": sub}, described)
-    login = sub if transmitter.iss_sub == ISS_SUB_AS_LOGIN else str(transmitter.iss_sub).replace("{sub}", sub)
+    template = str(transmitter.iss_sub)
+    if transmitter.iss_sub != ISS_SUB_AS_LOGIN and "@" in template.replace("{sub}", "") and "@" in sub:
+        return Subject(None, described, "the sub already holds an @, and the template adds a domain")
+    login = sub if transmitter.iss_sub == ISS_SUB_AS_LOGIN else template.replace("{sub}", sub)
+    if not is_email(login):
+        return Subject(None, described, f"iss_sub maps this sub to {login[:200]!r}, which is not a Box login")
     return Subject({"type": "user", "login": login}, described)
 
 

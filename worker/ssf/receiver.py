@@ -4,12 +4,14 @@ and `jti` so a replay makes nothing and is refused."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from worker import logs
+from worker.errors import InvalidRequest
 from worker.jobs.idempotency import IdempotencyKeys
+from worker.jobs.model import Job
 from worker.jobs.store import JobStore
-from worker.jobs.submit import Enqueue, Submitted, build_job, submit
+from worker.jobs.submit import Enqueue, JobRequest, Submitted, build_job, submit
 from worker.ssf.events import SOURCE, job_request
 from worker.ssf.verifier import SetRefused, SetVerifier
 
@@ -29,7 +31,7 @@ class SetReceiver:
         """The job this SET made. Raises SetRefused for a SET it will not take, a replay among them: a `jti`
         is one delivery, and its first delivery made the job (named in the refusal)."""
         verified = self.verifier.verify(token)
-        job = build_job(job_request(verified))
+        job = _job(job_request(verified))
         with logs.context(job_id=job.job_id, source=SOURCE, source_event_id=verified.jti):
             made = submit(store=self.store, enqueue=self.enqueue, job=job, keys=self.keys,
                           key=f"{verified.transmitter.issuer}\n{verified.jti}")
@@ -39,3 +41,13 @@ class SetReceiver:
         log.info("SET %s from %s became job %s (%s)", verified.jti[:200], verified.transmitter.issuer,
                  made.job_id, job.state.value)
         return made
+
+
+def _job(request: JobRequest) -> Job:
+    """The job for a verified SET. A target the job model refuses (a login longer than Box allows, say) makes it
+    a recorded job that says why: the SET was genuine, and it is kept, but it names nobody boxcut can act on."""
+    try:
+        return build_job(request)
+    except InvalidRequest as refused:
+        return build_job(replace(request, targets=[], record_only=f"subject not usable ({refused}); recorded, "
+                                                                   "not acted on"))

@@ -17,6 +17,8 @@ from config.ssf_transmitters import Transmitter
 from worker.ssf.keys import KeysUnavailable, TransmitterKeys
 
 SET_TYPES = ("secevent+jwt", "application/secevent+jwt")  # the JOSE `typ` SSF requires (media type, or short)
+MAX_JTI_CHARS = 1000
+MAX_IAT = 2**53  # seconds: far past any real time, and where floats stop holding every whole number
 
 
 class SetRefused(Exception):
@@ -24,6 +26,8 @@ class SetRefused(Exception):
     invalid_issuer, invalid_audience, authentication_failed, access_denied)."""
 
     def __init__(self, err: str, description: str) -> None:
+        # What a token said (PyJWT quotes it) may hold a lone surrogate, which no JSON answer can carry.
+        description = description.encode("utf-8", "backslashreplace").decode("utf-8")[:500]
         super().__init__(f"{err}: {description}")
         self.err, self.description = err, description
 
@@ -61,8 +65,9 @@ class SetVerifier:
         key = self._key(transmitter, header)
         claims = self._decode(token, transmitter, key, str(header["alg"]))
         self._check_age(claims["iat"])
-        if not isinstance(claims.get("jti"), str) or not claims["jti"].strip():
-            raise SetRefused("invalid_request", "the SET's jti must be a non-empty string")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti.strip() or len(jti) > MAX_JTI_CHARS or not _utf8(jti):
+            raise SetRefused("invalid_request", f"the SET's jti must be text of 1 to {MAX_JTI_CHARS} characters")
         events = claims.get("events")
         if not isinstance(events, dict) or not events or not all(isinstance(v, dict) for v in events.values()):
             raise SetRefused("invalid_request", "the SET's events claim must map event type URIs to objects")
@@ -120,7 +125,8 @@ class SetVerifier:
             raise SetRefused("invalid_request", f"the SET cannot be read: {error}") from None
 
     def _check_age(self, iat: object) -> None:
-        if not isinstance(iat, int | float) or isinstance(iat, bool):
+        # NaN compares false both ways and would pass any window; infinities and 400-digit numbers overflow.
+        if not isinstance(iat, int | float) or isinstance(iat, bool) or not -MAX_IAT < iat < MAX_IAT:
             raise SetRefused("invalid_request", "the SET's iat must be a number (seconds since the epoch)")
         now = self.clock()
         if iat < now - self.max_age:
@@ -139,6 +145,15 @@ def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as error:
         raise SetRefused("invalid_request", f"the body is not a compact JWS: {error}") from None
-    if header.get("typ") not in SET_TYPES:
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in SET_TYPES:  # a media type: any case
         raise SetRefused("invalid_request", "the JOSE header's typ must be secevent+jwt")
     return header, claims
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape
+        return False
+    return True

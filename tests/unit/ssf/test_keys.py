@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -95,6 +96,14 @@ def server() -> Iterator[tuple[str, list[bytes]]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path == "/trickle":  # a byte at a time, each inside the read timeout
+                self.send_response(200)
+                self.end_headers()
+                for _ in range(100):  # 5 s in all, and the read gives up after 0.5 s
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                return
             body = bodies[0]
             self.send_response(302 if self.path == "/moved" else 200)
             if self.path == "/moved":
@@ -144,3 +153,60 @@ def test_doctor_names_each_transmitter_and_whether_its_keys_can_be_fetched(
     assert lines[1].startswith("warn shared signals: https://down.example.test: cannot fetch its JWKS")
     assert "answered 302" in lines[1] and lines[1].endswith("its SETs are refused invalid_key")
     assert lines[2] == "ok   shared signals: https://inline.example.test: 2 key(s) configured, RS256"
+
+
+def test_a_failed_first_fetch_is_remembered_so_unknown_kids_cannot_make_a_fetch_each() -> None:
+    jwks, clock = Jwks(OLD), Clock()
+    jwks.down = True
+    keys = TransmitterKeys(refetch_seconds=60, fetch=jwks, clock=clock)
+    for kid in ("a", "b", "c", "old"):
+        with pytest.raises(KeysUnavailable):
+            keys.key(_transmitter(), kid)
+    assert jwks.fetches == 1
+    jwks.down = False
+    clock.now += 61
+    assert keys.key(_transmitter(), "old") is not None and jwks.fetches == 2
+
+
+def test_keys_are_not_trusted_forever_while_their_endpoint_fails() -> None:
+    jwks, clock = Jwks(OLD), Clock()
+    keys = TransmitterKeys(cache_seconds=300, max_stale_seconds=3600, fetch=jwks, clock=clock)
+    assert keys.key(_transmitter(), "old") is not None
+    jwks.down = True
+    clock.now += 3000
+    assert keys.key(_transmitter(), "old") is not None  # an outage is ridden out
+    clock.now += 700
+    with pytest.raises(KeysUnavailable, match="no longer trusted"):
+        keys.key(_transmitter(), "old")
+
+
+def test_one_transmitters_slow_endpoint_does_not_hold_up_anothers() -> None:
+    slow_started, release = threading.Event(), threading.Event()
+
+    def fetch(uri: str) -> object:
+        if "slow" in uri:
+            slow_started.set()
+            release.wait(10)
+        return {"keys": [OLD.jwk()]}
+
+    keys = TransmitterKeys(fetch=fetch)
+    slow = Transmitter(issuer="https://slow.example.test", audiences=("aud",), algorithms=("RS256",),
+                       jwks_uri="https://slow.example.test/jwks")
+    threading.Thread(target=keys.key, args=(slow, "old"), daemon=True).start()
+    assert slow_started.wait(5)
+    try:
+        assert keys.key(_transmitter(), "old") is not None  # not behind the slow fetch's lock
+    finally:
+        release.set()
+
+
+def test_fetch_gives_up_on_a_server_that_trickles_its_bytes(server: tuple[str, list[bytes]],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from config import defaults
+
+    url, _ = server
+    monkeypatch.setattr(defaults, "SSF_JWKS_DEADLINE_SECONDS", 0.5)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="took longer than"):
+        fetch_jwks(url + "/trickle")
+    assert time.monotonic() - started < 3

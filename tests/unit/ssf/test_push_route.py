@@ -11,9 +11,12 @@ import pytest
 
 from tests.ssf_tokens import (
     ACCOUNT_DISABLED,
+    ACCOUNT_PURGED,
     AUDIENCE,
     CREDENTIAL_CHANGE,
+    CREDENTIAL_COMPROMISE,
     ISSUER,
+    SESSION_REVOKED,
     VERIFICATION,
     SigningKey,
     Transmitter,
@@ -231,3 +234,99 @@ def test_the_audience_may_be_one_of_several(tmp_path: Path) -> None:
     transmitter.audience = [AUDIENCE, "https://boxcut-2.example.test"]  # type: ignore[assignment]
     intake = make_intake({"BOXCUT_SSF_TRANSMITTERS": str(transmitter.write(tmp_path))})
     assert push(intake, sign(set_claims(audience="https://boxcut-2.example.test"), RSA)).status_code == 202
+
+
+# -- what a genuine SET must not do: act on a guess, or fail as a 500 ------------------------------------------
+
+
+@pytest.mark.parametrize("event", [CREDENTIAL_COMPROMISE, ACCOUNT_PURGED])
+def test_the_other_risc_events_act(intake: IntakeUnderTest, event: str) -> None:
+    assert push(intake, sign(set_claims(event=event, event_claims={}), RSA)).status_code == 202
+    [job] = jobs(intake)
+    assert job.state is JobState.QUEUED and intake.enqueued == [job.job_id]
+
+
+def test_a_set_of_two_events_is_recorded_whatever_subjects_they_name(intake: IntakeUnderTest) -> None:
+    claims = set_claims()
+    del claims["sub_id"]
+    claims["events"] = {VERIFICATION: {"subject": {"format": "email", "email": "innocent@example.com"}},
+                        SESSION_REVOKED: {"subject": {"format": "email", "email": "jdoe@example.com"}}}
+    job = _recorded(intake, sign(claims, RSA))
+    assert "carries 2 events" in job.note
+
+
+def test_a_sub_id_and_an_event_subject_that_disagree_are_recorded(intake: IntakeUnderTest) -> None:
+    claims = set_claims("jdoe@example.com",
+                        event_claims={"subject": {"format": "email", "email": "rroe@example.com"}})
+    job = _recorded(intake, sign(claims, RSA))
+    assert "differ" in job.note and job.targets == []
+
+
+def test_a_sub_id_repeated_in_the_event_acts(intake: IntakeUnderTest) -> None:
+    same = {"format": "email", "email": "jdoe@example.com"}
+    assert push(intake, sign(set_claims(sub_id=same, event_claims={"subject": same}), RSA)).status_code == 202
+    assert jobs(intake)[0].state is JobState.QUEUED
+
+
+@pytest.mark.parametrize("email", ["@", "x@", "@example.com", "a b@example.com", "a@b@example.com",
+                                   "jdoe@localhost", "jdoe@exa\u200bmple.com"])
+def test_an_email_that_is_no_login_is_recorded(intake: IntakeUnderTest, email: str) -> None:
+    assert _recorded(intake, sign(set_claims(email), RSA)).targets == []
+
+
+@pytest.mark.parametrize(("mapping", "sub"), [("user_id", "007"), ("user_id", "1" * 25), ("user_id", "12a"),
+                                              ("{sub}@example.com", "alice@evil.example"),
+                                              ("{sub}@example.com", "a b"), ("login", "admin")])
+def test_an_iss_sub_its_mapping_cannot_make_a_box_user_of_is_recorded(tmp_path: Path, mapping: str,
+                                                                      sub: str) -> None:
+    path = Transmitter([RSA], extra={"iss_sub": mapping}).write(tmp_path)
+    intake = make_intake({"BOXCUT_SSF_TRANSMITTERS": str(path)})
+    assert _recorded(intake, sign(set_claims(sub_id={"format": "iss_sub", "iss": ISSUER, "sub": sub}),
+                                  RSA)).targets == []
+
+
+def test_an_iss_sub_mapped_to_user_ids_names_the_box_user(tmp_path: Path) -> None:
+    path = Transmitter([RSA], extra={"iss_sub": "user_id"}).write(tmp_path)
+    intake = make_intake({"BOXCUT_SSF_TRANSMITTERS": str(path)})
+    assert push(intake, sign(set_claims(sub_id={"format": "iss_sub", "iss": ISSUER, "sub": "17738362"}),
+                             RSA)).status_code == 202
+    assert [t.input for t in jobs(intake)[0].targets] == [{"type": "user", "id": "17738362"}]
+
+
+@pytest.mark.parametrize("iat", [float("nan"), float("inf"), float("-inf"), 10**400, -(10**400)],
+                         ids=["NaN", "inf", "-inf", "huge", "-huge"])
+def test_an_iat_that_is_no_time_is_invalid_request(intake: IntakeUnderTest, iat: float) -> None:
+    claims = set_claims()
+    claims["iat"] = iat
+    assert "iat" in _refused(intake, sign(claims, RSA), "invalid_request")
+
+
+@pytest.mark.parametrize("jti", ["\ud800", "x" * 1001, " "], ids=["lone-surrogate", "too-long", "blank"])
+def test_a_jti_that_cannot_key_a_delivery_is_invalid_request(intake: IntakeUnderTest, jti: str) -> None:
+    claims = set_claims()
+    claims["jti"] = jti
+    assert "jti" in _refused(intake, sign(claims, RSA), "invalid_request")
+
+
+def test_a_lone_surrogate_quoted_back_by_pyjwt_is_still_a_400(intake: IntakeUnderTest) -> None:
+    import base64
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = {"alg": "RS256", "typ": "secevent+jwt", "kid": RSA.kid, "crit": ["\ud800"], "\ud800": 1}
+    token = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(set_claims()).encode())}.c2ln"
+    assert _refused(intake, token, "invalid_request").encode("utf-8")
+
+
+def test_typ_is_a_media_type_in_any_case(intake: IntakeUnderTest) -> None:
+    assert push(intake, sign(set_claims(), RSA, typ="SecEvent+JWT")).status_code == 202
+
+
+def test_a_target_the_job_model_refuses_makes_a_recorded_job() -> None:
+    from worker.jobs.submit import JobRequest
+    from worker.ssf.receiver import _job
+
+    job = _job(JobRequest(targets=[{"type": "user", "id": "0123"}], source="ssf", source_event_id="j1"))
+    assert job.state is JobState.RECORDED and job.targets == [] and "not usable" in (job.note or "")

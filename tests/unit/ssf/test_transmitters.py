@@ -51,11 +51,13 @@ def test_a_jwks_file_is_read_beside_the_transmitters_file(tmp_path: Path) -> Non
     (_entry(jwks={"keys": [{k: v for k, v in KEY.jwk().items() if k != "kid"}]}), "with a kid"),
     (_entry(jwks={"keys": [KEY.jwk(), KEY.jwk()]}), "names a kid twice"),
     (_entry(jwks={"keys": [{**KEY.jwk(), "use": "enc"}]}), "not sig"),
+    (_entry(jwks={"keys": [{**KEY.jwk(), "n": "not-base64!"}]}), "not a usable key"),
     (_entry(iss_sub="{sub}@{domain}"), "login template"),
     (_entry(iss_sub="everyone"), "login template"),
     (_entry(issuer=""), "issuer must be a non-empty string"),
     (_entry(audiences=["typo"]), "unknown field 'audiences'"),
-    (_entry(jwks=None, jwks_uri="file:///etc/keys"), "http(s) URL"),
+    (_entry(jwks=None, jwks_uri="file:///etc/keys"), "must be an https URL"),
+    (_entry(jwks=None, jwks_uri="http://idp.example.test/keys"), "plain http only to 127.0.0.1"),
 ])
 def test_a_bad_file_is_refused_at_start_naming_what_is_wrong(tmp_path: Path, document: Any, said: str) -> None:
     with pytest.raises(SettingsError, match="BOXCUT_SSF_TRANSMITTERS") as refused:
