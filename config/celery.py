@@ -10,9 +10,10 @@ from config.settings import Settings
 QUEUE = "boxcut"
 # Send tasks and the sweep have a queue of their own, so they never wait behind a backlog of jobs to resolve.
 SEND_QUEUE = "boxcut.send"
-# Notifications (their scanner and their deliveries) have a queue of their own too, which every worker consumes:
-# a receiver that is slow or down holds up neither a send (a Box call) nor a job's run, and a backlog of jobs
-# never holds up the notice that one waits for approval. Never SEND_QUEUE: its tasks carry the Box calls.
+# Notification deliveries have a queue of their own, so a backlog of jobs never holds up the notice that one
+# waits for approval, and a worker of their own can take them (`boxcut worker --queues notify`; compose's
+# `notifier`): then a receiver that is slow or down never takes a process a Box call could use. Their scanner
+# is a periodic task like the others (SEND_QUEUE: a few Redis reads), so a backlog of deliveries never delays it.
 NOTIFY_QUEUE = "boxcut.notify"
 
 # How often a worker looks for tasks whose worker vanished (unacknowledged past the visibility timeout).
@@ -77,8 +78,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             **({"boxcut-read-events": _every(settings.events_poll_seconds, "boxcut.read_events")}
                if settings.reads_events else {}),
             # Only when receivers are named (BOXCUT_NOTIFY_URLS) and BOXCUT_NOTIFY_POLL_SECONDS is not 0.
-            **({"boxcut-scan-notifications": _every(settings.notify_poll_seconds, "boxcut.scan_notifications",
-                                                    queue=NOTIFY_QUEUE)}
+            **({"boxcut-scan-notifications": _every(settings.notify_poll_seconds, "boxcut.scan_notifications")}
                if settings.notifies else {}),
         },
         "beat_scheduler": "celery.beat:Scheduler",
@@ -109,8 +109,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 _PERIODIC_AND_SENDING = ("boxcut.send", "boxcut.sweep", "boxcut.refresh_directory", "boxcut.expire",
-                         "boxcut.read_events")
-_NOTIFYING = ("boxcut.notify", "boxcut.scan_notifications")
+                         "boxcut.read_events", "boxcut.scan_notifications")
+_NOTIFYING = ("boxcut.notify",)
 
 
 def _sentinel_options(settings: Settings) -> dict[str, Any]:

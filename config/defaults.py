@@ -171,3 +171,6 @@ NOTIFY_ATTEMPTS = 8
 NOTIFY_MAX_BACKOFF_SECONDS = 300.0
 # A receiver is a webhook: it answers in well under a second, or it is treated as down and tried again later.
 NOTIFY_TIMEOUT_SECONDS = (3.05, 10.0)
+# One attempt holds a worker process at most this long (Celery's soft time limit), however slowly the receiver
+# answers; past it the attempt counts as unanswered and is tried again.
+NOTIFY_TASK_SOFT_SECONDS = 20.0

@@ -1,6 +1,6 @@
-"""Notifications (worker/notify): the periodic scanner of the audit stream, and the delivery task it enqueues
-per receiver, retried with back-off through Celery. Both run on NOTIFY_QUEUE (config/celery.py), beside and
-never in the way of the Box calls. Beat sends the scanner every BOXCUT_NOTIFY_POLL_SECONDS when receivers are
+"""Notifications (worker/notify): the periodic scanner of the audit stream (on SEND_QUEUE, like the other
+periodic tasks), and the delivery task it enqueues per receiver on NOTIFY_QUEUE (config/celery.py), retried
+with back-off through Celery. Beat sends the scanner every BOXCUT_NOTIFY_POLL_SECONDS when receivers are
 named; one pass runs at a time across all workers (a lock)."""
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Any
 import redis
 import requests
 from celery import Celery, Task
+from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 
-from config import Settings
+from config import Settings, defaults
 from config.celery import NOTIFY_QUEUE
 from worker import logs
-from worker.notify.delivery import Notifier, backoff, http_post
+from worker.notify.delivery import Answer, Notifier, Post, backoff, http_post
 from worker.notify.notice import Notice
 from worker.notify.scanner import NotifyScanner
 from worker.run.runner import RunContext
@@ -60,19 +61,30 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
         return done
 
     @app.task(name=NOTIFY, bind=True, acks_late=True, max_retries=MAX_TASK_RETRIES,  # type: ignore[untyped-decorator]
-              default_retry_delay=settings.notify_retry_seconds)
+              default_retry_delay=settings.notify_retry_seconds, soft_time_limit=defaults.NOTIFY_TASK_SOFT_SECONDS,
+              time_limit=defaults.NOTIFY_TASK_SOFT_SECONDS + 10)
     def notify_task(self: Task, job_id: str, audit_id: str, event: str, state: str, url_index: int) -> str:
         notice = Notice(job_id=job_id, audit_id=audit_id, event=event, state=state, url_index=int(url_index))
+        notifier = parts()[1]
         with logs.context(job_id=job_id):
             try:
-                attempted = parts()[1].attempt(notice)
+                attempted = notifier.attempt(notice)
             except _REDIS_FAULTS as fault:
                 log.warning("job %s: notification %s not recorded (Redis: %s); trying again", job_id, event, fault)
                 raise self.retry(countdown=min(max_countdown, backoff(
                     self.request.retries + 1, base=settings.notify_retry_seconds, cap=max_countdown))) from None
-            if attempted.retry_in is not None:
+            except Exception as error:  # not a fault to wait out: said in the record, never left `queued`
+                log.exception("job %s: notification %s stopped by an unexpected %s", job_id, event,
+                              type(error).__name__)
+                notifier.give_up(notice, f"stopped by an unexpected {type(error).__name__}")
+                raise
+            if attempted.retry_in is None:
+                return attempted.status
+            try:
                 raise self.retry(countdown=min(attempted.retry_in, max_countdown))
-            return attempted.status
+            except MaxRetriesExceededError:
+                notifier.give_up(notice, f"gave up after {MAX_TASK_RETRIES} task retries")
+                raise
 
     return scan_task, notify_task
 
@@ -81,6 +93,19 @@ def _parts(ctx: RunContext, settings: Settings, enqueue: Callable[[Notice], None
     scanner = NotifyScanner(store=ctx.store, urls=settings.notify_urls, enqueue=enqueue)
     session = requests.Session()
     notifier = Notifier(store=ctx.store, urls=settings.notify_urls, secret=settings.notify_hmac_secret,
-                        public_url=settings.public_url, post=http_post(session),
+                        public_url=settings.public_url, post=_within_the_time_limit(http_post(session)),
                         retry_seconds=settings.notify_retry_seconds, max_attempts=settings.notify_attempts)
     return scanner, notifier
+
+
+def _within_the_time_limit(post: Post) -> Post:
+    """A receiver that keeps the request open (a byte every few seconds, each inside the read timeout) is cut
+    off by the task's soft time limit: that attempt had no answer, and is tried again like one."""
+
+    def bounded(url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        try:
+            return post(url, body, headers)
+        except SoftTimeLimitExceeded:
+            return Answer(None, f"the receiver did not answer within {defaults.NOTIFY_TASK_SOFT_SECONDS:g} s")
+
+    return bounded

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SCHEMA = json.loads((REPO / "tests" / "compose" / "compose-spec.json").read_text())
-BOXCUT_SERVICES = ("worker", "intake", "beat")
+BOXCUT_SERVICES = ("worker", "notifier", "intake", "beat")
 
 
 def test_the_compose_file_validates_against_the_compose_specification() -> None:
@@ -49,7 +49,7 @@ def test_the_compose_file_validates_against_the_compose_specification() -> None:
 
 def test_the_stack_has_every_service_pinned_checked_and_secret() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"redis", "worker", "intake", "beat", "flower"}
+    assert set(services) == {"redis", "worker", "notifier", "intake", "beat", "flower"}
     assert re.fullmatch(r"redis:\d+\.\d+(-alpine)?", services["redis"]["image"])  # a pinned minor version
     redis_command = " ".join(services["redis"]["command"])
     assert "--appendonly yes" in redis_command and "--maxmemory-policy noeviction" in redis_command

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE, EXIT_DATA = 0, 1, 2, 64, 65
 # `--wait` ended with the job waiting for a person's approval: nothing was sent yet.
 EXIT_AWAITING_APPROVAL = 3
+# `report --verify`: the report is unchanged since signed, but by a key nobody said to trust.
+EXIT_UNTRUSTED = 4
 # 69 (EX_UNAVAILABLE): Redis, which holds the records and the queue, is down or full.
 EXIT_UNAVAILABLE = 69
 
@@ -140,6 +142,10 @@ def main() -> None:
     logs.configure(level=logging.INFO, fmt=os.environ.get("BOXCUT_LOG_FORMAT", "").lower() or None)
 
 
+# What `boxcut worker --queues` may name (README "Notifications": a worker of its own for notify).
+WORKER_QUEUES = ("jobs", "send", "notify")
+
+
 @main.command()
 @click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Worker processes (prefork).")
@@ -151,10 +157,15 @@ def main() -> None:
 @click.option("--beat/--no-beat", default=True, show_default=True,
               help="Run the periodic tasks (Celery beat) inside this worker; --no-beat where `boxcut beat` runs "
                    "them. One beat is enough; more do no harm.")
-def worker(concurrency: int, loglevel: str | None, beat: bool, metrics_port: int | None) -> None:
+@click.option("--queues", "-Q", default=",".join(WORKER_QUEUES), show_default=True,
+              help="The work this worker takes, comma-separated: jobs (running jobs), send (the Box calls and "
+                   "periodic tasks), notify (notifications). A worker of its own for notify keeps a slow "
+                   "receiver from taking a process a Box call could use.")
+def worker(concurrency: int, loglevel: str | None, beat: bool, metrics_port: int | None, queues: str) -> None:
     """Run a Celery worker that executes boxcut jobs and sends their Box calls."""
-    from config.celery import NOTIFY_QUEUE, QUEUE, SEND_QUEUE
     from worker.cli import worker_metrics
+
+    chosen = _queues(queues)
 
     if metrics_port is not None:
         worker_metrics.prepare()  # before prometheus-client is imported, here or in a pool process
@@ -166,8 +177,20 @@ def worker(concurrency: int, loglevel: str | None, beat: bool, metrics_port: int
     app = create_app(settings)
     quiet = ["--quiet"] if logs.choose_format(settings.log_format, sys.stderr) == "json" else []  # no banner
     app.worker_main([*quiet, "worker", "--pool=prefork", f"--concurrency={concurrency}",
-                     f"--queues={QUEUE},{SEND_QUEUE},{NOTIFY_QUEUE}", f"--loglevel={loglevel}", "--without-gossip",
+                     f"--queues={','.join(chosen)}", f"--loglevel={loglevel}", "--without-gossip",
                      "--without-mingle", *(["--beat"] if beat else [])])
+
+
+def _queues(text: str) -> list[str]:
+    """The Celery queues of the work `--queues` names, or a usage error naming what it does not know."""
+    from config.celery import NOTIFY_QUEUE, QUEUE, SEND_QUEUE
+
+    named = {"jobs": QUEUE, "send": SEND_QUEUE, "notify": NOTIFY_QUEUE}
+    words = [w.strip().lower() for w in text.split(",") if w.strip()]
+    unknown = [w for w in words if w not in named]
+    if unknown or not words:
+        _fail(f"--queues: {', '.join(unknown) or 'none given'}: choose from {', '.join(WORKER_QUEUES)}", EXIT_USAGE)
+    return [named[w] for w in dict.fromkeys(words)]
 
 
 @main.command()
@@ -554,13 +577,17 @@ def _verify_report(path: Path, public_key: Path | None) -> None:
         verified = evidence_signing.verify(path.read_bytes(), trusted=trusted)
     except evidence_signing.ReportRejected as rejected:
         _fail(f"{path}: NOT VERIFIED: {rejected}")
+    except OSError as unreadable:
+        _fail(f"cannot read {unreadable.filename or path}: {unreadable.strerror or unreadable}", EXIT_USAGE)
     if verified.trusted:
         click.echo(f"{path}: verified: job {verified.job_id}, signed by the trusted key {verified.key_id}")
-    else:
-        click.echo(f"{path}: verified against the key it carries ({verified.key_id}): job {verified.job_id}, "
-                   "unchanged since signed, but "
-                   "this proves integrity, not origin; give --public-key (or set BOXCUT_REPORT_SIGNING_KEY) to "
-                   "check who signed it")
+        return
+    # Anyone can re-sign an edited report with a key of their own: without a trusted key, a script checking the
+    # exit code must not take it for verified.
+    click.echo(f"{path}: unchanged since signed by the key it carries ({verified.key_id}), job {verified.job_id}; "
+               "NOT VERIFIED as boxcut's: that proves integrity, not origin. Give --public-key (or set "
+               "BOXCUT_REPORT_SIGNING_KEY) to check who signed it", err=True)
+    sys.exit(EXIT_UNTRUSTED)
 
 
 def _export_public_key() -> None:

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -62,10 +62,10 @@ def load_trusted_key(pem: bytes) -> Ed25519PublicKey:
     """A key to check reports against: an Ed25519 public key in PEM (a private key's PEM gives its public key)."""
     try:
         key: object = load_pem_public_key(pem)
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         try:
             key = load_pem_private_key(pem, password=None).public_key()
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, UnsupportedAlgorithm):
             raise ReportRejected("the key file is not a PEM Ed25519 public key") from None
     if not isinstance(key, Ed25519PublicKey):
         raise ReportRejected("the key file is not an Ed25519 key")
@@ -134,7 +134,7 @@ def _parse(data: bytes) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
         document = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, a 5,000-digit number, nesting past the limit
         raise ReportRejected("the file is not a boxcut report (not UTF-8 JSON)") from None
     if not isinstance(document, dict) or set(document) != {"report", "signature"} \
             or not isinstance(document["report"], dict):

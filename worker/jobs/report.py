@@ -11,6 +11,7 @@ terminate calls only; each target says how it was resolved (`resolved_by`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ def build_report(store: JobStore, job_id: str, *, now: Callable[[], str] = utc_n
     """The report of the job (JobNotFound when there is none)."""
     job = store.load(job_id)
     audit = store.audit_entries(job_id=job_id)
-    return {
+    report: dict[str, Any] = _writable({
         "format": FORMAT,
         "generated_at": now(),
         "job": _job(job),
@@ -35,7 +36,24 @@ def build_report(store: JobStore, job_id: str, *, now: Callable[[], str] = utc_n
         "audit": audit,
         "watch": {"watch_until": job.watch_until, "active_after": job.active_after,
                   "events_after_termination": sum(len(e) for e in job.activity_after.values())},
-    }
+    })
+    return report
+
+
+def _writable(value: Any) -> Any:
+    """`value` with every lone surrogate (text Box or a sender escaped as `\\ud800`: no character) made U+FFFD,
+    so the report can be written as UTF-8 and signed; everything else as it is."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_writable(k): _writable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_writable(v) for v in value]
+    return value
+
+
+# A str holds a surrogate code point only unpaired (a pair decodes to the character it encodes).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _job(job: Job) -> dict[str, Any]:

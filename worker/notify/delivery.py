@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,9 +53,12 @@ def classify(status: int | None) -> Outcome:
 
 
 def backoff(attempts: int, *, base: float, cap: float, retry_after: float | None = None) -> float:
-    """Seconds before the next attempt, after `attempts` made: the receiver's Retry-After when it gave one, else
-    `base` doubled per attempt after the first; never more than `cap`."""
-    wait = retry_after if retry_after is not None else base * 2 ** max(0, attempts - 1)
+    """Seconds before the next attempt, after `attempts` made: `base` doubled per attempt after the first, or the
+    receiver's Retry-After when that is longer; never more than `cap`."""
+    own = float(base * 2 ** max(0, attempts - 1))
+    # A receiver may ask for longer than boxcut's own back-off, never for less: `Retry-After: 0` on every 429
+    # would spend every attempt in a moment.
+    wait = max(own, retry_after) if retry_after is not None else own
     return max(0.0, min(wait, cap))
 
 
@@ -110,8 +114,9 @@ class Notifier:
                                 "BOXCUT_NOTIFY_URLS changed since it was queued: that receiver is no longer listed")
         try:
             job = self.store.load(notice.job_id)
-        except JobNotFound:
-            return self._finish(notice, record, None, Outcome.FAILED, "the job is gone")
+        except JobNotFound:  # retention removed it meanwhile: nothing to send, and nothing to write to
+            log.info("job %s is gone: its notification %s is dropped", notice.job_id, notice.event)
+            return Attempted(FAILED)
         body = self._body(job, notice, url)
         answer = self.post(url.url, body, self._headers(body))
         record = replace(record, attempts=record.attempts + 1)
@@ -127,6 +132,13 @@ class Notifier:
                      notice.event, url.describe(), error, record.attempts + 1, self.max_attempts, wait)
             return Attempted(RETRYING, retry_in=wait)
         return self._finish(notice, record, answer.status, outcome, error)
+
+    def give_up(self, notice: Notice, why: str) -> None:
+        """End a delivery its task cannot go on with (an unexpected error, Celery's retries spent): `failed`,
+        saying why, rather than `queued` or `retrying` for ever."""
+        record = self.records.get(notice)
+        if record is not None and record.status not in FINAL:
+            self._finish(notice, record, None, Outcome.FAILED, why)
 
     def _body(self, job: Job, notice: Notice, url: NotifyURL) -> bytes:
         build = slack_body if url.slack else generic_body
@@ -195,7 +207,9 @@ def http_post(session: requests.Session, *, timeout: tuple[float, float] = defau
     def post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
         try:
             with _QUIET.notifying():
-                answer = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+                # stream: the status and headers are the answer; a body is never waited for.
+                answer = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+                                      stream=True)
         except requests.Timeout:
             return Answer(None, "the receiver did not answer in time")
         except requests.ConnectionError:
@@ -209,10 +223,12 @@ def http_post(session: requests.Session, *, timeout: tuple[float, float] = defau
 
 
 def _retry_after(value: str | None) -> float | None:
-    """A Retry-After in seconds (its HTTP-date form is not worth trusting a receiver's clock for)."""
+    """A Retry-After in seconds (its HTTP-date form is not worth trusting a receiver's clock for); None for
+    anything else, NaN and infinities among it."""
     if value is None:
         return None
     try:
-        return max(0.0, float(value.strip()))
+        seconds = float(value.strip())
     except ValueError:
         return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None

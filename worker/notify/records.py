@@ -60,6 +60,7 @@ class DeliveryRecords:
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
+        self._write = store.redis.register_script(_WRITE_WHILE_THE_JOB_IS_KEPT)
 
     def exists(self, notice: Notice) -> bool:
         return bool(self.store.redis.hexists(self.store.notify_key(notice.job_id), notice.field))
@@ -68,14 +69,24 @@ class DeliveryRecords:
         """Record the notice as queued unless its delivery is recorded already (a fast delivery task may have
         written first); whether it was written now."""
         record = Delivery.new(notice, url)
-        return bool(self.store.redis.hsetnx(self.store.notify_key(notice.job_id), notice.field, _dumps(record)))
+        return bool(self._write(keys=[self.store.job_key(notice.job_id), self.store.notify_key(notice.job_id)],
+                                args=["HSETNX", notice.field, _dumps(record)]))
 
     def get(self, notice: Notice) -> Delivery | None:
         raw = self.store.redis.hget(self.store.notify_key(notice.job_id), notice.field)
         return Delivery.from_dict(json.loads(raw)) if raw is not None else None
 
     def put(self, notice: Notice, record: Delivery) -> None:
-        self.store.redis.hset(self.store.notify_key(notice.job_id), notice.field, _dumps(record))
+        self._write(keys=[self.store.job_key(notice.job_id), self.store.notify_key(notice.job_id)],
+                    args=["HSET", notice.field, _dumps(record)])
+
+
+# KEYS[1] the job's hash, KEYS[2] its deliveries; ARGV[1] HSET or HSETNX, ARGV[2] the field, ARGV[3] the record.
+# A job retention removed gets no record: a key written then would outlive it, with no expiry to find it.
+_WRITE_WHILE_THE_JOB_IS_KEPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call(ARGV[1], KEYS[2], ARGV[2], ARGV[3])
+"""
 
 
 def _dumps(record: Delivery) -> str:

@@ -128,6 +128,8 @@ class NotifyScanner:
         event = event_of(state)
         if event is None:
             return 0
+        if not self.store.exists(row["job_id"]):  # retention removed it since: nothing to tell about it
+            return 0
         enqueued = 0
         for index, url in enumerate(self.urls):
             notice = Notice(job_id=row["job_id"], audit_id=entry_id, event=event, state=state, url_index=index)

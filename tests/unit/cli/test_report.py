@@ -60,7 +60,7 @@ def test_verify_with_a_public_key_file_and_with_none_says_what_it_proves(job_id:
     trusted = boxcut("report", "--verify", str(out), "--public-key", str(public), env=UNSIGNED_ENV)
     assert trusted.exit_code == 0 and "trusted key" in trusted.stdout
     embedded = boxcut("report", "--verify", str(out), env=UNSIGNED_ENV)
-    assert embedded.exit_code == 0 and "integrity, not origin" in embedded.stdout
+    assert embedded.exit_code == 4 and "integrity, not origin" in embedded.stderr
     other = tmp_path / "other.pem"
     other.write_text(evidence_signing.public_key_pem(Ed25519PrivateKey.generate()))
     wrong = boxcut("report", "--verify", str(out), "--public-key", str(other))
@@ -104,3 +104,32 @@ def test_a_bad_signing_key_is_a_bad_setting_naming_it(job_id: str) -> None:
     run = boxcut("report", job_id, env={"BOXCUT_REPORT_SIGNING_KEY": "not a key"})
     assert run.exit_code == commands.EXIT_USAGE
     assert "bad setting BOXCUT_REPORT_SIGNING_KEY:" in run.stderr
+
+
+def test_a_report_re_signed_with_another_key_is_not_taken_for_verified_without_a_trusted_key(
+        job_id: str, tmp_path: Path) -> None:
+    """An edited report signed again by a key of the editor's own is unchanged since *that* signature: only a
+    trusted key tells it from boxcut's, and without one the exit code must not say verified."""
+    out = tmp_path / "report.json"
+    assert boxcut("report", job_id, "-o", str(out)).exit_code == 0
+    document = json.loads(out.read_text())
+    document["report"]["job"]["reason"] = "nothing happened here"
+    forger = Ed25519PrivateKey.generate()
+    forged = tmp_path / "forged.json"
+    forged.write_text(evidence_signing.render(evidence_signing.sign(document["report"], forger)))
+    assert boxcut("report", "--verify", str(forged), env=UNSIGNED_ENV).exit_code == 4
+    assert boxcut("report", "--verify", str(forged)).exit_code == 1  # against the configured key: refused
+
+
+@pytest.mark.parametrize("content", [b"[" * 100_000, b'{"report": ' + b"1" * 5000 + b"}"],
+                         ids=["deep", "long-number"])
+def test_a_file_no_json_reader_takes_is_refused_in_a_line(tmp_path: Path, content: bytes) -> None:
+    odd = tmp_path / "odd.json"
+    odd.write_bytes(content)
+    run = boxcut("report", "--verify", str(odd))
+    assert run.exit_code == 1 and "not a boxcut report" in run.stderr and "Traceback" not in run.output
+
+
+def test_a_missing_file_is_said_in_a_line(tmp_path: Path) -> None:
+    run = boxcut("report", "--verify", str(tmp_path / "none.json"))
+    assert run.exit_code == 2 and "does not exist" in run.output and "Traceback" not in run.output

@@ -165,3 +165,16 @@ def test_the_markdown_form_says_it_is_unsigned_and_shows_the_call(store: JobStor
     text = render_markdown(build_report(store, approved_job(store)))
     assert text.startswith("# Evidence report: job j-") and "Unsigned" in text
     assert "box-req-42" in text and "operator:alice" in text and "## Audit trail" in text
+
+
+def test_text_holding_a_lone_surrogate_is_written_and_signed_with_a_replacement_character() -> None:
+    """Box's answers are JSON and may escape a lone surrogate (`\\ud800`: no character); stored as JSON and read
+    back it is one again, and UTF-8 cannot hold it. The report holds U+FFFD there, and still verifies."""
+    from worker.jobs.report import _writable
+
+    report = _writable({"calls": [{"message": "Box said \ud800!", "ids": ["1"]}], "k\udfff": ("x",), "n": 2.5,
+                        "emoji": "\U0001f600"})
+    assert report == {"calls": [{"message": "Box said \ufffd!", "ids": ["1"]}], "k\ufffd": ["x"], "n": 2.5,
+                      "emoji": "\U0001f600"}
+    written = signing.render(signing.sign(report, KEY)).encode("utf-8")
+    assert signing.verify(written, trusted=KEY.public_key()).trusted

@@ -64,9 +64,11 @@ def test_an_answer_is_delivered_retried_or_failed(status: int | None, outcome: O
     assert classify(status) is outcome
 
 
-def test_the_back_off_doubles_from_its_base_up_to_its_cap_and_honours_retry_after_capped() -> None:
+def test_the_back_off_doubles_from_its_base_up_to_its_cap_and_honours_a_longer_retry_after_capped() -> None:
     assert [backoff(n, base=10, cap=300) for n in range(1, 8)] == [10, 20, 40, 80, 160, 300, 300]
-    assert backoff(2, base=10, cap=300, retry_after=3) == 3
+    assert backoff(2, base=10, cap=300, retry_after=45) == 45
+    assert backoff(2, base=10, cap=300, retry_after=3) == 20  # sooner than its own back-off: not
+    assert backoff(1, base=10, cap=300, retry_after=0) == 10  # `Retry-After: 0` on every 429 spends nothing
     assert backoff(1, base=10, cap=300, retry_after=86400) == 300
 
 
@@ -95,11 +97,11 @@ def test_a_slack_receiver_gets_slacks_body(store: JobStore) -> None:
 
 def test_failures_are_retried_with_back_off_and_the_record_counts_every_attempt(store: JobStore) -> None:
     notice = ended(store)
-    receiver = Receiver(Answer(500), Answer(503, retry_after=2.0), Answer(200))
+    receiver = Receiver(Answer(500), Answer(503, retry_after=120.0), Answer(200))
     sender = notifier(store, receiver)
     first, second, third = (sender.attempt(notice) for _ in range(3))
     assert (first.status, first.retry_in) == ("retrying", 10.0)
-    assert (second.status, second.retry_in) == ("retrying", 2.0)
+    assert (second.status, second.retry_in) == ("retrying", 120.0)
     assert (third.status, third.retry_in) == ("delivered", None)
     (record,) = store.load(notice.job_id).notifications
     assert (record["status"], record["attempts"], record["last_http_status"]) == ("delivered", 3, 200)
@@ -161,3 +163,46 @@ def test_urllib3s_lines_naming_the_path_are_dropped_while_a_notification_is_sent
         assert http_post(Logging())("https://hooks.example.com/s3cr3t", b"{}", {}).status == 200
         logging.getLogger("urllib3.connectionpool").debug("a Box request: /2.0/users")
     assert "s3cr3t" not in caplog.text and "a Box request" in caplog.text
+
+
+def test_a_job_retention_removed_is_not_notified_and_leaves_no_key_behind(store: JobStore) -> None:
+    notice = ended(store)
+    store.remove(notice.job_id)
+    receiver = Receiver()
+    assert notifier(store, receiver).attempt(notice).status == "failed"
+    assert receiver.got == []
+    assert not store.redis.exists(store.notify_key(notice.job_id), store.job_audit_key(notice.job_id))
+    DeliveryRecords(store).queued(notice, GENERIC)  # the scanner's write too
+    assert not store.redis.exists(store.notify_key(notice.job_id))
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("120", 120.0), (" 7 ", 7.0), ("-5", 0.0), ("nan", None),
+                                                 ("inf", None), ("Wed, 21 Oct 2026 07:28:00 GMT", None)])
+def test_retry_after_is_read_in_seconds_and_nothing_else(header: str, seconds: float | None) -> None:
+    from worker.notify.delivery import _retry_after
+
+    assert _retry_after(header) == seconds
+
+
+def test_a_delivery_its_task_cannot_go_on_with_is_failed_saying_why_not_left_queued(store: JobStore) -> None:
+    notice = ended(store)
+    DeliveryRecords(store).queued(notice, GENERIC)
+    sender = notifier(store, Receiver())
+    sender.give_up(notice, "stopped by an unexpected KeyError")
+    (record,) = store.load(notice.job_id).notifications
+    assert (record["status"], record["last_error"]) == ("failed", "stopped by an unexpected KeyError")
+    sender.give_up(notice, "again")  # a final record stays as it is
+    assert store.load(notice.job_id).notifications[0]["last_error"] == "stopped by an unexpected KeyError"
+
+
+def test_an_attempt_cut_off_by_the_tasks_soft_time_limit_is_one_without_an_answer() -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from tasks.notify import _within_the_time_limit
+
+    def hangs(url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        raise SoftTimeLimitExceeded()
+
+    answer = _within_the_time_limit(hangs)("https://x.example/", b"{}", {})
+    assert answer.status is None and "did not answer within" in (answer.error or "")
+    assert classify(answer.status) is Outcome.RETRY
