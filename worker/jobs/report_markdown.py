@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 
@@ -92,7 +93,15 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def _cell(value: Any) -> str:
-    """A value as a table cell: `-` for none, pipes and newlines escaped so a value cannot break the table."""
+    """A value as text in the document: `-` for none; pipes and newlines escaped so a value cannot break a table,
+    and Markdown's and HTML's own characters escaped so a sender's reason renders as the text it is, never as a
+    link, an image or markup."""
     if value is None or value == "":
         return "-"
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    text = str(value).replace("\r", " ").replace("\n", " ")
+    return _MARKUP.sub(lambda found: "\\" + found.group(0), text)
+
+
+# CommonMark's escapable punctuation that starts markup, `<` and `>` (HTML in Markdown) among it; one pass, so an
+# escape added is never escaped again.
+_MARKUP = re.compile(r"[\\`*_{}\[\]()<>#+!|~]")

@@ -118,8 +118,11 @@ class Notifier:
             log.info("job %s is gone: its notification %s is dropped", notice.job_id, notice.event)
             return Attempted(FAILED)
         body = self._body(job, notice, url)
+        # Counted before it is sent, as Box calls are: a worker killed mid-POST (the task delivered again) still
+        # spends the attempt, so no receiver gets more than BOXCUT_NOTIFY_ATTEMPTS.
+        record = replace(record, attempts=record.attempts + 1, last_at=utc_now())
+        self.records.put(notice, record)
         answer = self.post(url.url, body, self._headers(body))
-        record = replace(record, attempts=record.attempts + 1)
         outcome = classify(answer.status)
         error = answer.error or (None if outcome is Outcome.DELIVERED else f"HTTP {answer.status}")
         if outcome is Outcome.RETRY and record.attempts >= self.max_attempts:

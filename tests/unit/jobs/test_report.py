@@ -178,3 +178,13 @@ def test_text_holding_a_lone_surrogate_is_written_and_signed_with_a_replacement_
                       "emoji": "\U0001f600"}
     written = signing.render(signing.sign(report, KEY)).encode("utf-8")
     assert signing.verify(written, trusted=KEY.public_key()).trusted
+
+
+def test_the_markdown_form_renders_a_senders_text_as_text_never_as_markup() -> None:
+    from worker.jobs.report_markdown import _cell
+
+    hostile = "see [here](https://evil.example) <img src=x onerror=alert(1)> | *now*\nnext line"
+    cell = _cell(hostile)
+    assert "\n" not in cell
+    assert cell == ("see \\[here\\]\\(https://evil.example\\) \\<img src=x onerror=alert\\(1\\)\\> \\| \\*now\\* "
+                    "next line")

@@ -206,3 +206,20 @@ def test_an_attempt_cut_off_by_the_tasks_soft_time_limit_is_one_without_an_answe
     answer = _within_the_time_limit(hangs)("https://x.example/", b"{}", {})
     assert answer.status is None and "did not answer within" in (answer.error or "")
     assert classify(answer.status) is Outcome.RETRY
+
+
+def test_an_attempt_is_counted_before_it_is_sent_so_a_worker_killed_mid_post_still_spends_it(
+        store: JobStore) -> None:
+    notice = ended(store)
+    DeliveryRecords(store).queued(notice, GENERIC)
+    seen: list[int] = []
+
+    def dies_mid_post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        seen.append(store.load(notice.job_id).notifications[0]["attempts"])
+        raise SystemExit("the worker process is killed")
+
+    with pytest.raises(SystemExit):
+        notifier(store, dies_mid_post).attempt(notice)  # type: ignore[arg-type]
+    assert seen == [1] and store.load(notice.job_id).notifications[0]["attempts"] == 1
+    again = notifier(store, Receiver(Answer(200))).attempt(notice)  # the task, delivered again
+    assert again.status == "delivered" and store.load(notice.job_id).notifications[0]["attempts"] == 2
