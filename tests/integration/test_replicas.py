@@ -20,7 +20,7 @@ from config import load_settings
 from tests.drills.private_redis import PrivateRedis
 from tests.drills.sentinels import sentinel_group
 from worker.cli.doctor import _check_redis
-from worker.jobs.store import REPLICA_RETRY_SECONDS, JobStore
+from worker.jobs.store import REPLICA_RETRY_SECONDS, REPLICA_WAIT_MS, JobStore
 from worker.jobs.submit import JobRequest, build_job
 
 pytestmark = pytest.mark.integration
@@ -49,19 +49,33 @@ def _job_id(store: JobStore) -> str:
     return job.job_id
 
 
+# The wait a test gives the replica: 3 s, not the product's 1 s (REPLICA_WAIT_MS). The replica is 0.3 s behind;
+# on a loaded machine a timer thread, the resumed replica and the primary can each be scheduled late, and whole
+# runs saw a healthy replica's acknowledgement come after 1 s. What is shown is the same: the write waits for the
+# replica, not for the whole wait, and a silent replica costs one whole wait.
+WAIT_MS = 3000
+
+
 def test_a_submission_is_on_the_replica_when_it_counts_and_a_silent_replica_costs_one_wait(
         pair: tuple[PrivateRedis, PrivateRedis], caplog: pytest.LogCaptureFixture) -> None:
     primary, replica = pair
-    store = JobStore(primary.client(), key_prefix="replicas:", replicas=1)
+    store = JobStore(primary.client(), key_prefix="replicas:", replicas=1, replica_wait_ms=WAIT_MS)
     job_id = _job_id(store)
     pid = int(replica.client().info("server")["process_id"])
+    resumed: list[float] = []
+
+    def resume() -> None:
+        os.kill(pid, signal.SIGCONT)
+        resumed.append(time.monotonic())
+
     os.kill(pid, signal.SIGSTOP)  # a replica 0.3 s behind: the write waits for it, no longer
-    threading.Timer(0.3, os.kill, (pid, signal.SIGCONT)).start()
     started = time.monotonic()
+    threading.Timer(0.3, resume).start()
     store.mark_enqueued(job_id)
     behind = time.monotonic() - started
-    assert replica.client().hget(f"replicas:job:{job_id}", "enqueued_at") is not None
-    assert 0.25 <= behind < 0.9, behind
+    late = [round(at - started, 3) for at in resumed]  # when the timer really resumed it
+    assert replica.client().hget(f"replicas:job:{job_id}", "enqueued_at") is not None, (behind, late)
+    assert 0.25 <= behind < WAIT_MS / 1000 - 0.5, (behind, late)
     assert store.note_attempt("c-1") == 1 and replica.client().get("replicas:call:c-1:sent") == b"1"
     assert "failover now could lose it" not in caplog.text
 
@@ -76,9 +90,25 @@ def test_a_submission_is_on_the_replica_when_it_counts_and_a_silent_replica_cost
             then = time.monotonic() - started
     finally:
         os.kill(pid, signal.SIGCONT)
-    assert waited >= 0.9 and then < 0.5, (waited, then)  # one wait of REPLICA_WAIT_MS, then none for a while
-    assert f"job {job_id} is on the Redis primary and 0 of 1 replicas" in caplog.text
+    assert waited >= WAIT_MS / 1000 - 0.1 and then < 0.5, (waited, then)  # one whole wait, then none for a while
+    assert f"job {job_id} is on the Redis primary and 0 of 1 replicas after {WAIT_MS} ms" in caplog.text
     assert f"next {REPLICA_RETRY_SECONDS} s do not wait" in caplog.text
+
+
+def test_the_product_waits_one_second_for_a_replica(pair: tuple[PrivateRedis, PrivateRedis]) -> None:
+    """The wait the product uses (the test above gives a longer one): a silent replica costs REPLICA_WAIT_MS."""
+    primary, replica = pair
+    store = JobStore(primary.client(), key_prefix="replicas:", replicas=1)
+    job_id = _job_id(store)
+    pid = int(replica.client().info("server")["process_id"])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        store.mark_enqueued(job_id)
+        waited = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert REPLICA_WAIT_MS == 1000 and REPLICA_WAIT_MS / 1000 - 0.1 <= waited < REPLICA_WAIT_MS / 1000 + 2, waited
 
 
 def test_without_replicas_to_wait_for_a_write_never_waits(pair: tuple[PrivateRedis, PrivateRedis]) -> None:

@@ -118,17 +118,17 @@ class JobStore:
     """Reads and writes job records, call records and the audit stream."""
 
     def __init__(self, redis_client: redis.Redis, *, key_prefix: str, replicas: int = 0,
-                 watch_seconds: float = 0.0) -> None:
+                 watch_seconds: float = 0.0, replica_wait_ms: int = REPLICA_WAIT_MS) -> None:
         """`watch_seconds`: how long after Box accepted a user's termination the event-stream reader records what
         that user did (0: no watch; BOXCUT_WATCH_MINUTES).
 
         `replicas`: how many Redis replicas must hold a job's submission, and each count of a request to Box,
         before it counts as written (WAIT; BOXCUT_REDIS_WAIT_REPLICAS). While a replica acknowledges, a primary
         lost to a failover loses neither a job answered 202 nor the count of a request Box was sent (`_replicated`
-        says what happens when none does)."""
+        says what happens when none does), waiting up to `replica_wait_ms` for them."""
         self.redis = redis_client
         self.prefix = key_prefix
-        self.replicas = replicas
+        self.replicas, self.replica_wait_ms = replicas, replica_wait_ms
         self._replicas_short_until = 0.0
         self.watch_seconds = watch_seconds
         self._transition = redis_client.register_script(_TRANSITION)
@@ -351,13 +351,13 @@ class JobStore:
         return int(self._replicated(pipe, f"call {call_id}'s request count")[0])
 
     def _replicated(self, pipe: redis.client.Pipeline, what: str) -> list[Any]:
-        """Run `pipe`, then wait (up to REPLICA_WAIT_MS) until `replicas` replicas hold what it and every write
+        """Run `pipe`, then wait (up to `replica_wait_ms`) until `replicas` replicas hold what it and every write
         before it on this primary wrote (WAIT counts from the connection's last write, so it goes in the same
         pipeline, on the same connection). Too few in time: the write stands on the primary, as it would with
         no replica at all, and a warning says so; refusing would stop boxcut whenever a replica is down."""
         waits = self.replicas > 0 and time.monotonic() >= self._replicas_short_until
         if waits:
-            pipe.wait(self.replicas, REPLICA_WAIT_MS)
+            pipe.wait(self.replicas, self.replica_wait_ms)
         results = pipe.execute()
         if waits:
             held = int(results.pop())
@@ -366,7 +366,7 @@ class JobStore:
                 self._replicas_short_until = time.monotonic() + REPLICA_RETRY_SECONDS
                 log.warning("%s is on the Redis primary and %d of %d replicas after %d ms: a failover now could "
                             "lose it; writes for the next %d s do not wait for replicas", what, held, self.replicas,
-                            REPLICA_WAIT_MS, REPLICA_RETRY_SECONDS)
+                            self.replica_wait_ms, REPLICA_RETRY_SECONDS)
         return list(results)
 
     def attempts_sent(self, call_id: str) -> int:
