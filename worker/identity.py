@@ -5,6 +5,8 @@ Two rules decide who gets terminated, so they live here once and every module us
 - **When two logins are the same person.** `login_key`: stripped, then `str.lower()`, the comparison the
   resolver makes against Box's answers. Never `casefold()`: it folds `straße` into `strasse`, and those are
   two Box users; merging them would leave one of them with every session.
+- **What a login looks like.** `login_problem`: one `@` between a local part and a dotted domain, no blank, at
+  most `MAX_LOGIN_CHARS`: Box's logins are e-mail addresses.
 - **What a Box id is.** Digits only (ASCII), 1 to `MAX_ID_DIGITS` of them, no leading zero: Box's ids are
   decimal strings, written one way.
   Anything else (`..`, `.`, `me`, `abc`, 5,000 digits) is refused at the entrance that received it, so no value
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 # Box's ids are 64-bit numbers at most: 20 decimal digits.
 MAX_ID_DIGITS = 20
+MAX_LOGIN_CHARS = 254  # the longest e-mail address SMTP allows
 
 
 def login_key(login: str) -> str:
@@ -38,3 +41,19 @@ def box_id_problem(value: str) -> str | None:
 def is_box_id(value: str) -> bool:
     """Whether `value` is a Box id: 1 to MAX_ID_DIGITS ASCII digits."""
     return box_id_problem(value) is None
+
+
+def login_problem(value: str) -> str | None:
+    """Why a login does not look like an e-mail address, or None."""
+    if any(ch.isspace() for ch in value):
+        return "it contains a space"
+    if value.count("@") != 1:
+        return "it needs exactly one @"
+    local, domain = value.split("@")
+    if not local:
+        return "nothing before the @"
+    if "." not in domain or not all(domain.split(".")):
+        return "the domain after the @ needs a dot, e.g. example.com"
+    if len(value) > MAX_LOGIN_CHARS:
+        return f"longer than {MAX_LOGIN_CHARS} characters"
+    return None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from config import Settings
-from worker.identity import MAX_ID_DIGITS, box_id_problem, is_box_id, login_key
+from worker.identity import MAX_ID_DIGITS, box_id_problem, is_box_id, login_key, login_problem
 from worker.intake.adapters.base import dedupe_targets, user_targets
 from worker.jobs.model import Target
 from worker.jobs.offboarding_file import parse_csv
@@ -54,3 +54,15 @@ def test_anything_else_is_not_a_box_id(value: str) -> None:
 def test_an_id_with_a_leading_zero_is_a_second_spelling_and_refused() -> None:
     assert is_box_id("0")
     assert box_id_problem("0017738362") == "is not a Box id (no leading zeros)"
+
+
+@pytest.mark.parametrize(("login", "problem"), [
+    ("jdoe@example.com", None), ("j.doe+x@mail.example.com", None),
+    ("jdoe @example.com", "it contains a space"), ("jdoe", "it needs exactly one @"),
+    ("a@b@example.com", "it needs exactly one @"), ("@example.com", "nothing before the @"),
+    ("jdoe@localhost", "the domain after the @ needs a dot, e.g. example.com"),
+    ("jdoe@example..com", "the domain after the @ needs a dot, e.g. example.com"),
+    ("j" * 243 + "@example.com", "longer than 254 characters"), ("j" * 242 + "@example.com", None),
+])
+def test_a_login_looks_like_an_email_address_or_says_why_not(login: str, problem: str | None) -> None:
+    assert login_problem(login) == problem

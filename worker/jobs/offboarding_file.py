@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from worker.errors import InvalidOffboardFile, RowProblem
-from worker.identity import box_id_problem, login_key
+from worker.identity import box_id_problem, login_key, login_problem
 
 TARGET_COLUMNS = ("user_id", "user_login", "group_id", "group_name")
 COLUMNS = (*TARGET_COLUMNS, "reason")
@@ -28,7 +28,6 @@ GROUP_COLUMNS = ("group_id", "group_name")
 
 MAX_ROWS = 100_000
 MAX_LISTED_PROBLEMS = 100
-MAX_LOGIN_CHARS = 254  # the longest e-mail address SMTP allows
 MAX_GROUP_NAME_CHARS = 255
 MAX_REASON_CHARS = 500
 _SHOWN_VALUE_CHARS = 60
@@ -102,28 +101,12 @@ def _check_id(column: str, value: str) -> str | None:
     return f"{column} {_show(value)} {problem}" if problem else None
 
 
-def _login_flaw(value: str) -> str | None:
-    """Why a login does not look like an e-mail address, or None."""
-    if any(ch.isspace() for ch in value):
-        return "it contains a space"
-    if value.count("@") != 1:
-        return "it needs exactly one @"
-    local, domain = value.split("@")
-    if not local:
-        return "nothing before the @"
-    if "." not in domain or not all(domain.split(".")):
-        return "the domain after the @ needs a dot, e.g. example.com"
-    if len(value) > MAX_LOGIN_CHARS:
-        return f"longer than {MAX_LOGIN_CHARS} characters"
-    return None
-
-
 def _check_value(column: str, value: str) -> str | None:
     """Why one non-empty, stripped value is unacceptable in its column, or None."""
     if column in ("user_id", "group_id"):
         return _check_id(column, value)
     if column == "user_login":
-        flaw = _login_flaw(value)
+        flaw = login_problem(value)
         return f"user_login {_show(value)} is not an e-mail address ({flaw})" if flaw else None
     if column == "group_name" and len(value) > MAX_GROUP_NAME_CHARS:
         return f"group_name is {len(value)} characters long; at most {MAX_GROUP_NAME_CHARS} are allowed"

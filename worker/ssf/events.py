@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.ssf_transmitters import ISS_SUB_AS_LOGIN, ISS_SUB_AS_USER_ID, Transmitter
-from worker.identity import is_box_id
+from worker.identity import is_box_id, login_problem
 from worker.jobs.submit import JobRequest
 from worker.ssf.verifier import VerifiedSet
 
@@ -85,10 +85,9 @@ def _identifier(sub_id: Mapping[str, Any], transmitter: Transmitter, *, nested: 
 
 
 def is_email(text: str) -> bool:
-    """One `@` between a local part and a domain, nothing blank or invisible in it: a Box login can be no less."""
-    local, at, domain = text.partition("@")
-    return (bool(at) and bool(local) and "." in domain.strip(".") and "@" not in domain and len(text) <= 254
-            and text.isprintable() and not any(c.isspace() for c in text))
+    """A login as every entrance checks one (`login_problem`), and nothing invisible in it (a zero-width space
+    would name nobody, or somebody else)."""
+    return login_problem(text) is None and text.isprintable()
 
 
 def _iss_sub(sub_id: Mapping[str, Any], transmitter: Transmitter) -> Subject:
