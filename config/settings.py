@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from dotenv import dotenv_values
 
 from config import defaults
+from config.credentials import Credential, DuplicateName, parse_credentials
 from config.notify_urls import NotifyURL, parse_notify_urls
 from config.secret import Secret
 from config.sentinel import SentinelConfig, SentinelURLError, is_sentinel_url, parse_sentinel_url
@@ -70,9 +71,11 @@ class Settings:
     redis_wait_replicas: int = 0  # replicas that must hold a submission (and a count of requests) before it counts
     rabbitmq_url: str | None = None  # BOXCUT_BROKER_URL=amqp://…: the Celery broker, instead of the Redis
     key_prefix: str = defaults.KEY_PREFIX
-    intake_tokens: tuple[Secret, ...] = ()
-    intake_hmac_secrets: tuple[Secret, ...] = ()
-    operator_tokens: tuple[Secret, ...] = ()
+    key_prefix_chosen: bool = False  # BOXCUT_KEY_PREFIX is set: `boxcut dev` keeps it instead of one of its own
+    # `name:secret` entries give a credential a name for the audit (config/credentials.py)
+    intake_tokens: tuple[Credential, ...] = ()
+    intake_hmac_secrets: tuple[Credential, ...] = ()
+    operator_tokens: tuple[Credential, ...] = ()
     dry_run: bool = False
     protected_users: tuple[str, ...] = ()
     protected_groups: tuple[str, ...] = ()
@@ -233,9 +236,10 @@ class _Reader:
             redis_wait_replicas=self.integer("BOXCUT_REDIS_WAIT_REPLICAS", 1 if sentinel else 0, 0, 16),
             rabbitmq_url=self.broker_url(),
             key_prefix=self.text("BOXCUT_KEY_PREFIX") or defaults.KEY_PREFIX,
-            intake_tokens=self.secret_list("BOXCUT_INTAKE_TOKENS"),
-            intake_hmac_secrets=self.secret_list("BOXCUT_INTAKE_HMAC_SECRETS"),
-            operator_tokens=self.secret_list("BOXCUT_OPERATOR_TOKENS"),
+            key_prefix_chosen=self.text("BOXCUT_KEY_PREFIX") is not None,
+            intake_tokens=self.credentials("BOXCUT_INTAKE_TOKENS"),
+            intake_hmac_secrets=self.credentials("BOXCUT_INTAKE_HMAC_SECRETS"),
+            operator_tokens=self.credentials("BOXCUT_OPERATOR_TOKENS"),
             dry_run=self.boolean("BOXCUT_DRY_RUN", False),
             protected_users=self.text_list("BOXCUT_PROTECTED_USERS"),
             protected_groups=self.text_list("BOXCUT_PROTECTED_GROUPS"),
@@ -419,11 +423,16 @@ class _Reader:
             value = _read_secret_file(f"{name}_FILE", file_name)
         return Secret(value) if value else None
 
-    def secret_list(self, name: str) -> tuple[Secret, ...]:
+    def credentials(self, name: str) -> tuple[Credential, ...]:
+        """A list of secrets (comma- or newline-separated), each `secret` or `name:secret` (config/credentials.py),
+        from `NAME` or `NAME_FILE`; a name given twice stops the start."""
         joined = self.secret(name)
         if joined is None:
             return ()
-        return tuple(Secret(item.strip()) for item in joined.reveal().split(",") if item.strip())
+        try:
+            return parse_credentials(joined.reveal())
+        except DuplicateName as bad:
+            raise SettingsError(name + ("_FILE" if self.text(f"{name}_FILE") else ""), str(bad)) from None
 
     # -- groups of settings that are checked together ------------------------------------------------------
 

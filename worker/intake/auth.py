@@ -2,7 +2,8 @@
 
 Every comparison is constant-time and every list holds several values at once, so a secret can be rotated by
 adding the new one, moving senders over, then removing the old one. Credentials are never logged; a caller is
-named by the position of the credential it used (`token#2`), which is enough to tell rotations apart.
+named by the name its credential was given (`alice:…` in the list: `operator:alice`), else by the credential's
+position (`token#2`), which is enough to tell rotations apart.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from config import Settings, defaults
-from config.secret import Secret
+from config.credentials import Credential
 from worker.errors import AuthFailed
 from worker.signing import SIGNATURE_HEADER, SIGNATURE_VERSION, TIMESTAMP_HEADER, signature
 
@@ -35,11 +36,12 @@ class Caller:
     """Who made an authenticated request, without the credential itself; `signed` for a signed request."""
 
     role: str
-    credential: str
+    credential: str  # the credential's name (BOXCUT_OPERATOR_TOKENS=alice:…), else `token#N` / `hmac#N`
     signed: SignedDelivery | None = None
 
     @property
     def label(self) -> str:
+        """How the audit names the caller: `operator:alice`, `operator:token#1`."""
         return f"{self.role}:{self.credential}"
 
 
@@ -50,12 +52,13 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def _match(candidate: str, secrets: tuple[Secret, ...]) -> int | None:
-    """The 1-based position of the secret equal to `candidate`, comparing against every one (constant time)."""
+def _match(candidate: str, credentials: tuple[Credential, ...]) -> str | None:
+    """The label (name, or `token#N`) of the credential equal to `candidate`, comparing against every one
+    (constant time), or None."""
     found = None
-    for position, secret in enumerate(secrets, start=1):
-        if secret.matches(candidate) and found is None:
-            found = position
+    for position, credential in enumerate(credentials, start=1):
+        if credential.secret.matches(candidate) and found is None:
+            found = credential.label("token", position)
     return found
 
 
@@ -74,10 +77,10 @@ class Authenticator:
                 raise AuthFailed(f"?token= is not enabled for {source} (BOXCUT_QUERY_TOKEN_SOURCES)")
             token = query_token
         if token is not None:
-            position = _match(token, self.settings.intake_tokens)
-            if position is None:
+            label = _match(token, self.settings.intake_tokens)
+            if label is None:
                 raise AuthFailed(self._wrong_token_message(token))
-            return Caller("sender", f"token#{position}")
+            return Caller("sender", label)
         if SIGNATURE_HEADER in headers or TIMESTAMP_HEADER in headers:
             return self._signed(headers, body)
         raise AuthFailed("missing credentials: send Authorization: Bearer <token> or a signed request")
@@ -91,9 +94,9 @@ class Authenticator:
         token = bearer_token(headers)
         if token is None:
             raise AuthFailed("missing credentials: send Authorization: Bearer <operator token>")
-        position = _match(token, self.settings.operator_tokens)
-        if position is not None:
-            return Caller("operator", f"token#{position}")
+        label = _match(token, self.settings.operator_tokens)
+        if label is not None:
+            return Caller("operator", label)
         if _match(token, self.settings.intake_tokens) is not None:
             raise AuthFailed("an intake token may only post alerts; the operator API needs an operator token", 403)
         raise AuthFailed("invalid operator token")
@@ -107,16 +110,15 @@ class Authenticator:
         skew = abs(self.clock() - int(timestamp))
         if skew > defaults.HMAC_TOLERANCE_SECONDS:
             raise AuthFailed(f"{TIMESTAMP_HEADER} is {skew:.0f} s off; at most {defaults.HMAC_TOLERANCE_SECONDS} s")
-        found: tuple[int, str] | None = None
-        for position, secret in enumerate(self.settings.intake_hmac_secrets, start=1):
-            expected = signature(secret.reveal(), timestamp, body)
+        found: tuple[str, str] | None = None
+        for position, credential in enumerate(self.settings.intake_hmac_secrets, start=1):
+            expected = signature(credential.secret.reveal(), timestamp, body)
             if hmac.compare_digest(expected.encode(), sent.strip().encode()) and found is None:
-                found = position, expected
+                found = credential.label("hmac", position), expected
         if found is None:
             raise AuthFailed("signature does not match the body")
-        position, verified = found
-        return Caller("sender", f"hmac#{position}", SignedDelivery(verified.removeprefix(SIGNATURE_VERSION),
-                                                                   int(timestamp)))
+        label, verified = found
+        return Caller("sender", label, SignedDelivery(verified.removeprefix(SIGNATURE_VERSION), int(timestamp)))
 
     def _wrong_token_message(self, token: str) -> str:
         if _match(token, self.settings.operator_tokens) is not None:
