@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from boxsim import SimConfig
-from tests.integration.harness import running_stack
+from tests.integration.harness import Stack, running_stack
+from worker.box.fingerprint import box_fingerprint
 from worker.jobs.model import JobState
 
 pytestmark = pytest.mark.integration
@@ -51,10 +52,10 @@ def test_no_secret_in_worker_logs_job_records_or_audit(redis_url: str, tmp_path:
     with running_stack(redis_url, tmp_path, sim_config=sim_config, extra_env=env) as stack:
         job = stack.wait(stack.submit([{"type": "user", "login": "jdoe@example.com"}]))
         assert job.state is JobState.SUCCEEDED
-        refused_token = _cached_token(redis_url, stack.key_prefix)
+        refused_token = _cached_token(redis_url, stack)
         stack.sim.expire_tokens()  # a 401 and a refresh: the paths most likely to log a token
         assert stack.wait(stack.submit([{"type": "user", "login": "rroe@example.com"}])).state is JobState.SUCCEEDED
-        fresh_token = _cached_token(redis_url, stack.key_prefix)
+        fresh_token = _cached_token(redis_url, stack)
         assert fresh_token != refused_token
         _use_the_intake(stack.start_intake())
 
@@ -69,8 +70,9 @@ def test_no_secret_in_worker_logs_job_records_or_audit(redis_url: str, tmp_path:
         assert "POST /v1/alerts/splunk 202" in logs  # the intake did log the request, without its query
 
 
-def _cached_token(redis_url: str, key_prefix: str) -> str:
-    cached = redis.Redis.from_url(redis_url).get(f"{key_prefix}box:token")
+def _cached_token(redis_url: str, stack: Stack) -> str:
+    key = f"{stack.key_prefix}box:token:{box_fingerprint(stack.settings())}"  # keyed by the Box and client
+    cached = redis.Redis.from_url(redis_url).get(key)
     assert cached, "the access token is cached in Redis"
     return _token_from_cache(cached.decode())
 

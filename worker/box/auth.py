@@ -1,8 +1,10 @@
 """Box access tokens: where they come from, and a cache in Redis that every worker process shares.
 
 One refresh serves every process: the process that wins a Redis lock asks Box for a token, the others poll the
-cache until it appears. A 401 drops the cached token only if it is still the one that was refused, so many
-processes hit by the same 401 cause one refresh. Tokens, secrets, assertions and keys are never logged.
+cache until it appears. The cache is keyed by the Box and client the token is for (worker/box/fingerprint.py), so
+workers talking to two Boxes (boxsim beside the real one) on one Redis never hand each other's tokens out. A 401
+drops the cached token only if it is still the one that was refused, so many processes hit by the same 401 cause
+one refresh. Tokens, secrets, assertions and keys are never logged.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from config import defaults
 from config.secret import Secret
 from config.settings import BoxAuthMode, JWTAppConfig, Settings
+from worker.box.fingerprint import box_fingerprint
 from worker.errors import BoxAuthError, BoxTransportError
 from worker.locks import CompareAndDelete, RedisLock
 
@@ -99,14 +102,16 @@ class CachedTokenSource:
         redis: redis.Redis,
         key_prefix: str,
         fetcher: TokenFetcher,
+        scope: str = "",
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         lock_seconds: float = 45.0,
         wait_seconds: float = 45.0,
         poll_seconds: float = 0.1,
     ) -> None:
-        self.key = f"{key_prefix}box:token"
-        self.lock_key = f"{key_prefix}box:token:lock"
+        # `scope`: which Box and client the token is for; without it, a token one Box issued went to another.
+        self.key = f"{key_prefix}box:token" + (f":{scope}" if scope else "")
+        self.lock_key = f"{self.key}:lock"
         self._redis = redis
         self._fetcher = fetcher
         self._clock = clock
@@ -318,7 +323,7 @@ def token_source_for(*, settings: Settings, redis: redis.Redis, session: request
     lock_seconds = settings.http_connect_timeout + settings.http_read_timeout + 5
     return CachedTokenSource(
         redis=redis, key_prefix=settings.key_prefix, fetcher=token_fetcher_for(settings, session),
-        lock_seconds=lock_seconds, wait_seconds=lock_seconds,
+        scope=box_fingerprint(settings), lock_seconds=lock_seconds, wait_seconds=lock_seconds,
     )
 
 

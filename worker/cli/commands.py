@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -176,9 +177,28 @@ def worker(concurrency: int, loglevel: str | None, beat: bool, metrics_port: int
     logging.getLogger().setLevel(loglevel)
     app = create_app(settings)
     quiet = ["--quiet"] if logs.choose_format(settings.log_format, sys.stderr) == "json" else []  # no banner
-    app.worker_main([*quiet, "worker", "--pool=prefork", f"--concurrency={concurrency}",
-                     f"--queues={','.join(chosen)}", f"--loglevel={loglevel}", "--without-gossip",
-                     "--without-mingle", *(["--beat"] if beat else [])])
+    stop_heartbeat = _join_fleet(settings, chosen)
+    try:
+        app.worker_main([*quiet, "worker", "--pool=prefork", f"--concurrency={concurrency}",
+                         f"--queues={','.join(chosen)}", f"--loglevel={loglevel}", "--without-gossip",
+                         "--without-mingle", *(["--beat"] if beat else [])])
+    finally:
+        stop_heartbeat()
+
+
+def _join_fleet(settings: Settings, queues: list[str]) -> Callable[[], None]:
+    """Refuse to start beside live workers that talk to another Box API (worker/run/fleet.py), else keep this
+    worker's heartbeat; return what stops it. A worker for notifications alone talks to no Box."""
+    from config.celery import QUEUE, SEND_QUEUE
+    from worker.connections import redis_client
+    from worker.run.fleet import OtherBox, join
+
+    if not {QUEUE, SEND_QUEUE} & set(queues):
+        return lambda: None
+    try:
+        return join(settings, redis_client(settings)).stop
+    except OtherBox as refused:
+        _fail(f"refusing to start: {refused}", EXIT_USAGE)
 
 
 def _queues(text: str) -> list[str]:
@@ -621,12 +641,12 @@ def dev(demo: bool, concurrency: int) -> None:
     try:
         stack.start(worker_concurrency=concurrency)
         click.echo("boxcut dev is up:\n  " + "\n  ".join(stack.lines))
-        click.echo(f"\ntry, in another shell:\n  {_sample_command(settings, stack.simulated_box)}")
+        click.echo(f"\ntry, in another shell:\n  {_sample_command(stack.settings, stack.simulated_box)}")
         if stack.intake is not None:
             click.echo(_sample_curl(stack.intake, stack.simulated_box))
         click.echo("stop with Ctrl-C")
         if demo:
-            _demo(settings, "jdoe@example.com" if stack.simulated_box else _fail_demo())
+            _demo(stack.settings, "jdoe@example.com" if stack.simulated_box else _fail_demo())
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
@@ -642,6 +662,8 @@ def _sample_command(settings: Settings, simulated_box: bool) -> str:
     program = shutil.which("boxcut") or (str(beside) if beside.exists() else f"{sys.executable} -m worker.cli")
     # Never the password: a URL that needs one is named without it (the shell has BOXCUT_REDIS_PASSWORD).
     env = "" if settings.redis_url == defaults.REDIS_URL else f"BOXCUT_REDIS_URL={displayable_url(settings.redis_url)} "
+    if settings.key_prefix != defaults.KEY_PREFIX:  # the dev stack's own (or a chosen one): its jobs are there
+        env += f"BOXCUT_KEY_PREFIX={shlex.quote(settings.key_prefix)} "
     return f"{env}{program} terminate --user {login} --reason 'trying boxcut' --wait"
 
 

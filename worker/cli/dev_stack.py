@@ -3,6 +3,10 @@
 Redis: the configured one when it answers; else a private `redis-server` on the configured port when one is
 installed; else fakeredis's TCP server on that port. Box: the real one when credentials are set; else boxsim,
 the local simulator, clearly labelled. Then a Celery worker in a child process.
+
+Unless BOXCUT_KEY_PREFIX is set, the stack keeps its keys and its Celery queues under a prefix of its own, made for
+this run (`boxcut-dev-1a2b3c4d:`) and removed when it stops: a second `boxcut dev` beside it, or a production
+stack on a Redis that `.env` names, shares nothing with it, so neither's worker takes the other's jobs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlparse
 
 import redis
@@ -48,10 +52,14 @@ class DevStack:
     _stops: list[Callable[[], None]] = field(default_factory=list)
     simulated_box: bool = False
     intake: IntakeAccess | None = None
+    own_prefix: bool = False  # the key prefix was made for this run (BOXCUT_KEY_PREFIX is not set)
 
     def start(self, *, worker_concurrency: int = 2, intake_port: int = defaults.INTAKE_PORT) -> None:
-        """Start Redis, Box, a worker and the intake as needed, noting each in `lines`."""
+        """Start Redis, Box, a worker and the intake as needed, noting each in `lines`; `settings` then says
+        where this stack keeps its keys."""
+        self.isolate()
         self._ensure_redis()
+        self._forget_own_keys_at_stop()
         self._ensure_box()
         self._start_worker(worker_concurrency)
         self._start_intake(intake_port if _port_free(intake_port) else _free_port())
@@ -61,6 +69,29 @@ class DevStack:
             with contextlib.suppress(Exception):
                 stop()
         self._stops.clear()
+
+    # -- key prefix -----------------------------------------------------------------------------------------
+
+    def isolate(self) -> None:
+        """A key prefix of this run's own, unless BOXCUT_KEY_PREFIX names one. With it, the Redis broker keeps the
+        Celery queues under the prefix too, so RabbitMQ (whose queues no prefix separates) is not used."""
+        if self.settings.key_prefix_chosen:
+            self.lines.append(f"keys    under {self.settings.key_prefix} (BOXCUT_KEY_PREFIX)")
+            return
+        self.settings = replace(self.settings, key_prefix=dev_prefix(), rabbitmq_url=None)
+        self.env["BOXCUT_KEY_PREFIX"] = self.settings.key_prefix
+        self.env["BOXCUT_BROKER_URL"] = ""
+        self.own_prefix = True
+        self.lines.append(f"keys    under {self.settings.key_prefix}, this run's own: its jobs and queues are no other "
+                          "stack's (BOXCUT_KEY_PREFIX chooses another)")
+
+    def _forget_own_keys_at_stop(self) -> None:
+        """Remove this run's keys when it stops (after its worker and intake, before a private Redis)."""
+        from worker.connections import redis_client
+
+        if self.own_prefix:
+            settings = self.settings
+            self._stops.append(lambda: forget_keys(redis_client(settings), settings.key_prefix))
 
     # -- Redis -----------------------------------------------------------------------------------------------
 
@@ -160,6 +191,23 @@ class DevStack:
         self.intake = IntakeAccess(url, intake_token, operator_token)
         made = " (tokens made for this session, shown below)" if intake_token or operator_token else ""
         self.lines.append(f"intake  {url}, pid {proc.pid}{made}")
+
+
+def dev_prefix() -> str:
+    """A key prefix for one `boxcut dev` run: random, so two runs on one Redis never meet."""
+    return f"boxcut-dev-{secrets.token_hex(4)}:"
+
+
+def forget_keys(client: redis.Redis, prefix: str) -> None:
+    """Delete every key under `prefix` (one of this run's own, so nobody else's)."""
+    batch = []
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            client.delete(*batch)
+            batch.clear()
+    if batch:
+        client.delete(*batch)
 
 
 def _http_ok(url: str) -> bool:

@@ -31,7 +31,7 @@ def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
     if not _check_redis(settings, echo) or not _check_broker(settings, echo):
         return False
     box_ok = _check_box(settings, echo)
-    workers_ok = _check_workers(settings, echo)
+    workers_ok = _check_workers(settings, echo) and _check_worker_boxes(settings, echo)
     _check_event_stream(settings, echo)
     _check_shared_signals(settings, echo)
     return workers_ok and box_ok
@@ -112,6 +112,29 @@ def _check_workers(settings: Settings, echo: Echo) -> bool:
              "task")
         return False
     echo(f"ok   beat: the periodic sweep ran {age:.0f} s ago")
+    return True
+
+
+def _check_worker_boxes(settings: Settings, echo: Echo) -> bool:
+    """Every live worker on this prefix talks to the Box API and client these settings name (their heartbeats,
+    worker/run/fleet.py): one that talks to another (boxsim, another app) would run jobs against the wrong Box."""
+    from worker.connections import redis_client
+    from worker.run.fleet import Fleet, Member, differences
+
+    members = Fleet(redis_client(settings), key_prefix=settings.key_prefix).live()
+    mine = Member.of(settings, worker="these settings")
+    if not members:
+        echo("warn worker box: no live worker keeps a heartbeat, so which Box they talk to is unknown")
+        return True
+    found = differences(mine, members)
+    for other in found.other_api:
+        echo(f"FAIL worker box: {other.describe()} talks to another Box API than {mine.box_api}")
+    for other in found.other_client:
+        echo(f"FAIL worker box: {other.describe()} uses another Box client than these settings ({mine.fingerprint})")
+    if found:
+        return False
+    echo(f"ok   worker box: {len(members)} live worker(s) talk to {mine.box_api} with this client "
+         f"({mine.fingerprint})")
     return True
 
 
