@@ -237,14 +237,15 @@ def beat(loglevel: str | None) -> None:
               help="Intake processes serving the one port (uvicorn workers), each with its own Redis and broker "
                    "connections; about one per core.")
 @click.option("--insecure-dev", is_flag=True,
-              help="Accept requests without credentials. Loopback only; for trying boxcut out.")
+              help="Accept requests without credentials, addressed to loopback only and never beside real Box "
+                   "credentials; for trying boxcut out.")
 def intake(host: str, port: int, workers: int, insecure_dev: bool) -> None:
     """Serve the HTTP intake: alert webhooks and the operator API."""
     from worker.cli.serve import serve
 
     settings = _settings()
-    if insecure_dev and not _is_loopback(host):
-        _fail(f"--insecure-dev serves only on loopback (127.0.0.1, ::1, localhost), not {host}", EXIT_USAGE)
+    if insecure_dev:
+        _check_insecure_dev(settings, host)
     # Shared Signals transmitters authenticate by their signatures: an intake for them alone needs no tokens.
     senders = settings.intake_tokens or settings.intake_hmac_secrets or settings.ssf_transmitters
     if not senders and not insecure_dev:
@@ -260,15 +261,17 @@ def intake(host: str, port: int, workers: int, insecure_dev: bool) -> None:
         _fail(f"bad setting {exc}", EXIT_USAGE)
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
+def _check_insecure_dev(settings: Settings, host: str) -> None:
+    """`--insecure-dev` serves on loopback only, and never beside real Box credentials."""
+    from worker.intake.build import check_insecure_dev
+    from worker.intake.loopback import is_loopback_host
 
-    if host == "localhost":
-        return True
+    if not is_loopback_host(host):
+        _fail(f"--insecure-dev serves only on loopback (127.0.0.1, ::1, localhost), not {host}", EXIT_USAGE)
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        check_insecure_dev(settings)
+    except SettingsError as exc:
+        _fail(str(exc), EXIT_USAGE)
 
 
 def _target_specs(users: tuple[str, ...], groups: tuple[str, ...]) -> list[dict[str, str]]:

@@ -23,7 +23,7 @@ from worker.intake.deps import IntakeDeps
 from worker.intake.docs import add_offline_docs
 from worker.intake.http import ApiError, error_response, parse_json, read_body, require_json_content_type
 from worker.intake.metrics import IntakeMetrics
-from worker.intake.middleware import RequestLog
+from worker.intake.middleware import LoopbackOnly, RequestLog
 from worker.intake.models import (
     AlertAccepted,
     GenericEnvelope,
@@ -52,6 +52,8 @@ def create_app(deps: IntakeDeps) -> FastAPI:
     app = FastAPI(title="boxcut intake", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None)
     add_offline_docs(app, title="boxcut intake")
     metrics = IntakeMetrics()
+    if deps.insecure_dev:
+        _add_loopback_guard(app)
     _add_request_log(app)
     _install_error_handlers(app)
     _add_alert_routes(app, deps, metrics)
@@ -80,6 +82,13 @@ _DESCRIPTION = (
     "with `Authorization: Bearer <intake token>` or an HMAC signature (`X-Boxcut-Timestamp`, "
     "`X-Boxcut-Signature: v1=<hex HMAC-SHA256 of \"<timestamp>.<raw body>\">`); operators with an operator token."
 )
+
+
+def _add_loopback_guard(app: FastAPI) -> None:
+    """`--insecure-dev` answers only requests addressed to loopback, from no web page elsewhere (DNS rebinding).
+
+    Added before the request log, so the log (the outer middleware) still has a line for each refusal."""
+    app.add_middleware(LoopbackOnly)
 
 
 def _add_request_log(app: FastAPI) -> None:

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import redis
 from fastapi import FastAPI
 
 from config import Settings, SettingsError, defaults
-from config.settings import identity_paths_variable
+from config.settings import BoxAuthMode, identity_paths_variable
 from worker.connections import redis_client
 from worker.intake.adapters.registry import check_paths
 from worker.intake.app import create_app
 from worker.intake.auth import Authenticator
 from worker.intake.deps import IntakeDeps
+from worker.intake.loopback import is_loopback_url
 from worker.intake.service import AlertIntake
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.store import JobStore
 from worker.ssf.keys import TransmitterKeys
 from worker.ssf.receiver import SetReceiver
 from worker.ssf.verifier import SetVerifier
+
+log = logging.getLogger(__name__)
+
+# What /readyz says of a dependency that does not answer: the why (Redis's error names its host and port)
+# goes to the log, never to whoever asks.
+UNAVAILABLE = "unavailable"
 
 
 def check_identity_paths(settings: Settings) -> None:
@@ -31,11 +39,39 @@ def check_identity_paths(settings: Settings) -> None:
             raise SettingsError(identity_paths_variable(source), str(exc)) from None
 
 
+# The variable that sets each kind of Box credentials, to name in a refusal.
+_CREDENTIAL_VARIABLES = {BoxAuthMode.DEVELOPER_TOKEN: "BOX_DEVELOPER_TOKEN", BoxAuthMode.JWT: "BOX_JWT_CONFIG_FILE",
+                         BoxAuthMode.CLIENT_CREDENTIALS: "BOX_CLIENT_ID"}
+
+
+def check_insecure_dev(settings: Settings) -> None:
+    """Refuse `--insecure-dev` beside real Box credentials: jobs anyone on this machine could post unchecked would
+    end real people's sessions. Credentials for the simulator (boxsim, on loopback) are not real."""
+    if has_real_box_credentials(settings):
+        variable = _CREDENTIAL_VARIABLES.get(settings.box_auth_mode, "BOX_CLIENT_ID")
+        raise SettingsError(variable, f"--insecure-dev refuses to start with real Box credentials (Box API "
+                                      f"{settings.box_api_base_url}): unset them, or point BOX_API_BASE_URL and "
+                                      "BOX_OAUTH_URL at a simulator on loopback")
+
+
+def has_real_box_credentials(settings: Settings) -> bool:
+    """Whether Box credentials are set for a Box that is not on this machine: the API, or the token endpoint for
+    the kinds that fetch a token (a developer token fetches none)."""
+    if not settings.has_box_credentials:
+        return False
+    urls = [settings.box_api_base_url]
+    if settings.box_auth_mode is not BoxAuthMode.DEVELOPER_TOKEN:
+        urls.append(settings.box_oauth_url)
+    return not all(is_loopback_url(url) for url in urls)
+
+
 def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], broker_check: Callable[[], None],
                      insecure_dev: bool = False) -> FastAPI:
     """The intake app, connected to the Redis that settings name; `enqueue` hands a job id to the workers and
     `broker_check` raises unless the broker answers (both from `tasks.app`, handed in by the CLI)."""
     check_identity_paths(settings)
+    if insecure_dev:  # here as well as in the CLI: every uvicorn worker process builds its own app
+        check_insecure_dev(settings)
     client = redis_client(settings)
     store = JobStore(client, key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas)
     keys = IdempotencyKeys(client, key_prefix=settings.key_prefix, ttl_seconds=settings.idempotency_ttl_seconds)
@@ -46,12 +82,14 @@ def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], brok
             client.set(f"{settings.key_prefix}intake:readyz", "1", px=10_000)
             checks["redis"] = "ok"
         except (redis.RedisError, OSError) as exc:
-            checks["redis"] = f"unavailable: {exc}"
+            log.warning("readiness: Redis refused a write: %s", exc)
+            checks["redis"] = UNAVAILABLE
         try:
             broker_check()
             checks["broker"] = "ok"
         except Exception as exc:  # kombu raises many kinds; any of them means "not ready"
-            checks["broker"] = f"unavailable: {type(exc).__name__}"
+            log.warning("readiness: the broker does not answer: %s: %s", type(exc).__name__, exc)
+            checks["broker"] = UNAVAILABLE
         return checks
 
     shield_keys = IdempotencyKeys(client, key_prefix=settings.key_prefix,

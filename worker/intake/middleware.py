@@ -6,7 +6,11 @@ from __future__ import annotations
 import logging
 import time
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from worker.intake.http import error_response
+from worker.intake.loopback import is_loopback_authority, is_loopback_origin
 
 # The app's logger, as before: a deployment filtering on `worker.intake.app` still sees the request lines.
 log = logging.getLogger("worker.intake.app")
@@ -38,6 +42,46 @@ class RequestLog:
             await self.app(scope, receive, send_noting_status)
         finally:
             log.info("%s %s %d %.1f ms", scope["method"], _path(scope), status, (time.monotonic() - started) * 1000)
+
+
+class LoopbackOnly:
+    """`--insecure-dev`'s guard: only requests addressed to this machine, from no page but this machine's.
+
+    The mode checks no credentials, so whoever reaches the port may post alerts and approve jobs. Binding to
+    loopback keeps other machines out, but not a web page the operator visits: by DNS rebinding its own name comes
+    to resolve to 127.0.0.1, and the browser then sends the page's requests here with that name in `Host`. So a
+    `Host` that is not a loopback name is refused (421), and so is an `Origin` that is not a loopback origin
+    (403: a page elsewhere, or `null`); a request without `Origin` (curl, a script, a server) is let through."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        refusal = _refusal(Headers(scope=scope))
+        if refusal is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # before accepting: the server answers 403
+        else:
+            status, code, message = refusal
+            log.warning("--insecure-dev refused a request: %s", message)
+            await error_response(status, code, message)(scope, receive, send)
+
+
+def _refusal(headers: Headers) -> tuple[int, str, str] | None:
+    """Why a request may not reach the insecure intake (status, code, message), or None when it may."""
+    host = headers.get("host", "")
+    if not is_loopback_authority(host):
+        return 421, "misdirected_request", (f"--insecure-dev answers only requests addressed to localhost, "
+                                            f"127.0.0.1 or [::1], not {host[:100]!r}")
+    origin = headers.get("origin")
+    if origin is not None and not is_loopback_origin(origin):
+        return 403, "forbidden_origin", (f"--insecure-dev answers no web page but one served from this machine, "
+                                         f"not {origin[:100]!r}")
+    return None
 
 
 def _path(scope: Scope) -> str:

@@ -123,7 +123,8 @@ class Readiness(BaseModel):
     """`GET /readyz`: 200 when every dependency answers, else 503 with the same shape."""
 
     status: Literal["ok", "unavailable"]
-    checks: dict[str, str] = Field(description="Each dependency (`redis`, `broker`): `ok`, or what is wrong.")
+    checks: dict[str, str] = Field(description="Each dependency (`redis`, `broker`): `ok` or `unavailable` "
+                                               "(why is in the intake's log, not here).")
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
