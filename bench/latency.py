@@ -1,6 +1,6 @@
 """Benchmark: one alert at a time through an idle stack; prints how soon its terminate call reaches Box.
 
-    .venv/bin/python bench/latency.py [--alerts 50] [--pause 1.0] [-c 2]
+    .venv/bin/python bench/latency.py [--alerts 50] [--pause 1.0] [-c 2] [--brake-users N]
 
 The latency of containment when nothing else is going on: a real `boxcut intake`, a real prefork worker (-c
 processes) and boxsim without rate limit or added latency. Each of --alerts HMAC-signed Panther alerts names a
@@ -27,6 +27,7 @@ import requests
 from benchkit import (
     accepted_at,
     box_env,
+    changed_settings,
     delete_prefix,
     exit_on_sigterm,
     is_settled,
@@ -67,6 +68,9 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds of idle between a settled job and the next")
     parser.add_argument("--warmup", type=int, default=1, help="alerts posted first and not counted")
     parser.add_argument("-c", "--concurrency", type=int, default=2, help="worker processes")
+    parser.add_argument("--brake-users", type=int, default=0,
+                        help="BOXCUT_BRAKE_USERS; 0: the brake off. A limit above --alerts counts every target "
+                        "(the brake's check runs before each call) and holds none: its cost")
     args = parser.parse_args()
     if args.alerts < 1 or args.pause < 0 or args.warmup < 0 or args.concurrency < 1:
         parser.error("--alerts and -c must be positive, --pause and --warmup not negative")
@@ -77,7 +81,9 @@ def main() -> None:
     total = args.warmup + args.alerts
     worker = intake = None
     with BoxSim(SimConfig(port=0, generate_users=total)) as sim:
-        env = box_env(sim, redis_url, prefix, BOXCUT_INTAKE_HMAC_SECRETS=SECRET)
+        brake = {"BOXCUT_BRAKE_USERS": str(args.brake_users)} if args.brake_users else {}
+        print(changed_settings(**brake), flush=True)
+        env = box_env(sim, redis_url, prefix, BOXCUT_INTAKE_HMAC_SECRETS=SECRET, **brake)
         try:
             worker = start_worker(env, work / "worker.log", concurrency=args.concurrency)
             intake, base = start_intake({**env, "BOXCUT_LOG_LEVEL": "WARNING"}, work / "intake.log")

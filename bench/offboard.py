@@ -27,7 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchkit import REPO, box_env, delete_prefix, exit_on_sigterm, is_terminate, peak_in_flight, start_worker, stop
+from benchkit import (
+    REPO,
+    box_env,
+    changed_settings,
+    delete_prefix,
+    exit_on_sigterm,
+    is_terminate,
+    peak_in_flight,
+    start_worker,
+    stop,
+)
 
 from boxsim import BoxSim, SimConfig
 from config import defaults
@@ -92,6 +102,7 @@ def _run(args: argparse.Namespace, floor: float | None) -> Figures:
         if args.latency_ms > 0:
             sim.add_faults([{"method": "POST", "path": "/2.0/users/terminate_sessions", "times": -1,
                              "latency_ms": args.latency_ms}])
+        print(changed_settings(), flush=True)
         env = box_env(sim, redis_url, prefix)
         try:
             worker = start_worker(env, work / "worker.log", concurrency=args.concurrency)

@@ -33,6 +33,7 @@ from benchkit import (
     TOKEN_PATH,
     accepted_at,
     box_env,
+    changed_settings,
     delete_prefix,
     exit_on_sigterm,
     is_settled,
@@ -91,6 +92,7 @@ def main() -> None:
         if args.latency_ms > 0:
             sim.add_faults([{"method": "POST", "path": "/2.0/users/terminate_sessions", "times": -1,
                              "latency_ms": args.latency_ms}])
+        print(changed_settings(), flush=True)
         env = box_env(sim, redis_url, prefix, BOXCUT_INTAKE_HMAC_SECRETS=SECRET)
         try:
             worker = start_worker(env, work / "worker.log", concurrency=args.concurrency)

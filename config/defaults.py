@@ -20,6 +20,17 @@ MAX_BATCH_SIZE = 1000
 # Jobs whose users (groups' members counted) exceed this wait for an operator's approval.
 APPROVAL_THRESHOLD = 25
 
+# The brake across jobs (worker/jobs/brake.py): distinct users terminated per source, and from all sources, within
+# the window, past which later targets wait for a person. A source is one sender (a route and its credential, an
+# SSF issuer, the event-stream reader). 25 in 10 minutes is the per-job approval threshold again: a stream of
+# one-user alerts is held where one alert naming as many people would be. A real compromise campaign reaches a
+# handful of people from one source in ten minutes; tens already make an incident a person should see, and a
+# leaked key or a misfiring identity provider reaches thousands. 100 from all sources lets several sources fire
+# at once in a genuine incident before anyone is asked. Operators' offboarding counts but is never held.
+BRAKE_USERS = 25
+BRAKE_TOTAL_USERS = 100
+BRAKE_WINDOW_SECONDS = 600
+
 # Redis redelivers an unacknowledged task after this long. It must exceed any task run (bounded by
 # RUN_BUDGET_SECONDS) and any retry countdown (bounded by MAX_COUNTDOWN_SECONDS), or a task runs twice at once.
 VISIBILITY_TIMEOUT_SECONDS = 1800

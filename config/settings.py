@@ -80,6 +80,10 @@ class Settings:
     protected_users: tuple[str, ...] = ()
     protected_groups: tuple[str, ...] = ()
     approval_threshold: int = defaults.APPROVAL_THRESHOLD
+    brake_users: int = defaults.BRAKE_USERS  # 0: no per-source brake
+    brake_total_users: int = defaults.BRAKE_TOTAL_USERS  # 0: no brake over all sources
+    brake_window_seconds: int = defaults.BRAKE_WINDOW_SECONDS
+    brake_source_users: Mapping[str, int] = field(default_factory=dict)  # per-source limits, by source or route
     rate_limit_per_minute: int = defaults.RATE_LIMIT_PER_MINUTE
     batch_size: int = defaults.BATCH_SIZE
     visibility_timeout: int = defaults.VISIBILITY_TIMEOUT_SECONDS
@@ -244,6 +248,12 @@ class _Reader:
             protected_users=self.text_list("BOXCUT_PROTECTED_USERS"),
             protected_groups=self.text_list("BOXCUT_PROTECTED_GROUPS"),
             approval_threshold=self.integer("BOXCUT_APPROVAL_THRESHOLD", defaults.APPROVAL_THRESHOLD, 0, 10**6),
+            brake_users=self.integer("BOXCUT_BRAKE_USERS", defaults.BRAKE_USERS, 0, 10**7),
+            brake_total_users=self.integer("BOXCUT_BRAKE_TOTAL_USERS", defaults.BRAKE_TOTAL_USERS, 0, 10**7),
+            brake_window_seconds=self.integer(
+                "BOXCUT_BRAKE_WINDOW_SECONDS", defaults.BRAKE_WINDOW_SECONDS, 10, 7 * 86400
+            ),
+            brake_source_users=self._brake_source_users(),
             rate_limit_per_minute=self.integer(
                 "BOXCUT_RATE_LIMIT_PER_MINUTE", defaults.RATE_LIMIT_PER_MINUTE, 1, 100_000
             ),
@@ -448,6 +458,17 @@ class _Reader:
         if client_id and client_secret and not enterprise_id and not uses_jwt:
             raise SettingsError("BOX_ENTERPRISE_ID", "missing: client credentials need the enterprise id")
         return client_id, client_secret, enterprise_id
+
+    def _brake_source_users(self) -> dict[str, int]:
+        """`BOXCUT_BRAKE_SOURCE_USERS`: `source=limit` entries, a source named whole (`okta:soc-okta`,
+        `ssf:https://idp.example.com`) or by its route (`okta`); 0 turns that source's brake off."""
+        name, limits = "BOXCUT_BRAKE_SOURCE_USERS", {}
+        for entry in self.text_list(name):
+            source, equals, limit = entry.rpartition("=")
+            if not equals or not source.strip() or not limit.strip().isdigit():
+                raise SettingsError(name, f"expected source=users entries, e.g. okta=200, got {entry!r}")
+            limits[source.strip()] = int(limit)
+        return limits
 
     def _identity_paths(self) -> dict[str, tuple[str, ...]]:
         """Per-source identity field paths from `BOXCUT_IDENTITY_PATHS_<SOURCE>` (e.g. ..._BOX_SHIELD)."""

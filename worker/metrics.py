@@ -34,6 +34,18 @@ ACTIVITY_AFTER = Counter("boxcut_activity_after_termination", "Events by a user 
                          "termination, recorded in their job", registry=None)
 NOTIFICATIONS = Counter("boxcut_notifications", "Notification attempts, by event (awaiting_approval, finished) and "
                         "outcome (delivered, retrying, failed)", ["event", "outcome"], registry=None)
+BRAKE_ENGAGEMENTS = Counter("boxcut_brake_engagements", "Times the brake across jobs engaged, by scope (source, "
+                            "total)", ["scope"], registry=None)
+BRAKE_JOBS_HELD = Counter("boxcut_brake_jobs_held", "Jobs the brake across jobs held for approval, by scope",
+                          ["scope"], registry=None)
+
+
+def brake_engaged(scope: str) -> None:
+    BRAKE_ENGAGEMENTS.labels(scope=scope).inc()
+
+
+def brake_held(scope: str) -> None:
+    BRAKE_JOBS_HELD.labels(scope=scope).inc()
 
 
 def shield_alert(action: str) -> None:

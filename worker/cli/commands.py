@@ -476,6 +476,47 @@ def cancel(job_id: str) -> None:
     click.echo(f"cancelled {job_id}")
 
 
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the brake's state as JSON.")
+@click.pass_context
+def brake(ctx: click.Context, as_json: bool) -> None:
+    """The brake across jobs: users terminated per source and in all within the window, the sources it holds
+    and the jobs waiting for it. `boxcut brake release SOURCE` lets a source's held jobs go in one decision."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from worker.jobs import actions as job_actions
+    from worker.jobs.brake import Brake
+
+    settings = _settings()
+    store = _store(settings)
+    shown = job_actions.brake_status(store=store, brake=Brake.from_settings(store.redis, settings),
+                                     now_ms=int(time.time() * 1000))
+    from worker.cli.output import brake_table
+
+    click.echo(json.dumps(shown, indent=2) if as_json else brake_table(shown))
+
+
+@brake.command("release")
+@click.argument("source")
+def brake_release(source: str) -> None:
+    """Release the brake for SOURCE (as `boxcut brake` lists it; `*` for every source): every job it holds for
+    that source is approved, by you, and the source is not held again for the rest of the window."""
+    from worker.jobs import actions as job_actions
+    from worker.jobs.brake import Brake
+
+    settings = _settings()
+    store = _store(settings)
+    try:
+        done = job_actions.release_brake(store=store, brake=Brake.from_settings(store.redis, settings),
+                                         enqueue=enqueuer(create_app(settings)), source=source, actor=_actor())
+    except InvalidTransition as exc:
+        _fail(str(exc), EXIT_USAGE)
+    click.echo(f"released {source} until {done.until}: {len(done.approved):,} held jobs approved"
+               + (f", {len(done.skipped):,} no longer waiting" if done.skipped else ""))
+    for job_id in done.approved:
+        click.echo(f"  approved {job_id}")
+
+
 def _not_possible(job_id: str, exc: Exception) -> str:
     return f"no job {job_id}" if isinstance(exc, JobNotFound) else str(exc)
 

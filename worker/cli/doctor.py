@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import redis
 import requests
@@ -11,6 +12,9 @@ import requests
 from config import BoxAuthMode, Settings, SettingsError
 from worker.box.auth import token_fetcher_for
 from worker.errors import BoxcutError
+
+if TYPE_CHECKING:
+    from worker.jobs.store import JobStore
 
 Echo = Callable[[str], None]
 
@@ -34,7 +38,40 @@ def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
     workers_ok = _check_workers(settings, echo) and _check_worker_boxes(settings, echo)
     _check_event_stream(settings, echo)
     _check_shared_signals(settings, echo)
+    _check_brake(settings, echo)
     return workers_ok and box_ok
+
+
+def _check_brake(settings: Settings, echo: Echo) -> None:
+    """The brake across jobs: its limits, and each source it holds now with its held jobs (a warning: a person
+    is needed). Says so when it is off."""
+    from worker.connections import redis_client
+    from worker.jobs import actions
+    from worker.jobs.brake import Brake
+
+    brake = Brake.from_settings(redis_client(settings), settings)
+    limits = brake.limits
+    if limits.off:
+        echo("warn brake: off (BOXCUT_BRAKE_USERS=0, BOXCUT_BRAKE_TOTAL_USERS=0): nothing limits how many people "
+             "a stream of alerts terminates")
+        return
+    shown = actions.brake_status(store=_store(settings, brake.redis), brake=brake, now_ms=int(time.time() * 1000))
+    engaged = [s for s in [shown["total"], *shown["sources"]] if s["engaged"]]
+    window = f"{limits.window_seconds / 60:g} min"
+    if not engaged:
+        echo(f"ok   brake: {limits.per_source or 'off'} users per source, {limits.total or 'off'} in all, within "
+             f"{window}; {shown['total']['users']:,} counted now, nothing held")
+        return
+    for state in engaged:
+        name = "all sources" if state["source"] == "*" else f"source {state['source']}"
+        echo(f"warn brake: ENGAGED for {name}: {state['users']:,} users in {window} (limit {state['limit']}), "
+             f"{len(state['held_jobs']):,} jobs held; release with: boxcut brake release {state['source']}")
+
+
+def _store(settings: Settings, client: redis.Redis) -> JobStore:
+    from worker.jobs.store import JobStore
+
+    return JobStore(client, key_prefix=settings.key_prefix)
 
 
 def _check_shared_signals(settings: Settings, echo: Echo) -> None:

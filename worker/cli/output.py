@@ -214,3 +214,28 @@ def describe_audit_entry(entry: dict[str, Any]) -> str:
     """One audit entry as a line: when, which job, what happened, and its data."""
     data = json.dumps(entry["data"], separators=(",", ":"), sort_keys=True)
     return f"{entry['at']}  {entry['job_id']}  {entry['event']:<12} {data}"
+
+
+def brake_table(shown: dict[str, Any]) -> str:
+    """`boxcut brake`: the limits, then a line for all sources and one per source, then what to do."""
+    limits, total = shown["limits"], shown["total"]
+    minutes = f"{limits['window_seconds'] / 60:g} min"
+    lines = [f"brake: {limits['users_per_source'] or 'off'} users per source, {limits['total_users'] or 'off'} "
+             f"from all sources, within {minutes}"
+             + "".join(f"; {name}: {n or 'off'}" for name, n in sorted(limits["source_overrides"].items()))]
+    lines.append(_brake_line("all sources", total))
+    lines += [_brake_line(state["source"], state) for state in shown["sources"]]
+    held = [job for state in shown["sources"] for job in state["held_jobs"]]
+    if held:
+        lines.append(f"{len(held):,} jobs wait for the brake; release a source with: boxcut brake release SOURCE")
+    return "\n".join(lines)
+
+
+def _brake_line(name: str, state: dict[str, Any]) -> str:
+    limit = state["limit"] or "off"
+    if state["released_for_seconds"]:
+        condition = f"released for {state['released_for_seconds']:,} s more"
+    else:
+        condition = "ENGAGED" if state["engaged"] else "clear"
+    held = f", {len(state['held_jobs']):,} jobs held" if state["held_jobs"] and name != "all sources" else ""
+    return f"  {name}: {state['users']:,} users (limit {limit}), {condition}{held}"

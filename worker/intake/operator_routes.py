@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from worker.errors import AuthFailed, InvalidOffboardFile, InvalidRequest, InvalidTransition, JobNotFound
 from worker.intake.auth import Caller
+from worker.intake.brake_routes import add_brake_routes
 from worker.intake.deps import IntakeDeps
 from worker.intake.http import ApiError, parse_json, read_body
 from worker.intake.metrics import IntakeMetrics
@@ -84,6 +85,7 @@ def add_operator_routes(app: FastAPI, deps: IntakeDeps, metrics: IntakeMetrics) 
     _add_read_routes(app, deps, operator)
     _add_action_routes(app, deps, operator)
     _add_offboarding_route(app, deps, operator)
+    add_brake_routes(app, deps, operator)
 
 
 def _operator_check(deps: IntakeDeps, metrics: IntakeMetrics) -> Any:

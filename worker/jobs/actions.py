@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from worker.errors import InvalidTransition
+from worker.errors import InvalidTransition, JobNotFound
+from worker.jobs.brake import Brake
 from worker.jobs.model import CANCELLABLE_STATES, Approval, Job, JobState, Target, TargetStatus
 from worker.jobs.store import JobStore
 from worker.jobs.submit import Enqueue, hand_over
+
+log = logging.getLogger(__name__)
 
 # Targets `retry` sends again: Box refused them, or their retries ran out.
 RETRYABLE_STATUSES = frozenset({TargetStatus.FAILED, TargetStatus.DEAD})
@@ -18,13 +24,14 @@ RETRYABLE_STATUSES = frozenset({TargetStatus.FAILED, TargetStatus.DEAD})
 MOVING_STATES = frozenset({JobState.QUEUED, JobState.RESOLVING, JobState.TERMINATING})
 
 
-def approve(*, store: JobStore, enqueue: Enqueue, job_id: str, actor: str) -> Job:
-    """Approve a job that waits for approval, recording who and when, and hand it back to the workers."""
+def approve(*, store: JobStore, enqueue: Enqueue, job_id: str, actor: str, note: str = "approved") -> Job:
+    """Approve a job that waits for approval, recording who and when, and hand it back to the workers. A job
+    a person approved is never held by the brake again."""
     job = store.load(job_id)
     before = store.approval_fields(job.approval)
     approval = (job.approval or Approval(required=True)).given_by(actor)
     store.transition(job_id, to=JobState.RESOLVING, allowed_from=[JobState.AWAITING_APPROVAL], actor=actor,
-                     note="approved", fields={**store.approval_fields(approval), "note": ""})
+                     note=note, fields={**store.approval_fields(approval), "note": ""})
 
     def undo(why: str) -> None:
         # No worker will see it: put it back as it was, so the approval can simply be given again.
@@ -103,3 +110,61 @@ def cancel(*, store: JobStore, job_id: str, actor: str) -> Job:
         return store.load(job_id)  # asked twice (a retried request, two operators): already done
     store.transition(job_id, to=JobState.CANCELLED, allowed_from=CANCELLABLE_STATES, actor=actor)
     return store.load(job_id)
+
+
+@dataclass(frozen=True)
+class Released:
+    """What a release of the brake did: the jobs it approved, and those it found moved on (cancelled, approved)."""
+
+    source: str
+    approved: list[str]
+    skipped: list[str]
+    until: str
+
+
+def release_brake(*, store: JobStore, brake: Brake, enqueue: Enqueue, source: str, actor: str) -> Released:
+    """Release the brake for `source` (`*`: every source): it holds none of that source's targets for the rest of
+    the window, and every job it holds for that source is approved by `actor`, in one decision."""
+    if not source.strip():
+        raise InvalidTransition("name the source to release (boxcut brake lists them), or * for every source")
+    brake.release(source)
+    until = datetime.fromtimestamp(time.time() + brake.limits.window_seconds, UTC)
+    approved, skipped = [], []
+    for job_id in sorted(brake.held_jobs(source)):
+        try:
+            approve(store=store, enqueue=enqueue, job_id=job_id, actor=actor,
+                    note=f"released from the brake by {actor} (source {source})")
+            approved.append(job_id)
+        except (InvalidTransition, JobNotFound):  # cancelled, approved one by one, or gone since it was held
+            skipped.append(job_id)
+    brake.forget(approved + skipped)
+    log.warning("brake released for source %s by %s until %s: %d held jobs approved", source, actor,
+                until.isoformat(timespec="seconds"), len(approved))
+    return Released(source=source, approved=approved, skipped=skipped,
+                    until=until.isoformat(timespec="seconds").replace("+00:00", "Z"))
+
+
+def held_by_brake(*, store: JobStore, brake: Brake) -> dict[str, str]:
+    """Job id -> source of the jobs the brake holds now (still awaiting approval); forgets the others."""
+    held = brake.held_jobs()
+    gone = [job_id for job_id in held if not _awaiting(store, job_id)]
+    brake.forget(gone)
+    return {job_id: source for job_id, source in held.items() if job_id not in gone}
+
+
+def brake_status(*, store: JobStore, brake: Brake, now_ms: int) -> dict[str, Any]:
+    """The brake as `GET /v1/brake` and `boxcut brake --json` print it: its limits, the users counted in all and
+    per source within the window, what is engaged or released, and the jobs it holds."""
+    held_by_brake(store=store, brake=brake)
+    limits = brake.limits
+    return {"limits": {"users_per_source": limits.per_source, "total_users": limits.total,
+                       "window_seconds": limits.window_seconds, "source_overrides": dict(limits.overrides)},
+            "total": brake.totals(now_ms=now_ms).to_dict(),
+            "sources": [s.to_dict() for s in brake.sources(now_ms=now_ms)]}
+
+
+def _awaiting(store: JobStore, job_id: str) -> bool:
+    try:
+        return store.state(job_id) is JobState.AWAITING_APPROVAL
+    except JobNotFound:
+        return False

@@ -251,6 +251,8 @@ class Job:
     waiting: dict[str, Any] | None = None
     # Until when the event-stream reader records what its accepted users did after termination (None: no watch).
     watch_until: str | None = None
+    # Why the brake across jobs holds it (source, scope, count, limit, window_seconds), when it did.
+    brake: dict[str, Any] | None = None
     targets: list[Target] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     # The events Box logged by a target's user after Box accepted the termination, by target index, oldest first.

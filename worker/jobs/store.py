@@ -266,6 +266,7 @@ class JobStore:
             note=fields.get("note") or None,
             waiting=json.loads(fields["waiting"]) if fields.get("waiting") else None,
             watch_until=fields.get("watch_until") or None,
+            brake=json.loads(fields["brake"]) if fields.get("brake") else None,
             targets=targets,
             calls=self.load_calls([_text(c) for c in call_ids]),
             activity_after=_activity_by_target(activity),
@@ -384,12 +385,12 @@ class JobStore:
         """What a sender must know of each job a call carries: its state, approval, and those targets."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id, indexes in carried.items():
-            pipe.hmget(self._job_key(job_id), ["state", "approval"])
+            pipe.hmget(self._job_key(job_id), ["state", "approval", "source", "requested_by"])
             pipe.hmget(f"{self._job_key(job_id)}:targets", [str(i) for i in indexes])
         replies = pipe.execute()
         jobs: dict[str, CarriedJob] = {}
         for n, (job_id, indexes) in enumerate(carried.items()):
-            (state, approval), raw_targets = replies[2 * n], replies[2 * n + 1]
+            (state, approval, source, requested_by), raw_targets = replies[2 * n], replies[2 * n + 1]
             if state is None:
                 continue
             targets = {i: Target.from_dict(json.loads(raw)) for i, raw in zip(indexes, raw_targets, strict=True)
@@ -397,6 +398,7 @@ class JobStore:
             jobs[job_id] = CarriedJob(
                 state=JobState(_text(state)), targets=targets,
                 approval=Approval.from_dict(json.loads(approval)) if approval else None,
+                source=_text(source or ""), requested_by=_text(requested_by or ""),
             )
         return jobs
 
@@ -642,11 +644,14 @@ class JobStore:
 
 @dataclass
 class CarriedJob:
-    """A job as a sender sees it: the state and approval that decide whether its targets may go."""
+    """A job as a sender sees it: the state and approval that decide whether its targets may go, and who sent
+    it (the brake's source)."""
 
     state: JobState
     targets: dict[int, Target]
     approval: Approval | None
+    source: str = ""
+    requested_by: str = ""
 
 
 class LeaseRenewer:

@@ -8,6 +8,8 @@ from worker.jobs.model import JobState
 
 AWAITING_APPROVAL = "awaiting_approval"
 FINISHED = "finished"
+# The brake across jobs engaged: told once, on the job whose hold engaged it (worker/jobs/brake.py).
+BRAKE_ENGAGED = "brake_engaged"
 
 
 def event_of(state: str) -> str | None:

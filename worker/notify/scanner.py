@@ -1,5 +1,6 @@
-"""The scanner: follows the audit stream for jobs that come to wait for approval or end, and enqueues one
-delivery per receiver for each, by one worker at a time (a Redis lock), from a position kept in Redis.
+"""The scanner: follows the audit stream for jobs that come to wait for approval or end, and for the brake
+engaging (once per engagement, not once per job it holds), and enqueues one delivery per receiver for each, by
+one worker at a time (a Redis lock), from a position kept in Redis.
 
 Every change of a job's state, wherever it is made (a run, the settlement of its calls, an operator's approve or
 cancel, a failed submission), is a `state` entry in the audit stream, written in the same step as the change. So
@@ -25,9 +26,10 @@ from typing import Any
 
 from config import defaults
 from config.notify_urls import NotifyURL
+from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT
 from worker.jobs.store import JobStore
 from worker.locks import RedisLock
-from worker.notify.notice import Notice, event_of
+from worker.notify.notice import AWAITING_APPROVAL, BRAKE_ENGAGED, Notice, event_of
 from worker.notify.records import DeliveryRecords
 
 log = logging.getLogger(__name__)
@@ -122,12 +124,10 @@ class NotifyScanner:
     def _handle(self, entry_id: str, fields: dict[Any, Any] | None) -> int:
         """Enqueue what one audit entry calls for, once per receiver; returns how many were enqueued now."""
         row = {_text(k): _text(v) for k, v in (fields or {}).items()}
-        if row.get("event") != "state":
+        found = _notice_of(row)
+        if found is None:
             return 0
-        state = str(json.loads(row.get("data") or "{}").get("to") or "")
-        event = event_of(state)
-        if event is None:
-            return 0
+        event, state = found
         if not self.store.exists(row["job_id"]):  # retention removed it since: nothing to tell about it
             return 0
         enqueued = 0
@@ -141,6 +141,19 @@ class NotifyScanner:
         if enqueued:
             log.info("job %s is %s: %d notifications enqueued", row["job_id"], state, enqueued)
         return enqueued
+
+
+def _notice_of(row: dict[str, str]) -> tuple[str, str] | None:
+    """The notification an audit entry calls for, as (event, state): a job that came to wait for approval or
+    ended, or the brake engaging. A job the brake holds sends none of its own: the engagement is told once."""
+    data = json.loads(row.get("data") or "{}")
+    if row.get("event") == ENGAGED_EVENT:
+        return BRAKE_ENGAGED, AWAITING_APPROVAL
+    if row.get("event") != "state" or data.get("actor") == BRAKE_ACTOR:
+        return None
+    state = str(data.get("to") or "")
+    event = event_of(state)
+    return (event, state) if event is not None else None
 
 
 def _text(value: object) -> str:

@@ -20,6 +20,7 @@ from config import defaults
 from worker import logs
 from worker.box.models import BoxUser, CallResult
 from worker.errors import InvalidTransition, LeaseHeld
+from worker.jobs.brake import Brake
 from worker.jobs.model import Approval, Job, JobState, Target, TargetStatus, TargetType
 from worker.jobs.send_queue import SendQueue
 from worker.jobs.store import JobStore
@@ -93,6 +94,8 @@ class RunContext:
     wall_clock: Callable[[], float] = field(default=time.time)
     # Ask another process to send from the queue beside this one (a Celery task; nothing in unit tests).
     kick_sender: Callable[[str], None] = field(default=lambda _endpoint: None)
+    # The brake across jobs (worker/jobs/brake.py); None: no brake.
+    brake: Brake | None = None
 
     def __post_init__(self) -> None:
         if self.send_queue is None:

@@ -14,6 +14,7 @@ from worker.box.auth import token_source_for
 from worker.box.client import BoxClient
 from worker.box.rate_limit import RateLimiter
 from worker.connections import redis_client
+from worker.jobs.brake import Brake
 from worker.jobs.send_queue import SendQueue
 from worker.jobs.store import JobStore
 from worker.run.directory_cache import DirectoryCache
@@ -85,4 +86,5 @@ class Runtime:
             rate_wait=box.limiter.wait_seconds,
             max_rate_wait=settings.retry_budget_seconds,
             kick_sender=self.kick_sender,
+            brake=Brake.from_settings(client, settings),
         )

@@ -5,7 +5,9 @@ periodic sweep). For each call it takes:
 
 1. **Decide** each target it carries, right before sending: its job must still be `terminating` (not
    cancelled) and approved where approval was needed, the target still pending and not protected, and the
-   global dry-run brake off. A target that may not go leaves the call; the others stay.
+   global dry-run brake off. Then the brake across jobs counts the rest, in one step for every worker
+   (worker/jobs/brake.py): a target past its source's limit is held, and its job waits for approval. A target
+   that may not go leaves the call; the others stay.
 2. **Commit** in one guarded write: the call's final ids, each carried target pointing to it, each job listing
    it, and the targets that left the call settled. It applies only while this sender's claim on the call
    stands and every carried job is still `terminating`; otherwise the decision is made again.
@@ -25,6 +27,7 @@ again under the same id (re-deciding first). A call with a recorded answer is ne
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -38,10 +41,21 @@ from tenacity.stop import stop_after_delay
 from tenacity.wait import wait_exponential
 
 from config import defaults
-from worker import logs
+from worker import logs, metrics
 from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
-from worker.errors import BoxAuthError, RetryLater
-from worker.jobs.model import Call, CallState, JobState, Target, TargetStatus, parse_target_ref, target_ref, utc_now
+from worker.errors import BoxAuthError, InvalidTransition, RetryLater
+from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT, OPERATOR_SOURCE, Candidate, Hold, members_of, source_of
+from worker.jobs.model import (
+    Approval,
+    Call,
+    CallState,
+    JobState,
+    Target,
+    TargetStatus,
+    parse_target_ref,
+    target_ref,
+    utc_now,
+)
 from worker.jobs.send_queue import TakeOutcome
 from worker.jobs.store import CarriedJob
 from worker.run.settlement import settle_if_done
@@ -70,7 +84,6 @@ RECORD_PATIENCE_SECONDS = 30.0
 
 # How often a commit is decided again because a carried job changed state meanwhile.
 _COMMIT_TRIES = 5
-
 
 def new_call_id() -> str:
     return "c-" + secrets.token_hex(8)
@@ -123,8 +136,10 @@ def _carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
         return
     carried = ctx.store.load_carried(call.carried())
     logs.bind(job_ids=sorted(carried))
+    engaged: set[str] = set()  # sources whose brake a decision engaged (a retried decision says so only once)
     for _ in range(_COMMIT_TRIES):
         plan = _decide(ctx, call, carried)
+        engaged |= {h.source for h in plan.held.values() if h.engaged_now}
         try:
             call = _commit(ctx, endpoint, call, claim, plan)
             break
@@ -135,6 +150,7 @@ def _carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
             carried = ctx.store.load_carried(call.carried())  # a carried job changed state: decide again
     else:
         raise RetryLater(1.0, f"call {call_id}: its jobs kept changing state")
+    _hold_for_brake(ctx, plan.held, engaged)
     if not plan.ids:
         _settle_jobs(ctx, plan.jobs())
         return
@@ -151,6 +167,7 @@ class _Plan:
     dropped: dict[str, list[int]] = field(default_factory=dict)  # unchanged: only leave the queue
     listed_before: set[str] = field(default_factory=set)  # jobs that already list the call (a resend)
     ids: list[str] = field(default_factory=list)
+    held: dict[str, Hold] = field(default_factory=dict)  # jobs with a target the brake held, and why
 
     def jobs(self) -> set[str]:
         return set(self.sending) | set(self.leaving) | set(self.dropped)
@@ -188,9 +205,59 @@ def _decide(ctx: RunContext, call: Call, carried: dict[str, CarriedJob]) -> _Pla
                 plan.listed_before.add(job_id)
         else:
             plan.leaving.setdefault(job_id, {})[index] = target
+    _apply_brake(ctx, plan, carried)
     sent = {t.box_id for targets in plan.sending.values() for t in targets.values()}
     plan.ids = [i for i in call.ids if i in sent]
     return plan
+
+
+def _apply_brake(ctx: RunContext, plan: _Plan, carried: dict[str, CarriedJob]) -> None:
+    """Let the brake count the targets about to go; those it holds leave the call, still pending, and their job
+    is to wait for approval. Operators' jobs and jobs a person approved count but are never held."""
+    if ctx.brake is None or not plan.sending:
+        return
+    candidates = []
+    for job_id, targets in plan.sending.items():
+        job = carried[job_id]
+        source = source_of(job_source=job.source, requested_by=job.requested_by)
+        exempt = source == OPERATOR_SOURCE or (job.approval is not None and job.approval.approved)
+        candidates += [Candidate(ref=target_ref(job_id, i), source=source, members=members_of(t), exempt=exempt)
+                       for i, t in targets.items()]
+    for ref, hold in ctx.brake.admit(candidates, now_ms=ctx.now_ms()).items():
+        job_id, index = parse_target_ref(ref)
+        target = plan.sending[job_id].pop(index)
+        target.detail = f"not sent: held by the {hold.reason()}"
+        plan.leaving.setdefault(job_id, {})[index] = target
+        plan.held.setdefault(job_id, hold)
+    plan.sending = {job_id: targets for job_id, targets in plan.sending.items() if targets}
+
+
+def _hold_for_brake(ctx: RunContext, held: dict[str, Hold], engaged: set[str]) -> None:
+    """Move each job the brake held a target of to `awaiting_approval`, with the brake as its reason; say once,
+    for each source whose brake engaged now, that it did (a WARNING, an audit entry that notifies, a metric)."""
+    for job_id, hold in sorted(held.items()):
+        reason = hold.reason()
+        fields = {**ctx.store.approval_fields(Approval.needed([reason])), "brake": json.dumps(hold.to_dict())}
+        try:
+            ctx.store.transition(job_id, to=JobState.AWAITING_APPROVAL, allowed_from=[JobState.TERMINATING],
+                                 actor=BRAKE_ACTOR, note=reason, fields=fields)
+        except InvalidTransition:  # cancelled, or held by another sender a moment ago
+            continue
+        assert ctx.brake is not None  # held targets come from the brake
+        ctx.brake.note_held(job_id, hold.source)
+        metrics.brake_held(hold.scope)
+        if hold.source in engaged:
+            engaged.discard(hold.source)
+            _announce_engagement(ctx, job_id, hold)
+
+
+def _announce_engagement(ctx: RunContext, job_id: str, hold: Hold) -> None:
+    scope = "all sources" if hold.scope == "total" else f"source {hold.source}"
+    log.warning("brake engaged: %s, %d users terminated in %g minutes (limit %d); job %s and every later job of "
+                "source %s wait for a person (boxcut brake release %s)", scope, hold.count,
+                hold.window_seconds / 60, hold.limit, job_id, hold.source, hold.source)
+    ctx.store.note(job_id, ENGAGED_EVENT, hold.to_dict())
+    metrics.brake_engaged(hold.scope)
 
 
 def _why_not_now(ctx: RunContext, job: CarriedJob, target: Target, service_account: str | None) -> str | None:

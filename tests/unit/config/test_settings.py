@@ -110,3 +110,27 @@ def test_with_rabbitmq_a_task_run_must_stay_under_its_consumer_timeout() -> None
     with pytest.raises(SettingsError, match="consumer_timeout"):
         load_settings(env, env_file=None)
     assert not load_settings({**env, "BOXCUT_RUN_BUDGET_SECONDS": "300"}, env_file=None).broker_is_redis
+
+
+def test_the_brakes_settings_and_per_source_limits_by_whole_source_or_route() -> None:
+    defaults_only = load_settings({}, env_file=None)
+    assert (defaults_only.brake_users, defaults_only.brake_total_users, defaults_only.brake_window_seconds) == \
+        (25, 100, 600)
+    settings = load_settings({"BOXCUT_BRAKE_USERS": "0", "BOXCUT_BRAKE_SOURCE_USERS":
+                              "okta=100, ssf:https://idp.example.com/a=b=5"}, env_file=None)
+    assert settings.brake_users == 0
+    assert dict(settings.brake_source_users) == {"okta": 100, "ssf:https://idp.example.com/a=b": 5}
+
+
+@pytest.mark.parametrize(("env", "variable"), [
+    ({"BOXCUT_BRAKE_USERS": "-1"}, "BOXCUT_BRAKE_USERS"),
+    ({"BOXCUT_BRAKE_TOTAL_USERS": "many"}, "BOXCUT_BRAKE_TOTAL_USERS"),
+    ({"BOXCUT_BRAKE_WINDOW_SECONDS": "0"}, "BOXCUT_BRAKE_WINDOW_SECONDS"),
+    ({"BOXCUT_BRAKE_SOURCE_USERS": "okta"}, "BOXCUT_BRAKE_SOURCE_USERS"),
+    ({"BOXCUT_BRAKE_SOURCE_USERS": "okta=lots"}, "BOXCUT_BRAKE_SOURCE_USERS"),
+    ({"BOXCUT_BRAKE_SOURCE_USERS": "=5"}, "BOXCUT_BRAKE_SOURCE_USERS"),
+])
+def test_a_bad_brake_setting_names_its_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env, env_file=None)
+    assert str(caught.value).startswith(f"{variable}: ")
