@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from worker.jobs.model import Job
-from worker.notify.notice import AWAITING_APPROVAL, Notice
+from worker.notify.notice import AWAITING_APPROVAL, BRAKE_ENGAGED, Notice
+from worker.notify.slack_text import escape_mrkdwn, labelled, plain_text, shown
 
 TYPE_PREFIX = "boxcut.job."
-# Slack refuses a header over 150 characters and a text field over 2,000; a reason is cut well before either.
-_SLACK_REASON_CHARS = 500
 
 
 def links(job_id: str, public_url: str | None) -> dict[str, str]:
@@ -19,9 +18,11 @@ def links(job_id: str, public_url: str | None) -> dict[str, str]:
     return {"job": base, "report": f"{base}/report"}
 
 
-def generic_body(job: Job, notice: Notice, *, public_url: str | None, sent_at: str) -> dict[str, Any]:
+def generic_body(job: Job, notice: Notice, *, public_url: str | None, sent_at: str,
+                 jobs_held: int | None = None) -> dict[str, Any]:
     """boxcut's JSON summary of the job at the notice's event; its `state` is the event's (the job may have moved
-    on since), its counts are the targets' statuses now."""
+    on since), its counts are the targets' statuses now. The brake's engagement adds `brake`: the source, its
+    count, limit and window, and `jobs_held`, the jobs it holds for that source as the notice is sent."""
     body: dict[str, Any] = {
         "type": TYPE_PREFIX + notice.event,
         "id": notice.notification_id,
@@ -36,42 +37,54 @@ def generic_body(job: Job, notice: Notice, *, public_url: str | None, sent_at: s
         "links": links(job.job_id, public_url),
         "sent_at": sent_at,
     }
-    if notice.event == AWAITING_APPROVAL:
+    if notice.event in (AWAITING_APPROVAL, BRAKE_ENGAGED):
         body["approval_reasons"] = list(job.approval.reasons) if job.approval else []
+    if notice.event == BRAKE_ENGAGED:
+        body["brake"] = {**(job.brake or {}), "jobs_held": jobs_held}
     return body
 
 
-def slack_body(job: Job, notice: Notice, *, public_url: str | None, sent_at: str) -> dict[str, Any]:
-    """The same summary as a Slack incoming webhook takes it: `text` (the notification's one line) and `blocks`."""
-    summary = generic_body(job, notice, public_url=public_url, sent_at=sent_at)
+def slack_body(job: Job, notice: Notice, *, public_url: str | None, sent_at: str,
+               jobs_held: int | None = None) -> dict[str, Any]:
+    """The same summary as a Slack incoming webhook takes it: `text` (the notification's one line) and `blocks`.
+
+    Only boxcut's own words are mrkdwn. A sender's (reason, event id, who asked, approval reasons that quote
+    logins) are plain_text and defanged (worker/notify/slack_text.py), and never in `text`, which Slack reads
+    as mrkdwn and shows in pop-ups and e-mails."""
+    summary = generic_body(job, notice, public_url=public_url, sent_at=sent_at, jobs_held=jobs_held)
     headline = _headline(notice)
     counts = ", ".join(f"{status} {n}" for status, n in sorted(summary["counts"].items())) or "none"
-    fields = [("Job", f"`{job.job_id}`"), ("State", notice.state), ("Source", _escape(job.source)),
-              ("Targets", counts), ("Reason", _escape(_cut(job.reason or "-")))]
+    own = [("Job", f"`{job.job_id}`"), ("State", notice.state), ("Source", escape_mrkdwn(job.source)),
+           ("Targets", counts)]
+    senders = [("Reason", job.reason), ("Event", job.source_event_id), ("Requested by", job.requested_by)]
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": headline}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in fields]},
+        {"type": "header", "text": plain_text(headline)},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in own]},
+        {"type": "section", "fields": [labelled(name, value) for name, value in senders]},
     ]
+    if "brake" in summary:  # the source names a credential or an issuer: shown as plain text
+        blocks.append({"type": "section", "text": plain_text(shown(_brake_line(summary["brake"])))})
     reasons = summary.get("approval_reasons")
     if reasons:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*Needs approval:* "
-                                                   + _escape(_cut("; ".join(reasons)))}})
+        blocks.append({"type": "section", "text": plain_text("Needs approval: " + shown("; ".join(reasons)))})
     job_link = summary["links"]["job"]
     shown_link = f"<{job_link}|{job.job_id}>" if public_url else f"`{job_link}`"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"{shown_link} · sent {sent_at}"}]})
-    return {"text": f"{headline}: {job.job_id} ({notice.state}) from {job.source}", "blocks": blocks}
+    return {"text": f"{headline}: {job.job_id} ({notice.state}) from {escape_mrkdwn(job.source)}",
+            "blocks": blocks}
+
+
+def _brake_line(brake: dict[str, Any]) -> str:
+    """The engagement in words: "brake engaged: source S, N users in M minutes (limit L), K jobs held"."""
+    scope = "all sources" if brake.get("scope") == "total" else f"source {brake.get('source')}"
+    minutes = f"{(brake.get('window_seconds') or 0) / 60:g}"
+    return (f"brake engaged: {scope}, {brake.get('count')} users in {minutes} minutes (limit {brake.get('limit')}), "
+            f"{brake.get('jobs_held')} jobs held; release with: boxcut brake release {brake.get('source')}")
 
 
 def _headline(notice: Notice) -> str:
+    if notice.event == BRAKE_ENGAGED:
+        return "boxcut: the brake engaged; jobs wait for a person"
     if notice.event == AWAITING_APPROVAL:
         return "boxcut: a job waits for approval"
     return f"boxcut: a job ended {notice.state}"
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= _SLACK_REASON_CHARS else text[:_SLACK_REASON_CHARS - 1] + "…"
-
-
-def _escape(text: str) -> str:
-    """Text as Slack's mrkdwn shows it literally: `&`, `<` and `>` escaped (no link or mention is made of it)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -25,10 +25,11 @@ from config.notify_urls import NotifyURL
 from config.secret import Secret
 from worker import metrics
 from worker.errors import JobNotFound
+from worker.jobs.brake import jobs_held
 from worker.jobs.model import Job, utc_now
 from worker.jobs.store import JobStore
 from worker.notify.body import generic_body, slack_body
-from worker.notify.notice import Notice
+from worker.notify.notice import BRAKE_ENGAGED, Notice
 from worker.notify.records import DELIVERED, FAILED, FINAL, RETRYING, Delivery, DeliveryRecords
 from worker.signing import signature
 
@@ -145,7 +146,10 @@ class Notifier:
 
     def _body(self, job: Job, notice: Notice, url: NotifyURL) -> bytes:
         build = slack_body if url.slack else generic_body
-        data = build(job, notice, public_url=self.public_url, sent_at=utc_now())
+        held = None
+        if notice.event == BRAKE_ENGAGED and job.brake:
+            held = jobs_held(self.store.redis, key_prefix=self.store.prefix, source=str(job.brake.get("source")))
+        data = build(job, notice, public_url=self.public_url, sent_at=utc_now(), jobs_held=held)
         return json.dumps(data, separators=(",", ":")).encode()
 
     def _headers(self, body: bytes) -> dict[str, str]:

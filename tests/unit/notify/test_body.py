@@ -52,22 +52,37 @@ def test_a_finished_body_has_the_events_state_and_no_approval_reasons() -> None:
                                                        "report": f"/v1/jobs/{job.job_id}/report"}
 
 
-def test_the_slack_body_has_text_and_blocks_with_the_summary_escaped() -> None:
+def test_the_slack_body_has_text_and_blocks_with_the_senders_text_plain() -> None:
     job = waiting_job()
     body = slack_body(job, notice(job), public_url="https://boxcut.example.com", sent_at=SENT_AT)
     assert set(body) == {"text", "blocks"}
-    assert job.job_id in body["text"] and "waits for approval" in body["text"]
-    header, fields, reasons, context = body["blocks"]
+    assert job.job_id in body["text"] and "waits for approval" in body["text"] and "phished" not in body["text"]
+    header, own, senders, reasons, context = body["blocks"]
     assert header["type"] == "header" and len(header["text"]["text"]) <= 150
-    shown = " ".join(f["text"] for f in fields["fields"])
-    assert job.job_id in shown and "splunk" in shown and "pending 1" in shown
-    assert "&lt;@channel&gt; &amp; more" in shown and "<@channel>" not in shown  # no mention made
-    assert "40 users exceed" in reasons["text"]["text"]
+    shown = " ".join(f["text"] for f in own["fields"])
+    assert job.job_id in shown and "splunk" in shown and "pending 1" in shown and "phished" not in shown
+    assert {f["type"] for f in senders["fields"]} == {"plain_text"}  # Slack makes no mention of `<@channel>`
+    assert [f["text"] for f in senders["fields"]] == ["Reason\nphished <@channel> & more", "Event\nevt-1",
+                                                      "Requested by\npytest"]
+    assert reasons["text"]["type"] == "plain_text" and "40 users exceed" in reasons["text"]["text"]
     assert f"<https://boxcut.example.com/v1/jobs/{job.job_id}|{job.job_id}>" in context["elements"][0]["text"]
 
 
 def test_a_slack_body_without_a_public_url_shows_the_relative_link_as_text() -> None:
     job = waiting_job()
     body = slack_body(job, notice(job, "finished", "succeeded"), public_url=None, sent_at=SENT_AT)
-    assert len(body["blocks"]) == 3 and "ended succeeded" in body["blocks"][0]["text"]["text"]
+    assert len(body["blocks"]) == 4 and "ended succeeded" in body["blocks"][0]["text"]["text"]
     assert f"`/v1/jobs/{job.job_id}`" in body["blocks"][-1]["elements"][0]["text"]
+
+
+def test_the_brakes_engagement_says_the_source_count_limit_window_and_jobs_held() -> None:
+    job = waiting_job()
+    job.brake = {"source": "ssf:https://idp.example.com", "scope": "source", "count": 10, "limit": 10,
+                 "window_seconds": 600}
+    engaged = notice(job, event="brake_engaged")
+    body = generic_body(job, engaged, public_url=None, sent_at="now", jobs_held=7)
+    assert body["type"] == "boxcut.job.brake_engaged"
+    assert body["brake"] == {**job.brake, "jobs_held": 7}
+    slack = json.dumps(slack_body(job, engaged, public_url=None, sent_at="now", jobs_held=7))
+    assert "the brake engaged" in slack and "10 users in 10 minutes (limit 10), 7 jobs held" in slack
+    assert "idp.example.com" not in slack  # the issuer is shown defanged, as plain text
