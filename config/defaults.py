@@ -158,8 +158,9 @@ SSF_FUTURE_LEEWAY_SECONDS = 60
 SSF_JWKS_CACHE_SECONDS = 300
 SSF_JWKS_REFETCH_SECONDS = 60
 SSF_JWKS_TIMEOUT_SECONDS = (3.05, 5.0)
-SSF_JWKS_DEADLINE_SECONDS = 10.0  # the whole read of a JWKS, however slowly its bytes come
-SSF_JWKS_WAIT_SECONDS = 12.0  # a SET waits this long for another thread's fetch of the same JWKS
+# The whole fetch of a JWKS, wall-clock: resolving, connecting, the headers and the body, however slowly they come.
+# No SET waits for another's fetch (worker/ssf/keys.py).
+SSF_JWKS_DEADLINE_SECONDS = 10.0
 # Keys from a jwks_uri that has failed since are trusted this long after the last fetch that worked: an outage
 # at the transmitter is ridden out, a key it revoked (while its endpoint is blocked) is not trusted forever.
 SSF_JWKS_MAX_STALE_SECONDS = 24 * 3600

@@ -1,5 +1,5 @@
 """Test transmitters for Shared Signals: RSA and EC keys, their JWKS, a transmitters file, and SETs signed with
-them (or forged: unsigned, HMAC with the public key, another key)."""
+them (or forged: unsigned, HMAC with the public key, another key); a JWKS endpoint that trickles."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import base64
 import hashlib
 import hmac
 import json
+import socketserver
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -99,3 +101,37 @@ def hmac_with_public_key(claims: dict[str, Any], key: SigningKey) -> str:
     signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
     mac = hmac.new(key.public_pem(), signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{_b64(mac)}"
+
+
+class TricklingJwks:
+    """A JWKS endpoint an attacker might stand behind: it sends its status line, then one header byte every 0.1 s
+    (each well inside any read timeout), for `seconds`, and never ends its headers. `connected` is set when a
+    fetch has reached it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.connected = threading.Event()
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                outer.connected.set()
+                try:
+                    self.request.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    ends = time.monotonic() + seconds
+                    while time.monotonic() < ends:
+                        self.request.sendall(b"a")
+                        time.sleep(0.1)
+                except OSError:  # the fetch gave up and closed its socket: what the tests want
+                    pass
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks"
+
+    def __enter__(self) -> TricklingJwks:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -87,7 +87,7 @@ def _check_shared_signals(settings: Settings, echo: Echo) -> None:
             continue
         try:
             keys = check_jwks(fetch_jwks(transmitter.jwks_uri), "its JWKS")
-        except Exception as error:  # requests', json's, or check_jwks's refusal: said, not raised
+        except Exception as error:  # httpx's, json's, the deadline's or check_jwks's refusal: said, not raised
             echo(f"warn shared signals: {transmitter.issuer}: cannot fetch its JWKS from {transmitter.jwks_uri} "
                  f"({type(error).__name__}: {str(error)[:200]}): its SETs are refused invalid_key")
             continue
