@@ -7,11 +7,15 @@ file, README "Shared Signals" documents it.
         "algorithms": ["RS256"],                         the signing algorithms accepted, pinned (asymmetric only)
         "jwks": {"keys": [...]}  |  "jwks_file": "keys.json"  |  "jwks_uri": "https://idp.example.com/jwks",
         "iss_sub": "login" | "user_id" | "{sub}@example.com",   how an `iss_sub` subject names a Box user
-        "subject_issuers": ["https://idp.example.com"]   whose `iss_sub` subjects are mapped (default: the issuer)
+        "subject_issuers": ["https://idp.example.com"],  whose `iss_sub` subjects are mapped (default: the issuer)
+        "email_domains": ["example.com"]   the only e-mail domains its subjects may name; "*": any (default: the
+                                           `iss_sub` template's domain, or any without one)
     }]}
 
 Keys come from here only, never from a token (no `jku`, `x5u` or embedded `jwk` is followed). A `jwks_file` is
-read relative to the transmitters file. Without `iss_sub`, an `iss_sub` subject is recorded, never acted on.
+read relative to the transmitters file. Without `iss_sub`, an `iss_sub` subject is recorded, never acted on; so
+is a subject whose login is outside `email_domains`, whatever its format, and, while `email_domains` is set, one
+naming a Box user id (it shows no domain to check).
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import jwt
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                                    "ES256", "ES384", "ES512", "EdDSA"})
 ISS_SUB_AS_LOGIN, ISS_SUB_AS_USER_ID = "login", "user_id"
-_FIELDS = {"issuer", "audience", "algorithms", "jwks", "jwks_file", "jwks_uri", "iss_sub", "subject_issuers"}
+_FIELDS = {"issuer", "audience", "algorithms", "jwks", "jwks_file", "jwks_uri", "iss_sub", "subject_issuers",
+           "email_domains"}
+ANY_DOMAIN = "*"
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,9 @@ class Transmitter:
     jwks_uri: str | None = None
     iss_sub: str | None = None  # "login", "user_id", or a template holding "{sub}"
     subject_issuers: tuple[str, ...] = field(default=())
+    # The e-mail domains (lower case) its subjects may name; None: any. A stolen transmitter key, or a
+    # misconfigured transmitter, then cannot reach beyond the directory it speaks for.
+    email_domains: tuple[str, ...] | None = None
 
     def maps_iss_sub(self, iss: str) -> bool:
         return self.iss_sub is not None and iss in (self.subject_issuers or (self.issuer,))
@@ -86,12 +95,14 @@ def _transmitter(entry: object, where: str, base: Path) -> Transmitter:
     else:
         document = entry["jwks"] if sources[0] == "jwks" else _read_jwks(entry["jwks_file"], base, where)
         jwks = check_jwks(document, f"{where}.{sources[0]}")
+    iss_sub = _iss_sub(entry.get("iss_sub"), f"{where}.iss_sub")
     return Transmitter(
         issuer=issuer, audiences=_texts(entry.get("audience"), f"{where}.audience"),
         algorithms=_algorithms(entry.get("algorithms"), f"{where}.algorithms"), jwks=jwks, jwks_uri=jwks_uri,
-        iss_sub=_iss_sub(entry.get("iss_sub"), f"{where}.iss_sub"),
+        iss_sub=iss_sub,
         subject_issuers=_texts(entry["subject_issuers"], f"{where}.subject_issuers")
         if entry.get("subject_issuers") is not None else (),
+        email_domains=_email_domains(entry.get("email_domains"), iss_sub, f"{where}.email_domains"),
     )
 
 
@@ -149,6 +160,30 @@ def _iss_sub(value: object, where: str) -> str | None:
         raise ValueError(f'{where}: "login", "user_id", or a login template holding "{{sub}}" once '
                          f'(e.g. "{{sub}}@example.com")')
     return text
+
+
+def _email_domains(value: object, iss_sub: str | None, where: str) -> tuple[str, ...] | None:
+    """The domains given, lower-cased; None for "*". Not given: the domain an `iss_sub` template writes
+    (`{sub}@example.com`: `example.com`), so a transmitter speaking for one directory names no one outside it."""
+    if value is None:
+        return _template_domain(iss_sub)
+    if value == ANY_DOMAIN:
+        return None
+    domains = tuple(domain.lower() for domain in _texts(value, where))
+    for i, domain in enumerate(domains):
+        labels = domain.split(".")
+        if "@" in domain or len(labels) < 2 or not all(labels) or any(ch.isspace() for ch in domain):
+            raise ValueError(f'{where}[{i}]: {domain!r} is not an e-mail domain such as "example.com" '
+                             f'(or give "{ANY_DOMAIN}" for any)')
+    return domains
+
+
+def _template_domain(iss_sub: str | None) -> tuple[str, ...] | None:
+    """The domain after the @ of an `iss_sub` template, when the `sub` does not write it."""
+    if iss_sub is None or iss_sub in (ISS_SUB_AS_LOGIN, ISS_SUB_AS_USER_ID) or "@" not in iss_sub:
+        return None
+    domain = iss_sub.rsplit("@", 1)[1]
+    return None if "{sub}" in domain or not domain else (domain.lower(),)
 
 
 def _https_uri(value: object, where: str) -> str:

@@ -6,7 +6,11 @@ Two rules decide who gets terminated, so they live here once and every module us
   resolver makes against Box's answers. Never `casefold()`: it folds `straße` into `strasse`, and those are
   two Box users; merging them would leave one of them with every session.
 - **What a login looks like.** `login_problem`: one `@` between a local part and a dotted domain, no blank, at
-  most `MAX_LOGIN_CHARS`: Box's logins are e-mail addresses.
+  most `MAX_LOGIN_CHARS`: Box's logins are e-mail addresses. And no character outside ASCII that `login_key`
+  turns into ASCII (U+212A KELVIN SIGN lower-cases to `k`, U+0130 to `i` and a dot above): such a login would
+  compare equal to another string, `\u212aim@` to `kim@`, so one person's alert would end another's sessions.
+  Every entrance checks it: `worker.jobs.targets` for every job, the adapters and readers before that, so a
+  batch's other events still go through.
 - **What a Box id is.** Digits only (ASCII), 1 to `MAX_ID_DIGITS` of them, no leading zero: Box's ids are
   decimal strings, written one way.
   Anything else (`..`, `.`, `me`, `abc`, 5,000 digits) is refused at the entrance that received it, so no value
@@ -14,6 +18,8 @@ Two rules decide who gets terminated, so they live here once and every module us
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 # Box's ids are 64-bit numbers at most: 20 decimal digits.
 MAX_ID_DIGITS = 20
@@ -44,9 +50,12 @@ def is_box_id(value: str) -> bool:
 
 
 def login_problem(value: str) -> str | None:
-    """Why a login does not look like an e-mail address, or None."""
+    """Why a login does not look like an e-mail address, or could be mistaken for another one; or None."""
     if any(ch.isspace() for ch in value):
         return "it contains a space"
+    if (merged := _becomes_ascii(value)) is not None:
+        named = f"U+{ord(merged):04X} {unicodedata.name(merged, '')}".strip()
+        return f"it holds {named}, which compares as {merged.lower()!r}: a second spelling of another login"
     if value.count("@") != 1:
         return "it needs exactly one @"
     local, domain = value.split("@")
@@ -57,3 +66,10 @@ def login_problem(value: str) -> str | None:
     if len(value) > MAX_LOGIN_CHARS:
         return f"longer than {MAX_LOGIN_CHARS} characters"
     return None
+
+
+def _becomes_ascii(value: str) -> str | None:
+    """The first character outside ASCII that `login_key` lower-cases into one holding ASCII, or None.
+    `str.lower()` maps each character on its own (a final sigma's context only picks another Greek letter), so
+    checking them one by one is the rule itself."""
+    return next((ch for ch in value if not ch.isascii() and any(c.isascii() for c in ch.lower())), None)

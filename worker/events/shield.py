@@ -12,7 +12,7 @@ from typing import Any
 
 from config.shield_rules import ShieldAction, ShieldRule, decide
 from worker.errors import NoIdentityFound, PayloadError
-from worker.identity import box_id_problem
+from worker.identity import box_id_problem, login_problem
 from worker.jobs.model import Approval
 from worker.jobs.submit import JobRequest
 
@@ -110,6 +110,8 @@ def _subject(alert: dict[str, Any]) -> dict[str, str]:
         return {"type": "user", "id": text}
     email = _text(user.get("email"))
     if email:
+        if problem := login_problem(email):
+            raise PayloadError(USER_PATHS[-1], f"is not a Box login ({problem})")
         return {"type": "user", "login": email}
     raise NoIdentityFound(USER_PATHS)
 

@@ -26,6 +26,15 @@ class ErrorBody(BaseModel):
 # Not blank once Python strips it: a character that is neither ECMA-262 whitespace (the regex dialect of JSON
 # Schema) nor one that only Python counts as whitespace (U+001C to U+001F, U+0085).
 NonBlank = Annotated[str, StringConstraints(pattern=r"[^\s\x1c-\x1f\x85]")]
+# A login as `worker.identity.login_problem` has it, once stripped: no whitespace (Python's, spelled out: JSON
+# Schema's `\s` differs), one @, a dotted domain, at most 254 characters, and neither character whose lower case
+# holds ASCII (U+0130, U+212A; tests/unit/test_identity.py checks these two against all of Unicode).
+_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+SECOND_SPELLINGS = "\u0130\u212a"
+_PART = rf"[^@{_SPACE}{SECOND_SPELLINGS}]"
+_LABEL = rf"[^@.{_SPACE}{SECOND_SPELLINGS}]"
+Login = Annotated[str, StringConstraints(pattern=rf"^[{_SPACE}]*{_PART}+@{_LABEL}+(\.{_LABEL}+)+[{_SPACE}]*$",
+                                         max_length=254)]
 # A Box id is digits only, at most 20, without leading zeros (worker.identity); anything else is refused with
 # 422 naming the field.
 BoxIdText = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,19})$")]
@@ -51,7 +60,8 @@ class UserByLogin(_Target):
     """A user by login (e-mail)."""
 
     type: Literal["user"]
-    login: NonBlank = Field(description="The user's login (e-mail).")
+    login: Login = Field(description="The user's login: an e-mail address (one @, a dotted domain, no blank), "
+                                     "without U+0130 or U+212A, which would compare equal to another login.")
     id: None = Field(default=None, description="Give `id` or `login`, not both.")
 
 

@@ -2,8 +2,8 @@
 
 A target is `{"type": "user", "id" | "login": ...}` or `{"type": "group", "id" | "name": ...}`: exactly one
 naming key, a string (an id may come as a whole number), not blank once stripped, and an id that is a Box id
-(`worker.identity`). Entrances add their own rules on top (an offboarding file's logins must look like e-mail
-addresses, to catch a column mix-up), never fewer.
+(`worker.identity`), and a user's login a login (`login_problem`: an e-mail address, and no character that
+would make it compare equal to another login). Entrances add their own rules on top, never fewer.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from worker.errors import InvalidRequest
-from worker.identity import box_id_problem
+from worker.identity import box_id_problem, login_problem
 
 # Which keys may name each kind of target; a target gives exactly one of them.
 NAMING_KEYS: dict[str, tuple[str, str]] = {"user": ("id", "login"), "group": ("id", "name")}
@@ -38,7 +38,10 @@ def check_target(spec: object, where: str) -> dict[str, str]:
         # Two identities in one target could name two different people; acting on either might be wrong.
         raise InvalidRequest(where, f"gives both {first} and {second}; give one")
     key = present[0]
-    return clean | {key: _naming_value(f"{where}.{key}", key, spec[key])}
+    value = _naming_value(f"{where}.{key}", key, spec[key])
+    if kind == "user" and key == "login" and (problem := login_problem(value)):
+        raise InvalidRequest(f"{where}.login", f"is not a Box login ({problem})")
+    return clean | {key: value}
 
 
 def _naming_value(field: str, key: str, value: object) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.ssf_transmitters import ISS_SUB_AS_LOGIN, ISS_SUB_AS_USER_ID, Transmitter
-from worker.identity import is_box_id, login_problem
+from worker.identity import is_box_id, login_key, login_problem
 from worker.jobs.submit import JobRequest
 from worker.ssf.verifier import VerifiedSet
 
@@ -66,16 +66,36 @@ def subject_of(claims: Mapping[str, Any], events: Mapping[str, Any], transmitter
         sub_id = legacy[0]
     if not isinstance(sub_id, dict):
         return Subject(None, "none", "the SET names no subject")
-    return _identifier(sub_id, transmitter, nested=False)
+    return _within_domains(_identifier(sub_id, transmitter, nested=False), transmitter)
+
+
+def _within_domains(subject: Subject, transmitter: Transmitter) -> Subject:
+    """The subject, or none when the Box user it names is outside the transmitter's `email_domains`, whichever
+    format named it. A Box user id shows no domain: while an allow-list is set, it is outside it too."""
+    allowed = transmitter.email_domains
+    if subject.target is None or allowed is None:
+        return subject
+    login = subject.target.get("login")
+    shown = ", ".join(allowed)
+    if login is None:
+        return Subject(None, subject.described, f"a Box user id shows no e-mail domain, and this transmitter may "
+                                                f"name only {shown} (email_domains)")
+    domain = login.rsplit("@", 1)[1]
+    if login_key(domain) not in allowed:
+        return Subject(None, subject.described, f"{domain[:200]!r} is not an e-mail domain this transmitter may "
+                                                f"name ({shown}: email_domains)")
+    return subject
 
 
 def _identifier(sub_id: Mapping[str, Any], transmitter: Transmitter, *, nested: bool) -> Subject:
     kind = sub_id.get("format", sub_id.get("subject_type"))  # `subject_type`: the CAEP drafts' name for it
     if kind == "email":
         email = sub_id.get("email")
-        if isinstance(email, str) and is_email(email.strip()):
-            return Subject({"type": "user", "login": email.strip()}, f"email {email.strip()}")
-        return Subject(None, "email", "an email subject without a usable e-mail address")
+        if not isinstance(email, str):
+            return Subject(None, "email", "an email subject without an e-mail address")
+        if problem := email_problem(email.strip()):
+            return Subject(None, f"email {email.strip()[:200]!r}", f"the e-mail address is not a Box login ({problem})")
+        return Subject({"type": "user", "login": email.strip()}, f"email {email.strip()}")
     if kind in ("iss_sub", "iss-sub"):
         return _iss_sub(sub_id, transmitter)
     if kind == "complex" and not nested and isinstance(sub_id.get("user"), dict):
@@ -85,9 +105,16 @@ def _identifier(sub_id: Mapping[str, Any], transmitter: Transmitter, *, nested: 
 
 
 def is_email(text: str) -> bool:
-    """A login as every entrance checks one (`login_problem`), and nothing invisible in it (a zero-width space
-    would name nobody, or somebody else)."""
-    return login_problem(text) is None and text.isprintable()
+    """A login as every entrance checks one (`login_problem`), and nothing invisible in it."""
+    return email_problem(text) is None
+
+
+def email_problem(text: str) -> str | None:
+    """Why `text` is not a login as every entrance checks one (`login_problem`), or holds something invisible (a
+    zero-width space would name nobody, or somebody else); None when it is one."""
+    if not text.isprintable():
+        return "it holds an invisible character"
+    return login_problem(text)
 
 
 def _iss_sub(sub_id: Mapping[str, Any], transmitter: Transmitter) -> Subject:

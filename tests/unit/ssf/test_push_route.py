@@ -269,7 +269,7 @@ def test_a_sub_id_repeated_in_the_event_acts(intake: IntakeUnderTest) -> None:
 
 
 @pytest.mark.parametrize("email", ["@", "x@", "@example.com", "a b@example.com", "a@b@example.com",
-                                   "jdoe@localhost", "jdoe@exa\u200bmple.com"])
+                                   "jdoe@localhost", "jdoe@exa\u200bmple.com", "\u212adoe@example.com"])
 def test_an_email_that_is_no_login_is_recorded(intake: IntakeUnderTest, email: str) -> None:
     assert _recorded(intake, sign(set_claims(email), RSA)).targets == []
 

@@ -11,7 +11,7 @@ from typing import Protocol, TypeVar
 
 from worker.errors import AdapterError, NoIdentityFound, PayloadError
 from worker.events.shield import ShieldFacts
-from worker.identity import login_key
+from worker.identity import login_key, login_problem
 from worker.intake.adapters.fieldpath import Reader, first_found, nodes_at, parse_path, scalar_text, values_at
 
 __all__ = [
@@ -124,8 +124,13 @@ def looks_like_email(value: str) -> bool:
 
 
 def user_targets(logins: Iterable[str]) -> list[dict[str, str]]:
-    """User targets by login, deduplicated ignoring case (as resolution matches), first spelling and order kept."""
-    return dedupe_targets({"type": "user", "login": login.strip()} for login in logins if login.strip())
+    """User targets by login, deduplicated ignoring case (as resolution matches), first spelling and order kept;
+    PayloadError for a value that is no login (`login_problem`), raised here so a batch skips only its event."""
+    kept = [login.strip() for login in logins if login.strip()]
+    for login in kept:
+        if problem := login_problem(login):
+            raise PayloadError(f"login {login[:100]!r}", f"is not a Box login ({problem})")
+    return dedupe_targets({"type": "user", "login": login} for login in kept)
 
 
 def dedupe_targets(targets: Iterable[dict[str, str]]) -> list[dict[str, str]]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from worker.errors import NoIdentityFound, PayloadError
 from worker.events.shield import USER_PATHS, ShieldFacts
-from worker.identity import box_id_problem
+from worker.identity import box_id_problem, login_problem
 from worker.intake.adapters.base import (
     Envelope,
     as_object,
@@ -60,11 +60,16 @@ def _targets(event: dict[str, object], tried: tuple[str, ...]) -> list[dict[str,
         values = values_at(event, path)
         if values:
             key = "id" if path.rsplit(".", 1)[-1] == "id" else "login"
-            for value in values if key == "id" else ():
-                if problem := box_id_problem(value):
+            for value in values:
+                if problem := box_id_problem(value) if key == "id" else _login_problem(value):
                     raise PayloadError(path, problem)
             return dedupe_targets({"type": "user", key: value} for value in values)
     raise NoIdentityFound(tried)
+
+
+def _login_problem(value: str) -> str | None:
+    problem = login_problem(value.strip())
+    return f"is not a Box login ({problem})" if problem else None
 
 
 def _events(payload: object) -> list[dict[str, object]]:
