@@ -17,7 +17,7 @@ from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT, Brake, BrakeLimits
 from worker.jobs.model import JobState, TargetStatus
 from worker.jobs.store import JobStore
 from worker.jobs.submit import JobRequest, build_job, submit
-from worker.metrics import BRAKE_JOBS_HELD
+from worker.metrics import BRAKE_ENGAGEMENTS, BRAKE_JOBS_HELD
 from worker.notify.notice import Notice
 from worker.notify.scanner import NotifyScanner
 from worker.run.runner import RunContext, run_job
@@ -173,13 +173,21 @@ def _queued_in_one_call(store: JobStore, box: FakeBox, ctx: RunContext) -> list[
     return job_ids
 
 
-def test_a_shared_call_carrying_many_jobs_sends_only_up_to_the_limit_and_engages_once() -> None:
+def test_a_shared_call_carrying_many_jobs_sends_only_up_to_the_limit_and_engages_once(
+        caplog: pytest.LogCaptureFixture) -> None:
     store = JobStore(fakeredis.FakeRedis(), key_prefix="t:")
     box = FakeBox(users=directory(6))
     ctx = _ctx(store, box, per_source=3)
     job_ids = _queued_in_one_call(store, box, ctx)
     held_before = BRAKE_JOBS_HELD.labels(scope="source")._value.get()
-    assert drain(ctx, USERS_TERMINATE_ENDPOINT, deadline=float("inf"))
+    engaged_before = BRAKE_ENGAGEMENTS.labels(scope="source")._value.get()
+    with caplog.at_level("WARNING", logger="worker.run.sender"):
+        assert drain(ctx, USERS_TERMINATE_ENDPOINT, deadline=float("inf"))
+    [warning] = [r for r in caplog.records if r.getMessage().startswith("brake engaged")]
+    assert warning.levelname == "WARNING" and warning.getMessage().startswith(
+        "brake engaged: source okta:token#1, 3 users terminated in 10 minutes (limit 3); job j-")
+    assert warning.getMessage().endswith("wait for a person (boxcut brake release okta:token#1)")
+    assert BRAKE_ENGAGEMENTS.labels(scope="source")._value.get() == engaged_before + 1
     assert len(box.calls) == 1 and len(_sent(box)) == 3
     states = [store.load(j).state for j in job_ids]
     assert states.count(JobState.SUCCEEDED) == 3 and states.count(JobState.AWAITING_APPROVAL) == 3
