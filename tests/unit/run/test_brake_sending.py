@@ -46,12 +46,28 @@ def _sent(box: FakeBox) -> list[str]:
     return sorted(i for _, ids in box.calls for i in ids)
 
 
-def test_one_user_jobs_past_the_sources_limit_wait_for_approval_naming_the_brake() -> None:
+def _one_user_jobs_run(count: int, *, per_source: int) -> tuple[JobStore, FakeBox, RunContext, list[str]]:
+    """`count` one-user jobs from one source (okta:token#1), each run to where the brake lets it go."""
     store = JobStore(fakeredis.FakeRedis(), key_prefix="t:")
-    box = FakeBox(users=directory(6))
-    ctx = _ctx(store, box, per_source=3)
+    box = FakeBox(users=directory(count))
+    ctx = _ctx(store, box, per_source=per_source)
     job_ids = [_job(store, u.login) for u in box.users]
     _run_all(ctx, job_ids)
+    return store, box, ctx, job_ids
+
+
+def _one_job_run(users: int, *, per_source: int) -> tuple[JobStore, FakeBox, RunContext, str]:
+    """One job naming `users` users, run once."""
+    store = JobStore(fakeredis.FakeRedis(), key_prefix="t:")
+    box = FakeBox(users=directory(users))
+    ctx = _ctx(store, box, per_source=per_source)
+    job_id = _job(store, *(u.login for u in box.users))
+    run_job(ctx=ctx, job_id=job_id)
+    return store, box, ctx, job_id
+
+
+def test_one_user_jobs_past_the_sources_limit_wait_for_approval_naming_the_brake() -> None:
+    store, box, _, job_ids = _one_user_jobs_run(6, per_source=3)
     assert len(_sent(box)) == 3
     states = [store.load(j).state for j in job_ids]
     assert states.count(JobState.SUCCEEDED) == 3 and states.count(JobState.AWAITING_APPROVAL) == 3
@@ -64,11 +80,7 @@ def test_one_user_jobs_past_the_sources_limit_wait_for_approval_naming_the_brake
 
 
 def test_a_job_past_the_limit_sends_the_users_below_it_at_once_and_holds_the_rest() -> None:
-    store = JobStore(fakeredis.FakeRedis(), key_prefix="t:")
-    box = FakeBox(users=directory(5))
-    ctx = _ctx(store, box, per_source=3)
-    job_id = _job(store, *(u.login for u in box.users))
-    run_job(ctx=ctx, job_id=job_id)
+    store, box, _, job_id = _one_job_run(5, per_source=3)
     job = store.load(job_id)
     assert job.state is JobState.AWAITING_APPROVAL and len(_sent(box)) == 3
     assert [t.status for t in job.targets].count(TargetStatus.ACCEPTED) == 3
@@ -100,11 +112,7 @@ def test_operators_offboarding_and_approved_jobs_count_but_are_never_held() -> N
 
 
 def test_approving_a_held_job_sends_its_held_users_and_it_is_not_held_again() -> None:
-    store = JobStore(fakeredis.FakeRedis(), key_prefix="t:")
-    box = FakeBox(users=directory(5))
-    ctx = _ctx(store, box, per_source=1)
-    job_id = _job(store, *(u.login for u in box.users))
-    run_job(ctx=ctx, job_id=job_id)
+    store, box, ctx, job_id = _one_job_run(5, per_source=1)
     assert store.load(job_id).state is JobState.AWAITING_APPROVAL
     job_actions.approve(store=store, enqueue=lambda _j: None, job_id=job_id, actor="operator:alice")
     run_job(ctx=ctx, job_id=job_id)
@@ -114,11 +122,7 @@ def test_approving_a_held_job_sends_its_held_users_and_it_is_not_held_again() ->
 
 
 def test_one_release_approves_every_held_job_of_the_source_and_names_who_released() -> None:
-    store = JobStore(fakeredis.FakeRedis(), key_prefix="t:")
-    box = FakeBox(users=directory(8))
-    ctx = _ctx(store, box, per_source=2)
-    job_ids = [_job(store, u.login) for u in box.users]
-    _run_all(ctx, job_ids)
+    store, _, ctx, job_ids = _one_user_jobs_run(8, per_source=2)
     assert ctx.brake is not None
     held = job_actions.held_by_brake(store=store, brake=ctx.brake)
     assert len(held) == 6 and set(held.values()) == {"okta:token#1"}
@@ -163,22 +167,22 @@ def test_concurrent_senders_cannot_let_more_than_the_limit_through() -> None:
     assert len(_sent(box)) == 5
 
 
-def _queued_in_one_call(store: JobStore, box: FakeBox, ctx: RunContext) -> list[str]:
+def _queued_in_one_call(users: int, *, per_source: int) -> tuple[JobStore, FakeBox, RunContext, list[str]]:
     """One-user jobs queued while nothing may be sent, so the next drain carries them all in one call."""
+    store = JobStore(fakeredis.FakeRedis(), key_prefix="t:")
+    box = FakeBox(users=directory(users))
+    ctx = _ctx(store, box, per_source=per_source)
     held_back = make_ctx(store, box)
     held_back.max_in_flight = 0  # every take is busy: the jobs queue their targets and send nothing
     job_ids = [_job(store, u.login) for u in box.users]
     _run_all(held_back, job_ids)
     assert {store.load(j).state for j in job_ids} == {JobState.TERMINATING}
-    return job_ids
+    return store, box, ctx, job_ids
 
 
 def test_a_shared_call_carrying_many_jobs_sends_only_up_to_the_limit_and_engages_once(
         caplog: pytest.LogCaptureFixture) -> None:
-    store = JobStore(fakeredis.FakeRedis(), key_prefix="t:")
-    box = FakeBox(users=directory(6))
-    ctx = _ctx(store, box, per_source=3)
-    job_ids = _queued_in_one_call(store, box, ctx)
+    store, box, ctx, job_ids = _queued_in_one_call(6, per_source=3)
     held_before = BRAKE_JOBS_HELD.labels(scope="source")._value.get()
     engaged_before = BRAKE_ENGAGEMENTS.labels(scope="source")._value.get()
     with caplog.at_level("WARNING", logger="worker.run.sender"):
@@ -200,10 +204,7 @@ def test_a_shared_call_carrying_many_jobs_sends_only_up_to_the_limit_and_engages
 
 def test_a_held_job_that_moved_on_meanwhile_does_not_stop_the_others_being_held(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    store = JobStore(fakeredis.FakeRedis(), key_prefix="t:")
-    box = FakeBox(users=directory(4))
-    ctx = _ctx(store, box, per_source=1)
-    job_ids = _queued_in_one_call(store, box, ctx)
+    store, _, ctx, job_ids = _queued_in_one_call(4, per_source=1)
     real = store.transition
     refused: list[str] = []
 
