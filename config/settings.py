@@ -468,6 +468,12 @@ class _Reader:
             if not equals or not source.strip() or not limit.strip().isdigit():
                 raise SettingsError(name, f"expected source=users entries, e.g. okta=200, got {entry!r}")
             limits[source.strip()] = int(limit)
+        total = self.integer("BOXCUT_BRAKE_TOTAL_USERS", defaults.BRAKE_TOTAL_USERS, 0, 10**7)
+        busiest = max(limits.items(), key=lambda item: item[1], default=None)
+        if total and busiest and busiest[1] >= total:
+            raise SettingsError(name, f"{busiest[0]}={busiest[1]} is not below BOXCUT_BRAKE_TOTAL_USERS ({total}): "
+                                "that source alone would engage the brake for every source; raise the total, or "
+                                "give the source 0 to take it out of the brake and the total")
         return limits
 
     def _identity_paths(self) -> dict[str, tuple[str, ...]]:

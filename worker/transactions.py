@@ -15,7 +15,8 @@ import redis
 
 # ARGV[1]: {"if": [[kind, key, name, expected], ...], "do": [[command, arg, ...], ...]}
 #   kinds: "hget" (a hash field equals expected), "zscore" (a sorted-set member's score equals expected, as a
-#   number), "zmember" (the member is in the sorted set; expected is ignored)
+#   number), "zmember" (the member is in the sorted set; expected is ignored), "absent" (the key does not exist;
+#   name and expected are ignored)
 # Returns {0, i} when condition i (from 1) fails and nothing was written, else {1, result of each write}.
 _APPLY = """
 local plan = cjson.decode(ARGV[1])
@@ -29,6 +30,8 @@ for i, cond in ipairs(plan['if']) do
     ok = score and tonumber(score) == tonumber(expected)
   elseif kind == 'zmember' then
     ok = redis.call('ZSCORE', key, name) ~= false
+  elseif kind == 'absent' then
+    ok = redis.call('EXISTS', key) == 0
   end
   if not ok then return {0, i} end
 end
@@ -78,6 +81,10 @@ class GuardedWrite:
 
     def is_member(self, key: str, member: str) -> GuardedWrite:
         self.conditions.append(["zmember", key, member, ""])
+        return self
+
+    def is_absent(self, key: str) -> GuardedWrite:
+        self.conditions.append(["absent", key, "", ""])
         return self
 
     def write(self, command: str, *args: Any) -> int:

@@ -56,9 +56,10 @@ def _check_brake(settings: Settings, echo: Echo) -> None:
              "a stream of alerts terminates")
         return
     shown = actions.brake_status(store=_store(settings, brake.redis), brake=brake, now_ms=int(time.time() * 1000))
-    engaged = [s for s in [shown["total"], *shown["sources"]] if s["engaged"]]
     window = f"{limits.window_seconds / 60:g} min"
-    if not engaged:
+    engaged = [s for s in [shown["total"], *shown["sources"]] if s["engaged"]]
+    held = [s for s in shown["sources"] if s["held_jobs"] and not s["engaged"]]
+    if not engaged and not held:
         echo(f"ok   brake: {limits.per_source or 'off'} users per source, {limits.total or 'off'} in all, within "
              f"{window}; {shown['total']['users']:,} counted now, nothing held")
         return
@@ -66,6 +67,9 @@ def _check_brake(settings: Settings, echo: Echo) -> None:
         name = "all sources" if state["source"] == "*" else f"source {state['source']}"
         echo(f"warn brake: ENGAGED for {name}: {state['users']:,} users in {window} (limit {state['limit']}), "
              f"{len(state['held_jobs']):,} jobs held; release with: boxcut brake release {state['source']}")
+    for state in held:  # the engagement ended (a window without holds); its jobs still wait for a person
+        echo(f"warn brake: {len(state['held_jobs']):,} jobs of source {state['source']} still wait for a person; "
+             f"approve them, or release with: boxcut brake release {state['source']}")
 
 
 def _store(settings: Settings, client: redis.Redis) -> JobStore:

@@ -127,6 +127,9 @@ def release_brake(*, store: JobStore, brake: Brake, enqueue: Enqueue, source: st
     the window, and every job it holds for that source is approved by `actor`, in one decision."""
     if not source.strip():
         raise InvalidTransition("name the source to release (boxcut brake lists them), or * for every source")
+    if not brake.knows(source):
+        raise InvalidTransition(f"the brake knows no source {source!r}: it counts, holds or released nothing of it "
+                                "in this window (boxcut brake lists the sources it knows)")
     brake.release(source)
     until = datetime.fromtimestamp(time.time() + brake.limits.window_seconds, UTC)
     approved, skipped = [], []

@@ -19,10 +19,14 @@ holding.
 
     P brake:all                 zset  `u:<user id>` (and `g:<group id>:<n>`, a group's members) -> last counted (ms)
     P brake:src:<source>        zset  the same, for one source
-    P brake:engaged:<source>    string set while the brake holds the source (`*` for all sources); expires one
-                                       window after the last target it held
+    P brake:engaged:<source>    string set while the brake holds the source (`*` for all sources), to when it
+                                       engaged (ms); expires one window after the last target it held
+    P brake:announced:<source>  string the engagement (its `engaged` value) already told to people
     P brake:released:<source>   string set by a release, for the rest of the window (`*`: every source)
     P brake:held                hash  job id -> the source whose brake holds it
+
+Time is Redis's (`TIME` in the script), as the keys' expiry is: a worker whose clock runs ahead cannot age the
+others' counts out of the window.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import redis
 
 from config import Settings
 from worker.jobs.model import Target, TargetType
+from worker.transactions import GuardedWrite
 
 # Who moved a job the brake holds to `awaiting_approval`, in its audit trail: the notification scanner sends no
 # per-job notice for these, since the brake's engagement is told once.
@@ -48,18 +53,25 @@ OPERATOR_SOURCE = "operator"
 OPERATOR_JOB_SOURCES = frozenset({"offboarding", "cli"})
 # What `release` and the keys call all sources at once.
 ALL_SOURCES = "*"
-# A group counts as its members; a group larger than this counts as this many (it waits for approval by the
-# blast radius anyway: BOXCUT_APPROVAL_THRESHOLD is far smaller).
+# A group counts as its members, each an entry of the window; a group larger than the largest limit (or this)
+# counts as one more than that limit, which decides the same and keeps the script short.
 MAX_GROUP_MEMBERS_COUNTED = 10_000
+# How long an engagement is remembered as told, at the most (an engagement held longer is told again daily).
+ANNOUNCED_MS = 86_400_000
 
 # KEYS[1] all-sources window, KEYS[2] all-sources engaged flag, KEYS[3] all-sources release flag, then for each
 # source i (from 1): KEYS[3i+1] its window, KEYS[3i+2] its engaged flag, KEYS[3i+3] its release flag
-# ARGV[1] now (ms), ARGV[2] window (ms), ARGV[3] the total limit (0: off), ARGV[4] JSON
+# ARGV[1] now (ms; 0: Redis's TIME), ARGV[2] window (ms), ARGV[3] the total limit (0: off), ARGV[4] JSON
 #   {"limits": [limit of source i, ...], "cands": [[source i, exempt 0/1, in_total 0/1, [member, ...]], ...]}
 # Returns, per candidate in order, {verdict, count}: verdict 0 admitted, 1 held by its source's limit, 2 held by
-# the total's, plus 10 when that hold engaged the brake just now; count is the window's count it was decided on.
+# the total's; count is the window's count it was decided on.
 _ADMIT = """
-local now, window, total_limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = tonumber(ARGV[1])
+if now == 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local window, total_limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local plan = cjson.decode(ARGV[4])
 local cutoff = now - window
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
@@ -70,9 +82,7 @@ for i = 1, #plan.limits do
   counts[i] = redis.call('ZCARD', KEYS[3 * i + 1])
 end
 local function hold(engaged_key)
-  if redis.call('SET', engaged_key, now, 'PX', window, 'NX') then return 10 end
-  redis.call('PEXPIRE', engaged_key, window)
-  return 0
+  if not redis.call('SET', engaged_key, now, 'PX', window, 'NX') then redis.call('PEXPIRE', engaged_key, window) end
 end
 local results = {}
 for _, cand in ipairs(plan.cands) do
@@ -88,10 +98,12 @@ for _, cand in ipairs(plan.cands) do
   local free = exempt == 1 or redis.call('EXISTS', KEYS[3 * i + 3]) == 1 or redis.call('EXISTS', KEYS[3]) == 1
   if not free and new_here > 0 then
     if redis.call('EXISTS', KEYS[3 * i + 2]) == 1 or (limit > 0 and counts[i] + new_here > limit) then
-      verdict = 1 + hold(KEYS[3 * i + 2])
+      verdict = 1
+      hold(KEYS[3 * i + 2])
     elseif in_total == 1 and new_total > 0 and (redis.call('EXISTS', KEYS[2]) == 1
         or (total_limit > 0 and total + new_total > total_limit)) then
-      verdict, count = 2 + hold(KEYS[2]), total
+      verdict, count = 2, total
+      hold(KEYS[2])
     end
   end
   if verdict == 0 then
@@ -109,11 +121,21 @@ end
 return results
 """
 
+# KEYS[1] the engaged flag of a hold's scope, KEYS[2] its announced flag; ARGV[1] how long to remember (ms)
+# Returns 1 when this engagement was not told yet (and is now the caller's to tell), else 0.
+_ANNOUNCE = """
+local engaged = redis.call('GET', KEYS[1])
+if not engaged or redis.call('GET', KEYS[2]) == engaged then return 0 end
+redis.call('SET', KEYS[2], engaged, 'PX', ARGV[1])
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class BrakeLimits:
     """The brake's settings: users per source and in all within the window (0: that limit is off), and
-    per-source limits for sources known to be busy (`BOXCUT_BRAKE_SOURCE_USERS`)."""
+    per-source limits for sources known to be busy (`BOXCUT_BRAKE_SOURCE_USERS`; 0 turns one source's brake off,
+    the total's included)."""
 
     per_source: int
     total: int
@@ -129,12 +151,25 @@ class BrakeLimits:
     def off(self) -> bool:
         return self.per_source == 0 and self.total == 0 and not any(self.overrides.values())
 
+    @property
+    def group_cap(self) -> int:
+        """How many users a group counts as at most: one more than the largest limit decides the same."""
+        return min(MAX_GROUP_MEMBERS_COUNTED, max(self.per_source, self.total, *self.overrides.values(), 0) + 1)
+
     def limit_for(self, source: str) -> int:
         """The source's own limit: its override by whole name, else by route (`okta` for `okta:token#2`)."""
+        override = self._override(source)
+        return self.per_source if override is None else override
+
+    def in_total(self, source: str) -> bool:
+        """Whether the source counts toward the total: not an operator's, nor one whose brake an override of 0
+        turned off."""
+        return source != OPERATOR_SOURCE and self._override(source) != 0
+
+    def _override(self, source: str) -> int | None:
         if source in self.overrides:
             return self.overrides[source]
-        route = source.split(":", 1)[0]
-        return self.overrides.get(route, self.per_source)
+        return self.overrides.get(source.split(":", 1)[0])
 
 
 @dataclass(frozen=True)
@@ -146,10 +181,6 @@ class Candidate:
     members: tuple[str, ...]
     exempt: bool = False
 
-    @property
-    def in_total(self) -> bool:
-        return self.source != OPERATOR_SOURCE
-
 
 @dataclass(frozen=True)
 class Hold:
@@ -160,7 +191,6 @@ class Hold:
     count: int
     limit: int
     window_seconds: int
-    engaged_now: bool = False
 
     def reason(self) -> str:
         """The approval reason a held job records: the brake, the source and the count."""
@@ -172,6 +202,11 @@ class Hold:
         return (f"brake: source {self.source} had {self.count} users terminated in the last {minutes} (limit "
                 f"{self.limit}); its jobs wait for a person: approve the job, or "
                 f"`boxcut brake release {self.source}`")
+
+    @property
+    def engaged_as(self) -> str:
+        """The name of the engagement that holds it: the source's, or `*` for all sources'."""
+        return ALL_SOURCES if self.scope == "total" else self.source
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "scope": self.scope, "count": self.count, "limit": self.limit,
@@ -199,11 +234,12 @@ def source_of(*, job_source: str, requested_by: str) -> str:
     return OPERATOR_SOURCE if job_source in OPERATOR_JOB_SOURCES else requested_by
 
 
-def members_of(target: Target) -> tuple[str, ...]:
-    """The users a target's termination reaches, as the brake counts them: the user, or a group's members."""
+def members_of(target: Target, *, cap: int = MAX_GROUP_MEMBERS_COUNTED) -> tuple[str, ...]:
+    """The users a target's termination reaches, as the brake counts them: the user, or a group's members (at
+    most `cap` of them)."""
     if target.type is TargetType.USER:
         return (f"u:{target.user_id}",)
-    count = min(max(target.member_count or 1, 1), MAX_GROUP_MEMBERS_COUNTED)
+    count = min(max(target.member_count or 1, 1), cap)
     return tuple(f"g:{target.group_id}:{n}" for n in range(count))
 
 
@@ -215,54 +251,67 @@ class Brake:
         self.prefix = f"{key_prefix}brake:"
         self.limits = limits
         self._admit = client.register_script(_ADMIT)
+        self._announce = client.register_script(_ANNOUNCE)
 
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: Settings) -> Brake:
         return cls(client, key_prefix=settings.key_prefix, limits=BrakeLimits.from_settings(settings))
 
-    def _keys(self, source: str) -> list[str]:
-        return [f"{self.prefix}src:{source}", f"{self.prefix}engaged:{source}", f"{self.prefix}released:{source}"]
+    def _key(self, kind: str, source: str) -> str:
+        return f"{self.prefix}{kind}:{source}"
 
-    @property
-    def _total_keys(self) -> list[str]:
-        return [f"{self.prefix}all", f"{self.prefix}engaged:{ALL_SOURCES}", f"{self.prefix}released:{ALL_SOURCES}"]
+    def _keys(self, source: str) -> list[str]:
+        return [self._key("src", source), self._key("engaged", source), self._key("released", source)]
 
     @property
     def held_key(self) -> str:
         return f"{self.prefix}held"
 
-    def admit(self, candidates: Iterable[Candidate], *, now_ms: int) -> dict[str, Hold]:
-        """Count the candidates the brake lets go and return those it holds, by ref; in one step for all workers.
-        With the brake off, every candidate goes and nothing is counted."""
+    def candidate(self, ref: str, target: Target, *, source: str, exempt: bool) -> Candidate:
+        """A target about to be sent, as this brake counts it."""
+        return Candidate(ref=ref, source=source, members=members_of(target, cap=self.limits.group_cap),
+                         exempt=exempt)
+
+    def admit(self, candidates: Iterable[Candidate], *, now_ms: int = 0) -> dict[str, Hold]:
+        """Count the candidates the brake lets go and return those it holds, by ref; in one step for all workers,
+        at Redis's time (`now_ms`: a test's). With the brake off, every candidate goes and nothing is counted."""
         wanted = list(candidates)
         if not wanted or self.limits.off:
             return {}
         sources = sorted({c.source for c in wanted})
         index = {source: i for i, source in enumerate(sources, start=1)}
-        keys = [*self._total_keys, *(k for source in sources for k in self._keys(source))]
+        keys = [f"{self.prefix}all", *self._keys(ALL_SOURCES)[1:], *(k for s in sources for k in self._keys(s))]
         limits = [self.limits.limit_for(source) for source in sources]
-        plan = {"limits": limits, "cands": [[index[c.source], int(c.exempt), int(c.in_total), list(c.members)]
-                                             for c in wanted]}
+        plan = {"limits": limits, "cands": [[index[c.source], int(c.exempt), int(self.limits.in_total(c.source)),
+                                             list(c.members)] for c in wanted]}
         window_ms = self.limits.window_seconds * 1000
         replies = self._admit(keys=keys, args=[now_ms, window_ms, self.limits.total, json.dumps(plan)])
         held: dict[str, Hold] = {}
         for candidate, (verdict, count) in zip(wanted, replies, strict=True):
-            kind = int(verdict) % 10
-            if kind == 0:
+            if int(verdict) == 0:
                 continue
-            scope = "source" if kind == 1 else "total"
-            limit = limits[index[candidate.source] - 1] if kind == 1 else self.limits.total
+            scope = "source" if int(verdict) == 1 else "total"
+            limit = limits[index[candidate.source] - 1] if scope == "source" else self.limits.total
             held[candidate.ref] = Hold(source=candidate.source, scope=scope, count=int(count), limit=limit,
-                                       window_seconds=self.limits.window_seconds, engaged_now=int(verdict) >= 10)
+                                       window_seconds=self.limits.window_seconds)
         return held
 
-    def note_held(self, job_id: str, source: str) -> None:
-        """Remember that the brake holds `job_id` for `source`, for `release`."""
-        self.redis.hset(self.held_key, job_id, source)
+    def stage_hold(self, write: GuardedWrite, job_id: str, hold: Hold) -> None:
+        """Inside the sender's guarded write: remember the job as held for its source, applied only while neither
+        that source nor every source is released (a release just made lets it go instead)."""
+        write.is_absent(self._key("released", hold.source)).is_absent(self._key("released", ALL_SOURCES))
+        write.write("HSET", self.held_key, job_id, hold.source)
+
+    def announce(self, hold: Hold) -> bool:
+        """Whether the engagement holding `hold` is still untold, claiming it for the caller to tell: true once
+        per engagement, for whichever sender holds a job of it first, however a sender before it stopped."""
+        scope = hold.engaged_as
+        keys = [self._key("engaged", scope), self._key("announced", scope)]
+        return bool(self._announce(keys=keys, args=[ANNOUNCED_MS]))
 
     def held_jobs(self, source: str | None = None) -> dict[str, str]:
         """Job id -> source of the jobs the brake has held (and nobody released yet), of one source or all."""
-        held = {_text(k): _text(v) for k, v in self.redis.hgetall(self.held_key).items()}
+        held = _held(self.redis, self.held_key)
         return {j: s for j, s in held.items() if source in (None, ALL_SOURCES, s)}
 
     def forget(self, job_ids: Iterable[str]) -> None:
@@ -270,42 +319,53 @@ class Brake:
         if ids:
             self.redis.hdel(self.held_key, *ids)
 
-    def release(self, source: str, *, window_seconds: int | None = None) -> None:
+    def knows(self, source: str) -> bool:
+        """Whether the brake counts, holds or released anything of `source` (a release names a source it knows)."""
+        if source == ALL_SOURCES or source in self.held_jobs().values():
+            return True
+        return bool(self.redis.exists(*(self._key(kind, source) for kind in ("src", "engaged", "released"))))
+
+    def release(self, source: str) -> None:
         """Let `source` (or `*`, every source) go unheld for the rest of the window, and disengage it."""
-        window_ms = (window_seconds or self.limits.window_seconds) * 1000
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(f"{self.prefix}released:{source}", "1", px=window_ms)
-        pipe.delete(f"{self.prefix}engaged:{source}")
+        pipe.set(self._key("released", source), "1", px=self.limits.window_seconds * 1000)
+        pipe.delete(self._key("engaged", source))
         if source == ALL_SOURCES:
             for key in self.redis.scan_iter(match=f"{self.prefix}engaged:*", count=1000):
                 pipe.delete(key)
         pipe.execute()
 
-    def sources(self, *, now_ms: int) -> list[SourceState]:
+    def sources(self, *, now_ms: int | None = None) -> list[SourceState]:
         """Every source counted within the window, engaged, released or holding a job; the busiest first."""
-        cutoff = now_ms - self.limits.window_seconds * 1000
-        names: set[str] = set(self.held_jobs().values())
-        for kind in ("src", "engaged", "released"):
-            for key in self.redis.scan_iter(match=f"{self.prefix}{kind}:*", count=1000):
-                names.add(_text(key)[len(f"{self.prefix}{kind}:"):])
-        names.discard(ALL_SOURCES)
+        cutoff = self._now_ms(now_ms) - self.limits.window_seconds * 1000
         held = self.held_jobs()
+        names: set[str] = set(held.values())
+        for kind in ("src", "engaged", "released"):
+            for key in self.redis.scan_iter(match=self._key(kind, "*"), count=1000):
+                names.add(_text(key)[len(self._key(kind, "")):])
+        names.discard(ALL_SOURCES)
         states = [self._state(name, cutoff, [j for j, s in held.items() if s == name]) for name in names]
         return sorted(states, key=lambda s: (-s.users, s.source))
 
-    def totals(self, *, now_ms: int) -> SourceState:
+    def totals(self, *, now_ms: int | None = None) -> SourceState:
         """All sources together (`*`): the users counted toward BOXCUT_BRAKE_TOTAL_USERS."""
-        cutoff = now_ms - self.limits.window_seconds * 1000
+        cutoff = self._now_ms(now_ms) - self.limits.window_seconds * 1000
         state = self._state(ALL_SOURCES, cutoff, [])
         return SourceState(source=ALL_SOURCES, users=state.users, limit=self.limits.total, engaged=state.engaged,
                            released_for_seconds=state.released_for_seconds, held_jobs=list(self.held_jobs()))
 
+    def _now_ms(self, now_ms: int | None) -> int:
+        if now_ms is not None:
+            return now_ms
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
     def _state(self, source: str, cutoff: int, held: list[str]) -> SourceState:
-        window_key = f"{self.prefix}all" if source == ALL_SOURCES else f"{self.prefix}src:{source}"
+        window_key = f"{self.prefix}all" if source == ALL_SOURCES else self._key("src", source)
         pipe = self.redis.pipeline(transaction=False)
         pipe.zcount(window_key, f"({cutoff}", "+inf")
-        pipe.exists(f"{self.prefix}engaged:{source}")
-        pipe.pttl(f"{self.prefix}released:{source}")
+        pipe.exists(self._key("engaged", source))
+        pipe.pttl(self._key("released", source))
         users, engaged, released_ms = pipe.execute()
         return SourceState(source=source, users=int(users), limit=self.limits.limit_for(source),
                            engaged=bool(engaged), released_for_seconds=max(0, int(released_ms)) / 1000,
@@ -314,7 +374,11 @@ class Brake:
 
 def jobs_held(client: redis.Redis, *, key_prefix: str, source: str) -> int:
     """How many jobs the brake holds for `source` now (the count an engagement's notification gives)."""
-    return sum(1 for held in client.hvals(f"{key_prefix}brake:held") if _text(held) == source)
+    return sum(1 for held in _held(client, f"{key_prefix}brake:held").values() if held == source)
+
+
+def _held(client: redis.Redis, key: str) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in client.hgetall(key).items()}
 
 
 def _text(value: Any) -> str:

@@ -385,12 +385,12 @@ class JobStore:
         """What a sender must know of each job a call carries: its state, approval, and those targets."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id, indexes in carried.items():
-            pipe.hmget(self._job_key(job_id), ["state", "approval", "source", "requested_by"])
+            pipe.hmget(self._job_key(job_id), ["state", "approval", "source", "requested_by", "created_us"])
             pipe.hmget(f"{self._job_key(job_id)}:targets", [str(i) for i in indexes])
         replies = pipe.execute()
         jobs: dict[str, CarriedJob] = {}
         for n, (job_id, indexes) in enumerate(carried.items()):
-            (state, approval, source, requested_by), raw_targets = replies[2 * n], replies[2 * n + 1]
+            (state, approval, source, requested_by, created_us), raw_targets = replies[2 * n], replies[2 * n + 1]
             if state is None:
                 continue
             targets = {i: Target.from_dict(json.loads(raw)) for i, raw in zip(indexes, raw_targets, strict=True)
@@ -399,6 +399,7 @@ class JobStore:
                 state=JobState(_text(state)), targets=targets,
                 approval=Approval.from_dict(json.loads(approval)) if approval else None,
                 source=_text(source or ""), requested_by=_text(requested_by or ""),
+                approval_raw=_text(approval or ""), created_us=int(created_us or 0),
             )
         return jobs
 
@@ -407,6 +408,21 @@ class JobStore:
     def require_state(self, write: GuardedWrite, job_id: str, state: JobState) -> None:
         """The write applies only while the job is in `state`."""
         write.hash_field_is(self._job_key(job_id), "state", state.value)
+
+    def stage_transition(self, write: GuardedWrite, job_id: str, job: CarriedJob, *, to: JobState, actor: str,
+                         note: str, fields: dict[str, str]) -> None:
+        """Move a carried job from the state it was seen in to `to` inside a guarded write, as `transition` does
+        (fields, state index, a `state` audit entry): guarded on that state and on its approval being unchanged,
+        so a job approved since it was seen is not moved."""
+        key = self._job_key(job_id)
+        write.hash_field_is(key, "state", job.state.value).hash_field_is(key, "approval", job.approval_raw)
+        now = utc_now()
+        write.write("HSET", key, "state", to.value, "updated_at", now, *(v for kv in fields.items() for v in kv))
+        write.write("ZREM", self._state_prefix() + job.state.value, job_id)
+        write.write("ZADD", self._state_prefix() + to.value, job.created_us, job_id)
+        data = _dumps({"from": job.state.value, "to": to.value, "actor": actor, "note": note})
+        for stream in (self.audit_key, self.job_audit_key(job_id)):
+            write.write("XADD", stream, "*", "job_id", job_id, "event", "state", "at", now, "data", data)
 
     def stage_call(self, write: GuardedWrite, call: Call) -> None:
         write.write("SET", self._call_key(call.call_id), _dumps(call.to_dict()))
@@ -652,6 +668,8 @@ class CarriedJob:
     approval: Approval | None
     source: str = ""
     requested_by: str = ""
+    approval_raw: str = ""  # the approval field as stored, for a guard that it is unchanged
+    created_us: int = 0
 
 
 class LeaseRenewer:

@@ -62,8 +62,8 @@ def slack_body(job: Job, notice: Notice, *, public_url: str | None, sent_at: str
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in own]},
         {"type": "section", "fields": [labelled(name, value) for name, value in senders]},
     ]
-    if "brake" in summary:  # the source names a credential or an issuer: shown as plain text
-        blocks.append({"type": "section", "text": plain_text(shown(_brake_line(summary["brake"])))})
+    if "brake" in summary:  # its source comes from boxcut's settings, never a sender: shown whole, as code
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _brake_line(summary["brake"])}})
     reasons = summary.get("approval_reasons")
     if reasons:
         blocks.append({"type": "section", "text": plain_text("Needs approval: " + shown("; ".join(reasons)))})
@@ -75,11 +75,14 @@ def slack_body(job: Job, notice: Notice, *, public_url: str | None, sent_at: str
 
 
 def _brake_line(brake: dict[str, Any]) -> str:
-    """The engagement in words: "brake engaged: source S, N users in M minutes (limit L), K jobs held"."""
-    scope = "all sources" if brake.get("scope") == "total" else f"source {brake.get('source')}"
+    """The engagement in Slack's words: "brake engaged: source `S`, N users in M minutes (limit L), K jobs held",
+    and the release command to paste (the source escaped, in code, so it pastes as it is)."""
+    source = f"`{escape_mrkdwn(str(brake.get('source')).replace('`', ''))}`"
+    scope = "all sources" if brake.get("scope") == "total" else f"source {source}"
     minutes = f"{(brake.get('window_seconds') or 0) / 60:g}"
-    return (f"brake engaged: {scope}, {brake.get('count')} users in {minutes} minutes (limit {brake.get('limit')}), "
-            f"{brake.get('jobs_held')} jobs held; release with: boxcut brake release {brake.get('source')}")
+    return (f"*brake engaged*: {scope}, {brake.get('count')} users in {minutes} minutes (limit {brake.get('limit')}),"
+            f" {brake.get('jobs_held')} jobs held; release with `boxcut brake release "
+            f"{escape_mrkdwn(str(brake.get('source')).replace('`', ''))}`")
 
 
 def _headline(notice: Notice) -> str:

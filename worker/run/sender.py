@@ -43,8 +43,8 @@ from tenacity.wait import wait_exponential
 from config import defaults
 from worker import logs, metrics
 from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
-from worker.errors import BoxAuthError, InvalidTransition, RetryLater
-from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT, OPERATOR_SOURCE, Candidate, Hold, members_of, source_of
+from worker.errors import BoxAuthError, RetryLater
+from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT, OPERATOR_SOURCE, Hold, source_of
 from worker.jobs.model import (
     Approval,
     Call,
@@ -84,6 +84,7 @@ RECORD_PATIENCE_SECONDS = 30.0
 
 # How often a commit is decided again because a carried job changed state meanwhile.
 _COMMIT_TRIES = 5
+
 
 def new_call_id() -> str:
     return "c-" + secrets.token_hex(8)
@@ -136,10 +137,8 @@ def _carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
         return
     carried = ctx.store.load_carried(call.carried())
     logs.bind(job_ids=sorted(carried))
-    engaged: set[str] = set()  # sources whose brake a decision engaged (a retried decision says so only once)
     for _ in range(_COMMIT_TRIES):
         plan = _decide(ctx, call, carried)
-        engaged |= {h.source for h in plan.held.values() if h.engaged_now}
         try:
             call = _commit(ctx, endpoint, call, claim, plan)
             break
@@ -150,7 +149,7 @@ def _carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
             carried = ctx.store.load_carried(call.carried())  # a carried job changed state: decide again
     else:
         raise RetryLater(1.0, f"call {call_id}: its jobs kept changing state")
-    _hold_for_brake(ctx, plan.held, engaged)
+    _after_holds(ctx, plan.held)
     if not plan.ids:
         _settle_jobs(ctx, plan.jobs())
         return
@@ -167,7 +166,8 @@ class _Plan:
     dropped: dict[str, list[int]] = field(default_factory=dict)  # unchanged: only leave the queue
     listed_before: set[str] = field(default_factory=set)  # jobs that already list the call (a resend)
     ids: list[str] = field(default_factory=list)
-    held: dict[str, Hold] = field(default_factory=dict)  # jobs with a target the brake held, and why
+    # Jobs with a target the brake held: why, and the job as seen (its hold is guarded on that state and approval)
+    held: dict[str, tuple[Hold, CarriedJob]] = field(default_factory=dict)
 
     def jobs(self) -> set[str]:
         return set(self.sending) | set(self.leaving) | set(self.dropped)
@@ -214,40 +214,45 @@ def _decide(ctx: RunContext, call: Call, carried: dict[str, CarriedJob]) -> _Pla
 def _apply_brake(ctx: RunContext, plan: _Plan, carried: dict[str, CarriedJob]) -> None:
     """Let the brake count the targets about to go; those it holds leave the call, still pending, and their job
     is to wait for approval. Operators' jobs and jobs a person approved count but are never held."""
-    if ctx.brake is None or not plan.sending:
+    brake = ctx.brake
+    if brake is None or not plan.sending:
         return
     candidates = []
     for job_id, targets in plan.sending.items():
         job = carried[job_id]
         source = source_of(job_source=job.source, requested_by=job.requested_by)
         exempt = source == OPERATOR_SOURCE or (job.approval is not None and job.approval.approved)
-        candidates += [Candidate(ref=target_ref(job_id, i), source=source, members=members_of(t), exempt=exempt)
+        candidates += [brake.candidate(target_ref(job_id, i), t, source=source, exempt=exempt)
                        for i, t in targets.items()]
-    for ref, hold in ctx.brake.admit(candidates, now_ms=ctx.now_ms()).items():
+    for ref, hold in brake.admit(candidates).items():
         job_id, index = parse_target_ref(ref)
         target = plan.sending[job_id].pop(index)
         target.detail = f"not sent: held by the {hold.reason()}"
         plan.leaving.setdefault(job_id, {})[index] = target
-        plan.held.setdefault(job_id, hold)
+        plan.held.setdefault(job_id, (hold, carried[job_id]))
     plan.sending = {job_id: targets for job_id, targets in plan.sending.items() if targets}
 
 
-def _hold_for_brake(ctx: RunContext, held: dict[str, Hold], engaged: set[str]) -> None:
-    """Move each job the brake held a target of to `awaiting_approval`, with the brake as its reason; say once,
-    for each source whose brake engaged now, that it did (a WARNING, an audit entry that notifies, a metric)."""
-    for job_id, hold in sorted(held.items()):
+def _stage_holds(ctx: RunContext, write: GuardedWrite, plan: _Plan) -> None:
+    """Move each job the brake held a target of to `awaiting_approval`, with the brake as its reason, in the
+    commit's own step: only while the job is as it was seen (not approved since) and its source not released."""
+    brake = ctx.brake
+    if brake is None:  # nothing is held without a brake
+        return
+    for job_id, (hold, job) in sorted(plan.held.items()):
         reason = hold.reason()
         fields = {**ctx.store.approval_fields(Approval.needed([reason])), "brake": json.dumps(hold.to_dict())}
-        try:
-            ctx.store.transition(job_id, to=JobState.AWAITING_APPROVAL, allowed_from=[JobState.TERMINATING],
-                                 actor=BRAKE_ACTOR, note=reason, fields=fields)
-        except InvalidTransition:  # cancelled, or held by another sender a moment ago
-            continue
-        assert ctx.brake is not None  # held targets come from the brake
-        ctx.brake.note_held(job_id, hold.source)
+        ctx.store.stage_transition(write, job_id, job, to=JobState.AWAITING_APPROVAL, actor=BRAKE_ACTOR,
+                                   note=reason, fields=fields)
+        brake.stage_hold(write, job_id, hold)
+
+
+def _after_holds(ctx: RunContext, held: dict[str, tuple[Hold, CarriedJob]]) -> None:
+    """Count the jobs just held, and tell each engagement once: whichever sender first holds a job of it claims
+    the telling (worker/jobs/brake.py), so an engagement whose first sender stopped is told by the next."""
+    for job_id, (hold, _job) in sorted(held.items()):
         metrics.brake_held(hold.scope)
-        if hold.source in engaged:
-            engaged.discard(hold.source)
+        if ctx.brake is not None and ctx.brake.announce(hold):
             _announce_engagement(ctx, job_id, hold)
 
 
@@ -311,6 +316,7 @@ def _commit(ctx: RunContext, endpoint: str, planned: Call, claim: int, plan: _Pl
                                 data={"call_id": call.call_id, "endpoint": endpoint, "ids": len(plan.ids)})
     for job_id, targets in plan.leaving.items():
         ctx.store.stage_targets(write, job_id, targets, event="not_sent", data={"call_id": call.call_id})
+    _stage_holds(ctx, write, plan)
     ctx.queue.release(write, plan.refs_leaving())
     write.apply(ctx.store.redis)
     return call

@@ -78,3 +78,21 @@ def test_doctor_says_when_the_brake_is_off() -> None:
     doctor._check_brake(load_settings({"BOXCUT_BRAKE_USERS": "0", "BOXCUT_BRAKE_TOTAL_USERS": "0"},
                                       env_file=None), lines.append)
     assert lines[0].startswith("warn brake: off")
+
+
+def test_release_of_a_source_the_brake_does_not_know_is_refused_and_approves_nothing(
+        held: tuple[JobStore, list[str], list[str]]) -> None:
+    store, job_ids, enqueued = held
+    result = run("brake", "release", "okta:token#2")  # a typo, or a source pasted wrong
+    assert result.exit_code == 64 and "knows no source 'okta:token#2'" in result.output and enqueued == []
+    assert sum(store.state(j) is JobState.AWAITING_APPROVAL for j in job_ids) == 3
+
+
+def test_doctor_still_warns_of_held_jobs_once_the_engagement_has_lapsed(
+        held: tuple[JobStore, list[str], list[str]]) -> None:
+    store = held[0]
+    store.redis.delete("t:brake:engaged:okta:token#1")  # a whole window without a hold
+    lines: list[str] = []
+    doctor._check_brake(load_settings(ENV, env_file=None), lines.append)
+    assert lines == ["warn brake: 3 jobs of source okta:token#1 still wait for a person; approve them, or release "
+                     "with: boxcut brake release okta:token#1"]

@@ -117,9 +117,9 @@ def test_the_brakes_settings_and_per_source_limits_by_whole_source_or_route() ->
     assert (defaults_only.brake_users, defaults_only.brake_total_users, defaults_only.brake_window_seconds) == \
         (25, 100, 600)
     settings = load_settings({"BOXCUT_BRAKE_USERS": "0", "BOXCUT_BRAKE_SOURCE_USERS":
-                              "okta=100, ssf:https://idp.example.com/a=b=5"}, env_file=None)
+                              "okta=60, ssf:https://idp.example.com/a=b=5"}, env_file=None)
     assert settings.brake_users == 0
-    assert dict(settings.brake_source_users) == {"okta": 100, "ssf:https://idp.example.com/a=b": 5}
+    assert dict(settings.brake_source_users) == {"okta": 60, "ssf:https://idp.example.com/a=b": 5}
 
 
 @pytest.mark.parametrize(("env", "variable"), [
@@ -129,6 +129,9 @@ def test_the_brakes_settings_and_per_source_limits_by_whole_source_or_route() ->
     ({"BOXCUT_BRAKE_SOURCE_USERS": "okta"}, "BOXCUT_BRAKE_SOURCE_USERS"),
     ({"BOXCUT_BRAKE_SOURCE_USERS": "okta=lots"}, "BOXCUT_BRAKE_SOURCE_USERS"),
     ({"BOXCUT_BRAKE_SOURCE_USERS": "=5"}, "BOXCUT_BRAKE_SOURCE_USERS"),
+    # A source allowed as many as all sources together would engage the brake for every source by itself.
+    ({"BOXCUT_BRAKE_SOURCE_USERS": "okta=100"}, "BOXCUT_BRAKE_SOURCE_USERS"),
+    ({"BOXCUT_BRAKE_SOURCE_USERS": "okta=30", "BOXCUT_BRAKE_TOTAL_USERS": "20"}, "BOXCUT_BRAKE_SOURCE_USERS"),
 ])
 def test_a_bad_brake_setting_names_its_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError) as caught:

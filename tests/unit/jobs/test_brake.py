@@ -25,6 +25,10 @@ def _brake(per_source: int = 3, total: int = 0, window: int = 600, **overrides: 
     return Brake(fakeredis.FakeRedis(), key_prefix="t:", limits=limits)
 
 
+def _held(brake: Brake, job_id: str, source: str) -> None:
+    brake.redis.hset(brake.held_key, job_id, source)
+
+
 def _users(source: str, *ids: int, exempt: bool = False) -> list[Candidate]:
     return [Candidate(ref=f"j-{source}-{i}:0", source=source, members=(f"u:{i}",), exempt=exempt) for i in ids]
 
@@ -35,7 +39,7 @@ def test_users_up_to_the_limit_go_and_the_next_is_held_naming_the_source_and_cou
     assert sorted(held) == ["j-okta:soc-4:0", "j-okta:soc-5:0"]
     hold = held["j-okta:soc-4:0"]
     assert (hold.source, hold.scope, hold.count, hold.limit) == ("okta:soc", "source", 3, 3)
-    assert hold.engaged_now and not held["j-okta:soc-5:0"].engaged_now  # one engagement, however many held
+    assert brake.announce(hold) and not brake.announce(held["j-okta:soc-5:0"])  # one engagement, told once
     assert "brake" in hold.reason() and "okta:soc" in hold.reason() and "3 users" in hold.reason()
 
 
@@ -188,8 +192,8 @@ def test_a_group_of_unknown_or_one_member_counts_as_one_user(member_count: int |
 
 def test_forgetting_a_held_job_takes_it_off_the_held_list() -> None:
     brake = _brake()
-    brake.note_held("j-1", "s")
-    brake.note_held("j-2", "t")
+    _held(brake, "j-1", "s")
+    _held(brake, "j-2", "t")
     brake.forget(["j-1"])
     assert brake.held_jobs() == {"j-2": "t"} and brake.held_jobs("t") == {"j-2": "t"}
     assert brake.held_jobs("s") == {}
@@ -216,7 +220,7 @@ def test_releasing_every_source_touches_nothing_but_the_brakes_engagements() -> 
 def test_the_listing_shows_the_busiest_source_first_with_its_own_held_jobs() -> None:
     brake = _brake(per_source=2, window=60)
     brake.admit(_users("quiet", 1) + _users("busy", 2, 3, 4), now_ms=NOW)
-    brake.note_held("j-busy", "busy")
+    _held(brake, "j-busy", "busy")
     states = brake.sources(now_ms=NOW + 1000)
     assert [(s.source, s.users, s.engaged, s.held_jobs) for s in states] == [
         ("busy", 2, True, ["j-busy"]), ("quiet", 1, False, [])]
@@ -243,7 +247,49 @@ def test_the_total_counts_every_source_within_the_window_and_the_held_jobs_of_a_
     brake.admit(_users("a", 1, 2) + _users("b", 3, 4), now_ms=NOW)
     brake.admit(_users("c", 5), now_ms=NOW - 61_000)  # counted long ago: no longer in the window
     assert brake.totals(now_ms=NOW).users == 4
-    brake.note_held("j-1", "a")
-    brake.note_held("j-2", "a")
-    brake.note_held("j-3", "b")
+    _held(brake, "j-1", "a")
+    _held(brake, "j-2", "a")
+    _held(brake, "j-3", "b")
     assert jobs_held(brake.redis, key_prefix="t:", source="a") == 2
+
+
+def test_the_window_runs_on_redis_clock_so_a_worker_whose_clock_runs_ahead_ages_nothing_out() -> None:
+    brake = _brake(per_source=2, window=600)
+    assert brake.admit(_users("s", 1, 2)) == {}  # at Redis's time
+    seconds, _ = brake.redis.time()
+    entries = brake.redis.zrange("t:brake:src:s", 0, -1, withscores=True)
+    assert all(abs(score / 1000 - int(seconds)) < 5 for _, score in entries)
+    assert list(brake.admit(_users("s", 3))) == ["j-s-3:0"]  # a second worker, whatever its own clock says
+
+
+def test_an_engagement_is_told_once_and_a_new_engagement_after_a_release_is_told_again() -> None:
+    brake = _brake(per_source=1)
+    [first] = brake.admit(_users("s", 1, 2), now_ms=NOW).values()
+    assert brake.announce(first) and not brake.announce(first)
+    brake.release("s")
+    assert not brake.announce(first)  # released: nothing engaged to tell
+    brake.redis.delete("t:brake:released:s")
+    [again] = brake.admit(_users("s", 3), now_ms=NOW + 1).values()
+    assert brake.announce(again)
+
+
+def test_an_override_of_zero_takes_the_source_out_of_the_total_too() -> None:
+    brake = _brake(per_source=5, total=3, okta=0)
+    assert brake.admit(_users("okta:x", *range(10, 20)), now_ms=NOW) == {}
+    assert brake.admit(_users("splunk:y", 1, 2, 3), now_ms=NOW) == {}
+    assert list(brake.admit(_users("splunk:y", 4), now_ms=NOW)) == ["j-splunk:y-4:0"]
+
+
+def test_a_large_group_counts_as_one_more_than_the_largest_limit() -> None:
+    brake = _brake(per_source=3, total=7, okta=5)
+    group = Target(input={}, type=TargetType.GROUP, group_id="9", member_count=50_000)
+    assert brake.limits.group_cap == 8 and len(brake.candidate("j-g:0", group, source="s", exempt=True).members) == 8
+
+
+def test_a_source_is_known_once_counted_engaged_released_or_holding() -> None:
+    brake = _brake(per_source=1)
+    assert not brake.knows("s") and brake.knows("*")
+    brake.admit(_users("s", 1), now_ms=NOW)
+    assert brake.knows("s")
+    _held(brake, "j-1", "t")
+    assert brake.knows("t")

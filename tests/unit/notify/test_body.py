@@ -85,4 +85,5 @@ def test_the_brakes_engagement_says_the_source_count_limit_window_and_jobs_held(
     assert body["brake"] == {**job.brake, "jobs_held": 7}
     slack = json.dumps(slack_body(job, engaged, public_url=None, sent_at="now", jobs_held=7))
     assert "the brake engaged" in slack and "10 users in 10 minutes (limit 10), 7 jobs held" in slack
-    assert "idp.example.com" not in slack  # the issuer is shown defanged, as plain text
+    # The source comes from boxcut's settings: shown whole, in code, so the command pastes as it is.
+    assert "release with `boxcut brake release ssf:https://idp.example.com`" in slack
