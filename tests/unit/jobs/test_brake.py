@@ -260,6 +260,7 @@ def test_the_window_runs_on_redis_clock_so_a_worker_whose_clock_runs_ahead_ages_
     entries = brake.redis.zrange("t:brake:src:s", 0, -1, withscores=True)
     assert all(abs(score / 1000 - int(seconds)) < 5 for _, score in entries)
     assert list(brake.admit(_users("s", 3))) == ["j-s-3:0"]  # a second worker, whatever its own clock says
+    assert [(s.source, s.users) for s in brake.sources()] == [("s", 2)] and brake.totals().users == 2
 
 
 def test_an_engagement_is_told_once_and_a_new_engagement_after_a_release_is_told_again() -> None:

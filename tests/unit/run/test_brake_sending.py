@@ -220,7 +220,9 @@ def test_a_job_approved_since_the_sender_saw_it_is_sent_not_held_again(monkeypat
     assert store.load(second).approval.approved_by == "operator:alice"  # type: ignore[union-attr]
 
 
-def test_a_release_made_while_a_sender_decides_lets_the_target_go(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("released", ["okta:token#1", "*"])
+def test_a_release_made_while_a_sender_decides_lets_the_target_go(monkeypatch: pytest.MonkeyPatch,
+                                                                   released: str) -> None:
     store, box, ctx, job_ids = _queued_in_one_call(3, per_source=1)
     assert ctx.brake is not None
     brake, real = ctx.brake, ctx.brake.admit
@@ -228,7 +230,7 @@ def test_a_release_made_while_a_sender_decides_lets_the_target_go(monkeypatch: p
     def released_right_after(candidates: Any, **kwargs: Any) -> Any:
         held = real(candidates, **kwargs)
         if held:
-            brake.release("okta:token#1")  # an operator, between this decision and its commit
+            brake.release(released)  # an operator, between this decision and its commit
         return held
 
     monkeypatch.setattr(brake, "admit", released_right_after)
