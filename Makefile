@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: install install-run run test lint typecheck unit integration bench mutation lock wheel-check compose-up clean
+.PHONY: install install-run run test lint typecheck unit integration bench soak mutation lock wheel-check compose-up clean
 
 # Runtime dependencies at the exact versions of requirements.lock; the dev tools (tests, linters) only for `make
 # test` and the other development targets.
@@ -54,6 +54,13 @@ bench: install
 	$(BIN)/python bench/offboard.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/storm.py
+
+# A soak: a mixed workload under faults drawn from a seed, then invariants (tests/soak/); SOAK_ARGS, e.g.
+# `make soak SOAK_ARGS="--seconds 1800 --seed 42"`. Not yet part of `make test` (see README "Development").
+SOAK_ARGS ?= --seconds 180
+soak: install
+	scripts/ensure-redis-server
+	$(BIN)/python -m tests.soak $(SOAK_ARGS)
 
 # Mutation testing of the code that decides who is terminated ([tool.mutmut] in pyproject.toml); a few minutes.
 mutation: install

@@ -1,0 +1,31 @@
+"""`python -m tests.soak [--seconds 180] [--seed N] [--rate 5]`: a soak with faults, then its invariants; exits 1
+when any is broken (tests/soak/runner.py says what it does)."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.soak.runner import run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=180.0, help="how long the workload and faults run")
+    parser.add_argument("--seed", type=int, default=None, help="the seed of the schedule (default: a new one, printed)")
+    parser.add_argument("--rate", type=float, default=5.0, help="workload steps a second")
+    args = parser.parse_args()
+    if args.seconds < 10 or args.rate <= 0:
+        parser.error("--seconds must be at least 10 and --rate positive")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**9)
+    with tempfile.TemporaryDirectory(prefix="boxcut-soak-") as tmp:
+        violations = run(seconds=args.seconds, seed=seed, rate=args.rate, tmp=Path(tmp))
+    sys.exit(1 if violations else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The soak's invariants: a world where everything held passes, and each planted fault is named by its
+invariant and its job."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from tests.soak.invariants import World, check
+from worker.jobs.model import Approval, Call, CallState, Job, JobState, Target, TargetStatus, TargetType
+
+T0, T1, T2 = "2026-12-06T08:00:00.000Z", "2026-12-06T08:00:01.000Z", "2026-12-06T08:00:02.000Z"
+
+
+def _job(job_id: str, state: JobState, *targets: Target, calls: tuple[Call, ...] = (),
+         approval: Approval | None = None) -> Job:
+    return Job(job_id=job_id, state=state, source="generic", reason="soak", requested_by="generic:a",
+               dry_run=False, created_at=T0, updated_at=T2, targets=list(targets), calls=list(calls),
+               approval=approval)
+
+
+def _target(user_id: str, status: TargetStatus, *call_ids: str) -> Target:
+    return Target(input={"type": "user", "id": user_id}, type=TargetType.USER, user_id=user_id, status=status,
+                  call_ids=list(call_ids))
+
+
+def _call(call_id: str, ids: list[str], *, status: int = 202, attempts: int = 1, started: str = T1) -> Call:
+    return Call(call_id=call_id, endpoint="/users/terminate_sessions", ids=ids, state=CallState.ANSWERED,
+                http_status=status, attempts=attempts, started_at=started, finished_at=T2)
+
+
+def _request(*ids: str, status: int = 202) -> dict[str, Any]:
+    return {"method": "POST", "path": "/2.0/users/terminate_sessions", "body": {"user_ids": list(ids)},
+            "status": status, "time": 1.0}
+
+
+def _trail(*moves: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = [{"event": "created", "at": T0, "data": {}}]
+    before = "queued"
+    for at, to in zip([T0, T1, T2, T2], moves, strict=False):
+        entries.append({"event": "state", "at": at, "data": {"from": before, "to": to}})
+        before = to
+    return entries
+
+
+def _good() -> World:
+    call = _call("c-1", ["11", "12"])
+    a = _job("j-a", JobState.SUCCEEDED, _target("11", TargetStatus.ACCEPTED, "c-1"), calls=(call,))
+    b = _job("j-b", JobState.SUCCEEDED, _target("12", TargetStatus.ACCEPTED, "c-1"), calls=(call,))
+    waiting = _job("j-w", JobState.AWAITING_APPROVAL, _target("13", TargetStatus.PENDING),
+                   approval=Approval.needed(["brake: source generic:a had 25 users"]))
+    trails = {"j-a": _trail("resolving", "terminating", "succeeded"),
+              "j-b": _trail("resolving", "terminating", "succeeded"), "j-w": _trail("resolving", "awaiting_approval")}
+    return World(answered=["j-a", "j-b", "j-w"], jobs={"j-a": a, "j-b": b, "j-w": waiting}, trails=trails,
+                 requests=[_request("11", "12")])
+
+
+def _named(world: World) -> set[tuple[str, str]]:
+    return {(v.invariant, v.subject.split(":")[0]) for v in check(world)}
+
+
+def test_a_world_where_everything_held_has_no_violation() -> None:
+    assert check(_good()) == []
+
+
+def test_a_job_answered_202_and_left_resolving_or_missing_is_named() -> None:
+    world = _good()
+    stuck = {**world.jobs, "j-b": replace(world.jobs["j-b"], state=JobState.RESOLVING)}
+    assert ("job-settles", "j-b") in _named(replace(world, jobs=stuck))
+    assert ("answered-has-job", "j-gone") in _named(replace(world, answered=[*world.answered, "j-gone"]))
+    bare = {**world.jobs, "j-w": replace(world.jobs["j-w"], approval=None)}
+    assert ("waits-with-reason", "j-w") in _named(replace(world, jobs=bare))
+
+
+def test_a_protected_target_that_rode_an_accepted_call_is_named() -> None:
+    world = _good()
+    job = world.jobs["j-a"]
+    protected = replace(job, targets=[replace(job.targets[0], status=TargetStatus.PROTECTED)])
+    assert ("protected-never-sent", "j-a") in _named(replace(world, jobs={**world.jobs, "j-a": protected}))
+
+
+def test_a_listed_login_accepted_as_if_unprotected_is_named() -> None:
+    world = _good()
+    job = world.jobs["j-a"]
+    unmarked = replace(job, targets=[replace(job.targets[0], login="ceo@example.com")])
+    listed = replace(world, jobs={**world.jobs, "j-a": unmarked}, protected={"ceo@example.com": ""})
+    assert ("protected-never-sent", "j-a") in _named(listed)
+    # Protected only after its call started (the list grew mid-run): that call was allowed.
+    late = replace(listed, protected={"ceo@example.com": T2})
+    assert ("protected-never-sent", "j-a") not in _named(late)
+
+
+def test_a_call_started_after_its_job_was_cancelled_is_named() -> None:
+    world = _good()
+    cancelled = replace(world.jobs["j-a"], state=JobState.CANCELLED)
+    cancel = {"event": "state", "at": T0, "data": {"from": "terminating", "to": "cancelled"}}  # before call c-1
+    trails = {**world.trails, "j-a": [*_trail("resolving", "terminating"), cancel]}
+    found = _named(replace(world, jobs={**world.jobs, "j-a": cancelled}, trails=trails))
+    assert ("cancelled-never-sent", "j-a") in found
+
+
+def test_an_id_box_accepted_that_no_job_allowed_is_named() -> None:
+    world = _good()
+    violations = check(replace(world, requests=[*world.requests, _request("99")]))
+    assert [v.invariant for v in violations].count("accepted-id-allowed") == 1 and "99" in str(violations)
+
+
+def test_a_request_box_saw_that_no_call_record_counts_is_named() -> None:
+    world = _good()
+    twice = replace(world, requests=[_request("11", "12", status=503), _request("11", "12")])
+    assert "requests-counted" in {v.invariant for v in check(twice)}
+
+
+def test_an_accepted_target_whose_last_call_was_refused_is_named() -> None:
+    world = _good()
+    job = world.jobs["j-a"]
+    refused = _call("c-2", ["11"], status=400)
+    changed = replace(job, targets=[replace(job.targets[0], call_ids=["c-1", "c-2"])], calls=[*job.calls, refused])
+    found = _named(replace(world, jobs={**world.jobs, "j-a": changed}, requests=[*world.requests,
+                                                                                  _request("11", status=400)]))
+    assert ("accepted-points-to-accepted-call", "j-a") in found
+
+
+def test_a_state_change_without_its_audit_entry_is_named() -> None:
+    world = _good()
+    trails = {**world.trails, "j-a": _trail("resolving", "terminating")}
+    assert ("state-audited", "j-a") in _named(replace(world, trails=trails))
+    assert ("state-audited", "j-a") in _named(replace(world, trails={**world.trails, "j-a": []}))
