@@ -298,6 +298,7 @@ def _commit(ctx: RunContext, endpoint: str, planned: Call, claim: int, plan: _Pl
         if resend:
             call.message += ("; an earlier send, by a worker that stopped before recording Box's answer, may have "
                              "reached Box")
+            call.attempts = _counted(ctx, call, call.attempts)  # each request was written down before it went
         call.finished_at = utc_now()
         ctx.queue.answered(write, endpoint, call.call_id)
     if resend:

@@ -338,6 +338,23 @@ def test_a_request_whose_answer_a_crash_lost_is_counted_in_the_record_of_its_res
     assert [c.attempts for c in job.calls] == [2]  # Box saw two requests; the record says two
 
 
+def test_a_call_left_unsent_after_a_crash_still_counts_the_request_box_saw(store: JobStore) -> None:
+    # Found by the soak (seed 1): a sender died after its request reached Box; before the call was taken again
+    # its only target became protected, so the call was settled unsent, and its record counted no request.
+    box = _DiesAfterSending(users=directory(1))
+    ctx = make_ctx(store, box)
+    [job_id] = _queued(store, ctx, "user00001@example.com")
+    with pytest.raises(_ProcessDied):
+        _drain(ctx)
+    protected_now = make_ctx(store, box, later=ctx.claim_seconds + 1, protected=("user00001@example.com",))
+    _drain(protected_now)
+    job = store.load(job_id)
+    assert len(box.calls) == 1 and job.targets[0].status is TargetStatus.PROTECTED
+    [call] = job.calls
+    assert call.state is CallState.ANSWERED and call.attempts == 1  # Box saw one request; the record says one
+    assert "may have reached Box" in (call.message or "")
+
+
 class _RedisRefusesTheAttempt(FakeBox):
     def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0,
                         before_send: Callable[[], object] | None = None) -> CallResult:
