@@ -96,17 +96,19 @@ def accepted_ids_were_allowed(world: World) -> Iterable[Violation]:
 
 
 def requests_are_counted(world: World) -> Iterable[Violation]:
-    """Every terminate request boxsim saw is counted in a call record naming the same ids (attempts count each
-    request written down before it is sent), and every accepted target points to an accepted call."""
-    seen = Counter(_request_key(r) for r in _terminate_requests(world.requests))
+    """Every terminate request boxsim saw is counted in a call record (attempts count each request written down
+    before it is sent) whose ids, with those an earlier round named, cover the request's; and every accepted target
+    points to an accepted call."""
     calls = {c.call_id: c for job in world.jobs.values() for c in job.calls}
-    counted: Counter[tuple[str, tuple[str, ...]]] = Counter()
-    for call in calls.values():
-        counted[(call.endpoint, tuple(sorted(call.ids)))] += call.attempts
-    for key, requests in sorted(seen.items()):
-        if counted[key] < requests:
-            yield Violation("requests-counted", f"{key[0]} {','.join(key[1])[:80]}",
-                            f"boxsim saw {requests} requests, call records count {counted[key]}")
+    seen = Counter(_request_key(r) for r in _terminate_requests(world.requests))
+    for (endpoint, ids), requests in sorted(seen.items()):
+        covering = [c for c in calls.values() if c.endpoint == endpoint and set(ids) <= {*c.ids, *c.earlier_ids}]
+        counted = sum(c.attempts for c in covering)
+        if counted < requests:
+            shown = "; ".join(f"{c.call_id} {c.state.value} HTTP {c.http_status} attempts {c.attempts}: {c.message}"
+                              for c in covering)
+            yield Violation("requests-counted", f"{endpoint} {','.join(ids)[:80]}",
+                            f"boxsim saw {requests} requests, call records count {counted} ({shown or 'no call'})")
     for job_id, job in sorted(world.jobs.items()):
         for index, target in enumerate(job.targets):
             if target.status is not TargetStatus.ACCEPTED:

@@ -63,12 +63,13 @@ class Fault:
     kind: str
 
 
-def schedule(rng: random.Random, seconds: float, *, every: float = 12.0) -> list[Fault]:
-    """The faults of a run: one about every `every` seconds (jittered), of kinds drawn from the seed, none in the
+def schedule(rng: random.Random, seconds: float, *, every: float = 12.0,
+             kinds: tuple[str, ...] = FAULT_KINDS) -> list[Fault]:
+    """The faults of a run: one about every `every` seconds (jittered), of `kinds` drawn from the seed, none in the
     first or last few seconds."""
     faults, at = [], 5.0
     while at < seconds - 5:
-        faults.append(Fault(round(at, 1), rng.choice(FAULT_KINDS)))
+        faults.append(Fault(round(at, 1), rng.choice(kinds)))
         at += every * rng.uniform(0.5, 1.5)
     return faults
 
@@ -264,10 +265,11 @@ class Soak:
         return jobs
 
 
-def run(*, seconds: float, seed: int, rate: float, tmp: Path, say: Callable[[str], None] = print) -> list[Violation]:
+def run(*, seconds: float, seed: int, rate: float, tmp: Path, kinds: tuple[str, ...] = FAULT_KINDS,
+        say: Callable[[str], None] = print) -> list[Violation]:
     """A whole soak: the stack up, the workload and faults for `seconds`, the drain, the invariants, the summary."""
     rng = random.Random(seed)
-    faults = schedule(rng, seconds)
+    faults = schedule(rng, seconds, kinds=kinds)
     redis = PrivateRedis(tmp / "redis")
     redis.start()
     say(f"soak: seed {seed}, {seconds:g} s, {rate:g} steps/s, {len(faults)} faults; replay with --seed {seed}")

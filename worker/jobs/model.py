@@ -158,6 +158,9 @@ class Call:
     finished_at: str | None = None
     exhausted: bool = False
     targets: list[str] = field(default_factory=list)
+    # Ids an earlier request of this call named that a later round no longer carries (a target protected,
+    # cancelled or held meanwhile): Box may have seen them in that request, which `attempts` counts.
+    earlier_ids: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,6 +172,7 @@ class Call:
         # Written by a Lua script, whose JSON encoder writes an empty list as `{}`.
         values["ids"] = list(values.get("ids") or [])
         values["targets"] = list(values.get("targets") or [])
+        values["earlier_ids"] = list(values.get("earlier_ids") or [])
         return cls(**values)
 
     def carried(self) -> dict[str, list[int]]:

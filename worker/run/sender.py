@@ -292,7 +292,9 @@ def _commit(ctx: RunContext, endpoint: str, planned: Call, claim: int, plan: _Pl
         ctx.store.require_state(write, job_id, JobState.TERMINATING)
     resend = planned.started_at is not None  # committed before: an earlier send may have reached Box
     sending_refs = [target_ref(job_id, i) for job_id, targets in plan.sending.items() for i in targets]
-    call = replace(planned, ids=plan.ids, targets=sending_refs, started_at=planned.started_at or utc_now())
+    earlier = sorted({*planned.earlier_ids, *(i for i in planned.ids if i not in plan.ids)}) if resend else []
+    call = replace(planned, ids=plan.ids, targets=sending_refs, started_at=planned.started_at or utc_now(),
+                   earlier_ids=earlier)
     if not plan.ids:
         call.state, call.message = CallState.ANSWERED, "not sent: no target it named may be terminated now"
         if resend:

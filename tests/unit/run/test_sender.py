@@ -353,6 +353,20 @@ def test_a_call_left_unsent_after_a_crash_still_counts_the_request_box_saw(store
     [call] = job.calls
     assert call.state is CallState.ANSWERED and call.attempts == 1  # Box saw one request; the record says one
     assert "may have reached Box" in (call.message or "")
+    assert (call.ids, call.earlier_ids) == ([], [box.users[0].id])  # and which id that request named
+
+
+def test_a_resend_that_carries_fewer_ids_keeps_the_ids_its_earlier_request_named(store: JobStore) -> None:
+    box = _DiesAfterSending(users=directory(2))
+    ctx = make_ctx(store, box)
+    job_ids = _queued(store, ctx, "user00001@example.com", "user00002@example.com")
+    with pytest.raises(_ProcessDied):
+        _drain(ctx)
+    _drain(make_ctx(store, box, later=ctx.claim_seconds + 1, protected=("user00001@example.com",)))
+    [call] = store.load(job_ids[1]).calls
+    first, second = box.users
+    assert [sorted(ids) for _, ids in box.calls] == [sorted([first.id, second.id]), [second.id]]
+    assert (call.ids, call.earlier_ids, call.attempts) == ([second.id], [first.id], 2)
 
 
 class _RedisRefusesTheAttempt(FakeBox):
