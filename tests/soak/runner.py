@@ -48,6 +48,9 @@ SOAK_ENV = {
     "BOXCUT_APPROVAL_THRESHOLD": "3",
     "BOXCUT_SWEEP_SECONDS": "1",
     "BOXCUT_STALE_JOB_SECONDS": "10",
+    # A killed sender's call is sent again once its claim runs out: above the harness's retry budget (5 s) and
+    # timeouts (2 + 2 s), as the setting requires, and short enough that a soak drains in seconds, not minutes.
+    "BOXCUT_CALL_CLAIM_SECONDS": "15",
     "BOXCUT_BATCH_SIZE": "10",
 }
 FAULT_KINDS = ("worker_kill", "pool_kill", "redis_restart", "redis_full", "box_503", "box_429", "box_slow",
