@@ -326,12 +326,18 @@ class _ProcessDied(BaseException):
     pass
 
 
-def test_a_request_whose_answer_a_crash_lost_is_counted_in_the_record_of_its_resend(store: JobStore) -> None:
-    box = _DiesAfterSending(users=directory(1))
+def _sent_then_died(store: JobStore, *logins: str) -> tuple[_DiesAfterSending, RunContext, list[str]]:
+    """One-user jobs queued and sent in one call whose sender died right after Box saw the request."""
+    box = _DiesAfterSending(users=directory(len(logins)))
     ctx = make_ctx(store, box)
-    [job_id] = _queued(store, ctx, "user00001@example.com")
+    job_ids = _queued(store, ctx, *logins)
     with pytest.raises(_ProcessDied):
         _drain(ctx)
+    return box, ctx, job_ids
+
+
+def test_a_request_whose_answer_a_crash_lost_is_counted_in_the_record_of_its_resend(store: JobStore) -> None:
+    box, ctx, [job_id] = _sent_then_died(store, "user00001@example.com")
     _drain(make_ctx(store, box, later=ctx.claim_seconds + 1))  # its claim ran out: sent again under its id
     job = store.load(job_id)
     assert job.state is JobState.SUCCEEDED and len(box.calls) == 2
@@ -341,11 +347,7 @@ def test_a_request_whose_answer_a_crash_lost_is_counted_in_the_record_of_its_res
 def test_a_call_left_unsent_after_a_crash_still_counts_the_request_box_saw(store: JobStore) -> None:
     # Found by the soak (seed 1): a sender died after its request reached Box; before the call was taken again
     # its only target became protected, so the call was settled unsent, and its record counted no request.
-    box = _DiesAfterSending(users=directory(1))
-    ctx = make_ctx(store, box)
-    [job_id] = _queued(store, ctx, "user00001@example.com")
-    with pytest.raises(_ProcessDied):
-        _drain(ctx)
+    box, ctx, [job_id] = _sent_then_died(store, "user00001@example.com")
     protected_now = make_ctx(store, box, later=ctx.claim_seconds + 1, protected=("user00001@example.com",))
     _drain(protected_now)
     job = store.load(job_id)
@@ -357,11 +359,7 @@ def test_a_call_left_unsent_after_a_crash_still_counts_the_request_box_saw(store
 
 
 def test_a_resend_that_carries_fewer_ids_keeps_the_ids_its_earlier_request_named(store: JobStore) -> None:
-    box = _DiesAfterSending(users=directory(2))
-    ctx = make_ctx(store, box)
-    job_ids = _queued(store, ctx, "user00001@example.com", "user00002@example.com")
-    with pytest.raises(_ProcessDied):
-        _drain(ctx)
+    box, ctx, job_ids = _sent_then_died(store, "user00001@example.com", "user00002@example.com")
     _drain(make_ctx(store, box, later=ctx.claim_seconds + 1, protected=("user00001@example.com",)))
     [call] = store.load(job_ids[1]).calls
     first, second = box.users
