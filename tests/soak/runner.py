@@ -322,9 +322,10 @@ def _summary(say: Callable[[str], None], record: Record, world: World, drained: 
     say("refused: " + (", ".join(f"{k} {n}" for k, n in sorted(record.refused.items())) or "none"))
     say("faults: " + ", ".join(f"{k} {n}" for k, n in sorted(record.faults.items())))
     terminate = [r for r in world.requests if r.get("method") == "POST" and r.get("path") in TERMINATE_PATHS]
-    keys = Counter(str(sorted((r.get("body") or {}).get("user_ids", []))) for r in terminate)
-    say(f"Box saw {len(terminate)} terminate requests, {sum(n - 1 for n in keys.values() if n > 1)} of them "
-        f"repeats of an earlier request's ids")
+    calls = {c.call_id: c for job in world.jobs.values() for c in job.calls if c.attempts}
+    again = sum(c.attempts - 1 for c in calls.values())
+    say(f"Box saw {len(terminate)} terminate requests for {len(calls)} calls; {again} of them a call sent again "
+        f"(its retries, or a resend after its sender died)")
     say(f"longest 202 -> final: {_longest(world):.1f} s; every answered job settled {drained:.1f} s after the "
         f"workload and faults stopped")
     for violation in violations:
