@@ -18,6 +18,7 @@ from kombu.transport import redis as kombu_redis
 from config import Settings
 from config.celery import QUEUE, SEND_QUEUE, celery_config, max_countdown
 from tasks import broker, directory, events, jobs, notify, retention, sending
+from tasks.beat_watch import BeatWatch
 from worker import logs
 from worker.run.runtime import Runtime
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> Celery:
     """A Celery app for these settings; its worker processes build their Runtime lazily, after the fork."""
     app = Celery("boxcut", set_as_current=False)
     app.conf.update(celery_config(settings))
+    app.steps["worker"].add(BeatWatch)  # an embedded beat that dies is started again (tasks/beat_watch.py)
 
     def kick_sender(endpoint: str) -> None:
         app.send_task(sending.SEND, args=[endpoint], queue=SEND_QUEUE)
