@@ -135,7 +135,9 @@ class Stack:
                      loglevel: str | None = "DEBUG", beat: bool = True) -> ChildProcess:
         args = ["worker", "--concurrency", str(concurrency), *(["--loglevel", loglevel] if loglevel else []),
                 *([] if beat else ["--no-beat"])]
-        worker = self._spawn(f"worker-{len(self.workers)}", args, extra_env)
+        # Named by how many were started before (not how many run): a worker started in a killed one's place
+        # keeps its own log.
+        worker = self._spawn(f"worker-{len(list(self.tmp.glob('worker-*.log')))}", args, extra_env)
         self.workers.append(worker)
         worker.wait_ready()
         return worker
@@ -158,10 +160,11 @@ class Stack:
             )
         return ChildProcess(proc, log_path)
 
-    def start_intake(self, *, extra_env: Mapping[str, str] | None = None) -> str:
-        """Serve `boxcut intake` on a free loopback port; return its base URL once /healthz answers."""
-        port = free_port()
-        log_path = self.tmp / f"intake-{port}.log"
+    def start_intake(self, *, extra_env: Mapping[str, str] | None = None, port: int | None = None) -> str:
+        """Serve `boxcut intake` on `port` (a free loopback one by default); return its base URL once /healthz
+        answers."""
+        port = port or free_port()
+        log_path = self.tmp / f"intake-{port}-{len(self.servers)}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "worker.cli", "intake", "--port", str(port)],
