@@ -28,6 +28,9 @@ class PrivateRedis:
         self.port, self.directory, self.fsync, self.password = free_port(), directory, fsync, password
         self.aof = aof  # off for a test that times replication: a busy disk stalls an AOF server's event loop
         self.replica_of = replica_of  # the primary's port, for a replica
+        # The port others reach this server by, when that is not its own (a proxy in front of it): told to its
+        # primary as a replica, so that Sentinel hands clients that port.
+        self.announce_port: int | None = None
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
@@ -44,7 +47,9 @@ class PrivateRedis:
                         "--maxmemory-policy", "noeviction", "--repl-diskless-sync-delay", "0",
                         "--logfile", str(self.directory / "redis.log"),
                         *(["--requirepass", self.password, "--masterauth", self.password] if self.password else []),
-                        *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else [])],
+                        *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else []),
+                        *(["--replica-announce-ip", "127.0.0.1", "--replica-announce-port", str(self.announce_port)]
+                          if self.announce_port else [])],
                        check=True)
         deadline = time.monotonic() + 10
         while not self._answers():

@@ -27,14 +27,45 @@ FAILOVER_TIMEOUT_MS = 5000
 class SentinelGroup:
     """A primary, a replica of it, and three Sentinels watching them as service `boxcut` (quorum 2)."""
 
-    def __init__(self, directory: Path, *, password: str | None = None) -> None:
-        self.directory, self.password = directory, password
+    def __init__(self, directory: Path, *, password: str | None = None, down_after_ms: int = DOWN_AFTER_MS,
+                 front: Callable[[int], int] | None = None) -> None:
+        """`front`, when given, puts something in front of each server (a proxy, for a soak): called with the
+        server's port, it returns the port that reaches it. The Sentinels, the replication link and the clients the
+        Sentinels point then all go through the fronts."""
+        self.directory, self.password, self.down_after_ms = directory, password, down_after_ms
         self.primary = PrivateRedis(directory / "primary", password=password)
-        self.replica = PrivateRedis(directory / "replica", replica_of=self.primary.port, password=password)
+        self.replica = PrivateRedis(directory / "replica", password=password)
+        for server in (self.primary, self.replica):
+            server.announce_port = front(server.port) if front else None
+        self.replica.replica_of = self.seen_port(self.primary)
         self.sentinel_ports = [free_port() for _ in range(3)]
         # Each Sentinel told its peers and the replica up front, instead of learning them over 10 s or more.
         self.sentinel_ids = {port: secrets.token_hex(20) for port in self.sentinel_ports}
         self.url = "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{SERVICE}"
+
+    @staticmethod
+    def seen_port(server: PrivateRedis) -> int:
+        """The port the Sentinels and clients reach `server` by: its front's, or its own."""
+        return server.announce_port or server.port
+
+    def named_primary(self) -> PrivateRedis | None:
+        """The server a majority of the Sentinels name primary now (None while they disagree or are unsure)."""
+        named = []
+        for port in self.sentinel_ports:
+            with contextlib.suppress(redis.RedisError):
+                address = self._sentinel(port).sentinel_get_master_addr_by_name(SERVICE)
+                named += [s for s in (self.primary, self.replica)
+                          if isinstance(address, tuple) and int(address[1]) == self.seen_port(s)]
+        for server in (self.primary, self.replica):
+            if named.count(server) >= 2:
+                return server
+        return None
+
+    def settle_roles(self) -> None:
+        """Take the roles the Sentinels give: after a failover nobody asked for (a primary cut off too long), the
+        servers swap."""
+        if self.named_primary() is self.replica:
+            self.primary, self.replica = self.replica, self.primary
 
     def start(self) -> None:
         self.primary.start()
@@ -66,18 +97,19 @@ class SentinelGroup:
         has synced, so that it may be promoted in turn."""
         self.replica.start()
         self._wait(lambda: self.replica.client().info("replication").get("master_link_status") == "up"
-                   and self.replica.client().info("replication").get("master_port") == self.primary.port,
+                   and self.replica.client().info("replication").get("master_port") == self.seen_port(self.primary),
                    "the old primary did not rejoin as a replica", timeout=timeout)
         self._wait(lambda: all(self._sees_replica(p) for p in self.sentinel_ports),
                    "the Sentinels did not see the rejoined replica up", timeout=timeout)
 
     def _sees_replica(self, port: int) -> bool:
-        return any(int(r["port"]) == self.replica.port and not r.get("is_sdown") and not r.get("is_disconnected")
+        seen = self.seen_port(self.replica)
+        return any(int(r["port"]) == seen and not r.get("is_sdown") and not r.get("is_disconnected")
                    for r in self._sentinel(port).sentinel_slaves(SERVICE))
 
     def _names(self, port: int, server: PrivateRedis) -> bool:
         named = self._sentinel(port).sentinel_get_master_addr_by_name(SERVICE)
-        return isinstance(named, tuple) and int(named[1]) == server.port
+        return isinstance(named, tuple) and int(named[1]) == self.seen_port(server)
 
     def stop(self) -> None:
         for port in self.sentinel_ports:
@@ -93,13 +125,13 @@ class SentinelGroup:
         conf = folder / "sentinel.conf"  # a Sentinel rewrites its file as it learns: one of its own each
         conf.write_text(
             f"port {port}\nbind 127.0.0.1\ndir {folder}\nlogfile {folder / 'sentinel.log'}\ndaemonize yes\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
-            f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
+            f"sentinel monitor {SERVICE} 127.0.0.1 {self.seen_port(self.primary)} 2\n"
+            f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}\n"
             f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {SERVICE} 1\n"
             + (f"sentinel auth-pass {SERVICE} {self.password}\n" if self.password else "")
             + f"sentinel myid {self.sentinel_ids[port]}\n"
-            f"sentinel known-replica {SERVICE} 127.0.0.1 {self.replica.port}\n"
+            f"sentinel known-replica {SERVICE} 127.0.0.1 {self.seen_port(self.replica)}\n"
             + "".join(f"sentinel known-sentinel {SERVICE} 127.0.0.1 {peer} {peer_id}\n"
                       for peer, peer_id in self.sentinel_ids.items() if peer != port))
         subprocess.run(sentinel_command(conf), check=True)
