@@ -1,4 +1,5 @@
-"""The invariants a soak checks afterwards, from what boxsim saw, the job records and their audit trails.
+"""The invariants a soak checks afterwards, from what boxsim saw, the job records, their audit trails and the
+notifications its receiver got.
 
 Each check is a plain function of recorded facts, so a unit test can hand it a world with one planted fault and
 see it named. A violation names the job (or the request) and the invariant it breaks.
@@ -11,6 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from config import Settings, defaults
+from config.notify_urls import NotifyURL
+from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT
 from worker.jobs.model import CallState, Job, JobState, TargetStatus
 
 TERMINATE_PATHS = {"/2.0/users/terminate_sessions": "user_ids", "/2.0/groups/terminate_sessions": "group_ids"}
@@ -29,6 +33,25 @@ class Violation:
 
 
 @dataclass(frozen=True)
+class Notifying:
+    """What the settings say about notifications (README "Notifications"): the receivers of BOXCUT_NOTIFY_URLS
+    that take boxcut's own JSON, each named by its URL (as the soak's receiver names itself in what it records),
+    and BOXCUT_NOTIFY_ATTEMPTS. `since` (ISO; "" from the start): changes of state before it are not owed a
+    notice (the scanner's first pass starts at the audit stream's end; a soak waits for that pass and notes the
+    time)."""
+
+    receivers: tuple[str, ...] = ()
+    attempts: int = defaults.NOTIFY_ATTEMPTS
+    since: str = ""
+
+    @classmethod
+    def of(cls, settings: Settings, *, since: str = "") -> Notifying:
+        """From loaded settings: no receivers when notifications are off (no URLs, or a poll of 0)."""
+        urls = tuple(u.url for u in settings.notify_urls if not u.slack) if settings.notifies else ()
+        return cls(receivers=urls, attempts=settings.notify_attempts, since=since)
+
+
+@dataclass(frozen=True)
 class World:
     """What a soak recorded: the job ids its 202s named, every job record, each job's audit trail, and
     boxsim's request log."""
@@ -40,12 +63,29 @@ class World:
     # Logins BOXCUT_PROTECTED_USERS lists, each with since when (ISO; "" from the start): no call that started
     # after that may carry them to Box.
     protected: Mapping[str, str] = field(default_factory=dict)
+    # What the settings say about notifications (None: the soak does not check them), and every post its
+    # receivers got (tests/soak/receiver.py: `receiver`, `status` answered, `signed`, `body`).
+    notify: Notifying | None = None
+    notices: list[dict[str, Any]] = field(default_factory=list)
+    # Work still queued once the faults stopped and the jobs settled, by queue (a Celery queue, the unacked set,
+    # the send queue's waiting or in-flight targets), at its lowest over a few looks: beat's periodic tasks come
+    # and go, work left behind stays.
+    leftovers: Mapping[str, int] = field(default_factory=dict)
 
 
 def check(world: World) -> list[Violation]:
     """Every invariant, in order; an empty list when all hold."""
     return [*answered_jobs_settle(world), *nothing_sent_that_was_held(world), *accepted_ids_were_allowed(world),
-            *requests_are_counted(world), *state_changes_are_audited(world)]
+            *requests_are_counted(world), *state_changes_are_audited(world), *jobs_are_notified(world),
+            *queues_are_drained(world)]
+
+
+def queues_are_drained(world: World) -> Iterable[Violation]:
+    """No queue is left with work once the faults stop: nothing waits in a Celery queue or the send queue, and
+    nothing is in flight."""
+    for queue, left in sorted(world.leftovers.items()):
+        if left:
+            yield Violation("queue-drained", queue, f"{left} left after the faults stopped and the jobs settled")
 
 
 def answered_jobs_settle(world: World) -> Iterable[Violation]:
@@ -132,6 +172,89 @@ def state_changes_are_audited(world: World) -> Iterable[Violation]:
         if last != job.state.value and not (not moves and job.state is JobState.RECORDED):
             yield Violation("state-audited", job_id, f"record says {job.state.value}, its trail's last move is to "
                             f"{last}")
+
+
+def jobs_are_notified(world: World) -> Iterable[Violation]:
+    """Each job that came to wait for approval or ended is notified as the settings say, to every receiver, and
+    no notice reaches a receiver more often than its attempts allow.
+
+    Owed (README "Notifications"; worker/notify/notice.py, scanner.py): one `boxcut.job.awaiting_approval` per move
+    of a job into awaiting_approval, one `boxcut.job.finished` per move into a final state (succeeded, partial,
+    failed, refused, dry_run, cancelled; dry runs too), each with the `state` moved into; a job that waits or ends
+    again is notified again. None for `recorded` jobs (created final, never moved), none for a move the brake made
+    (its `actor` is `brake`): the brake's engagement is told once instead, as `boxcut.job.brake_engaged` (state
+    awaiting_approval) for its `brake_engaged` entry. A notice counts when the receiver got it signed and answered
+    it 2xx; distinct notices are told apart by the body's `id` (`{job_id}/{audit entry id}`, the same for every
+    attempt), matched to the job's moves by `job_id`, `type` and `state`.
+
+    At most BOXCUT_NOTIFY_ATTEMPTS posts of one notice (one `id`) to one receiver, whatever each was answered:
+    README "Retries": tried again "for `BOXCUT_NOTIFY_ATTEMPTS` (8) attempts in all ... An attempt is counted in
+    the job before it is sent, so a worker killed mid-request still spends it" (worker/notify/delivery.py: "no
+    receiver gets more than BOXCUT_NOTIFY_ATTEMPTS"). So a notice may legitimately arrive twice, delivered both
+    times (its worker killed, or Redis failing, after the receiver answered and before the record said so; or the
+    scanner's documented "sends that one twice rather than never", whose second delivery task shares the first's
+    record and count), but never more often than its attempts."""
+    notify = world.notify
+    if notify is None:
+        return
+    for receiver in notify.receivers:
+        got = [n for n in world.notices if n.get("receiver") == receiver and isinstance(n.get("body"), dict)]
+        delivered: dict[tuple[str, str, str], set[str]] = {}
+        for notice in got:
+            body = notice["body"]
+            if notice.get("signed") and 200 <= int(notice.get("status") or 0) < 300:
+                key = (str(body.get("job_id")), str(body.get("type")), str(body.get("state")))
+                delivered.setdefault(key, set()).add(str(body.get("id")))
+        for job_id, job in sorted(world.jobs.items()):
+            owed = Counter(_notices_owed(world.trails.get(job_id, []), notify.since))
+            for (kind, state), count in sorted(owed.items()):
+                have = len(delivered.get((job_id, kind, state), set()))
+                if have < count:
+                    yield Violation("notified", job_id, f"moved to {state} {count} time(s), {receiver} got {have} "
+                                    f"{kind} notice(s) ({_posts_of(got, job_id)}; {_deliveries(job, receiver)})")
+        posts = Counter((str(n["body"].get("job_id")), str(n["body"].get("id"))) for n in got)
+        for (job_id, notice_id), count in sorted(posts.items()):
+            if count > notify.attempts:
+                yield Violation("notified-once", job_id, f"notice {notice_id} reached {receiver} {count} times, "
+                                f"more than BOXCUT_NOTIFY_ATTEMPTS ({notify.attempts}) ({_posts_of(got, job_id)})")
+
+
+def _notices_owed(trail: list[dict[str, Any]], since: str) -> list[tuple[str, str]]:
+    """The notices a job's trail calls for, as (body type, state): its moves into awaiting_approval or a final
+    state other than recorded (the brake's holds excepted), and the brake engaging, from `since` on."""
+    owed = []
+    for entry in trail:
+        if since and str(entry.get("at") or "") < since:
+            continue
+        data = entry.get("data") or {}
+        if entry.get("event") == ENGAGED_EVENT:
+            owed.append(("boxcut.job.brake_engaged", JobState.AWAITING_APPROVAL.value))
+        elif entry.get("event") == "state" and data.get("actor") != BRAKE_ACTOR:
+            try:
+                moved_to = JobState(str(data.get("to")))
+            except ValueError:
+                continue
+            if moved_to is JobState.AWAITING_APPROVAL:
+                owed.append(("boxcut.job.awaiting_approval", moved_to.value))
+            elif moved_to.is_final and moved_to is not JobState.RECORDED:
+                owed.append(("boxcut.job.finished", moved_to.value))
+    return owed
+
+
+def _posts_of(got: list[dict[str, Any]], job_id: str) -> str:
+    posts = [f"{n['body'].get('type', '?').removeprefix('boxcut.job.')} {n['body'].get('state')} HTTP "
+             f"{n.get('status')}{'' if n.get('signed') else ' unsigned'}" for n in got
+             if n["body"].get("job_id") == job_id]
+    return f"posts: {', '.join(posts)}" if posts else "no post"
+
+
+def _deliveries(job: Job, receiver: str) -> str:
+    """What the job records of its deliveries to `receiver` (told apart by the URL's fingerprint)."""
+    mark = NotifyURL(url=receiver).fingerprint
+    rows = [f"{r.get('event')} {r.get('state')} {r.get('status')} after {r.get('attempts')} attempts"
+            f"{': ' + str(r['last_error']) if r.get('last_error') else ''}"
+            for r in job.notifications if r.get("fingerprint") == mark]
+    return f"recorded: {', '.join(rows)}" if rows else "no delivery recorded"
 
 
 def _cancelled_at(trail: list[dict[str, Any]]) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from tests.soak.invariants import World, check
+from tests.soak.invariants import Notifying, World, check
 from worker.jobs.model import Approval, Call, CallState, Job, JobState, Target, TargetStatus, TargetType
 
 T0, T1, T2 = "2026-12-06T08:00:00.000Z", "2026-12-06T08:00:01.000Z", "2026-12-06T08:00:02.000Z"
@@ -52,7 +52,7 @@ def _good() -> World:
     trails = {"j-a": _trail("resolving", "terminating", "succeeded"),
               "j-b": _trail("resolving", "terminating", "succeeded"), "j-w": _trail("resolving", "awaiting_approval")}
     return World(answered=["j-a", "j-b", "j-w"], jobs={"j-a": a, "j-b": b, "j-w": waiting}, trails=trails,
-                 requests=[_request("11", "12")])
+                 requests=[_request("11", "12")], leftovers={"celery:boxcut": 0, "send:users:waiting": 0})
 
 
 def _named(world: World) -> set[tuple[str, str]]:
@@ -126,3 +126,94 @@ def test_a_state_change_without_its_audit_entry_is_named() -> None:
     trails = {**world.trails, "j-a": _trail("resolving", "terminating")}
     assert ("state-audited", "j-a") in _named(replace(world, trails=trails))
     assert ("state-audited", "j-a") in _named(replace(world, trails={**world.trails, "j-a": []}))
+
+
+RECEIVER = "http://127.0.0.1:9/notify"
+
+
+def _notice(job_id: str, kind: str, state: str, audit_id: str, *, status: int = 200,
+            signed: bool = True) -> dict[str, Any]:
+    body = {"type": f"boxcut.job.{kind}", "id": f"{job_id}/{audit_id}", "job_id": job_id, "state": state}
+    return {"receiver": RECEIVER, "at": 1.0, "status": status, "signed": signed, "body": body}
+
+
+def _notified() -> World:
+    """The good world, notifying one receiver (3 attempts allowed): j-a and j-b ended, j-w waits, each told once."""
+    notices = [_notice("j-a", "finished", "succeeded", "1-0"), _notice("j-b", "finished", "succeeded", "2-0"),
+               _notice("j-w", "awaiting_approval", "awaiting_approval", "3-0")]
+    return replace(_good(), notify=Notifying(receivers=(RECEIVER,), attempts=3), notices=notices)
+
+
+def _notified_named(world: World) -> set[tuple[str, str]]:
+    return {found for found in _named(world) if found[0].startswith("notified")}
+
+
+def test_a_world_where_every_job_was_notified_has_no_notification_violation() -> None:
+    assert check(_notified()) == []
+    world = _notified()
+    # Refused twice and then delivered, and delivered twice (a worker killed after the answer): within 3 attempts.
+    refused = [_notice("j-a", "finished", "succeeded", "1-0", status=500)] * 2
+    again = [*refused, *world.notices, _notice("j-b", "finished", "succeeded", "2-0")]
+    assert _notified_named(replace(world, notices=again)) == set()
+    # Notifications not checked (no settings), or none owed before `since`: nothing is missing.
+    assert _notified_named(replace(world, notify=None, notices=[])) == set()
+    assert _notified_named(replace(world, notify=Notifying(receivers=(RECEIVER,), since="2027"), notices=[])) == set()
+
+
+def test_a_job_whose_notice_never_arrived_is_named() -> None:
+    world = _notified()
+    missing = [n for n in world.notices if n["body"]["job_id"] != "j-w"]
+    assert _notified_named(replace(world, notices=missing)) == {("notified", "j-w")}
+    # Refused every time, unsigned, or told of the wrong state: not a notice of that move.
+    for wrong in (_notice("j-a", "finished", "succeeded", "1-0", status=500),
+                  _notice("j-a", "finished", "succeeded", "1-0", signed=False),
+                  _notice("j-a", "finished", "failed", "1-0")):
+        others = [n for n in world.notices if n["body"]["job_id"] != "j-a"]
+        assert ("notified", "j-a") in _named(replace(world, notices=[*others, wrong]))
+    # A second receiver that got nothing is owed every notice.
+    two = replace(world, notify=Notifying(receivers=(RECEIVER, "http://127.0.0.1:10/notify"), attempts=3))
+    assert _notified_named(two) == {("notified", "j-a"), ("notified", "j-b"), ("notified", "j-w")}
+
+
+def test_a_job_that_waited_again_is_owed_a_second_notice() -> None:
+    world = _notified()
+    trails = {**world.trails, "j-w": _trail("resolving", "awaiting_approval", "queued", "awaiting_approval")}
+    waited_twice = replace(world, trails=trails)
+    assert _notified_named(waited_twice) == {("notified", "j-w")}
+    # Told again under the same id (a retry of the first) is still one notice; a new id is the second.
+    retried = [*world.notices, _notice("j-w", "awaiting_approval", "awaiting_approval", "3-0")]
+    assert _notified_named(replace(waited_twice, notices=retried)) == {("notified", "j-w")}
+    second = [*world.notices, _notice("j-w", "awaiting_approval", "awaiting_approval", "4-0")]
+    assert _notified_named(replace(waited_twice, notices=second)) == set()
+
+
+def test_a_notice_received_more_often_than_its_attempts_is_named() -> None:
+    world = _notified()
+    four = [*world.notices, *[_notice("j-b", "finished", "succeeded", "2-0", status=500)] * 3]
+    assert _notified_named(replace(world, notices=four)) == {("notified-once", "j-b")}
+    three = [*world.notices, *[_notice("j-b", "finished", "succeeded", "2-0")] * 2]
+    assert _notified_named(replace(world, notices=three)) == set()
+
+
+def test_jobs_of_no_notifying_kind_need_no_notice() -> None:
+    world = _notified()
+    recorded = _job("j-r", JobState.RECORDED, _target("14", TargetStatus.PENDING))
+    running = _job("j-q", JobState.RESOLVING, _target("15", TargetStatus.PENDING))
+    held = [*_trail("resolving"), {"event": "state", "at": T1,
+                                   "data": {"from": "resolving", "to": "awaiting_approval", "actor": "brake"}}]
+    by_brake = _job("j-h", JobState.AWAITING_APPROVAL, _target("16", TargetStatus.PENDING),
+                    approval=Approval.needed(["brake: source generic:a had 25 users"]))
+    quiet = replace(world, jobs={**world.jobs, "j-r": recorded, "j-q": running, "j-h": by_brake},
+                    trails={**world.trails, "j-r": _trail(), "j-q": _trail("resolving"), "j-h": held})
+    assert _notified_named(quiet) == set()
+    # The brake's engagement is told once, on the job whose hold engaged it.
+    engaged = {"event": "brake_engaged", "at": T1, "data": {"source": "generic:a"}}
+    told = replace(quiet, trails={**quiet.trails, "j-h": [*held, engaged]})
+    assert _notified_named(told) == {("notified", "j-h")}
+    notice = _notice("j-h", "brake_engaged", "awaiting_approval", "5-0")
+    assert _notified_named(replace(told, notices=[*told.notices, notice])) == set()
+
+
+def test_a_queue_left_with_work_after_the_faults_is_named() -> None:
+    world = replace(_good(), leftovers={"celery:boxcut": 0, "send:users:waiting": 2})
+    assert _named(world) == {("queue-drained", "send")}
