@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: install install-run run test lint typecheck unit integration bench soak mutation lock wheel-check compose-up clean
+.PHONY: install install-run run test lint typecheck unit integration bench soak soak-ci mutation lock wheel-check compose-up clean
 
 # Runtime dependencies at the exact versions of requirements.lock; the dev tools (tests, linters) only for `make
 # test` and the other development targets.
@@ -56,11 +56,17 @@ bench: install
 	$(BIN)/python bench/storm.py
 
 # A soak: a mixed workload under faults drawn from a seed, then invariants (tests/soak/); SOAK_ARGS, e.g.
-# `make soak SOAK_ARGS="--seconds 1800 --seed 42"`. Not yet part of `make test` (see README "Development").
+# `make soak SOAK_ARGS="--seconds 1800 --seed 42"`. `soak-ci` is the 3-minute run .ci/run makes after `make test`:
+# a new seed each time (printed first, to replay a failure), or SOAK_SEED.
 SOAK_ARGS ?= --seconds 180
+SOAK_SEED ?=
 soak: install
 	scripts/ensure-redis-server
 	$(BIN)/python -m tests.soak $(SOAK_ARGS)
+
+soak-ci: install
+	scripts/ensure-redis-server
+	$(BIN)/python -m tests.soak --seconds 180 $(if $(SOAK_SEED),--seed $(SOAK_SEED))
 
 # Mutation testing of the code that decides who is terminated ([tool.mutmut] in pyproject.toml); a few minutes.
 mutation: install

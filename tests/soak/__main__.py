@@ -9,7 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.soak.runner import FAULT_KINDS, run
+from tests.soak.faults import KINDS
+from tests.soak.runner import run
 
 
 def main() -> None:
@@ -18,16 +19,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180.0, help="how long the workload and faults run")
     parser.add_argument("--seed", type=int, default=None, help="the seed of the schedule (default: a new one, printed)")
     parser.add_argument("--rate", type=float, default=5.0, help="workload steps a second")
-    parser.add_argument("--only", default=",".join(FAULT_KINDS), help="the fault kinds to draw, comma-separated")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the run's logs and Redis files in this folder (default: a temporary one, removed)")
+    parser.add_argument("--only", default=",".join(KINDS), help="the fault kinds to draw, comma-separated")
     args = parser.parse_args()
     kinds = tuple(k.strip() for k in args.only.split(",") if k.strip())
     if args.seconds < 10 or args.rate <= 0:
         parser.error("--seconds must be at least 10 and --rate positive")
-    if not kinds or set(kinds) - set(FAULT_KINDS):
-        parser.error(f"--only takes fault kinds among {', '.join(FAULT_KINDS)}")
+    if not kinds or set(kinds) - set(KINDS):
+        parser.error(f"--only takes fault kinds among {', '.join(KINDS)}")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**9)
-    with tempfile.TemporaryDirectory(prefix="boxcut-soak-") as tmp:
-        violations = run(seconds=args.seconds, seed=seed, rate=args.rate, tmp=Path(tmp), kinds=kinds)
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=False)
+        violations = run(seconds=args.seconds, seed=seed, rate=args.rate, tmp=args.keep.resolve(), kinds=kinds)
+    else:
+        with tempfile.TemporaryDirectory(prefix="boxcut-soak-") as tmp:
+            violations = run(seconds=args.seconds, seed=seed, rate=args.rate, tmp=Path(tmp), kinds=kinds)
     sys.exit(1 if violations else 0)
 
 
