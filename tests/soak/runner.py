@@ -101,6 +101,11 @@ class Soak:
                       notices=self.receiver.notices())
         return not any(v.invariant == "notified" for v in check(replace(world, trails=self._trails(world.jobs))))
 
+    def watched(self) -> int:
+        """How many planted events the watch recorded (on a user Box had terminated shortly before)."""
+        recorded = doors.activity_jobs(self.stack.store())
+        return sum(event_id in recorded for event_id, _, _ in self.record.activity)
+
     def _trails(self, jobs: dict[str, Job]) -> dict[str, list[dict[str, Any]]]:
         store = self.stack.store()
         return {job_id: store.audit_entries(job_id=job_id) for job_id in jobs}
@@ -213,6 +218,13 @@ def _summary(say: Callable[[str], None], soak: Soak, world: World, drained: floa
     again = sum(c.attempts - 1 for c in calls.values())
     say(f"Box saw {len(terminate)} terminate requests for {len(calls)} calls; {again} of them a call sent again "
         f"(its retries, or a resend after its sender died)")
+    posts = Counter(str((n.get("body") or {}).get("id")) for n in world.notices)
+    refused = sum(n["status"] != 200 for n in world.notices)
+    say(f"notices: {len(world.notices)} posts of {len(posts)} notices, {refused} refused by the receiver, "
+        f"{sum(c - 1 for c in posts.values())} posted again")
+    watched = soak.watched()
+    say(f"the watch: {len(record.activity)} events planted by users an alert named, {watched} recorded as activity "
+        "after termination")
     say(f"longest 202 -> final: {_longest(world):.1f} s; every answered job settled {drained:.1f} s after the "
         f"workload and faults stopped")
     for violation in violations:
