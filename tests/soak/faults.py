@@ -29,7 +29,7 @@ from tests.soak.workload import PROTECTED_LATE, Workload
 from worker.jobs.model import utc_now
 
 KINDS = ("worker_kill", "pool_kill", "intake_kill", "redis_restart", "redis_full", "redis_drop", "failover",
-         "box_503", "box_429", "box_slow", "token_expiry", "protect_late", "receiver_down")
+         "box_503", "box_429", "box_slow", "box_slow_reads", "token_expiry", "protect_late", "receiver_down")
 TERMINATE = "/2.0/users/terminate_sessions"
 
 
@@ -160,6 +160,12 @@ class Faults:
     def _box_slow(self, fault: Fault) -> None:  # past BOXCUT_HTTP_READ_TIMEOUT (2 s in the harness): sent again
         self.stack.sim.add_faults([{"method": "POST", "path": TERMINATE, "latency_ms": 3000,
                                     "times": fault.count(1, 4)}])
+
+    def _box_slow_reads(self, fault: Fault) -> None:
+        """Box slow to answer the directory's reads (under the read timeout): jobs spend seconds resolving, so a
+        process killed meanwhile dies in the middle of a task."""
+        self.stack.sim.add_faults([{"method": "GET", "path": "/2.0/users*", "latency_ms": 1500,
+                                    "times": fault.count(10, 60)}])
 
     def _token_expiry(self, fault: Fault) -> None:
         self.stack.sim.expire_tokens()
