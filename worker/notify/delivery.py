@@ -118,6 +118,10 @@ class Notifier:
         except JobNotFound:  # retention removed it meanwhile: nothing to send, and nothing to write to
             log.info("job %s is gone: its notification %s is dropped", notice.job_id, notice.event)
             return Attempted(FAILED)
+        if record.attempts >= self.max_attempts:  # the last attempt's worker stopped before its answer was kept
+            return self._finish(notice, record, None, Outcome.FAILED,
+                                f"gave up after {record.attempts} attempts (the last one's answer was never recorded: "
+                                "its worker stopped mid-request)")
         body = self._body(job, notice, url)
         # Counted before it is sent, as Box calls are: a worker killed mid-POST (the task delivered again) still
         # spends the attempt, so no receiver gets more than BOXCUT_NOTIFY_ATTEMPTS.

@@ -223,3 +223,22 @@ def test_an_attempt_is_counted_before_it_is_sent_so_a_worker_killed_mid_post_sti
     assert seen == [1] and store.load(notice.job_id).notifications[0]["attempts"] == 1
     again = notifier(store, Receiver(Answer(200))).attempt(notice)  # the task, delivered again
     assert again.status == "delivered" and store.load(notice.job_id).notifications[0]["attempts"] == 2
+
+
+def test_a_task_delivered_again_after_its_last_attempt_died_mid_post_sends_nothing_more(store: JobStore) -> None:
+    """The attempt is counted before the POST: when the worker dies during the last one allowed, the task delivered
+    again gives up instead of posting once more (no receiver gets more than BOXCUT_NOTIFY_ATTEMPTS)."""
+    notice = ended(store)
+    sender = notifier(store, Receiver(Answer(500), Answer(500)))
+    assert [sender.attempt(notice).status for _ in range(2)] == ["retrying", "retrying"]
+
+    def dies_mid_post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        raise SystemExit("the worker process is killed")
+
+    with pytest.raises(SystemExit):
+        notifier(store, dies_mid_post).attempt(notice)  # type: ignore[arg-type]
+    receiver = Receiver(Answer(200))
+    again = notifier(store, receiver).attempt(notice)  # the task, delivered again
+    (record,) = store.load(notice.job_id).notifications
+    assert again.status == "failed" and receiver.got == []
+    assert record["attempts"] == 3 and "gave up after 3 attempts" in record["last_error"]
