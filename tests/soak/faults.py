@@ -29,7 +29,8 @@ from tests.soak.workload import PROTECTED_LATE, Workload
 from worker.jobs.model import utc_now
 
 KINDS = ("worker_kill", "pool_kill", "intake_kill", "redis_restart", "redis_full", "redis_drop", "failover",
-         "box_503", "box_429", "box_slow", "box_slow_reads", "token_expiry", "protect_late", "receiver_down")
+         "box_503", "box_429", "box_slow", "box_slow_reads", "token_expiry", "protect_late", "receiver_down",
+         "receiver_slow")
 TERMINATE = "/2.0/users/terminate_sessions"
 
 
@@ -176,6 +177,11 @@ class Faults:
         """The receiver answers 500 for some seconds: fewer than the soak's notice attempts span (15.5 s), so a
         notice refused throughout is still delivered by a later attempt."""
         self.receiver.refuse(seconds=fault.scaled(1, 8))
+
+    def _receiver_slow(self, fault: Fault) -> None:
+        """The receiver takes 1.5 s over each answer (within boxcut's notification timeout) for a while: notification
+        tasks run that long, so a process killed meanwhile dies in the middle of one."""
+        self.receiver.slow(seconds=fault.scaled(5, 20), delay=1.5)
 
 
 def _is_intake(process: ChildProcess) -> bool:

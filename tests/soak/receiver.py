@@ -68,6 +68,7 @@ class NoticeReceiver:
         self._refuse_times = 0
         self._refuse_until = 0.0
         self._refuse_status = 500
+        self._slow_until, self._delay = 0.0, 0.0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -85,6 +86,7 @@ class NoticeReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver._linger()
                 status = receiver._take(raw, {name: self.headers.get(name, "") for name in _READ_HEADERS})
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -117,6 +119,17 @@ class NoticeReceiver:
             self._refuse_times = max(self._refuse_times, times)
             self._refuse_until = max(self._refuse_until, time.monotonic() + seconds)
             self._refuse_status = status
+
+    def slow(self, *, seconds: float, delay: float) -> None:
+        """Take `delay` seconds over each answer for the next `seconds`: a notification task then runs that long,
+        and a worker killed meanwhile dies in the middle of one."""
+        with self._lock:
+            self._slow_until, self._delay = time.monotonic() + seconds, delay
+
+    def _linger(self) -> None:
+        with self._lock:
+            delay = self._delay if time.monotonic() < self._slow_until else 0.0
+        time.sleep(delay)
 
     def notices(self) -> list[dict[str, Any]]:
         """Every post received so far, oldest first (copies of the records)."""
