@@ -159,15 +159,17 @@ class Soak:
         return jobs
 
 
-def run(*, seconds: float, seed: int, rate: float, tmp: Path, kinds: tuple[str, ...] = KINDS,
+def run(*, seconds: float, seed: int, rate: float, tmp: Path, kinds: tuple[str, ...] = KINDS, every: float = 10.0,
         say: Callable[[str], None] = print) -> list[Violation]:
     """A whole soak: the stack up, the workload and faults for `seconds`, the drain, the invariants, the summary."""
     rng = random.Random(seed)
-    faults = schedule(rng, seconds, kinds=kinds)
+    faults = schedule(rng, seconds, every=every, kinds=kinds)
     redis = ProxiedSentinels(tmp / "redis")
     receiver = NoticeReceiver(NOTIFY_SECRET)
     transmitter = SsfTransmitter.write(tmp / "ssf")
-    say(f"soak: seed {seed}, {seconds:g} s, {rate:g} steps/s, {len(faults)} faults; replay with --seed {seed}")
+    chosen = "" if kinds == KINDS else f" --only {','.join(kinds)}"
+    say(f"soak: seed {seed}, {seconds:g} s, {rate:g} steps/s, {len(faults)} faults; replay with --seed {seed} "
+        f"--seconds {seconds:g} --rate {rate:g} --every {every:g}{chosen}")
     try:
         redis.start()
         env = {**SOAK_ENV, **doors.doors_env(transmitter), **notify_env(receiver.start(), NOTIFY_SECRET)}
