@@ -65,7 +65,14 @@ class SentinelGroup:
         """Take the roles the Sentinels give: after a failover nobody asked for (a primary cut off too long), the
         servers swap."""
         if self.named_primary() is self.replica:
-            self.primary, self.replica = self.replica, self.primary
+            self._swap()
+
+    def _swap(self) -> None:
+        """The replica is the primary now, and the old primary its replica: a restart of either starts it so
+        (a primary started with `--replicaof`, the old role, would follow its own replica)."""
+        self.primary, self.replica = self.replica, self.primary
+        self.primary.replica_of = None
+        self.replica.replica_of = self.seen_port(self.primary)
 
     def start(self) -> None:
         self.primary.start()
@@ -89,7 +96,7 @@ class SentinelGroup:
         promoted_at = time.monotonic()
         self._wait(lambda: all(self._names(p, promoted) for p in self.sentinel_ports),
                    "the Sentinels did not agree on the new primary", timeout=timeout)
-        self.primary, self.replica = promoted, self.primary
+        self._swap()
         return promoted_at
 
     def rejoin(self, timeout: float = 60.0) -> None:
