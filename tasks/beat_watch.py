@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import bootsteps
 from celery.beat import EmbeddedService
+from celery.worker import state
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ class BeatWatch(bootsteps.StartStopStep):  # type: ignore[misc]
     def check(self, w: Any) -> None:
         """Start a new embedded beat when the current one's process has died (not while the worker stops)."""
         beat = w.beat
-        if beat is None or self._timer is None or _alive(beat):
-            return
+        if beat is None or self._timer is None or _alive(beat) or state.should_stop or state.should_terminate:
+            return  # alive, or the worker is stopping (a signal to the whole group stops the beat first)
         log.error("the embedded beat (pid %s) died with exit code %s: starting it again", beat.pid, beat.exitcode)
         w.beat = EmbeddedService(w.app, schedule_filename=w.schedule_filename, scheduler_cls=w.scheduler)
         w.beat.start()
