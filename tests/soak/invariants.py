@@ -7,17 +7,22 @@ see it named. A violation names the job (or the request) and the invariant it br
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from config import Settings, defaults
 from config.notify_urls import NotifyURL
 from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT
-from worker.jobs.model import CallState, Job, JobState, TargetStatus
+from worker.jobs.model import Call, CallState, Job, JobState, TargetStatus
 
 TERMINATE_PATHS = {"/2.0/users/terminate_sessions": "user_ids", "/2.0/groups/terminate_sessions": "group_ids"}
+# A cancel or a hold that lands between the sender's last check and its request leaving is not a fault: that
+# moment is milliseconds; a call sent seconds after a cancel is.
+HOLD_SLACK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -71,13 +76,24 @@ class World:
     # the send queue's waiting or in-flight targets), at its lowest over a few looks: beat's periodic tasks come
     # and go, work left behind stays.
     leftovers: Mapping[str, int] = field(default_factory=dict)
+    # Each alert's sender and event id -> the jobs its answers (202, or 200 for one seen before) named.
+    event_jobs: Mapping[str, set[str]] = field(default_factory=dict)
 
 
 def check(world: World) -> list[Violation]:
     """Every invariant, in order; an empty list when all hold."""
     return [*answered_jobs_settle(world), *nothing_sent_that_was_held(world), *accepted_ids_were_allowed(world),
             *requests_are_counted(world), *state_changes_are_audited(world), *jobs_are_notified(world),
-            *queues_are_drained(world)]
+            *queues_are_drained(world), *one_job_per_event(world)]
+
+
+def one_job_per_event(world: World) -> Iterable[Violation]:
+    """An alert posted again (a repeat, or its very bytes replayed) names the job the first made: one event from
+    one sender is one job."""
+    for event, jobs in sorted(world.event_jobs.items()):
+        if len(jobs) > 1:
+            yield Violation("one-job-per-event", event,
+                            f"its answers named {len(jobs)} jobs: {', '.join(sorted(jobs))}")
 
 
 def queues_are_drained(world: World) -> Iterable[Violation]:
@@ -89,12 +105,12 @@ def queues_are_drained(world: World) -> Iterable[Violation]:
 
 
 def answered_jobs_settle(world: World) -> Iterable[Violation]:
-    """Every alert answered 202 has a job that reached a final state, or waits for approval with a reason."""
-    for job_id in sorted(set(world.answered)):
-        job = world.jobs.get(job_id)
-        if job is None:
-            yield Violation("answered-has-job", job_id, "answered 202, but no job record exists")
-        elif job.state is JobState.AWAITING_APPROVAL:
+    """Every alert answered 202 has a job; and every job (whether its answer arrived or not: an intake killed
+    after the record was written) reached a final state, or waits for approval with a reason."""
+    for job_id in sorted(set(world.answered) - set(world.jobs)):
+        yield Violation("answered-has-job", job_id, "answered 202, but no job record exists")
+    for job_id, job in sorted(world.jobs.items()):
+        if job.state is JobState.AWAITING_APPROVAL:
             if not (job.approval and job.approval.reasons):
                 yield Violation("waits-with-reason", job_id, "awaiting_approval with no approval reason")
         elif not job.state.is_final:
@@ -102,53 +118,94 @@ def answered_jobs_settle(world: World) -> Iterable[Violation]:
 
 
 def nothing_sent_that_was_held(world: World) -> Iterable[Violation]:
-    """No target was sent (a call recorded for it that Box accepted) that was protected, or whose job was
-    cancelled before that call started."""
-    for job_id, job in sorted(world.jobs.items()):
-        calls = {c.call_id: c for c in job.calls}
-        cancelled_at = _cancelled_at(world.trails.get(job_id, []))
-        for index, target in enumerate(job.targets):
-            accepted = [calls[c] for c in target.call_ids if c in calls and calls[c].http_status == 202]
-            since = world.protected.get((target.login or "").lower())
-            listed = [c for c in accepted if since is not None and (c.started_at or "") > since]
-            if (target.status is TargetStatus.PROTECTED and accepted) or listed:
-                call = (listed or accepted)[0]
-                yield Violation("protected-never-sent", f"{job_id}:{index}",
-                                f"{target.login} is protected, but call {call.call_id} (started {call.started_at}) "
-                                "carried it to Box")
-            late = [c for c in accepted if cancelled_at and c.started_at and c.started_at > cancelled_at]
-            if late:
-                yield Violation("cancelled-never-sent", f"{job_id}:{index}",
-                                f"call {late[0].call_id} started {late[0].started_at}, after the cancel at "
-                                f"{cancelled_at}")
+    """No target was sent that was protected, cancelled or held when it was sent, judged by the time of the
+    request Box accepted (boxsim's log), not of the call's first round: a call sent again keeps its start.
 
-
-def accepted_ids_were_allowed(world: World) -> Iterable[Violation]:
-    """Every id Box accepted was named by a job target that ends accepted (a job that allowed it)."""
-    allowed = {t.box_id for job in world.jobs.values() for t in job.targets if t.status is TargetStatus.ACCEPTED}
+    - A request Box accepted carries no id of a login protected before it (from the start, or since the list
+      grew), and no target marked protected rode an accepted call.
+    - An accepted target's accepting request came neither after its job was cancelled nor while its job waited
+      for approval (policy or the brake), allowing HOLD_SLACK_SECONDS for the moment between the sender's last
+      check and its request leaving."""
+    login_of = {t.box_id: (t.login or "").lower() for job in world.jobs.values() for t in job.targets if t.box_id}
     for request in _terminate_requests(world.requests):
         if request.get("status") != 202:
             continue
         for box_id in _ids(request):
-            if box_id not in allowed:
+            since = world.protected.get(login_of.get(box_id, ""))
+            if since is not None and (not since or float(request["time"]) > _epoch(since)):
+                yield Violation("protected-never-sent", f"request at {request['time']:.3f}",
+                                f"Box accepted {login_of[box_id]} (id {box_id}), protected since "
+                                f"{since or 'the start'}")
+    accepting = _accepting_requests(world)
+    for job_id, job in sorted(world.jobs.items()):
+        calls = {c.call_id: c for c in job.calls}
+        holds = _holds(world.trails.get(job_id, []))
+        for index, target in enumerate(job.targets):
+            accepted = [calls[c] for c in target.call_ids if c in calls and calls[c].http_status == 202]
+            if target.status is TargetStatus.PROTECTED and accepted:
+                yield Violation("protected-never-sent", f"{job_id}:{index}",
+                                f"{target.login} is protected, but call {accepted[0].call_id} carried it to Box")
+            if target.status is not TargetStatus.ACCEPTED or not target.call_ids:
+                continue
+            sent = accepting.get(target.call_ids[-1])
+            for kind, begun, ended in holds:
+                if sent is not None and begun + HOLD_SLACK_SECONDS < sent and (ended is None or sent < ended):
+                    yield Violation(f"{kind}-never-sent", f"{job_id}:{index}",
+                                    f"call {target.call_ids[-1]} was accepted at {sent:.3f}, while the job was "
+                                    f"{'cancelled' if kind == 'cancelled' else 'waiting for approval'} (from "
+                                    f"{begun:.3f})")
+
+
+def accepted_ids_were_allowed(world: World) -> Iterable[Violation]:
+    """Every id Box accepted was named by a job that allowed it: a target with that id, pointing to a call whose
+    ids (with those an earlier round named) cover the request, and that ended accepted (or was dropped from the
+    call after Box had seen it: an earlier round's id)."""
+    calls = {c.call_id: c for job in world.jobs.values() for c in job.calls}
+    pointing: dict[str, list[tuple[Call, bool]]] = {}
+    for job in world.jobs.values():
+        for target in job.targets:
+            for call_id in target.call_ids:
+                if call_id in calls and target.box_id:
+                    call = calls[call_id]
+                    ok = target.status is TargetStatus.ACCEPTED or target.box_id in call.earlier_ids
+                    pointing.setdefault(target.box_id, []).append((call, ok))
+    for request in _terminate_requests(world.requests):
+        if request.get("status") != 202:
+            continue
+        endpoint, ids = _request_key(request)
+        for box_id in ids:
+            if not any(ok and c.endpoint == endpoint and set(ids) <= {*c.ids, *c.earlier_ids}
+                       for c, ok in pointing.get(box_id, [])):
                 yield Violation("accepted-id-allowed", f"request at {request.get('time')}",
-                                f"Box accepted id {box_id}, which no job's accepted target names")
+                                f"Box accepted id {box_id}, which no accepted target of a call covering the request "
+                                "names")
 
 
 def requests_are_counted(world: World) -> Iterable[Violation]:
     """Every terminate request boxsim saw is counted in a call record (attempts count each request written down
-    before it is sent) whose ids, with those an earlier round named, cover the request's; and every accepted target
-    points to an accepted call."""
+    before it is sent) whose ids, with those an earlier round named, cover the request's and whose rounds span its
+    time; no endpoint saw more requests than its calls count; and every accepted target points to an accepted
+    call."""
     calls = {c.call_id: c for job in world.jobs.values() for c in job.calls}
-    seen = Counter(_request_key(r) for r in _terminate_requests(world.requests))
-    for (endpoint, ids), requests in sorted(seen.items()):
-        covering = [c for c in calls.values() if c.endpoint == endpoint and set(ids) <= {*c.ids, *c.earlier_ids}]
+    requests = _terminate_requests(world.requests)
+    seen = Counter(_request_key(r) for r in requests)
+    times: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+    for request in requests:
+        times.setdefault(_request_key(request), []).append(float(request.get("time") or 0))
+    for (endpoint, ids), count in sorted(seen.items()):
+        covering = [c for c in calls.values() if c.endpoint == endpoint and set(ids) <= {*c.ids, *c.earlier_ids}
+                    and any(_spans(c, t) for t in times[(endpoint, ids)])]
         counted = sum(c.attempts for c in covering)
-        if counted < requests:
+        if counted < count:
             shown = "; ".join(f"{c.call_id} {c.state.value} HTTP {c.http_status} attempts {c.attempts}: {c.message}"
                               for c in covering)
             yield Violation("requests-counted", f"{endpoint} {','.join(ids)[:80]}",
-                            f"boxsim saw {requests} requests, call records count {counted} ({shown or 'no call'})")
+                            f"boxsim saw {count} requests, call records count {counted} ({shown or 'no call'})")
+    for endpoint, count in sorted(Counter(key[0] for key in seen.elements()).items()):
+        counted = sum(c.attempts for c in calls.values() if c.endpoint == endpoint)
+        if counted < count:
+            yield Violation("requests-counted", endpoint, f"boxsim saw {count} requests in all, the call records "
+                            f"count {counted}")
     for job_id, job in sorted(world.jobs.items()):
         for index, target in enumerate(job.targets):
             if target.status is not TargetStatus.ACCEPTED:
@@ -161,13 +218,18 @@ def requests_are_counted(world: World) -> Iterable[Violation]:
 
 
 def state_changes_are_audited(world: World) -> Iterable[Violation]:
-    """A job's audit trail ends in the state its record shows: every change of state has its entry."""
+    """Every change of state has its audit entry: the trail's moves chain (each from where the one before went),
+    and the last goes where the record is."""
     for job_id, job in sorted(world.jobs.items()):
         moves = [e for e in world.trails.get(job_id, []) if e.get("event") == "state"]
         created = [e for e in world.trails.get(job_id, []) if e.get("event") == "created"]
         if not created:
             yield Violation("state-audited", job_id, "its trail has no `created` entry")
             continue
+        for before, after in itertools.pairwise(moves):
+            if after["data"].get("from") != before["data"].get("to"):
+                yield Violation("state-audited", job_id, f"its trail moves to {before['data'].get('to')}, then from "
+                                f"{after['data'].get('from')}: a move between them has no entry")
         last = moves[-1]["data"].get("to") if moves else JobState.QUEUED.value
         if last != job.state.value and not (not moves and job.state is JobState.RECORDED):
             yield Violation("state-audited", job_id, f"record says {job.state.value}, its trail's last move is to "
@@ -257,11 +319,53 @@ def _deliveries(job: Job, receiver: str) -> str:
     return f"recorded: {', '.join(rows)}" if rows else "no delivery recorded"
 
 
-def _cancelled_at(trail: list[dict[str, Any]]) -> str | None:
+def _accepting_requests(world: World) -> dict[str, float]:
+    """Call id -> when Box accepted it: the latest 202 request, within the call's rounds, for its exact ids."""
+    accepted: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+    for request in _terminate_requests(world.requests):
+        if request.get("status") == 202:
+            accepted.setdefault(_request_key(request), []).append(float(request.get("time") or 0))
+    found = {}
+    for job in world.jobs.values():
+        for call in job.calls:
+            if call.http_status == 202:
+                key = (call.endpoint, tuple(sorted(call.ids)))
+                times = [t for t in accepted.get(key, []) if _spans(call, t)]
+                if times:
+                    found[call.call_id] = max(times)
+    return found
+
+
+def _spans(call: Call, at: float) -> bool:
+    """Whether a request at `at` (epoch seconds) falls within the call's rounds, give or take a second."""
+    started = _epoch(call.started_at) if call.started_at else float("-inf")
+    finished = _epoch(call.finished_at) if call.finished_at else float("inf")
+    return started - 1 <= at <= finished + 1
+
+
+def _holds(trail: list[dict[str, Any]]) -> list[tuple[str, float, float | None]]:
+    """When the job might not be sent, from its trail: (`cancelled`, from, None) after a cancel, and (`held`,
+    from, until) for each stay in awaiting_approval."""
+    holds: list[tuple[str, float, float | None]] = []
+    waiting: float | None = None
     for entry in trail:
-        if entry.get("event") == "state" and entry["data"].get("to") == JobState.CANCELLED.value:
-            return str(entry.get("at"))
-    return None
+        if entry.get("event") != "state":
+            continue
+        at, to = _epoch(str(entry.get("at"))), entry["data"].get("to")
+        if waiting is not None:
+            holds.append(("held", waiting, at))
+            waiting = None
+        if to == JobState.AWAITING_APPROVAL.value:
+            waiting = at
+        elif to == JobState.CANCELLED.value:
+            holds.append(("cancelled", at, None))
+    if waiting is not None:
+        holds.append(("held", waiting, None))
+    return holds
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _terminate_requests(requests: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ invariant and its job."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from tests.soak.invariants import Notifying, World, check
@@ -29,9 +30,14 @@ def _call(call_id: str, ids: list[str], *, status: int = 202, attempts: int = 1,
                 http_status=status, attempts=attempts, started_at=started, finished_at=T2)
 
 
-def _request(*ids: str, status: int = 202) -> dict[str, Any]:
+def _request(*ids: str, status: int = 202, at: float = 0.5) -> dict[str, Any]:
+    """A request boxsim saw, `at` seconds after T1 (within call c-1's rounds)."""
     return {"method": "POST", "path": "/2.0/users/terminate_sessions", "body": {"user_ids": list(ids)},
-            "status": status, "time": 1.0}
+            "status": status, "time": _epoch(T1) + at}
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _trail(*moves: str) -> list[dict[str, Any]]:
@@ -84,10 +90,14 @@ def test_a_listed_login_accepted_as_if_unprotected_is_named() -> None:
     job = world.jobs["j-a"]
     unmarked = replace(job, targets=[replace(job.targets[0], login="ceo@example.com")])
     listed = replace(world, jobs={**world.jobs, "j-a": unmarked}, protected={"ceo@example.com": ""})
-    assert ("protected-never-sent", "j-a") in _named(listed)
-    # Protected only after its call started (the list grew mid-run): that call was allowed.
-    late = replace(listed, protected={"ceo@example.com": T2})
-    assert ("protected-never-sent", "j-a") not in _named(late)
+    assert [v.invariant for v in check(listed)] == ["protected-never-sent"] and "ceo@example.com" in str(
+        check(listed)[0])
+    # Protected only after Box accepted its request (the list grew mid-run): that request was allowed.
+    assert check(replace(listed, protected={"ceo@example.com": T2})) == []
+    # Protected before the request Box accepted, though after the call's first round: named (a call sent again
+    # keeps its start).
+    assert [v.invariant for v in check(replace(listed, protected={"ceo@example.com": T1}))] == [
+        "protected-never-sent"]
 
 
 def test_a_call_started_after_its_job_was_cancelled_is_named() -> None:
@@ -217,3 +227,50 @@ def test_jobs_of_no_notifying_kind_need_no_notice() -> None:
 def test_a_queue_left_with_work_after_the_faults_is_named() -> None:
     world = replace(_good(), leftovers={"celery:boxcut": 0, "send:users:waiting": 2})
     assert _named(world) == {("queue-drained", "send")}
+
+
+def test_a_job_nobody_was_answered_for_left_resolving_is_named() -> None:
+    """An intake killed after writing the record: no 202 arrived, the job must settle all the same."""
+    world = _good()
+    lost = _job("j-lost", JobState.RESOLVING)
+    found = _named(replace(world, jobs={**world.jobs, "j-lost": lost}, trails={**world.trails, "j-lost": _trail()}))
+    assert ("job-settles", "j-lost") in found
+
+
+def test_a_target_accepted_while_its_job_waited_for_approval_is_named() -> None:
+    world = _good()
+    wait = {"event": "state", "at": T0, "data": {"from": "resolving", "to": "awaiting_approval"}}
+    trail = [*_trail("resolving"), wait,
+             {"event": "state", "at": T2, "data": {"from": "awaiting_approval", "to": "succeeded"}}]
+    assert ("held-never-sent", "j-a") in _named(replace(world, trails={**world.trails, "j-a": trail}))
+    approved = [*_trail("resolving"), wait,
+                {"event": "state", "at": T1, "data": {"from": "awaiting_approval", "to": "terminating"}},
+                {"event": "state", "at": T2, "data": {"from": "terminating", "to": "succeeded"}}]
+    assert check(replace(world, trails={**world.trails, "j-a": approved})) == []
+
+
+def test_an_id_box_accepted_whose_target_did_not_end_accepted_is_named() -> None:
+    world = _good()
+    job = world.jobs["j-b"]
+    failed = replace(job, targets=[replace(job.targets[0], status=TargetStatus.FAILED)])
+    found = check(replace(world, jobs={**world.jobs, "j-b": failed}))
+    assert "accepted-id-allowed" in {v.invariant for v in found} and "12" in str(found)
+
+
+def test_more_requests_than_the_calls_count_is_named_even_when_each_is_covered() -> None:
+    world = _good()
+    thrice = replace(world, requests=[_request("11", "12"), _request("11", "12", at=0.6)])
+    assert "requests-counted" in {v.invariant for v in check(thrice)}
+
+
+def test_a_move_missing_from_the_middle_of_a_trail_is_named() -> None:
+    world = _good()
+    gap = [{"event": "created", "at": T0, "data": {}},
+           {"event": "state", "at": T0, "data": {"from": "queued", "to": "resolving"}},
+           {"event": "state", "at": T2, "data": {"from": "terminating", "to": "succeeded"}}]
+    assert ("state-audited", "j-a") in _named(replace(world, trails={**world.trails, "j-a": gap}))
+
+
+def test_an_event_whose_answers_named_two_jobs_is_named() -> None:
+    world = replace(_good(), event_jobs={"siem-a:e-1": {"j-a"}, "siem-a:e-2": {"j-a", "j-b"}})
+    assert _named(world) == {("one-job-per-event", "siem-a")}
