@@ -57,7 +57,8 @@ bench: install
 
 # A soak: a mixed workload under faults drawn from a seed, then invariants (tests/soak/); SOAK_ARGS, e.g.
 # `make soak SOAK_ARGS="--seconds 1800 --seed 42"`. `soak-ci` is the 3-minute run .ci/run makes after `make test`:
-# a new seed each time (printed first, to replay a failure), or SOAK_SEED.
+# a new seed each time (printed first, to replay a failure), or SOAK_SEED; its logs and Redis files stay in
+# build/soak-ci for a post-mortem.
 SOAK_ARGS ?= --seconds 180
 SOAK_SEED ?=
 soak: install
@@ -66,7 +67,8 @@ soak: install
 
 soak-ci: install
 	scripts/ensure-redis-server
-	$(BIN)/python -m tests.soak --seconds 180 $(if $(SOAK_SEED),--seed $(SOAK_SEED))
+	rm -rf build/soak-ci
+	$(BIN)/python -m tests.soak --seconds 180 --keep build/soak-ci $(if $(SOAK_SEED),--seed $(SOAK_SEED))
 
 # Mutation testing of the code that decides who is terminated ([tool.mutmut] in pyproject.toml); a few minutes.
 mutation: install

@@ -127,11 +127,12 @@ class Faults:
                                sender="siem-a" if n % 2 else "siem-b")
         time.sleep(1.0)  # resolved and queued, waiting out the pause
         with self._workers:
-            self.workload.protected.setdefault(PROTECTED_LATE, utc_now())
-            listed = {"BOXCUT_PROTECTED_USERS": ",".join(self.workload.protected)}
+            listed = {"BOXCUT_PROTECTED_USERS": ",".join([*self.workload.protected, PROTECTED_LATE])}
             self.stack.extra_env = {**self.stack.extra_env, **listed}
             while self.stack.workers:
                 self.stack.workers.pop().kill()
+            # Since now: no worker that could send without knowing is left.
+            self.workload.protected.setdefault(PROTECTED_LATE, utc_now())
             self.stack.start_worker(concurrency=2)
             self.stack.start_worker(concurrency=2, beat=False)
 
@@ -174,7 +175,7 @@ class Faults:
     # -- the notification receiver -----------------------------------------------------------------------------
 
     def _receiver_down(self, fault: Fault) -> None:
-        """The receiver answers 500 for some seconds: fewer than the soak's notice attempts span (15.5 s), so a
+        """The receiver answers 500 for some seconds: far fewer than the soak's notice attempts span (63.5 s), so a
         notice refused throughout is still delivered by a later attempt."""
         self.receiver.refuse(seconds=fault.scaled(1, 8))
 

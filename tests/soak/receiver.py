@@ -29,10 +29,11 @@ from worker.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 
 # What the soak's stack notifies with (the defaults are 5 s, 10 s and 8: a soak would drain for minutes): the audit
 # stream followed twice a second (as the test harness's FAST_ENV does), a refused notice tried again after 0.5 s,
-# doubling, 6 attempts in all, so one refused every time gives up 15.5 s after its first try.
+# doubling, 8 attempts in all (the default), so one refused every time gives up 63.5 s after its first try: a
+# refusal spell and kills meanwhile (each spends an attempt) stay well inside it.
 POLL_SECONDS = 0.5
 RETRY_SECONDS = 0.5
-NOTIFY_ATTEMPTS = 6
+NOTIFY_ATTEMPTS = 8
 # README "Notifications": "A receiver checks the raw body, before parsing it, and refuses a stale timestamp".
 MAX_SKEW_SECONDS = 300.0
 _READ_HEADERS = (TIMESTAMP_HEADER, SIGNATURE_HEADER, "user-agent", "content-type")

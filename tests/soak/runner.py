@@ -51,10 +51,10 @@ NOTIFY_SECRET = "soak-notify-secret-0123456789abcdef"
 class Soak:
     """One run: the workload, the faults, and what is read back afterwards."""
 
-    def __init__(self, stack: Stack, redis: ProxiedSentinels, receiver: NoticeReceiver, url: str,
-                 rng: random.Random, transmitter: SsfTransmitter, say: Callable[[str], None]) -> None:
+    def __init__(self, stack: Stack, redis: ProxiedSentinels, receiver: NoticeReceiver, url: str, seed: int,
+                 transmitter: SsfTransmitter, say: Callable[[str], None]) -> None:
         self.stack, self.receiver, self.say = stack, receiver, say
-        self.workload = Workload(stack, url, rng, transmitter)
+        self.workload = Workload(stack, url, seed, transmitter)
         self.faults = Faults(stack, redis, receiver, self.workload, say)
         self.notify_since = ""
 
@@ -73,16 +73,22 @@ class Soak:
     # -- afterwards --------------------------------------------------------------------------------------------
 
     def drain(self, *, timeout: float) -> float:
-        """Wait until every answered job (and every job a SET or a Shield alert made) is final or waits for
-        approval, and every notice owed has come; returns how long that took."""
+        """Wait until every job is final or waits for approval (those answered 202 found, those a SET or a Shield
+        alert made among them), and every notice owed has come; returns how long that took."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             self._find_event_jobs()
-            jobs = self._jobs(self.record.answered)
-            if len(jobs) == len(self.record.answered) and all(map(_settled, jobs.values())) and self._notified():
+            answered = self._jobs(self.record.answered)
+            if len(answered) == len(self.record.answered) and not self._unsettled() and self._notified():
                 break
             time.sleep(1.0)
         return time.monotonic() - started
+
+    def _unsettled(self) -> int:
+        """How many jobs are in a state that is neither final nor awaiting approval (from the state indexes)."""
+        store = self.stack.store()
+        return sum(len(store.list_jobs(state=state.value, limit=1)[0]) for state in JobState
+                   if not _settled_state(state))
 
     def _find_event_jobs(self) -> None:
         """The jobs the SETs answered 202 and the Shield alerts planted made count as answered (their answers name
@@ -111,26 +117,31 @@ class Soak:
         return {job_id: store.audit_entries(job_id=job_id) for job_id in jobs}
 
     def leftovers(self, *, timeout: float) -> dict[str, int]:
-        """The work still queued, by queue, once it has had `timeout` seconds to go: the lowest count each queue
-        showed (beat's periodic tasks come and go; work left behind stays)."""
-        lowest: dict[str, int] = {}
+        """The work still queued once it has had `timeout` seconds to go: the first look that finds every queue
+        empty, or else the look that found the least (beat's periodic tasks come and go within a look or two; work
+        left behind stays)."""
+        least: dict[str, int] | None = None
         deadline = time.monotonic() + timeout
         while True:
-            for queue, count in self._queued().items():
-                lowest[queue] = min(count, lowest.get(queue, count))
-            if not any(lowest.values()) or time.monotonic() > deadline:
-                return lowest
-            time.sleep(1.0)
+            queued = self._queued()
+            if least is None or sum(queued.values()) < sum(least.values()):
+                least = queued
+            if not any(least.values()) or time.monotonic() > deadline:
+                return least
+            time.sleep(0.5)
 
     def _queued(self) -> dict[str, int]:
         """Celery's queues (each priority's list), its unacked set, and the send queue's waiting and in-flight
-        targets, under the stack's key prefix."""
+        targets, the targets calls hold and the jobs with targets open, under the stack's key prefix."""
         client, prefix = self.stack.store().redis, self.stack.key_prefix
         counts = {f"celery:{k.decode()[len(prefix):]}": int(client.llen(k))
                   for k in client.scan_iter(match=f"{prefix}boxcut*", count=1000, _type="list")}
         counts["celery:unacked"] = int(client.hlen(f"{prefix}unacked"))
         for key in client.scan_iter(match=f"{prefix}send:*", count=1000, _type="zset"):
             counts[key.decode()[len(prefix):]] = int(client.zcard(key))
+        counts["send:taken"] = int(client.hlen(f"{prefix}send:taken"))  # targets a call holds
+        # Jobs with targets waiting or in flight (a job's count stays, at 0, until retention removes the job).
+        counts["send:open"] = sum(int(n) > 0 for n in client.hvals(f"{prefix}send:open"))
         return counts
 
     def world(self, leftovers: dict[str, int]) -> World:
@@ -138,7 +149,7 @@ class Soak:
         return World(answered=sorted(self.record.answered), jobs=jobs, trails=self._trails(jobs),
                      requests=self.stack.sim.requests(), protected=dict(self.workload.protected),
                      notify=Notifying.of(self.stack.settings(), since=self.notify_since),
-                     notices=self.receiver.notices(), leftovers=leftovers)
+                     notices=self.receiver.notices(), leftovers=leftovers, event_jobs=self.record.event_jobs)
 
     def _all_job_ids(self) -> list[str]:
         store, ids, cursor = self.stack.store(), [], 0
@@ -177,7 +188,7 @@ def run(*, seconds: float, seed: int, rate: float, tmp: Path, kinds: tuple[str, 
                            worker=False) as stack:
             stack.start_worker(concurrency=2)
             stack.start_worker(concurrency=2, beat=False)
-            soak = Soak(stack, redis, receiver, stack.start_intake(), rng, transmitter, say)
+            soak = Soak(stack, redis, receiver, stack.start_intake(), seed, transmitter, say)
             soak.ready()
             started = time.monotonic()
             _drive(soak, faults, started, seconds, rate)
@@ -218,8 +229,11 @@ def _summary(say: Callable[[str], None], soak: Soak, world: World, drained: floa
     terminate = [r for r in world.requests if r.get("method") == "POST" and r.get("path") in TERMINATE_PATHS]
     calls = {c.call_id: c for job in world.jobs.values() for c in job.calls if c.attempts}
     again = sum(c.attempts - 1 for c in calls.values())
+    repeats = Counter((r["path"], tuple(sorted(map(str, (r.get("body") or {}).get("user_ids") or ()))))
+                      for r in terminate)
     say(f"Box saw {len(terminate)} terminate requests for {len(calls)} calls; {again} of them a call sent again "
-        f"(its retries, or a resend after its sender died)")
+        f"(its retries, or a resend after its sender died); {sum(n - 1 for n in repeats.values())} named the same "
+        "ids as an earlier one")
     posts = Counter(str((n.get("body") or {}).get("id")) for n in world.notices)
     refused = sum(n["status"] != 200 for n in world.notices)
     say(f"notices: {len(world.notices)} posts of {len(posts)} notices, {refused} refused by the receiver, "
@@ -235,12 +249,17 @@ def _summary(say: Callable[[str], None], soak: Soak, world: World, drained: floa
 
 
 def _longest(world: World) -> float:
+    """The longest time from a job's creation to its last move into a final state, from the trails."""
     def epoch(iso: str) -> float:
         return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
-    spans = [epoch(j.updated_at) - epoch(j.created_at) for j in world.jobs.values() if j.state.is_final]
+    spans = []
+    for job_id, job in world.jobs.items():
+        ends = [e["at"] for e in world.trails.get(job_id, []) if e.get("event") == "state" and job.state.is_final]
+        if ends:
+            spans.append(epoch(ends[-1]) - epoch(job.created_at))
     return max(spans, default=0.0)
 
 
-def _settled(job: Job) -> bool:
-    return job.state.is_final or job.state is JobState.AWAITING_APPROVAL
+def _settled_state(state: JobState) -> bool:
+    return state.is_final or state is JobState.AWAITING_APPROVAL

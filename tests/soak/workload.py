@@ -9,6 +9,7 @@ has the doors beyond alerts).
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -18,9 +19,10 @@ from typing import Any
 
 import requests
 
-from tests.integration.harness import Stack, post_signed
+from tests.integration.harness import Stack
 from tests.soak import doors
 from tests.soak.doors import Answer, SsfTransmitter
+from worker.intake.auth import signature
 from worker.jobs.model import JobState
 
 USERS = 400
@@ -42,25 +44,33 @@ class Record:
     sets: list[str] = field(default_factory=list)  # the jti of each SET answered 202 (its job is found by it)
     shield: list[str] = field(default_factory=list)  # the Box event id of each Shield alert planted
     activity: list[tuple[str, str, float]] = field(default_factory=list)  # (event id, login, epoch) planted
+    signed: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)  # alerts as posted, to replay
+    event_jobs: dict[str, set[str]] = field(default_factory=dict)  # sender:event id -> the jobs its 2xx named
 
 
 class Workload:
     """One run's workload against a running stack."""
 
-    def __init__(self, stack: Stack, url: str, rng: random.Random, transmitter: SsfTransmitter) -> None:
-        self.stack, self.url, self.rng, self.transmitter = stack, url, rng, transmitter
+    def __init__(self, stack: Stack, url: str, seed: int, transmitter: SsfTransmitter) -> None:
+        self.stack, self.url, self.seed, self.transmitter = stack, url, seed, transmitter
+        self.rng, self.ticks = random.Random(seed), 0
         self.record = Record()
         self.protected = dict.fromkeys(PROTECTED, "")  # login -> protected since (ISO; "" from the start)
 
     def tick(self) -> None:
-        """One step of the workload, chosen by the seed."""
+        """One step of the workload, chosen by the seed: each step draws from a generator of its own (the seed and
+        the step's number), so what one step found (nothing waiting, no SET yet) never shifts the next."""
+        self.ticks += 1
+        self.rng = random.Random(f"{self.seed}:{self.ticks}")
         roll = self.rng.random()
         if roll < 0.55:
             self._alert(users=1)
         elif roll < 0.62:
             self._alert(users=self.rng.randint(4, 6))  # over the threshold: waits for approval
-        elif roll < 0.70 and self.record.payloads:
+        elif roll < 0.68 and self.record.payloads:
             self.post("repeat", self.rng.choice(self.record.payloads))
+        elif roll < 0.70:
+            self._replay()
         elif roll < 0.77:
             self._set()
         elif roll < 0.83:
@@ -89,13 +99,30 @@ class Workload:
     def post(self, kind: str, payload: dict[str, Any], *, sender: str | None = None) -> None:
         """Post a signed alert as `sender` (one drawn by the seed when not given) and note the answer."""
         sender = sender or self.rng.choice(sorted(SENDERS))
+        body = json.dumps(payload).encode()
+        stamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "X-Boxcut-Timestamp": stamp,
+                   "X-Boxcut-Signature": signature(SENDERS[sender], stamp, body)}
+        self.record.signed.append((sender, body, headers))
+        self._send(kind, sender, body, headers)
+
+    def _replay(self) -> None:
+        """The very bytes of an earlier signed alert, signature and timestamp and all, as a replaying attacker or a
+        confused proxy sends them."""
+        if self.record.signed:
+            self._send("replay", *self.rng.choice(self.record.signed[-50:]))
+
+    def _send(self, kind: str, sender: str, body: bytes, headers: dict[str, str]) -> None:
         self.record.sent[kind] += 1
         try:
-            answer = post_signed(f"{self.url}/v1/alerts", SENDERS[sender], payload)
+            answer = requests.post(f"{self.url}/v1/alerts", data=body, headers=headers, timeout=10)
         except requests.RequestException as error:
             self.record.refused[f"{kind} {type(error).__name__}"] += 1
             return
         self._note(kind, answer)
+        if answer.status_code in (200, 202):
+            event = json.loads(body).get("id")
+            self.record.event_jobs.setdefault(f"{sender}:{event}", set()).add(str(answer.json()["job_id"]))
 
     def _note(self, kind: str, answer: requests.Response) -> None:
         if answer.status_code in (200, 202):
