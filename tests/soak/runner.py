@@ -30,9 +30,10 @@ from tests.soak.invariants import TERMINATE_PATHS, Notifying, Violation, World, 
 from tests.soak.receiver import NoticeReceiver, notify_env
 from tests.soak.redis_group import ProxiedSentinels
 from tests.soak.workload import OPERATOR_TOKEN, PROTECTED, SENDERS, USERS, Record, Workload
+from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT
 from worker.jobs.model import Job, JobState, utc_now
 
-# What the stack runs with, beside the test harness's fast timings (the brake stays off: it is a storm).
+# What the stack runs with, beside the test harness's fast timings.
 SOAK_ENV = {
     "BOXCUT_INTAKE_HMAC_SECRETS": ",".join(f"{name}:{secret}" for name, secret in SENDERS.items()),
     "BOXCUT_OPERATOR_TOKENS": f"soak-operator:{OPERATOR_TOKEN}",
@@ -44,6 +45,11 @@ SOAK_ENV = {
     # timeouts (2 + 2 s), as the setting requires, and short enough that a soak drains in seconds, not minutes.
     "BOXCUT_CALL_CLAIM_SECONDS": "15",
     "BOXCUT_BATCH_SIZE": "10",
+    # The brake across jobs on, with limits a soak's alerts reach now and then (a sender names about 50 users in
+    # 30 s), so that jobs are held by it and released by the operator.
+    "BOXCUT_BRAKE_USERS": "40",
+    "BOXCUT_BRAKE_TOTAL_USERS": "120",
+    "BOXCUT_BRAKE_WINDOW_SECONDS": "30",
 }
 NOTIFY_SECRET = "soak-notify-secret-0123456789abcdef"
 
@@ -238,6 +244,11 @@ def _summary(say: Callable[[str], None], soak: Soak, world: World, drained: floa
     refused = sum(n["status"] != 200 for n in world.notices)
     say(f"notices: {len(world.notices)} posts of {len(posts)} notices, {refused} refused by the receiver, "
         f"{sum(c - 1 for c in posts.values())} posted again")
+    engaged = sum(e.get("event") == ENGAGED_EVENT for trail in world.trails.values() for e in trail)
+    held = sum(any(e.get("event") == "state" and (e.get("data") or {}).get("actor") == BRAKE_ACTOR for e in trail)
+               for trail in world.trails.values())
+    say(f"the brake: engaged {engaged} times, held {held} jobs; the operator released it "
+        f"{record.sent['brake_release']} times")
     watched = soak.watched()
     say(f"the watch: {len(record.activity)} events planted by users an alert named, {watched} recorded as activity "
         "after termination")

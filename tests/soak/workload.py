@@ -183,8 +183,12 @@ class Workload:
     def _operator(self) -> None:
         """An operator approves (or, one time in four, cancels) the oldest job that waits for approval; one time
         in five, retries a job that failed instead."""
-        if self.rng.random() < 0.2:
+        roll = self.rng.random()
+        if roll < 0.2:
             self._retry()
+            return
+        if roll < 0.35:
+            self._release_brake()
             return
         try:
             waiting = self.stack.store().list_jobs(state=JobState.AWAITING_APPROVAL.value, limit=5)[0]
@@ -210,3 +214,24 @@ class Workload:
             self.record.sent["retry"] += 1
             if not answer.taken:
                 self.record.refused[f"retry {answer.status} {answer.detail}"] += 1
+
+    def _release_brake(self) -> None:
+        """Release the brake for a source it holds (one the seed picks), as the operator decides an alert flood is
+        genuine."""
+        headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        try:
+            status = requests.get(f"{self.url}/v1/brake", headers=headers, timeout=10).json()
+        except (requests.RequestException, ValueError):
+            return
+        held = sorted(s["source"] for s in status.get("sources", []) if s.get("held_jobs"))
+        if not held:
+            return
+        self.record.sent["brake_release"] += 1
+        try:
+            answer = requests.post(f"{self.url}/v1/brake/release", json={"source": self.rng.choice(held)},
+                                   headers=headers, timeout=10)
+        except requests.RequestException as error:
+            self.record.refused[f"brake_release {type(error).__name__}"] += 1
+            return
+        if answer.status_code != 200:
+            self.record.refused[f"brake_release {answer.status_code}"] += 1
