@@ -14,29 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.drills.private_redis import PrivateRedis
+from tests.drills.processes import embedded_beats
 from tests.integration.harness import running_stack, until
 
 pytestmark = pytest.mark.drill
-
-
-def _children(main_pid: int) -> dict[int, str]:
-    """The worker's child processes, each with its command line (pool processes say ForkPoolWorker)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(stat[1]) == main_pid:
-            found[int(entry.name)] = title
-    return found
-
-
-def _beats(main_pid: int) -> list[int]:
-    return [pid for pid, title in _children(main_pid).items() if "ForkPoolWorker" not in title]
 
 
 def _alive(pid: int) -> bool:
@@ -52,13 +33,13 @@ def test_an_embedded_beat_killed_alone_is_started_again_and_the_sweep_runs_on(pr
     with running_stack(private_redis.url, tmp_path, extra_env={"BOXCUT_SWEEP_SECONDS": "1"}, worker=False) as stack:
         worker = stack.start_worker(concurrency=1, beat=True)
         store = stack.store()
-        until(lambda: store.last_sweep() is not None and len(_beats(worker.proc.pid)) == 1,
+        until(lambda: store.last_sweep() is not None and len(embedded_beats(worker.proc.pid)) == 1,
               "the first sweep and the embedded beat", timeout=30)
-        (first,) = _beats(worker.proc.pid)
+        (first,) = embedded_beats(worker.proc.pid)
         os.kill(first, signal.SIGKILL)
         killed_at = time.time()
-        until(lambda: [b for b in _beats(worker.proc.pid) if b != first], "a new embedded beat", timeout=20)
-        (second,) = [b for b in _beats(worker.proc.pid) if b != first]
+        until(lambda: [b for b in embedded_beats(worker.proc.pid) if b != first], "a new embedded beat", timeout=20)
+        (second,) = [b for b in embedded_beats(worker.proc.pid) if b != first]
         until(lambda: (store.last_sweep() or 0) > killed_at + 1, "a sweep after the kill", timeout=20)
         swept_after = (store.last_sweep() or 0) - killed_at
         logs = stack.worker_logs()

@@ -14,6 +14,7 @@ import pytest
 
 from boxsim import SimConfig
 from tests.drills.private_redis import PrivateRedis
+from tests.drills.processes import pool_processes
 from tests.integration.harness import running_stack
 from worker.jobs.model import JobState, TargetStatus
 
@@ -21,22 +22,6 @@ pytestmark = pytest.mark.drill
 
 USERS = "/2.0/users/terminate_sessions"
 TARGETS = 500
-
-
-def _pool_processes(main_pid: int) -> list[int]:
-    """The worker's prefork children (Celery names them ForkPoolWorker-N)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(stat[1]) == main_pid and "ForkPoolWorker" in title:
-            found.append(int(entry.name))
-    return found
 
 
 def test_pool_processes_killed_mid_job_are_replaced_and_the_job_ends_accepted(private_redis: PrivateRedis,
@@ -52,7 +37,7 @@ def test_pool_processes_killed_mid_job_are_replaced_and_the_job_ends_accepted(pr
         while not any(r["status"] == 202 for r in stack.terminate_requests()):
             assert time.monotonic() < deadline, "the first batch never reached boxsim"
             time.sleep(0.05)
-        pool = _pool_processes(worker.proc.pid)
+        pool = pool_processes(worker.proc.pid)
         assert pool, "no pool process found"
         for pid in pool:
             os.kill(pid, signal.SIGKILL)
@@ -60,7 +45,7 @@ def test_pool_processes_killed_mid_job_are_replaced_and_the_job_ends_accepted(pr
         job = stack.wait(job_id, timeout=120)
         requests_seen = stack.terminate_requests()
         main_alive = worker.proc.poll() is None
-        replaced = [p for p in _pool_processes(worker.proc.pid) if p not in pool]
+        replaced = [p for p in pool_processes(worker.proc.pid) if p not in pool]
     resumed_after = min(r["time"] for r in requests_seen if r["time"] > killed_at) - killed_at
     calls = {c.call_id: c for c in job.calls}
     print(f"{len(pool)} pool processes killed: {len(replaced)} new ones, main alive {main_alive}; first call "

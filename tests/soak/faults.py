@@ -19,9 +19,9 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
+from tests.drills.processes import children
 from tests.integration.harness import ChildProcess, Stack
 from tests.soak.receiver import NoticeReceiver
 from tests.soak.redis_group import ProxiedSentinels
@@ -103,7 +103,7 @@ class Faults:
     def _pool_kill(self, fault: Fault) -> None:
         with self._workers:
             worker = self.stack.workers[fault.count(0, len(self.stack.workers) - 1)]
-            for pid in _children(worker.proc.pid):
+            for pid in children(worker.proc.pid):  # its pool and its embedded beat
                 os.kill(pid, signal.SIGKILL)
 
     def _intake_kill(self, fault: Fault) -> None:
@@ -191,17 +191,3 @@ def _is_intake(process: ChildProcess) -> bool:
 
 def _runs_beat(worker: ChildProcess) -> bool:
     return "--no-beat" not in " ".join(str(a) for a in worker.proc.args)  # type: ignore[union-attr]
-
-
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (a prefork worker's pool), from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
