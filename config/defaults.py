@@ -92,9 +92,16 @@ DIRECTORY_CACHE_TTL_SECONDS = 600
 # ms a call, 4 calls in flight keep a bulk job at the rate limit. Partial batches never run beside another call.
 MAX_IN_FLIGHT = 4
 
-# How long a call taken from the send queue stays its sender's: longer than one call's worst case (a rate-limit
-# wait, the in-task retries and a read timeout). A call whose sender died is sent again after this.
-CALL_CLAIM_SECONDS = 90.0
+# How long a call taken from the send queue, and a job a run works on, stay their holder's unless renewed: each
+# worker process's heartbeat renews what it holds every third of this (worker/run/heartbeat.py), so a call whose
+# sender died is sent again, and a job whose run died runs again, seconds after the death.
+CALL_CLAIM_SECONDS = 6.0
+MIN_CALL_CLAIM_SECONDS = 1.5
+
+# While calls are scarce (the rate limit has less than half its burst left, or a 429 pause ended within the last
+# minute), a partial batch gathers for up to this long (from its oldest target's queueing) before it is sent:
+# calls then carry full batches instead of a few ids each. When calls are plentiful the first target leaves at once.
+GATHER_SECONDS = 2.0
 
 # How often the periodic sweep sends what no sender took (a sender that died, work left when a run's time ran out).
 SWEEP_SECONDS = 10.0

@@ -105,6 +105,7 @@ class Settings:
     directory_cache_ttl_seconds: int = defaults.DIRECTORY_CACHE_TTL_SECONDS
     max_in_flight: int = defaults.MAX_IN_FLIGHT
     call_claim_seconds: float = defaults.CALL_CLAIM_SECONDS
+    gather_seconds: float = defaults.GATHER_SECONDS
     sweep_seconds: float = defaults.SWEEP_SECONDS
     give_up_after_seconds: float = defaults.GIVE_UP_AFTER_SECONDS
     stale_job_seconds: float = defaults.STALE_JOB_SECONDS
@@ -214,13 +215,11 @@ class _Reader:
                 f"consumer_timeout ({defaults.RABBITMQ_CONSUMER_TIMEOUT_SECONDS} s), or it closes the channel of a "
                 "task still running and delivers it again",
             )
-        one_call = settings.retry_budget_seconds + settings.http_connect_timeout + settings.http_read_timeout
-        if settings.call_claim_seconds <= one_call:
+        if settings.call_claim_seconds < defaults.MIN_CALL_CLAIM_SECONDS:
             raise SettingsError(
                 "BOXCUT_CALL_CLAIM_SECONDS",
-                f"must exceed one call's worst case ({one_call:.0f} s: BOXCUT_RETRY_BUDGET_SECONDS plus "
-                "BOXCUT_HTTP_CONNECT_TIMEOUT plus BOXCUT_HTTP_READ_TIMEOUT), or a call still being sent would be "
-                "sent again by another worker",
+                f"must be at least {defaults.MIN_CALL_CLAIM_SECONDS:g} s: each worker process renews what it holds "
+                "every third of it, and a claim shorter than a busy process's pause would pass to another worker",
             )
         return settings
 
@@ -289,6 +288,7 @@ class _Reader:
             ),
             max_in_flight=self.integer("BOXCUT_MAX_IN_FLIGHT", defaults.MAX_IN_FLIGHT, 1, 64),
             call_claim_seconds=self.number("BOXCUT_CALL_CLAIM_SECONDS", defaults.CALL_CLAIM_SECONDS),
+            gather_seconds=self.number("BOXCUT_GATHER_SECONDS", defaults.GATHER_SECONDS),
             sweep_seconds=self.number("BOXCUT_SWEEP_SECONDS", defaults.SWEEP_SECONDS),
             give_up_after_seconds=self.number("BOXCUT_GIVE_UP_AFTER_SECONDS", defaults.GIVE_UP_AFTER_SECONDS),
             stale_job_seconds=self.number("BOXCUT_STALE_JOB_SECONDS", defaults.STALE_JOB_SECONDS),

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init
 from kombu.connection import Connection
 from kombu.messaging import Producer
 from kombu.transport import redis as kombu_redis
@@ -42,10 +42,15 @@ def create_app(settings: Settings) -> Celery:
     app.conf.update(celery_config(settings))
     app.steps["worker"].add(BeatWatch)  # an embedded beat that dies is started again (tasks/beat_watch.py)
 
-    def kick_sender(endpoint: str) -> None:
-        app.send_task(sending.SEND, args=[endpoint], queue=SEND_QUEUE)
+    def kick_sender(endpoint: str, countdown: float = 0.0) -> None:
+        app.send_task(sending.SEND, args=[endpoint], queue=SEND_QUEUE, countdown=countdown if countdown > 0 else None)
 
-    runtime = Runtime(settings, kick_sender=kick_sender)
+    enqueue = enqueuer(app)
+    runtime = Runtime(settings, kick_sender=kick_sender,
+                      on_beat=lambda ctx: sending.rescue(ctx, kick_sender, enqueue=enqueue))
+    # Each pool process builds its runtime as it starts, so its heartbeat beats (and rescues what a dead worker
+    # stranded) from then on, not from its first task.
+    worker_process_init.connect(lambda **_: runtime.context(), weak=False, dispatch_uid=f"boxcut-runtime-{id(app)}")
     jobs.register(app, context=runtime.context, max_countdown=max_countdown(settings))
     sending.register(app, context=runtime.context, kick=kick_sender, enqueue=enqueuer(app),
                      stale_job_seconds=settings.stale_job_seconds, max_countdown=max_countdown(settings))

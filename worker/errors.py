@@ -224,9 +224,15 @@ class RetryLater(Exception):
         self.reason = reason
 
 
-class BatchRetryLater(RetryLater):
-    """`RetryLater` for a terminate batch: `attempts` calls were made in this run."""
+class RateLimitedLater(RetryLater):
+    """Box answered 429: come back when its pause ends (a terminate call is not retried inside the call then)."""
 
-    def __init__(self, delay: float, reason: str = "", *, attempts: int = 0) -> None:
+
+class BatchRetryLater(RetryLater):
+    """`RetryLater` for a terminate batch: `attempts` calls were made in this run; `rate_limited` when Box
+    answered 429 (it did nothing with the batch)."""
+
+    def __init__(self, delay: float, reason: str = "", *, attempts: int = 0, rate_limited: bool = False) -> None:
         super().__init__(delay, reason)
         self.attempts = attempts
+        self.rate_limited = rate_limited

@@ -54,5 +54,8 @@ def test_pool_processes_killed_mid_job_are_replaced_and_the_job_ends_accepted(pr
     assert main_alive and len(replaced) >= 1
     assert job.state is JobState.SUCCEEDED
     assert Counter(t.status for t in job.targets) == {TargetStatus.ACCEPTED: TARGETS}
-    assert sum(c.attempts for c in calls.values()) == len(requests_seen)  # every request Box saw is recorded
+    # Every request Box saw is recorded. A request is written down before it leaves, so a process killed between
+    # the two counts one Box never saw: at most one per call it had in flight (BOXCUT_MAX_IN_FLIGHT threads).
+    over = sum(c.attempts for c in calls.values()) - len(requests_seen)
+    assert 0 <= over <= len(pool) * 4
     assert resumed_after < 30  # seconds, not Celery's 180 s retry delay nor the visibility timeout

@@ -138,7 +138,8 @@ class Soak:
 
     def _queued(self) -> dict[str, int]:
         """Celery's queues (each priority's list), its unacked set, and the send queue's waiting and in-flight
-        targets, the targets calls hold and the jobs with targets open, under the stack's key prefix."""
+        targets, the targets and calls senders hold, the jobs with targets open and the jobs runs hold, under the
+        stack's key prefix."""
         client, prefix = self.stack.store().redis, self.stack.key_prefix
         counts = {f"celery:{k.decode()[len(prefix):]}": int(client.llen(k))
                   for k in client.scan_iter(match=f"{prefix}boxcut*", count=1000, _type="list")}
@@ -146,6 +147,9 @@ class Soak:
         for key in client.scan_iter(match=f"{prefix}send:*", count=1000, _type="zset"):
             counts[key.decode()[len(prefix):]] = int(client.zcard(key))
         counts["send:taken"] = int(client.hlen(f"{prefix}send:taken"))  # targets a call holds
+        for key in client.scan_iter(match=f"{prefix}send:*:owner", count=1000, _type="hash"):
+            counts[key.decode()[len(prefix):]] = int(client.hlen(key))  # calls a sender holds
+        counts["jobs:running"] = int(client.zcard(f"{prefix}jobs:running"))  # jobs a run holds
         # Jobs with targets waiting or in flight (a job's count stays, at 0, until retention removes the job).
         counts["send:open"] = sum(int(n) > 0 for n in client.hvals(f"{prefix}send:open"))
         return counts

@@ -64,11 +64,11 @@ class FakeBox:
         return next((g for g in self.groups if g.id == group_id), None)
 
     def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0,
-                        before_send: Callable[[], object] | None = None) -> CallResult:
+                        before_send: Callable[[], object] | None = None, slot_taken: bool = False) -> CallResult:
         return self._answer(USERS_TERMINATE_ENDPOINT, user_ids, prior_attempts, before_send)
 
     def terminate_groups(self, group_ids: Sequence[str], *, prior_attempts: int = 0,
-                         before_send: Callable[[], object] | None = None) -> CallResult:
+                         before_send: Callable[[], object] | None = None, slot_taken: bool = False) -> CallResult:
         return self._answer(GROUPS_TERMINATE_ENDPOINT, group_ids, prior_attempts, before_send)
 
     def _answer(self, endpoint: str, ids: Sequence[str], prior_attempts: int,

@@ -37,7 +37,14 @@ from worker.box.models import (
     EventPage,
 )
 from worker.box.rate_limit import RateLimiter
-from worker.box.retry import LOOKUP_BACKOFF, TERMINATE_BACKOFF, box_retrying, parse_retry_after, stop_when
+from worker.box.retry import (
+    LOOKUP_BACKOFF,
+    PAUSE_WITHOUT_RETRY_AFTER_SECONDS,
+    TERMINATE_BACKOFF,
+    box_retrying,
+    parse_retry_after,
+    stop_when,
+)
 from worker.errors import (
     BatchRetryLater,
     BoxAnswerMismatch,
@@ -48,6 +55,7 @@ from worker.errors import (
     BoxRetryableError,
     BoxTransportError,
     BoxUnauthorized,
+    RateLimitedLater,
     RetryLater,
     TokenRefreshed,
     UnsafeRequest,
@@ -83,6 +91,7 @@ class _Call:
     sent: int = 0
     refreshed: bool = False
     before_send: Callable[[], object] | None = None  # runs before each request; if it raises, nothing is sent
+    slot_taken: bool = False  # the first request's slot of the rate limit was taken with the call (send queue)
 
 
 class BoxClient:
@@ -108,33 +117,42 @@ class BoxClient:
     # -- session termination ------------------------------------------------------------------------------
 
     def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0,
-                        before_send: Callable[[], object] | None = None) -> CallResult:
+                        before_send: Callable[[], object] | None = None, slot_taken: bool = False) -> CallResult:
         """End the sessions of these users; `prior_attempts` are calls for this batch in earlier runs;
-        `before_send` runs before each request (the sender writes the attempt down first)."""
+        `before_send` runs before each request (the sender writes the attempt down first); `slot_taken`: the
+        first request's slot of the rate limit is already spent (the send queue took it with the call).
+
+        A 429 is not waited out here: every worker pauses, and `BatchRetryLater(rate_limited=True)` hands the
+        batch back to the send queue, whose next call after the pause carries it with what gathered meanwhile."""
         # The spec marks both arrays required, so an empty `user_logins` is sent too.
         body = {"user_ids": [str(i) for i in user_ids], "user_logins": []}
-        return self._terminate(USERS_TERMINATE_ENDPOINT, body, prior_attempts, before_send)
+        return self._terminate(_Call("POST", USERS_TERMINATE_ENDPOINT, limit=0, body=body, before_send=before_send,
+                                     slot_taken=slot_taken), prior_attempts)
 
     def terminate_groups(self, group_ids: Sequence[str], *, prior_attempts: int = 0,
-                         before_send: Callable[[], object] | None = None) -> CallResult:
-        """End the sessions of these groups' members; `prior_attempts` and `before_send` as for
-        `terminate_users`."""
-        return self._terminate(GROUPS_TERMINATE_ENDPOINT, {"group_ids": [str(i) for i in group_ids]}, prior_attempts,
-                               before_send)
+                         before_send: Callable[[], object] | None = None, slot_taken: bool = False) -> CallResult:
+        """End the sessions of these groups' members; the arguments and the 429 as for `terminate_users`."""
+        body = {"group_ids": [str(i) for i in group_ids]}
+        return self._terminate(_Call("POST", GROUPS_TERMINATE_ENDPOINT, limit=0, body=body, before_send=before_send,
+                                     slot_taken=slot_taken), prior_attempts)
 
-    def _terminate(self, endpoint: str, body: dict[str, Any], prior_attempts: int,
-                   before_send: Callable[[], object] | None) -> CallResult:
+    def _terminate(self, call: _Call, prior_attempts: int) -> CallResult:
         started = self._now_iso()
-        call = _Call("POST", endpoint, limit=self.settings.max_calls_per_batch - prior_attempts, body=body,
-                     before_send=before_send)
+        endpoint = call.path
+        call.limit = self.settings.max_calls_per_batch - prior_attempts
         if call.limit <= 0:
             return self._result(call, started, prior_attempts, exhausted=True, message="call cap already reached")
         try:
-            response = self._retrying(call, TERMINATE_BACKOFF)(self._attempt, call)
+            response = self._retrying(call, TERMINATE_BACKOFF, defer_429=True)(self._attempt, call)
         except RetryLater as wait:
-            raise BatchRetryLater(wait.delay, wait.reason, attempts=call.sent) from wait
+            raise BatchRetryLater(wait.delay, wait.reason, attempts=call.sent,
+                                  rate_limited=isinstance(wait, RateLimitedLater)) from wait
         except BoxPermanentError as error:
             return self._result(call, started, prior_attempts, error=error)
+        except BoxRateLimited as error:  # a 429 on the round's last request: handed back like any other 429
+            delay = error.retry_after if error.retry_after is not None else PAUSE_WITHOUT_RETRY_AFTER_SECONDS
+            raise BatchRetryLater(delay, f"Box answered 429 (rate limit): every call waits {delay:.1f} s",
+                                  attempts=call.sent, rate_limited=True) from error
         except (BoxRetryableError, BoxTransportError) as error:
             return self._result(call, started, prior_attempts, error=error, exhausted=True)
         answer = _json_or_none(response)
@@ -276,12 +294,12 @@ class BoxClient:
 
     # -- one request --------------------------------------------------------------------------------------
 
-    def _retrying(self, call: _Call, backoff: wait_base) -> Retrying:
+    def _retrying(self, call: _Call, backoff: wait_base, *, defer_429: bool = False) -> Retrying:
         # A failed token fetch uses a tenacity attempt but sends nothing to Box, hence the second bound.
         stop = stop_when(lambda: call.sent >= call.limit) | stop_after_attempt(2 * max(call.limit, 1))
         return box_retrying(
             stop=stop, budget_seconds=self.settings.retry_budget_seconds, limiter=self.limiter,
-            sleep=self._sleep, backoff=backoff,
+            sleep=self._sleep, backoff=backoff, defer_429=defer_429,
         )
 
     def _attempt(self, call: _Call) -> requests.Response:
@@ -300,7 +318,10 @@ class BoxClient:
         raise self._error(call, response, _error_class(status))
 
     def _send(self, call: _Call, token: str) -> requests.Response:
-        self.limiter.acquire(max_wait=self.settings.retry_budget_seconds)
+        if call.slot_taken:
+            call.slot_taken = False  # the first request's slot only
+        else:
+            self.limiter.acquire(max_wait=self.settings.retry_budget_seconds)
         if call.before_send is not None:
             call.before_send()
         call.sent += 1

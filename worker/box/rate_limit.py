@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 # No pause lasts longer than a day, whatever a `retry-after` said: a stuck pause would stop every worker.
 MAX_PAUSE_SECONDS = 86_400.0
 
+# After a 429 pause, Box's budget is known to be scarce for this long: calls gather into full batches meanwhile.
+TIGHT_AFTER_PAUSE_SECONDS = 60.0
+
 # Take one slot now, or say how long until one is free (and do not take it).
 #   KEYS[1]  the GCRA key: the theoretical arrival time of the next request, in ms
 #   KEYS[2]  the pause key: the time, in ms, before which no worker may call Box
@@ -55,18 +58,26 @@ redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now) + 1000)
 return {1, 0}
 """
 
-# Pause every worker until a deadline, keeping the later of the stored and the new deadline.
+# Pause every worker until a deadline, keeping the later of the stored and the new deadline; and mark the budget
+# tight until a while after it.
 #   KEYS[1]  the pause key
+#   KEYS[2]  the tight key: until when (ms) calls gather into full batches
 #   ARGV[1]  the new deadline, in ms
-#   ARGV[2]  now, in ms (to set the key's expiry)
+#   ARGV[2]  now, in ms (to set the keys' expiry)
+#   ARGV[3]  how long after the pause the budget stays tight, in ms
 # Returns the deadline in force afterwards, in ms.
 _PAUSE_LUA = """
 local until_ms = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local tight = until_ms + tonumber(ARGV[3])
+if tonumber(redis.call('GET', KEYS[2]) or '0') < tight then
+  redis.call('SET', KEYS[2], tight, 'PX', math.ceil(tight - now) + 1000)
+end
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current >= until_ms then
   return current
 end
-redis.call('SET', KEYS[1], until_ms, 'PX', math.ceil(until_ms - tonumber(ARGV[2])) + 1000)
+redis.call('SET', KEYS[1], until_ms, 'PX', math.ceil(until_ms - now) + 1000)
 return until_ms
 """
 
@@ -92,6 +103,7 @@ class RateLimiter:
         self.interval_ms = 60_000 / per_minute
         self.key = f"{key_prefix}box:ratelimit"
         self.pause_key = f"{key_prefix}box:pause_until"
+        self.tight_key = f"{key_prefix}box:tight_until"
         self._redis = redis_client
         self._clock = clock
         self._sleep = sleep
@@ -129,9 +141,11 @@ class RateLimiter:
         now_ms = self._now_ms()
         seconds = MAX_PAUSE_SECONDS if math.isnan(seconds) else min(max(seconds, 0.0), MAX_PAUSE_SECONDS)
         until_ms = now_ms + math.ceil(seconds * 1000)
-        self._pause_script(keys=[self.pause_key], args=[until_ms, now_ms])
+        self._pause_script(keys=[self.pause_key, self.tight_key],
+                           args=[until_ms, now_ms, int(TIGHT_AFTER_PAUSE_SECONDS * 1000)])
         metrics.paused(seconds)
         log.warning("Box calls paused for %.1f s for every worker", seconds)
+
 
     def pause_remaining(self) -> float:
         """Seconds left of the pause in force, 0.0 when none is."""

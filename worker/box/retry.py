@@ -24,6 +24,7 @@ from worker.errors import (
     BoxRateLimited,
     BoxRetryableError,
     BoxTransportError,
+    RateLimitedLater,
     RetryLater,
     TokenRefreshed,
 )
@@ -113,13 +114,18 @@ class pause_every_worker_on_429:
 
 
 class defer_waits_over:
-    """Before sleeping, raise `RetryLater` instead when the wait is longer than the in-task budget."""
+    """Before sleeping, raise `RetryLater` instead when the wait is longer than the in-task budget; with
+    `defer_429`, raise `RateLimitedLater` after any 429 (a terminate call hands its wait to the send queue)."""
 
-    def __init__(self, budget_seconds: float) -> None:
+    def __init__(self, budget_seconds: float, *, defer_429: bool = False) -> None:
         self.budget_seconds = budget_seconds
+        self.defer_429 = defer_429
 
     def __call__(self, retry_state: RetryCallState) -> None:
         delay = retry_state.upcoming_sleep
+        error = _error_of(retry_state)
+        if self.defer_429 and isinstance(error, BoxRateLimited):
+            raise RateLimitedLater(delay, f"Box answered 429 (rate limit): every call waits {delay:.1f} s")
         if delay > self.budget_seconds:
             raise RetryLater(delay, f"wait over the in-task budget after: {_error_of(retry_state)}")
         log.warning("retrying Box call in %.2f s after: %s", delay, _error_of(retry_state))
@@ -132,6 +138,7 @@ def box_retrying(
     limiter: RateLimiter | None,
     sleep: Callable[[float], None],
     backoff: wait_base = TERMINATE_BACKOFF,
+    defer_429: bool = False,
 ) -> Retrying:
     """The tenacity policy for one Box call: build a new one per call (it holds that call's state)."""
     return Retrying(
@@ -139,7 +146,7 @@ def box_retrying(
         wait=wait_retry_after_or(backoff),
         stop=stop,
         after=pause_every_worker_on_429(limiter),
-        before_sleep=defer_waits_over(budget_seconds),
+        before_sleep=defer_waits_over(budget_seconds, defer_429=defer_429),
         sleep=sleep,
         reraise=True,
     )

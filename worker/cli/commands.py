@@ -534,8 +534,8 @@ def sweep() -> None:
     settings = _settings()
     app = celery_app(settings)
 
-    def kick(endpoint: str) -> None:
-        app.send_task(sending.SEND, args=[endpoint], queue=SEND_QUEUE)
+    def kick(endpoint: str, countdown: float = 0.0) -> None:
+        app.send_task(sending.SEND, args=[endpoint], queue=SEND_QUEUE, countdown=countdown or None)
 
     found = sending.sweep(Runtime(settings).context(), kick, enqueue=make_enqueuer(app),
                           stale_job_seconds=settings.stale_job_seconds)

@@ -7,6 +7,8 @@ takes up to a batch of distinct Box ids at once and sends them as one call, whic
     P send:{kind}:waiting    zset    Box id -> when it was first queued (ms): the ids the next call takes
     P send:{kind}:refs:{id}  set     the targets (`job:index`) waiting for that id: all of them ride one call
     P send:{kind}:flight     zset    call id -> claim deadline (ms): calls taken and not yet answered
+    P send:{kind}:owner      hash    call id -> the token of the sender holding it (guards its writes)
+    P send:{kind}:wake       string  when (ms) a sender is scheduled for, while the budget holds what waits
     P send:taken             hash    target ref -> the call carrying it, until that call is answered
     P send:open              hash    job id -> how many of its targets are waiting or in flight
     P call:{id}              string  the call record (see worker.jobs.store), written as the call is taken
@@ -18,6 +20,13 @@ under the same id; a call leaves `flight` only in the same step that records Box
 
 When no call is in flight the first target leaves at once; while calls are in flight, arriving targets gather
 and another call starts only for a full batch, up to `cap` calls in flight.
+
+The take also spends the shared budget (worker/box/rate_limit.py), in the same step: each call it takes uses a
+slot of the rate limit. While a 429 pause holds, or no slot is free, it takes nothing; and while calls are scarce
+(less than half the limit's burst is left, or a pause ended within the last minute) a partial batch gathers until
+it is full or its oldest target has waited `gather_ms`. Either way it says how long, and asks for a sender to be
+scheduled for then unless one already is: no process sleeps on the budget, and what arrives meanwhile joins the
+next call.
 """
 
 from __future__ import annotations
@@ -48,24 +57,58 @@ end
 return added
 """
 
-# KEYS[1] waiting, KEYS[2] flight, KEYS[3] taken
+# KEYS[1] waiting, KEYS[2] flight, KEYS[3] taken, KEYS[4] owner, KEYS[5] wake, KEYS[6] the rate limit (GCRA),
+# KEYS[7] the 429 pause, KEYS[8] tight (until when calls gather)
 # ARGV[1] now (ms), ARGV[2] claim (ms), ARGV[3] batch size, ARGV[4] cap on calls in flight, ARGV[5] new call id,
-# ARGV[6] refs key prefix, ARGV[7] call key prefix, ARGV[8] endpoint
+# ARGV[6] refs key prefix, ARGV[7] call key prefix, ARGV[8] endpoint, ARGV[9] the taker's token,
+# ARGV[10] the limit's interval (ms; 0: no limit), ARGV[11] its tolerance (ms), ARGV[12] its burst (slots),
+# ARGV[13] how long a partial batch may gather while calls are scarce (ms)
 # Returns {'resend', call id, claim deadline} for a call whose sender vanished, {'new', call id, claim deadline,
-# ids still waiting} for a new call, {'busy'} or {'empty'}.
+# ids still waiting} for a new call (either spends one slot of the shared budget), {'closed', wait (ms), why,
+# wake} when the budget holds what waits (`why`: pause, rate or gather; `wake` 1: the caller must schedule a
+# sender for then, none is yet), {'busy'} or {'empty'}.
 _TAKE = """
 local now, claim = tonumber(ARGV[1]), tonumber(ARGV[2])
 local batch, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
+local interval, tolerance, burst = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 local live = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
 if live >= cap then return {'busy'} end
 local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1)
+local waiting = redis.call('ZCARD', KEYS[1])
+if #stale == 0 then
+  if waiting == 0 then return {'empty'} end
+  if live > 0 and waiting < batch then return {'busy'} end
+end
+local function closed(wait, why)
+  local at = now + wait
+  local wake = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if wake >= now and wake <= at then return {'closed', tostring(wait), why, '0'} end
+  redis.call('SET', KEYS[5], at, 'PX', wait + 5000)
+  return {'closed', tostring(wait), why, '1'}
+end
+local pause = tonumber(redis.call('GET', KEYS[7]) or '0')
+if pause > now then return closed(pause - now, 'pause') end
+local tat = now
+if interval > 0 then
+  tat = math.max(tonumber(redis.call('GET', KEYS[6]) or '0'), now)
+  if tat - tolerance > now then return closed(math.ceil(tat - tolerance - now), 'rate') end
+end
+if #stale == 0 and waiting < batch then
+  local slots = interval > 0 and math.floor((now + tolerance - tat) / interval) + 1 or burst
+  local tight = tonumber(redis.call('GET', KEYS[8]) or '0') > now
+  if tight or slots * 2 <= burst then
+    local ready = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]) + tonumber(ARGV[13])
+    if ready > now then return closed(ready - now, 'gather') end
+  end
+end
+if interval > 0 then
+  redis.call('SET', KEYS[6], tat + interval, 'PX', math.ceil(tat + interval - now) + 1000)
+end
 if #stale > 0 then
   redis.call('ZADD', KEYS[2], now + claim, stale[1])
+  redis.call('HSET', KEYS[4], stale[1], ARGV[9])
   return {'resend', stale[1], tostring(now + claim)}
 end
-local waiting = redis.call('ZCARD', KEYS[1])
-if waiting == 0 then return {'empty'} end
-if live > 0 and waiting < batch then return {'busy'} end
 local ids = redis.call('ZRANGE', KEYS[1], 0, batch - 1)
 local refs = {}
 for _, id in ipairs(ids) do
@@ -81,7 +124,21 @@ local call = {call_id = ARGV[5], endpoint = ARGV[8], ids = ids, targets = refs, 
               attempts = 0, started_at = cjson.null, finished_at = cjson.null, exhausted = false}
 redis.call('SET', ARGV[7] .. ARGV[5], cjson.encode(call))
 redis.call('ZADD', KEYS[2], now + claim, ARGV[5])
+redis.call('HSET', KEYS[4], ARGV[5], ARGV[9])
 return {'new', ARGV[5], tostring(now + claim), tostring(waiting - #ids)}
+"""
+
+# KEYS[1] flight, KEYS[2] owner; ARGV[1] the new claim deadline (ms), ARGV[2..] pairs of call id and its holder's
+# token. Moves the claim of each call still held by that token to the deadline, never earlier (a call postponed
+# into a pause keeps its later time); returns how many it moved.
+_RENEW = """
+local renewed = 0
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
+    renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'GT', 'CH', ARGV[1], ARGV[i])
+  end
+end
+return renewed
 """
 
 
@@ -89,9 +146,23 @@ return {'new', ARGV[5], tostring(now + claim), tostring(waiting - #ids)}
 _REFS_PER_WRITE = 1000
 
 
+@dataclass(frozen=True)
+class Budget:
+    """The shared rate limit as a take spends it, one slot a call (worker/box/rate_limit.py keeps it): its keys
+    and its parameters, in ms."""
+
+    rate_key: str
+    pause_key: str
+    tight_key: str
+    interval_ms: float
+    tolerance_ms: float
+    burst: int
+
+
 class TakeOutcome(enum.Enum):
     NEW = "new"  # a new call, its ids taken from the waiting queue
     RESEND = "resend"  # a call whose sender vanished before recording Box's answer: send it again, same id
+    CLOSED = "closed"  # the shared budget holds what waits (a pause, no free slot, or a batch still gathering)
     BUSY = "busy"  # calls are in flight and what waits does not fill a batch (or the cap is reached)
     EMPTY = "empty"  # nothing waits and nothing is stranded
 
@@ -102,6 +173,9 @@ class Taken:
     call_id: str = ""
     claim: int = 0  # the claim deadline (ms): the call is this sender's until then
     still_waiting: int = 0  # Box ids left waiting after a new call took its batch
+    wait_ms: int = 0  # CLOSED: how long until the budget lets a call go
+    why: str = ""  # CLOSED: pause (Box's 429), rate (boxcut's limit) or gather (calls are scarce)
+    wake: bool = False  # CLOSED: no sender is scheduled for then yet; the caller must schedule one
 
 
 @dataclass(frozen=True)
@@ -127,12 +201,17 @@ class SendQueue:
         self.open_key = f"{key_prefix}send:open"
         self._add = client.register_script(_ADD)
         self._take = client.register_script(_TAKE)
+        self._renew = client.register_script(_RENEW)
 
     def _key(self, endpoint: str, part: str) -> str:
         return f"{self.prefix}send:{endpoint_kind(endpoint)}:{part}"
 
     def flight_key(self, endpoint: str) -> str:
         return self._key(endpoint, "flight")
+
+    def owner_key(self, endpoint: str) -> str:
+        """The hash of call id -> the token of the sender that holds it."""
+        return self._key(endpoint, "owner")
 
     def call_key(self, call_id: str) -> str:
         """The call record's key; the same as `JobStore.call_key`, since the take script writes it."""
@@ -147,11 +226,23 @@ class SendQueue:
             args += [job_id, index, box_id]
         return int(self._add(keys=[self._key(endpoint, "waiting"), self.taken_key, self.open_key], args=args))
 
-    def take(self, endpoint: str, *, call_id: str, now_ms: int, claim_ms: int, batch: int, cap: int) -> Taken:
-        """Take a call to send: a stranded one first, else up to `batch` waiting ids as a new call `call_id`."""
+    def take(self, endpoint: str, *, call_id: str, now_ms: int, claim_ms: int, batch: int, cap: int,
+             token: str = "", budget: Budget | None = None, gather_ms: int = 0) -> Taken:
+        """Take a call to send, spending one slot of `budget` with it: a stranded one first, else up to `batch`
+        waiting ids as a new call `call_id`, held by `token` until its claim runs out (`renew` moves it on).
+
+        While the budget holds (a 429 pause, no free slot; or, when calls are scarce, a partial batch younger
+        than `gather_ms`) nothing is taken: the answer says how long, and whether a sender must be scheduled."""
+        budget_args: list[Any] = ([budget.interval_ms, budget.tolerance_ms, budget.burst] if budget is not None
+                                  else [0, 0, 1])
         reply = self._take(
-            keys=[self._key(endpoint, "waiting"), self.flight_key(endpoint), self.taken_key],
-            args=[now_ms, claim_ms, batch, cap, call_id, self._key(endpoint, "refs:"), self.call_key(""), endpoint],
+            keys=[self._key(endpoint, "waiting"), self.flight_key(endpoint), self.taken_key,
+                  self.owner_key(endpoint), self._key(endpoint, "wake"),
+                  budget.rate_key if budget else self._key(endpoint, "no-limit"),
+                  budget.pause_key if budget else f"{self.prefix}box:pause_until",
+                  budget.tight_key if budget else f"{self.prefix}box:tight_until"],
+            args=[now_ms, claim_ms, batch, cap, call_id, self._key(endpoint, "refs:"), self.call_key(""), endpoint,
+                  token, *budget_args, gather_ms],
         )
         values = [_text(v) for v in reply]
         outcome = TakeOutcome(values[0])
@@ -159,7 +250,16 @@ class SendQueue:
             return Taken(outcome, values[1], int(values[2]), int(values[3]))
         if outcome is TakeOutcome.RESEND:
             return Taken(outcome, values[1], int(values[2]))
+        if outcome is TakeOutcome.CLOSED:
+            return Taken(outcome, wait_ms=int(float(values[1])), why=values[2], wake=values[3] == "1")
         return Taken(outcome)
+
+    def renew(self, endpoint: str, held: list[tuple[str, str]], *, until_ms: int) -> int:
+        """Move the claim of each (call id, token) still held by that token to `until_ms` (never earlier)."""
+        if not held:
+            return 0
+        return int(self._renew(keys=[self.flight_key(endpoint), self.owner_key(endpoint)],
+                               args=[until_ms, *(item for pair in held for item in pair)]))
 
     def depth(self, endpoint: str, *, now_ms: int) -> Depth:
         pipe = self.redis.pipeline(transaction=False)
@@ -195,9 +295,9 @@ class SendQueue:
 
     # -- staging: the queue's writes inside a sender's guarded write -----------------------------------------
 
-    def hold_claim(self, write: GuardedWrite, endpoint: str, call_id: str, claim: int) -> None:
-        """The write applies only while this sender's claim on the call stands."""
-        write.score_is(self.flight_key(endpoint), call_id, claim)
+    def hold_claim(self, write: GuardedWrite, endpoint: str, call_id: str, token: str) -> None:
+        """The write applies only while the call is still this sender's (`token`): nobody took it over."""
+        write.hash_field_is(self.owner_key(endpoint), call_id, token)
 
     def in_flight(self, write: GuardedWrite, endpoint: str, call_id: str) -> None:
         """The write applies only while the call has no recorded answer."""
@@ -219,6 +319,17 @@ class SendQueue:
     def answered(self, write: GuardedWrite, endpoint: str, call_id: str) -> None:
         """The call leaves flight: it has its answer."""
         write.write("ZREM", self.flight_key(endpoint), call_id)
+        write.write("HDEL", self.owner_key(endpoint), call_id)
+
+    def requeue(self, write: GuardedWrite, endpoint: str, targets: list[tuple[str, str]], *, now_ms: int) -> None:
+        """(target ref, Box id) pairs a call carried go back to waiting, for the next call to take (Box answered
+        429: it did nothing with them); they stay open."""
+        for start in range(0, len(targets), _REFS_PER_WRITE):
+            part = targets[start:start + _REFS_PER_WRITE]
+            write.write("HDEL", self.taken_key, *(ref for ref, _ in part))
+        for ref, box_id in targets:
+            write.write("SADD", self._key(endpoint, "refs:") + box_id, ref)
+            write.write("ZADD", self._key(endpoint, "waiting"), "NX", now_ms, box_id)
 
     def plan_part(self, write: GuardedWrite, endpoint: str, call_id: str, refs: list[str], *,
                   ready_at_ms: int) -> None:

@@ -11,6 +11,7 @@ Keys (all under the settings' key prefix `P`):
     P jobs:state:{state}  zset   job ids by state, same score
     P jobs:source:{source} zset  job ids by source, same score
     P jobs:dead           zset   jobs holding a target whose retries ran out
+    P jobs:running        zset   jobs a run holds, scored by its lease's deadline (ms): one past it died
     P jobs:active_after   zset   jobs whose targets' users acted in Box after Box accepted their termination
     P watch               zset   `{job id}:{index}:{user id}` of users Box accepted, scored by when (ms)
     P job:{id}:activity   hash   `{index}:{event id}` -> one event by that target's user after termination
@@ -648,14 +649,33 @@ class JobStore:
 
     @contextmanager
     def lease(self, job_id: str, *, ttl_seconds: float) -> Iterator[LeaseRenewer]:
-        """Hold the job for one task run, so two deliveries of one job never work on it at once."""
+        """Hold the job for one task run, so two deliveries of one job never work on it at once. While held, the
+        job is listed in `jobs:running` with the lease's deadline (moved on by each renewal): a run that dies
+        leaves it there past its deadline, where `died_runs` finds it."""
         lock = RedisLock(self.redis, f"{self._job_key(job_id)}:lease", ttl_ms=int(ttl_seconds * 1000))
         if not lock.acquire():
             raise LeaseHeld(max(lock.remaining_seconds(), 1.0))
+        self._note_running(job_id, lock.ttl_ms)
         try:
-            yield LeaseRenewer(lock.renew)
+            yield LeaseRenewer(lambda: lock.renew() and self._note_running(job_id, lock.ttl_ms))
         finally:
-            lock.release()
+            if lock.release():
+                self.redis.zrem(self._running_key, job_id)
+
+    @property
+    def _running_key(self) -> str:
+        return f"{self.prefix}jobs:running"
+
+    def _note_running(self, job_id: str, ttl_ms: int) -> bool:
+        self.redis.zadd(self._running_key, {job_id: int(time.time() * 1000) + ttl_ms})
+        return True
+
+    def died_runs(self, *, now_ms: int, limit: int) -> list[str]:
+        """Jobs whose run's lease ran out without being let go (the run died), oldest first; each is dropped
+        from the list, so it is reported once."""
+        died = [_text(j) for j in self.redis.zrangebyscore(self._running_key, "-inf", now_ms, start=0, num=limit)]
+        gone = [job_id for job_id in died if not self.leased(job_id) and self.redis.zrem(self._running_key, job_id)]
+        return gone
 
 
 @dataclass

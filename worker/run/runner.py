@@ -9,6 +9,7 @@ the last answer for a job's targets settles the job.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import time
@@ -22,15 +23,18 @@ from worker.box.models import BoxUser, CallResult
 from worker.errors import InvalidTransition, LeaseHeld
 from worker.jobs.brake import Brake
 from worker.jobs.model import Approval, Job, JobState, Target, TargetStatus, TargetType
-from worker.jobs.send_queue import SendQueue
+from worker.jobs.send_queue import Budget, SendQueue, Taken
 from worker.jobs.store import JobStore
 from worker.run.directory_cache import DirectoryCache
+from worker.run.flights import Flights
 from worker.run.group_check import check_group
+from worker.run.heartbeat import Heartbeat
 from worker.run.lookups import SharedLookups
 from worker.run.policy import Policy, blast_radius
 from worker.run.resolver import RESOLVED_BY_DIRECTORY, DirectoryLookups, resolve_target
-from worker.run.sender import CREDENTIALS_REFUSED, drain
+from worker.run.sender import CREDENTIALS_REFUSED, drain, iso_ms
 from worker.run.settlement import ENDPOINTS, queue_pending, settle_if_done
+from worker.transactions import GuardedWrite, GuardFailed
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +46,23 @@ class Terminator(Protocol):
     """The Box client calls that end sessions."""
 
     def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0,
-                        before_send: Callable[[], object] | None = None) -> CallResult: ...
+                        before_send: Callable[[], object] | None = None, slot_taken: bool = False
+                        ) -> CallResult: ...
 
     def terminate_groups(self, group_ids: Sequence[str], *, prior_attempts: int = 0,
-                         before_send: Callable[[], object] | None = None) -> CallResult: ...
+                         before_send: Callable[[], object] | None = None, slot_taken: bool = False
+                         ) -> CallResult: ...
+
+
+class KickSender(Protocol):
+    """Ask a worker process to send from the queue for an endpoint, now or after `countdown` seconds (a Celery
+    task; nothing in unit tests)."""
+
+    def __call__(self, endpoint: str, countdown: float = 0.0) -> None: ...
+
+
+def no_kick(endpoint: str, countdown: float = 0.0) -> None:
+    """No other process to ask (unit tests)."""
 
 
 class BoxCalls(DirectoryLookups, Terminator, Protocol):
@@ -77,7 +94,7 @@ class RunContext:
     policy: Policy
     batch_size: int
     run_budget_seconds: float
-    lease_seconds: float = 60.0  # at least a run's hard time limit, so a live run never loses its hold
+    lease_seconds: float = 60.0  # how long a job's lease lasts unless the heartbeat renews it
     clock: Callable[[], float] = field(default=time.monotonic)
     directory: DirectoryCache | None = None
     directory_min_targets: int = 200
@@ -86,25 +103,35 @@ class RunContext:
     max_in_flight: int = defaults.MAX_IN_FLIGHT
     give_up_after_seconds: float = defaults.GIVE_UP_AFTER_SECONDS
     claim_seconds: float = defaults.CALL_CLAIM_SECONDS
-    # Seconds until the shared rate limit has a free slot (not taking it); waits longer than max_rate_wait
-    # are left to a later run.
-    rate_wait: Callable[[], float] = field(default=lambda: 0.0)
-    max_rate_wait: float = 30.0
+    # The shared rate limit, spent by the send queue's take one slot a call; None: no limit (unit tests).
+    budget: Budget | None = None
+    # How long a partial batch may gather while calls are scarce (BOXCUT_GATHER_SECONDS).
+    gather_seconds: float = defaults.GATHER_SECONDS
     sleep: Callable[[float], None] = field(default=time.sleep)
     wall_clock: Callable[[], float] = field(default=time.time)
-    # Ask another process to send from the queue beside this one (a Celery task; nothing in unit tests).
-    kick_sender: Callable[[str], None] = field(default=lambda _endpoint: None)
+    kick_sender: KickSender = field(default=no_kick)
     # The brake across jobs (worker/jobs/brake.py); None: no brake.
     brake: Brake | None = None
+    # This process's calls in flight at once, and the heartbeat that keeps its claims and leases (built here
+    # when not given: one flight, and a heartbeat not started, in unit tests).
+    flights: Flights = field(default_factory=lambda: Flights(1))
+    heartbeat: Heartbeat | None = None
 
     def __post_init__(self) -> None:
         if self.send_queue is None:
             self.send_queue = SendQueue(self.store.redis, key_prefix=self.store.prefix)
+        if self.heartbeat is None:
+            self.heartbeat = Heartbeat(self.send_queue, claim_seconds=self.claim_seconds)
 
     @property
     def queue(self) -> SendQueue:
         assert self.send_queue is not None  # set in __post_init__
         return self.send_queue
+
+    @property
+    def beat(self) -> Heartbeat:
+        assert self.heartbeat is not None  # set in __post_init__
+        return self.heartbeat
 
     @property
     def claim_ms(self) -> int:
@@ -126,7 +153,7 @@ def _run_loaded(ctx: RunContext, job: Job) -> RunOutcome:
     if job.state.is_final or job.state is JobState.AWAITING_APPROVAL:
         return RunOutcome.SETTLED
     deadline = ctx.clock() + ctx.run_budget_seconds
-    with ctx.store.lease(job_id, ttl_seconds=ctx.lease_seconds):
+    with ctx.store.lease(job_id, ttl_seconds=ctx.lease_seconds) as lease, ctx.beat.holding_lease(lease.renew):
         job = ctx.store.load(job_id)  # re-read under the lease: another run may have moved it on
         try:
             outcome = _advance(ctx, job, deadline)
@@ -298,12 +325,40 @@ def _queue_for_sending(ctx: RunContext, job: Job) -> RunOutcome:
 
 def _send_queued(ctx: RunContext, job: Job, deadline: float) -> RunOutcome:
     """Send from the queue in this process, beginning with the calls that carry this job's targets: when no
-    call is in flight, they leave at once. Other calls' senders, or a send task, carry what this run leaves."""
+    call is in flight, they leave at once. Other calls' senders, or a send task, carry what this run leaves;
+    when the shared budget holds them, the job's record says what they wait for."""
     for kind, endpoint in ENDPOINTS.items():
-        if any(t.type is kind for t in job.targets) and not drain(ctx, endpoint, deadline=deadline):
+        if not any(t.type is kind for t in job.targets):
+            continue
+        drained = drain(ctx, endpoint, deadline=deadline)
+        if not drained.done:
             ctx.kick_sender(endpoint)
+        elif drained.held is not None:
+            note_held(ctx, job.job_id, drained.held)
     settle_if_done(ctx.store, ctx.queue, job.job_id)
     return RunOutcome.SETTLED
+
+
+def note_held(ctx: RunContext, job_id: str, held: Taken) -> None:
+    """Write in the job's record what its queued targets wait for while the budget holds them (cleared when the
+    call carrying them is answered), unless they left already."""
+    if ctx.queue.open_targets(job_id) <= 0:
+        return
+    until_ms = ctx.now_ms() + held.wait_ms
+    waiting = {"reason": HELD_BECAUSE.get(held.why, held.why), "next_attempt_at": iso_ms(until_ms)}
+    write = GuardedWrite()
+    ctx.store.require_state(write, job_id, JobState.TERMINATING)
+    ctx.store.stage_waiting(write, job_id, waiting)
+    with contextlib.suppress(GuardFailed):
+        write.apply(ctx.store.redis)
+
+
+# What a job's targets wait for while the send queue's take is closed (worker/jobs/send_queue.py).
+HELD_BECAUSE = {
+    "pause": "Box answered 429 (rate limit): every call waits for its pause to end",
+    "rate": "the shared rate limit (BOXCUT_RATE_LIMIT_PER_MINUTE): the next call waits for a free slot",
+    "gather": "calls are scarce: the next call gathers a fuller batch first (BOXCUT_GATHER_SECONDS)",
+}
 
 
 def fail_for_credentials(*, store: JobStore, job_id: str, error: Exception, lease_seconds: float = 60.0) -> None:

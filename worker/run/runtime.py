@@ -12,14 +12,17 @@ import requests
 from config import Settings
 from worker.box.auth import token_source_for
 from worker.box.client import BoxClient
+from worker.box.fingerprint import box_fingerprint
 from worker.box.rate_limit import RateLimiter
 from worker.connections import redis_client
 from worker.jobs.brake import Brake
-from worker.jobs.send_queue import SendQueue
+from worker.jobs.send_queue import Budget, SendQueue
 from worker.jobs.store import JobStore
 from worker.run.directory_cache import DirectoryCache
+from worker.run.flights import Flights
+from worker.run.heartbeat import Heartbeat
 from worker.run.policy import Policy
-from worker.run.runner import RunContext
+from worker.run.runner import KickSender, RunContext, no_kick
 
 
 def box_client(settings: Settings, client: redis.Redis, session: requests.Session) -> BoxClient:
@@ -30,27 +33,48 @@ def box_client(settings: Settings, client: redis.Redis, session: requests.Sessio
 
 
 class ServiceAccount:
-    """The id of the user boxcut's token acts as (GET /users/me), asked once per process and then kept."""
+    """The id of the user boxcut's token acts as (GET /users/me): asked of Box once, shared by every process
+    through Redis for a day, then kept in each process. So a process that starts during a 429 pause (or a Box
+    outage) does not wait for Box to learn it."""
 
-    def __init__(self, box: BoxClient) -> None:
+    TTL_SECONDS = 86_400
+
+    def __init__(self, box: BoxClient, client: redis.Redis, *, key: str) -> None:
         self._box = box
+        self._redis = client
+        self._key = key
         self._id: str | None = None
 
     def __call__(self) -> str | None:
         if self._id is None:
-            self._id = self._box.current_user().id
+            shared = self._redis.get(self._key)
+            if shared is not None:
+                self._id = shared.decode() if isinstance(shared, bytes) else str(shared)
+            else:
+                self._id = self._box.current_user().id
+                self._redis.set(self._key, self._id, ex=self.TTL_SECONDS)
         return self._id
 
 
+def budget_of(limiter: RateLimiter) -> Budget:
+    """The rate limiter as the send queue's take spends it."""
+    return Budget(rate_key=limiter.key, pause_key=limiter.pause_key, tight_key=limiter.tight_key,
+                  interval_ms=limiter.interval_ms, tolerance_ms=(limiter.burst - 1) * limiter.interval_ms,
+                  burst=limiter.burst)
+
+
 class Runtime:
-    """Builds a RunContext on first use in each process (connections must not cross a fork).
+    """Builds a RunContext on first use in each process (connections and threads must not cross a fork), and
+    starts the process's heartbeat.
 
-    `kick_sender` asks another process to send from the queue for an endpoint (the tasks layer gives a Celery
-    task's `delay`)."""
+    `kick_sender` asks a worker process to send from the queue for an endpoint, now or after a countdown (the
+    tasks layer gives a Celery task); `on_beat` runs every heartbeat (the tasks layer looks for stranded work)."""
 
-    def __init__(self, settings: Settings, *, kick_sender: Callable[[str], None] = lambda _endpoint: None) -> None:
+    def __init__(self, settings: Settings, *, kick_sender: KickSender = no_kick,
+                 on_beat: Callable[[RunContext], object] = lambda _ctx: None) -> None:
         self.settings = settings
         self.kick_sender = kick_sender
+        self.on_beat = on_beat
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._context: RunContext | None = None
@@ -68,23 +92,31 @@ class Runtime:
         box = box_client(settings, client, session)
         store = JobStore(client, key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas,
                          watch_seconds=settings.watch_seconds)
-        return RunContext(
+        queue = SendQueue(client, key_prefix=settings.key_prefix)
+        heartbeat = Heartbeat(queue, claim_seconds=settings.call_claim_seconds)
+        context = RunContext(
             store=store,
             box=box,
             policy=Policy.from_settings(settings),
             batch_size=settings.batch_size,
             run_budget_seconds=settings.run_budget_seconds,
-            lease_seconds=settings.task_time_limits[1],
+            lease_seconds=settings.call_claim_seconds,
             directory=DirectoryCache(client, key_prefix=settings.key_prefix,
                                      ttl_seconds=settings.directory_cache_ttl_seconds),
             directory_min_targets=settings.directory_cache_min_targets,
-            service_account_id=ServiceAccount(box),
-            send_queue=SendQueue(client, key_prefix=settings.key_prefix),
+            service_account_id=ServiceAccount(
+                box, client, key=f"{settings.key_prefix}box:service_account:{box_fingerprint(settings)}"),
+            send_queue=queue,
             max_in_flight=settings.max_in_flight,
             give_up_after_seconds=settings.give_up_after_seconds,
             claim_seconds=settings.call_claim_seconds,
-            rate_wait=box.limiter.wait_seconds,
-            max_rate_wait=settings.retry_budget_seconds,
+            budget=budget_of(box.limiter),
+            gather_seconds=settings.gather_seconds,
             kick_sender=self.kick_sender,
             brake=Brake.from_settings(client, settings),
+            flights=Flights(settings.max_in_flight),
+            heartbeat=heartbeat,
         )
+        heartbeat.on_beat = lambda: self.on_beat(context)
+        heartbeat.start()
+        return context

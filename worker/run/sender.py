@@ -1,7 +1,9 @@
 """The shared sender: takes calls from the send queue, decides each target once more, sends, records.
 
-Any worker process drains the queue (from the job task that just queued targets, a fan-out send task, or the
-periodic sweep). For each call it takes:
+Any worker process drains the queue (from the job task that just queued targets, a send task, or one scheduled
+for the moment the shared budget opens), carrying up to BOXCUT_MAX_IN_FLIGHT calls at once on threads
+(worker/run/flights.py). Nobody sleeps on the budget: a take that the rate limit, a 429 pause or a gathering
+batch holds takes nothing and schedules a sender for then (worker/jobs/send_queue.py). For each call it takes:
 
 1. **Decide** each target it carries, right before sending: its job must still be `terminating` (not
    cancelled) and approved where approval was needed, the target still pending and not protected, and the
@@ -9,24 +11,27 @@ periodic sweep). For each call it takes:
    (worker/jobs/brake.py): a target past its source's limit is held, and its job waits for approval. A target
    that may not go leaves the call; the others stay.
 2. **Commit** in one guarded write: the call's final ids, each carried target pointing to it, each job listing
-   it, and the targets that left the call settled. It applies only while this sender's claim on the call
-   stands and every carried job is still `terminating`; otherwise the decision is made again.
-3. **Send** the ids as one call, under the shared rate limit, with the Box client's retries. Each request is
-   counted in Redis before it goes (a count Redis refuses stops it), so the record counts every request Box may
-   have seen, even one whose answer a crash lost.
-4. **Record** Box's answer in one guarded write, only while the call has none yet: the call, every target it
-   carried (in every job), and the targets leaving the queue. A Redis fault meanwhile (a full Redis; a restart
-   where Redis is not also the broker, which makes Celery cancel the task) is waited out for as long as the call
-   stays this sender's, so Box's answer is kept, not sent for again. A
-   400/404 for several ids is split in halves, as new calls ready to be taken, until the bad ids stand alone.
-   Jobs with nothing left in the queue settle.
+   it, and the targets that left the call settled. It applies only while the call is still this sender's (its
+   take's token) and every carried job is still `terminating`; otherwise the decision is made again.
+3. **Send** the ids as one call, on the rate-limit slot its take spent, with the Box client's retries. Each
+   request is counted in Redis before it goes (a count Redis refuses stops it), so the record counts every
+   request Box may have seen, even one whose answer a crash lost. A 429 is not waited out in the call: Box did
+   nothing with it, so the call is answered (429) and its targets wait again, for the first call after the
+   pause, with everything that gathered meanwhile.
+4. **Record** Box's answer in one guarded write, only while the call has none yet and is still this sender's:
+   the call, every target it carried (in every job), and the targets leaving the queue. A Redis fault meanwhile
+   (a full Redis; a restart where Redis is not also the broker, which makes Celery cancel the task) is waited
+   out, so Box's answer is kept, not sent for again. A 400/404 for several ids is split in halves, as new calls
+   ready to be taken, until the bad ids stand alone. Jobs with nothing left in the queue settle.
 
-A sender that dies anywhere leaves the call in flight; when its claim deadline passes, the next take sends it
+While a sender lives, its process's heartbeat renews its claim on the call (worker/run/heartbeat.py); a sender
+that dies anywhere leaves the call in flight, and seconds later (BOXCUT_CALL_CLAIM_SECONDS) the next take sends it
 again under the same id (re-deciding first). A call with a recorded answer is never sent again.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
@@ -56,7 +61,7 @@ from worker.jobs.model import (
     target_ref,
     utc_now,
 )
-from worker.jobs.send_queue import TakeOutcome
+from worker.jobs.send_queue import Taken, TakeOutcome
 from worker.jobs.store import CarriedJob
 from worker.run.settlement import settle_if_done
 from worker.transactions import GuardedWrite, GuardFailed
@@ -90,45 +95,59 @@ def new_call_id() -> str:
     return "c-" + secrets.token_hex(8)
 
 
-def drain(ctx: RunContext, endpoint: str, *, deadline: float, between_calls: Callable[[], object] = lambda: None
-          ) -> bool:
-    """Send calls for `endpoint` until nothing is left for this process to send; False when time ran out first.
+@dataclass(frozen=True)
+class Drained:
+    """How a drain ended: `done` (False: its time ran out with work left); `held`, when the shared budget held
+    what waits (a 429 pause, no free slot, or a batch gathering while calls are scarce): for how long and why."""
 
-    Stops when the queue is empty, or when calls are in flight and what waits does not fill a batch (their
-    senders take it next). Raises `RetryLater` when the rate limit or a pause holds for longer than a call may
-    wait in a task.
+    done: bool
+    held: Taken | None = None
+
+
+def drain(ctx: RunContext, endpoint: str, *, deadline: float) -> Drained:
+    """Send calls for `endpoint`, several at once (ctx.flights), until nothing is left for this process to send.
+
+    Stops when the queue is empty, when calls are in flight and what waits does not fill a batch (their senders
+    take it next), or when the budget holds what waits: then nobody sleeps; a sender is scheduled for the
+    moment it opens (a Celery countdown), and whatever arrives meanwhile joins that call.
     """
-    while ctx.clock() < deadline:
-        _wait_for_rate(ctx)
-        now_ms = ctx.now_ms()
-        taken = ctx.queue.take(endpoint, call_id=new_call_id(), now_ms=now_ms, claim_ms=ctx.claim_ms,
-                               batch=ctx.batch_size, cap=ctx.max_in_flight)
-        if taken.outcome in (TakeOutcome.EMPTY, TakeOutcome.BUSY):
-            return True
-        if taken.outcome is TakeOutcome.NEW and taken.still_waiting >= ctx.batch_size and ctx.max_in_flight > 1:
-            ctx.kick_sender(endpoint)  # another full batch waits: let another process send it beside this one
-        carry(ctx, endpoint, taken.call_id, claim=taken.claim)
-        between_calls()
-    return False
+    with ctx.flights.round() as flights:
+        while ctx.clock() < deadline:
+            if flights.full():
+                flights.wait_one()
+                continue
+            token = ctx.beat.new_token()
+            taken = ctx.queue.take(endpoint, call_id=new_call_id(), now_ms=ctx.now_ms(), claim_ms=ctx.claim_ms,
+                                   batch=ctx.batch_size, cap=ctx.max_in_flight, token=token, budget=ctx.budget,
+                                   gather_ms=int(ctx.gather_seconds * 1000))
+            if taken.outcome in (TakeOutcome.NEW, TakeOutcome.RESEND):
+                if taken.still_waiting >= ctx.batch_size and ctx.max_in_flight > ctx.flights.size:
+                    ctx.kick_sender(endpoint)  # another full batch waits: let another process send beside this one
+                flights.start(functools.partial(carry, ctx, endpoint, taken.call_id, token=token))
+            elif flights.busy():
+                flights.wait_one()  # an answer of ours changes what may go next
+            else:
+                return Drained(True, _schedule(ctx, endpoint, taken))
+        return Drained(False)
 
 
-def _wait_for_rate(ctx: RunContext) -> None:
-    """Wait, without taking it, for the rate limit's next free slot, so that targets arriving meanwhile join the
-    call; a longer wait (a 429 pause) is left to a later run."""
-    wait = ctx.rate_wait()
-    if wait > ctx.max_rate_wait:
-        raise RetryLater(wait, "Box rate limit: no free slot or a pause in force")
-    if wait > 0:
-        ctx.sleep(wait)
+def _schedule(ctx: RunContext, endpoint: str, taken: Taken) -> Taken | None:
+    """When the budget holds what waits, make sure a sender runs the moment it opens; the hold, or None."""
+    if taken.outcome is not TakeOutcome.CLOSED:
+        return None
+    if taken.wake:
+        ctx.kick_sender(endpoint, taken.wait_ms / 1000)
+    return taken
 
 
-def carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
-    """Decide, commit, send and record one call this sender holds; every line logged meanwhile names the call."""
-    with logs.context(call_id=call_id, endpoint=endpoint):
-        _carry(ctx, endpoint, call_id, claim=claim)
+def carry(ctx: RunContext, endpoint: str, call_id: str, *, token: str) -> None:
+    """Decide, commit, send and record one call this sender holds (`token`), its claim renewed meanwhile by the
+    heartbeat; every line logged meanwhile names the call."""
+    with logs.context(call_id=call_id, endpoint=endpoint), ctx.beat.holding_call(endpoint, call_id, token):
+        _carry(ctx, endpoint, call_id, token=token)
 
 
-def _carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
+def _carry(ctx: RunContext, endpoint: str, call_id: str, *, token: str) -> None:
     call = ctx.store.load_call(call_id)
     if call is None or call.state is CallState.ANSWERED:
         log.warning("call %s in flight has %s; dropping it from the queue", call_id,
@@ -140,10 +159,10 @@ def _carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
     for _ in range(_COMMIT_TRIES):
         plan = _decide(ctx, call, carried)
         try:
-            call = _commit(ctx, endpoint, call, claim, plan)
+            call = _commit(ctx, endpoint, call, token, plan)
             break
         except GuardFailed as failed:
-            if failed.condition[0] == "zscore":
+            if failed.condition[1] == ctx.queue.owner_key(endpoint):
                 log.info("call %s: another sender holds it now", call_id)
                 return
             carried = ctx.store.load_carried(call.carried())  # a carried job changed state: decide again
@@ -153,8 +172,9 @@ def _carry(ctx: RunContext, endpoint: str, call_id: str, *, claim: int) -> None:
     if not plan.ids:
         _settle_jobs(ctx, plan.jobs())
         return
-    result = _send(ctx, endpoint, call, plan, claim)
-    _record(ctx, endpoint, call, plan, result, claim)
+    result = _send(ctx, endpoint, call, plan, token)
+    if result is not None:
+        _record(ctx, endpoint, call, plan, result, token)
 
 
 @dataclass
@@ -283,11 +303,11 @@ def _why_not_now(ctx: RunContext, job: CarriedJob, target: Target, service_accou
     return None
 
 
-def _commit(ctx: RunContext, endpoint: str, planned: Call, claim: int, plan: _Plan) -> Call:
+def _commit(ctx: RunContext, endpoint: str, planned: Call, token: str, plan: _Plan) -> Call:
     """Fix the call's ids and point its targets to it, or settle it unsent when nothing may go; returns the
     call as committed."""
     write = GuardedWrite()
-    ctx.queue.hold_claim(write, endpoint, planned.call_id, claim)
+    ctx.queue.hold_claim(write, endpoint, planned.call_id, token)
     for job_id in plan.sending:
         ctx.store.require_state(write, job_id, JobState.TERMINATING)
     resend = planned.started_at is not None  # committed before: an earlier send may have reached Box
@@ -325,12 +345,14 @@ def _commit(ctx: RunContext, endpoint: str, planned: Call, claim: int, plan: _Pl
     return call
 
 
-def _send(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, claim: int) -> CallResult:
-    """One round of the call: up to BOXCUT_MAX_CALLS_PER_BATCH requests (the client's retries); its `attempts`
-    are this round's."""
+def _send(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, token: str) -> CallResult | None:
+    """One round of the call: up to BOXCUT_MAX_CALLS_PER_BATCH requests (the client's retries), the first on the
+    slot its take spent; its `attempts` are this round's. None when Box asked to wait: the call is handed back
+    (a 429) or held for later, and nothing is left to record now."""
     send = ctx.box.terminate_users if endpoint == USERS_TERMINATE_ENDPOINT else ctx.box.terminate_groups
     try:
-        return send(plan.ids, prior_attempts=0, before_send=lambda: ctx.store.note_attempt(call.call_id))
+        return send(plan.ids, prior_attempts=0, before_send=lambda: ctx.store.note_attempt(call.call_id),
+                    slot_taken=ctx.budget is not None)
     except BoxAuthError as refused:  # no token: nothing reached Box, and no wait mends wrong credentials
         now = utc_now()
         return CallResult(endpoint=endpoint, http_status=None, error_code=TOKEN_REFUSED, request_id=None,
@@ -338,19 +360,48 @@ def _send(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, claim: int) -
                           "doctor checks them), then boxcut retry", attempts=0, started_at=now,
                           finished_at=now)
     except RetryLater as wait:
-        # Keep the call ours until the wait is over, so nobody else sends it into the same pause.
         call.attempts = _counted(ctx, call, call.attempts + getattr(wait, "attempts", 0))
-        _hold(ctx, endpoint, call, plan, claim, delay=wait.delay, reason=wait.reason)
-        raise
+        if getattr(wait, "rate_limited", False):
+            asked = wait
+            _patiently(ctx, lambda: _hand_back(ctx, endpoint, call, plan, token, asked))
+        else:  # keep the call ours until the wait is over, so nobody else sends it into the same wait
+            _hold(ctx, endpoint, call, plan, token, delay=wait.delay, reason=wait.reason)
+        return None
 
 
-def _hold(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, claim: int, *, delay: float, reason: str) -> None:
+def _hand_back(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, token: str, wait: RetryLater) -> None:
+    """Box answered 429: it did nothing with the call. The call is answered (each request counted) and its
+    targets wait again, so the first call after the pause carries them with all that gathered meanwhile; each
+    job it carried says what it waits for."""
+    now_ms = ctx.now_ms()
+    until_ms = now_ms + int(wait.delay * 1000)
+    waiting = {"reason": wait.reason, "since": call.started_at, "next_attempt_at": iso_ms(until_ms),
+               "call_id": call.call_id}
+    call.state, call.http_status, call.error_code = CallState.ANSWERED, 429, "rate_limited"
+    call.message = f"not taken: {wait.reason}; its targets wait for the next call"
+    call.finished_at = utc_now()
+    write = GuardedWrite()
+    ctx.queue.hold_claim(write, endpoint, call.call_id, token)
+    ctx.queue.answered(write, endpoint, call.call_id)
+    ctx.store.stage_call(write, call)
+    ctx.queue.requeue(write, endpoint, [(target_ref(job_id, i), t.box_id or "") for job_id, targets
+                                        in plan.sending.items() for i, t in targets.items()], now_ms=now_ms)
+    for job_id, targets in plan.sending.items():
+        ctx.store.stage_targets(write, job_id, targets, event="call", data=_call_note(call))
+        ctx.store.stage_waiting(write, job_id, waiting)
+    try:
+        write.apply(ctx.store.redis)
+    except GuardFailed:
+        log.info("call %s: another sender holds it now; the 429 is theirs to hand back", call.call_id)
+
+
+def _hold(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, token: str, *, delay: float, reason: str) -> None:
     """Keep a call this sender holds unsent for `delay` seconds, and say so in every job it carries."""
     until_ms = ctx.now_ms() + int(delay * 1000)
-    waiting = {"reason": reason, "since": call.started_at, "next_attempt_at": _iso(until_ms),
+    waiting = {"reason": reason, "since": call.started_at, "next_attempt_at": iso_ms(until_ms),
                "attempts": call.attempts, "call_id": call.call_id}
     write = GuardedWrite()
-    ctx.queue.hold_claim(write, endpoint, call.call_id, claim)
+    ctx.queue.hold_claim(write, endpoint, call.call_id, token)
     ctx.store.stage_call(write, call)
     ctx.queue.postpone(write, endpoint, call.call_id, until_ms=until_ms)
     for job_id in plan.sending:
@@ -374,19 +425,20 @@ def _wait_out(ctx: RunContext, result: CallResult, call: Call) -> float | None:
                ctx.give_up_after_seconds - elapsed)
 
 
-def _record(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, result: CallResult, claim: int) -> None:
+def _record(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, result: CallResult, token: str) -> None:
     """Write Box's answer to the call and to every target it carried, in one step; or, while Box is down and the
     call's time is not up, hold it for another round."""
     delay = _wait_out(ctx, result, call)
     if delay is not None:
         call.attempts = _counted(ctx, call, call.attempts + result.attempts)
         call.message = f"waiting: {_said(result)}"
-        _patiently(ctx, claim, lambda: _hold(ctx, endpoint, call, plan, claim, delay=delay, reason=_said(result)))
+        _patiently(ctx, lambda: _hold(ctx, endpoint, call, plan, token, delay=delay, reason=_said(result)))
         return
     _answer(call, result)
     call.attempts = _counted(ctx, call, call.attempts)
     write = GuardedWrite()
     ctx.queue.in_flight(write, endpoint, call.call_id)
+    ctx.queue.hold_claim(write, endpoint, call.call_id, token)
     ctx.queue.answered(write, endpoint, call.call_id)
     ctx.store.stage_call(write, call)
     settled = (_split(ctx, endpoint, write, call, plan) if _must_split(call, result)
@@ -396,7 +448,7 @@ def _record(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, result: Cal
         ctx.store.stage_waiting(write, job_id, None)
     ctx.queue.release(write, plan.sending_refs() if settled else {})
     try:
-        _patiently(ctx, claim, lambda: write.apply(ctx.store.redis))
+        _patiently(ctx, lambda: write.apply(ctx.store.redis))
     except GuardFailed:
         log.warning("call %s: an answer was recorded by another sender first; keeping that one", call.call_id)
         return
@@ -406,18 +458,17 @@ def _record(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, result: Cal
 def _counted(ctx: RunContext, call: Call, attempts: int) -> int:
     """The call's attempts: those its rounds counted, or, when more, the requests written down before they were
     sent (a round whose sender died after sending, before recording, counted none)."""
-    return max(attempts, _patiently(ctx, None, lambda: ctx.store.attempts_sent(call.call_id)))
+    return max(attempts, _patiently(ctx, lambda: ctx.store.attempts_sent(call.call_id)))
 
 
 _T = TypeVar("_T")
 
 
-def _patiently(ctx: RunContext, claim: int | None, step: Callable[[], _T]) -> _T:
-    """Run a Redis step once Box has answered, through a Redis restart or a full Redis, for as long as the call
-    stays this sender's (its claim; RECORD_PATIENCE_SECONDS without one): Box's answer is kept rather than lost
-    and the call sent again."""
-    patience = RECORD_PATIENCE_SECONDS if claim is None else max(1.0, (claim - ctx.now_ms()) / 1000)
-    retrying = Retrying(retry=retry_if_exception_type(REDIS_FAULTS), stop=stop_after_delay(patience),
+def _patiently(ctx: RunContext, step: Callable[[], _T]) -> _T:
+    """Run a Redis step once Box has answered, through a Redis restart or a full Redis, for up to
+    RECORD_PATIENCE_SECONDS: Box's answer is kept rather than lost and the call sent again. The heartbeat keeps
+    the call this sender's meanwhile; the step's own guard refuses it once another sender took the call over."""
+    retrying = Retrying(retry=retry_if_exception_type(REDIS_FAULTS), stop=stop_after_delay(RECORD_PATIENCE_SECONDS),
                         wait=wait_exponential(multiplier=0.25, max=5), sleep=ctx.sleep, reraise=True,
                         before_sleep=_say_redis_fault)
     return retrying(step)
@@ -476,7 +527,8 @@ def _said(result: CallResult) -> str:
     return f"Box answered {result.http_status}{code}: {result.message or '(no message)'}"
 
 
-def _iso(epoch_ms: int) -> str:
+def iso_ms(epoch_ms: int) -> str:
+    """An epoch time in ms as an ISO 8601 UTC timestamp, as records write times."""
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -125,10 +125,22 @@ def test_400_keeps_boxs_words() -> None:
     assert (result.http_status, result.message, result.exhausted) == (400, "Users can not be NULL or EMPTY", False)
 
 
-def test_429_sleeps_retry_after_and_pauses_every_worker() -> None:
+def _handed_back(box: Harness) -> BatchRetryLater:
+    with pytest.raises(BatchRetryLater) as caught:
+        box.client.terminate_users(["11"])
+    return caught.value
+
+
+def test_a_429_on_a_terminate_call_pauses_every_worker_and_hands_the_batch_back_without_sleeping() -> None:
     box = Harness(box_error(429, "rate_limit_exceeded", **{"retry-after": "2"}), ACCEPTED)
-    result = box.client.terminate_users(["11"])
-    assert result.accepted and result.attempts == 2
+    handed = _handed_back(box)
+    assert handed.rate_limited and handed.attempts == 1 and handed.delay == pytest.approx(2.0)
+    assert box.clock.sleeps == [] and box.paused_for() == pytest.approx(2.0)
+
+
+def test_a_429_on_a_lookup_sleeps_retry_after_and_pauses_every_worker() -> None:
+    box = Harness(box_error(429, "rate_limit_exceeded", **{"retry-after": "2"}), Reply(200, user_entry("11", "a@b")))
+    assert box.client.get_user("11") is not None
     assert box.clock.sleeps[0] >= 2.0 and sum(box.clock.sleeps) == pytest.approx(2.0)
     assert box.paused_for() == pytest.approx(2.0)
 
@@ -136,14 +148,12 @@ def test_429_sleeps_retry_after_and_pauses_every_worker() -> None:
 def test_429_retry_after_as_an_http_date() -> None:
     when = format_datetime(datetime.fromtimestamp(START + 3, UTC), usegmt=True)
     box = Harness(box_error(429, "rate_limit_exceeded", **{"retry-after": when}), ACCEPTED)
-    assert box.client.terminate_users(["11"]).accepted
-    assert box.clock.sleeps[0] == pytest.approx(3.0)
+    assert _handed_back(box).delay == pytest.approx(3.0)
 
 
 def test_retry_after_header_is_read_in_any_case() -> None:
     box = Harness(box_error(429, "rate_limit_exceeded", **{"Retry-After": "4"}), ACCEPTED)
-    assert box.client.terminate_users(["11"]).accepted
-    assert box.clock.sleeps[0] == pytest.approx(4.0)
+    assert _handed_back(box).delay == pytest.approx(4.0)
 
 
 def test_retry_after_beyond_budget_is_retry_later_without_sleeping() -> None:
@@ -252,7 +262,10 @@ def test_tokens_never_reach_logs_or_errors(caplog: pytest.LogCaptureFixture) -> 
     caplog.set_level(logging.DEBUG)
     box = Harness(Reply(401), box_error(429, "rate_limit_exceeded", **{"retry-after": "1"}),
                   box_error(403, "forbidden"), Reply(401), Reply(401))
-    box.client.terminate_users(["11"])
+    with pytest.raises(BatchRetryLater):  # the 429, after a token refresh
+        box.client.terminate_users(["11"])
+    with pytest.raises(BoxPermanentError):  # the 403 ends the first lookup
+        box.client.get_user("12")
     with pytest.raises(BoxUnauthorized) as caught:
         box.client.get_user("11")
     assert "tok-" not in caplog.text and "tok-" not in str(caught.value)

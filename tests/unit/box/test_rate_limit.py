@@ -116,9 +116,11 @@ def test_keys_live_under_the_prefix_and_expire(redis_client: fakeredis.FakeRedis
     one = limiter(redis_client, clock)
     one.acquire(max_wait=5)
     one.pause(2)
-    assert sorted(redis_client.keys("*")) == [b"t:box:pause_until", b"t:box:ratelimit"]
+    assert sorted(redis_client.keys("*")) == [b"t:box:pause_until", b"t:box:ratelimit", b"t:box:tight_until"]
     assert 0 < redis_client.pttl("t:box:ratelimit") <= 3000
     assert 0 < redis_client.pttl("t:box:pause_until") <= 3000
+    # calls stay scarce for a minute after the pause: they gather into full batches meanwhile
+    assert 61_000 < redis_client.pttl("t:box:tight_until") <= 63_000
 
 
 def test_per_minute_must_be_positive(redis_client: fakeredis.FakeRedis) -> None:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from unittest import mock
 
 import pytest
 import redis
 
 from tests.unit.fake_box import FakeBox, accepted, directory, make_ctx, new_job, refused, users
-from worker.box.models import USERS_TERMINATE_ENDPOINT, BoxUser, CallResult
-from worker.errors import RetryLater
+from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
+from worker.box.rate_limit import RateLimiter
+from worker.errors import BatchRetryLater, RetryLater
 from worker.jobs import actions as job_actions
 from worker.jobs.model import CallState, JobState, TargetStatus
 from worker.jobs.send_queue import TakeOutcome
 from worker.jobs.store import JobStore
 from worker.run.runner import RunContext, run_job
+from worker.run.runtime import budget_of
 from worker.run.sender import drain
 
 USERS = USERS_TERMINATE_ENDPOINT
@@ -32,7 +35,7 @@ def _queued(store: JobStore, ctx: RunContext, *logins: str) -> list[str]:
 
 
 def _drain(ctx: RunContext) -> None:
-    assert drain(ctx, USERS, deadline=float("inf"))
+    assert drain(ctx, USERS, deadline=float("inf")).done
 
 
 def test_targets_of_several_jobs_leave_in_one_call_each_pointing_to_it(store: JobStore) -> None:
@@ -144,13 +147,14 @@ def test_targets_arriving_while_a_call_is_in_flight_gather_into_the_next_call(st
     box = FakeBox(users=directory(6))
     ctx = make_ctx(store, box)
     first = _queued(store, ctx, "user00001@example.com")
-    flight = ctx.queue.take(USERS, call_id="c-first", now_ms=ctx.now_ms(), claim_ms=ctx.claim_ms, batch=100, cap=4)
+    flight = ctx.queue.take(USERS, call_id="c-first", now_ms=ctx.now_ms(), claim_ms=ctx.claim_ms, batch=100, cap=4,
+                            token="t-first")
     _queued(store, ctx, *(u.login for u in box.users[1:]))
     _drain(ctx)
     assert box.calls == []  # a partial batch never starts beside a call in flight
     from worker.run.sender import carry
 
-    carry(ctx, USERS, flight.call_id, claim=flight.claim)  # the call in flight is answered ...
+    carry(ctx, USERS, flight.call_id, token="t-first")  # the call in flight is answered ...
     _drain(ctx)  # ... and its sender takes what gathered meanwhile, as one call
     assert [len(ids) for _, ids in box.calls] == [1, 5]
     assert store.load(first[0]).state is JobState.SUCCEEDED
@@ -170,45 +174,112 @@ def test_full_batches_go_out_beside_each_other_up_to_the_cap(store: JobStore) ->
     assert outcomes == [TakeOutcome.NEW] * 3 + [TakeOutcome.BUSY] * 2
 
 
-def test_a_pause_keeps_the_call_with_its_sender_until_it_ends(store: JobStore) -> None:
-    box = FakeBox(users=directory(1), answers=[RetryLater(300, "429")])
+def test_a_wait_box_asks_for_keeps_the_call_with_its_sender_until_it_ends(store: JobStore) -> None:
+    box = FakeBox(users=directory(1), answers=[RetryLater(300, "Box answered 503 for a while")])
     ctx = make_ctx(store, box)
     job_ids = _queued(store, ctx, "user00001@example.com")
-    with pytest.raises(RetryLater):
-        _drain(ctx)
-    _drain(make_ctx(store, box, later=ctx.claim_seconds + 30))  # past the claim, still paused: nobody sends it
+    _drain(ctx)  # nothing sleeps: the call is held, and the job says what it waits for
+    assert "503" in str(store.load(job_ids[0]).waiting)
+    _drain(make_ctx(store, box, later=ctx.claim_seconds + 30))  # past the claim, still held: nobody sends it
     assert len(box.calls) == 1
     _drain(make_ctx(store, box, later=301))
     assert len(box.calls) == 2 and store.load(job_ids[0]).state is JobState.SUCCEEDED
 
 
-def test_a_rate_limit_wait_happens_before_the_batch_is_taken(store: JobStore) -> None:
+def _limited(store: JobStore, ctx: RunContext, *, per_minute: int, burst: int | None = None) -> RateLimiter:
+    """Give `ctx` the shared rate limit, spent by the take; the kicks it schedules are kept in `ctx.kicks`."""
+    limiter = RateLimiter(store.redis, key_prefix=store.prefix, per_minute=per_minute, burst=burst)
+    ctx.budget = budget_of(limiter)
+    kicks: list[tuple[str, float]] = []
+    ctx.kick_sender = lambda endpoint, countdown=0.0: kicks.append((endpoint, countdown))
+    ctx.kicks = kicks  # type: ignore[attr-defined]
+    return limiter
+
+
+def _spend(limiter: RateLimiter, slots: int) -> None:
+    for _ in range(slots):
+        limiter.acquire(max_wait=0)
+
+
+def test_no_free_slot_schedules_one_sender_for_when_it_frees_and_nobody_sleeps(store: JobStore) -> None:
     box = FakeBox(users=directory(3))
     ctx = make_ctx(store, box)
-    waits = [0.5, 0.0, 0.0]
-    slept: list[float] = []
-    ctx.rate_wait = lambda: waits.pop(0) if waits else 0.0
-    ctx.sleep = slept.append
-    job_ids = _queued(store, ctx, "user00001@example.com")
-
-    def more_arrive(seconds: float) -> None:  # targets queued while the sender waits for its slot
-        slept.append(seconds)
-        _queued(store, ctx, "user00002@example.com", "user00003@example.com")
-
-    ctx.sleep = more_arrive
-    _drain(ctx)
-    assert slept == [0.5] and [len(ids) for _, ids in box.calls] == [3]
-    assert store.load(job_ids[0]).state is JobState.SUCCEEDED
-
-
-def test_a_wait_longer_than_a_task_may_sleep_is_left_to_a_later_run(store: JobStore) -> None:
-    box = FakeBox(users=[BoxUser(id="30000001", login="user00001@example.com")])
-    ctx = make_ctx(store, box)
+    ctx.sleep = lambda seconds: pytest.fail(f"slept {seconds} s")
+    limiter = _limited(store, ctx, per_minute=60, burst=1)  # a slot a second, a burst of 1
+    _spend(limiter, 1)
     _queued(store, ctx, "user00001@example.com")
-    ctx.rate_wait = lambda: 300.0
-    with pytest.raises(RetryLater):
-        _drain(ctx)
-    assert box.calls == []
+    first = drain(ctx, USERS, deadline=float("inf"))
+    _queued(store, ctx, "user00002@example.com", "user00003@example.com")
+    second = drain(ctx, USERS, deadline=float("inf"))
+    assert box.calls == [] and first.held is not None and first.held.why == "rate"
+    assert second.held is not None and second.held.why == "rate"
+    [(endpoint, countdown)] = ctx.kicks  # type: ignore[attr-defined]  # one sender scheduled, not two
+    assert endpoint == USERS and 0 < countdown <= 1.0
+    _drain(make_ctx(store, box, later=1.1))  # the scheduled sender: the slot is free; all three ride one call
+    assert [len(ids) for _, ids in box.calls] == [3]
+
+
+def test_while_calls_are_plentiful_the_first_target_leaves_at_once(store: JobStore) -> None:
+    box = FakeBox(users=directory(1))
+    ctx = make_ctx(store, box)
+    _limited(store, ctx, per_minute=600)  # a burst of 60, all free
+    _queued(store, ctx, "user00001@example.com")
+    _drain(ctx)
+    assert [len(ids) for _, ids in box.calls] == [1]
+
+
+def test_while_calls_are_scarce_a_partial_batch_gathers_until_it_is_full_or_old_enough(store: JobStore) -> None:
+    box = FakeBox(users=directory(5))
+    ctx = make_ctx(store, box, batch_size=4)
+    limiter = _limited(store, ctx, per_minute=600)  # a burst of 60 ...
+    _spend(limiter, 31)  # ... more than half of it spent
+    _queued(store, ctx, "user00001@example.com")
+    held = drain(ctx, USERS, deadline=float("inf")).held
+    assert box.calls == [] and held is not None and held.why == "gather"
+    assert 0 < held.wait_ms <= ctx.gather_seconds * 1000
+    _queued(store, ctx, *(f"user0000{n}@example.com" for n in (2, 3, 4, 5)))  # a full batch: it goes at once
+    _drain(ctx)
+    assert [len(ids) for _, ids in box.calls] == [4]
+    _drain(make_ctx(store, box, later=ctx.gather_seconds + 0.1))  # the rest, once it has gathered long enough
+    assert [len(ids) for _, ids in box.calls] == [4, 1]
+
+
+class _Answers429Once(FakeBox):
+    """Box answers the first request 429 with `retry-after: 3`: the client pauses every worker and hands the
+    call back (worker/box/client.py)."""
+
+    limiter: RateLimiter | None = None
+
+    def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0,
+                        before_send: Callable[[], object] | None = None, slot_taken: bool = False) -> CallResult:
+        if self.calls or self.limiter is None:
+            return super().terminate_users(user_ids, prior_attempts=prior_attempts, before_send=before_send)
+        self.calls.append((USERS, list(user_ids)))
+        self.limiter.pause(3)
+        raise BatchRetryLater(3, "Box answered 429 (rate limit): every call waits 3.0 s", attempts=1,
+                              rate_limited=True)
+
+
+def test_a_429_hands_the_targets_back_and_the_first_call_after_the_pause_carries_them_all(store: JobStore) -> None:
+    box = _Answers429Once(users=directory(3))
+    ctx = make_ctx(store, box)
+    box.limiter = _limited(store, ctx, per_minute=600)
+    first = _queued(store, ctx, "user00001@example.com")
+    _drain(ctx)
+    later = [new_job(store, users(login)) for login in ("user00002@example.com", "user00003@example.com")]
+    for job_id in later:  # resolved and queued meanwhile; their runs find the pause and say so
+        run_job(ctx=ctx, job_id=job_id)
+    held = drain(ctx, USERS, deadline=float("inf")).held
+    assert held is not None and held.why == "pause"
+    jobs = [store.load(j) for j in first + later]
+    assert jobs[0].calls[0].http_status == 429 and jobs[0].calls[0].attempts == 1  # answered: never sent again
+    assert [(j.state, bool(j.waiting)) for j in jobs] == [(JobState.TERMINATING, True)] * 3  # each says why
+    assert "429" in str(jobs[1].waiting)
+    _drain(make_ctx(store, box, later=3.1))
+    assert [len(ids) for _, ids in box.calls] == [1, 3]  # the call after the pause carries all three
+    jobs = [store.load(j) for j in first + later]
+    assert all(j.state is JobState.SUCCEEDED and not j.waiting for j in jobs)
+    assert len(jobs[0].targets[0].call_ids) == 2  # the 429 and the call that carried it
 
 
 def test_a_guarded_write_whose_condition_fails_writes_nothing(store: JobStore) -> None:
@@ -229,7 +300,8 @@ def test_a_call_whose_record_vanished_gives_its_targets_back_to_be_queued_again(
     box = FakeBox(users=directory(2))
     ctx = make_ctx(store, box)
     job_ids = _queued(store, ctx, "user00001@example.com", "user00002@example.com")
-    taken = ctx.queue.take(USERS, call_id="c-lost", now_ms=ctx.now_ms(), claim_ms=ctx.claim_ms, batch=100, cap=4)
+    taken = ctx.queue.take(USERS, call_id="c-lost", now_ms=ctx.now_ms(), claim_ms=ctx.claim_ms, batch=100, cap=4,
+                           token="t-lost")
     store.redis.delete(ctx.queue.call_key(taken.call_id))  # evicted, against the advice of the README
     _drain(ctx)
     assert box.calls == []  # its claim stands: nothing else waits
@@ -241,7 +313,8 @@ def test_a_call_whose_record_vanished_gives_its_targets_back_to_be_queued_again(
 
 
 class _TokenRefused(FakeBox):
-    def terminate_users(self, user_ids: object, *, prior_attempts: int = 0, before_send: object = None) -> object:
+    def terminate_users(self, user_ids: object, *, prior_attempts: int = 0, before_send: object = None,
+                        slot_taken: bool = False) -> object:
         from worker.errors import BoxAuthError
 
         raise BoxAuthError("Box refused the token request (400 invalid_grant): Grant credentials are invalid")
@@ -312,7 +385,7 @@ class _DiesAfterSending(FakeBox):
     """Box takes the request; the sender's process dies before it hears the answer."""
 
     def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0,
-                        before_send: Callable[[], object] | None = None) -> CallResult:
+                        before_send: Callable[[], object] | None = None, slot_taken: bool = False) -> CallResult:
         if self.died:
             return super().terminate_users(user_ids, prior_attempts=prior_attempts, before_send=before_send)
         self.died = True
@@ -369,7 +442,7 @@ def test_a_resend_that_carries_fewer_ids_keeps_the_ids_its_earlier_request_named
 
 class _RedisRefusesTheAttempt(FakeBox):
     def terminate_users(self, user_ids: Sequence[str], *, prior_attempts: int = 0,
-                        before_send: Callable[[], object] | None = None) -> CallResult:
+                        before_send: Callable[[], object] | None = None, slot_taken: bool = False) -> CallResult:
         def refused() -> None:
             raise redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'")
 
@@ -399,10 +472,11 @@ def test_an_answer_is_written_through_a_redis_fault_while_the_call_is_still_this
             raise redis.ConnectionError("Redis is restarting")
         return "written"
 
-    assert _patiently(ctx, ctx.now_ms() + 10_000, write) == "written" and len(tries) == 3
+    assert _patiently(ctx, write) == "written" and len(tries) == 3
 
     def never() -> str:
         raise redis.exceptions.OutOfMemoryError("full")
 
-    with pytest.raises(redis.exceptions.OutOfMemoryError):  # the claim ran out: another sender's turn
-        _patiently(ctx, ctx.now_ms() - 1, never)
+    clock = iter(range(0, 1000, 10))  # tenacity's clock: ten seconds a try
+    with mock.patch("time.monotonic", lambda: float(next(clock))), pytest.raises(redis.exceptions.OutOfMemoryError):
+        _patiently(ctx, never)  # its patience is spent: another sender's turn
