@@ -1,18 +1,24 @@
 """What the benchmarks share: a real worker and intake in sessions of their own, boxsim's environment, signed
-alert posts, job records read back, percentiles, and cleaning up their processes and Redis keys."""
+alert posts at an even pace, job records read back, percentiles, and cleaning up (or SIGKILLing) their processes
+and Redis keys."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -91,6 +97,52 @@ def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 60) -> None:
         pass
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children, ...), read from /proc: a prefork worker's pool
+    processes (titled `[celeryd: ...]` or ForkPoolWorker-N) and its embedded beat."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def is_gone(pid: int) -> bool:
+    """Whether `pid` has exited (a zombie waiting for its reaper counts as exited)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def kill_tree(proc: subprocess.Popen[bytes], timeout: float = 10) -> list[int]:
+    """SIGKILL a process started in a session of its own and every process below it, all at once (its process
+    group, then any descendant that left the group); returns the pids killed, once all of them are gone."""
+    pids = [proc.pid, *descendants(proc.pid)]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in pids[1:]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while not all(is_gone(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"processes {[p for p in pids if not is_gone(p)]} outlived a SIGKILL")
+        time.sleep(0.01)
+    return pids
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -124,6 +176,82 @@ def signed_panther_alert(secret: str, alert_id: str, login: str) -> tuple[bytes,
     digest = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
     return body, {"Content-Type": "application/json", "X-Boxcut-Timestamp": stamp,
                   "X-Boxcut-Signature": f"v1={digest}"}
+
+
+@dataclass
+class Sent:
+    """One alert: when it was due, when its answer arrived (client clock, epoch s), what it said."""
+
+    login: str
+    due: float
+    answered: float = 0.0
+    status: int | None = None
+    job_id: str | None = None
+    error: str | None = None
+
+
+def paced_alerts(count: int, seconds: float, *, start: float) -> list[Sent]:
+    """`count` alerts for distinct generated users (user00001@example.com...), due at an even pace over
+    `seconds` from `start` (epoch s)."""
+    step = seconds / count
+    return [Sent(login=f"user{i:05d}@example.com", due=start + (i - 1) * step) for i in range(1, count + 1)]
+
+
+def post_alerts(base: str, secret: str, sent: list[Sent], *, clients: int, tag: str) -> None:
+    """Post every alert to the intake's Panther route at its due time from `clients` threads, filling in each
+    answer's arrival on the client clock."""
+    cursor = iter(range(len(sent)))
+    lock = threading.Lock()
+    run_id = uuid.uuid4().hex[:8]
+
+    def client() -> None:
+        session = requests.Session()
+        while True:
+            with lock:
+                index = next(cursor, None)
+            if index is None:
+                return
+            alert = sent[index]
+            time.sleep(max(0.0, alert.due - time.time()))
+            body, headers = signed_panther_alert(secret, f"{tag}-{run_id}-{index}", alert.login)
+            try:
+                response = session.post(base + "/v1/alerts/panther", data=body, headers=headers, timeout=30)
+                alert.answered, alert.status = time.time(), response.status_code
+                alert.job_id = response.json().get("job_id") if response.status_code < 300 else None
+            except (requests.RequestException, ValueError) as error:
+                alert.answered, alert.error = time.time(), type(error).__name__
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def wait_settled(store: JobStore, job_ids: Iterable[str], timeout: float) -> tuple[dict[str, Job], dict[str, float]]:
+    """Every job's last record read, and when (epoch s, polled every second) each was first seen settled;
+    waits at most `timeout` seconds, saying every 30 s how many are left."""
+    jobs: dict[str, Job] = {}
+    settled_at: dict[str, float] = {}
+    waiting = list(job_ids)
+    deadline = time.monotonic() + timeout
+    last_note = time.monotonic()
+    while waiting:
+        still = []
+        for job_id in waiting:
+            jobs[job_id] = job = store.load(job_id)
+            if is_settled(job):
+                settled_at[job_id] = time.time()
+            else:
+                still.append(job_id)
+        waiting = still
+        if not waiting or time.monotonic() > deadline:
+            break
+        if time.monotonic() - last_note > 30:
+            print(f"  ... {len(settled_at)} jobs settled, {len(waiting)} not yet", flush=True)
+            last_note = time.monotonic()
+        time.sleep(1.0)
+    return jobs, settled_at
 
 
 def job_store(redis_url: str, prefix: str) -> JobStore:
@@ -193,6 +321,14 @@ def spread(values: list[float], scale: float = 1.0, unit: str = "s", digits: int
         return "none"
     parts = [f"p{p} {percentile(values, p) * scale:.{digits}f}" for p in pcts]
     return ", ".join([*parts, f"max {max(values) * scale:.{digits}f} {unit}"])
+
+
+def min_median_max(values: list[float], digits: int = 1, unit: str = "s") -> str:
+    """"min x, median y, max z UNIT", or "none" for an empty list."""
+    if not values:
+        return "none"
+    return (f"min {min(values):.{digits}f}, median {statistics.median(values):.{digits}f}, "
+            f"max {max(values):.{digits}f} {unit}")
 
 
 def delete_prefix(redis_url: str, prefix: str) -> None:
