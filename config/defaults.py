@@ -98,8 +98,8 @@ MAX_IN_FLIGHT = 4
 CALL_CLAIM_SECONDS = 6.0
 MIN_CALL_CLAIM_SECONDS = 1.5
 
-# While calls are scarce (the rate limit has less than half its burst left, or a 429 pause ended within the last
-# minute), a partial batch gathers for up to this long (from its oldest target's queueing) before it is sent:
+# While calls are scarce (within a minute of the rate limit having less than half its burst left, or of a 429
+# pause's end), a partial batch gathers for up to this long (from its oldest target's queueing) before it is sent:
 # calls then carry full batches instead of a few ids each. When calls are plentiful the first target leaves at once.
 GATHER_SECONDS = 2.0
 

@@ -23,10 +23,10 @@ and another call starts only for a full batch, up to `cap` calls in flight.
 
 The take also spends the shared budget (worker/box/rate_limit.py), in the same step: each call it takes uses a
 slot of the rate limit. While a 429 pause holds, or no slot is free, it takes nothing; and while calls are scarce
-(less than half the limit's burst is left, or a pause ended within the last minute) a partial batch gathers until
-it is full or its oldest target has waited `gather_ms`. Either way it says how long, and asks for a sender to be
-scheduled for then unless one already is: no process sleeps on the budget, and what arrives meanwhile joins the
-next call.
+(within a minute of the limit having less than half its burst left, or of a 429 pause's end) a partial batch
+gathers until it is full or its oldest target has waited `gather_ms`. Either way it says how long, and asks for
+a sender to be scheduled for then unless one already is: no process sleeps on the budget, and what arrives
+meanwhile joins the next call.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ return added
 # ARGV[1] now (ms), ARGV[2] claim (ms), ARGV[3] batch size, ARGV[4] cap on calls in flight, ARGV[5] new call id,
 # ARGV[6] refs key prefix, ARGV[7] call key prefix, ARGV[8] endpoint, ARGV[9] the taker's token,
 # ARGV[10] the limit's interval (ms; 0: no limit), ARGV[11] its tolerance (ms), ARGV[12] its burst (slots),
-# ARGV[13] how long a partial batch may gather while calls are scarce (ms)
+# ARGV[13] how long a partial batch may gather while calls are scarce (ms), ARGV[14] how long calls stay scarce
+# once the limit has less than half its burst left (ms)
 # Returns {'resend', call id, claim deadline} for a call whose sender vanished, {'new', call id, claim deadline,
 # ids still waiting} for a new call (either spends one slot of the shared budget), {'closed', wait (ms), why,
 # wake} when the budget holds what waits (`why`: pause, rate or gather; `wake` 1: the caller must schedule a
@@ -96,7 +97,11 @@ end
 if #stale == 0 and waiting < batch then
   local slots = interval > 0 and math.floor((now + tolerance - tat) / interval) + 1 or burst
   local tight = tonumber(redis.call('GET', KEYS[8]) or '0') > now
-  if tight or slots * 2 <= burst then
+  if slots * 2 <= burst then
+    redis.call('SET', KEYS[8], now + tonumber(ARGV[14]), 'PX', tonumber(ARGV[14]) + 1000)
+    tight = true
+  end
+  if tight then
     local ready = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]) + tonumber(ARGV[13])
     if ready > now then return closed(ready - now, 'gather') end
   end
@@ -141,6 +146,10 @@ end
 return renewed
 """
 
+
+# Once the rate limit has less than half its burst left, calls count as scarce for this long (ms): a budget that
+# refills between two full batches would otherwise send a few ids at once, each time it is above half again.
+TIGHT_AFTER_LOW_MS = 60_000
 
 # Target refs per write in a guarded write (each write's arguments are unpacked onto Lua's stack).
 _REFS_PER_WRITE = 1000
@@ -242,7 +251,7 @@ class SendQueue:
                   budget.pause_key if budget else f"{self.prefix}box:pause_until",
                   budget.tight_key if budget else f"{self.prefix}box:tight_until"],
             args=[now_ms, claim_ms, batch, cap, call_id, self._key(endpoint, "refs:"), self.call_key(""), endpoint,
-                  token, *budget_args, gather_ms],
+                  token, *budget_args, gather_ms, TIGHT_AFTER_LOW_MS],
         )
         values = [_text(v) for v in reply]
         outcome = TakeOutcome(values[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 
 import redis
@@ -18,6 +19,7 @@ from worker.connections import redis_client
 from worker.jobs.brake import Brake
 from worker.jobs.send_queue import Budget, SendQueue
 from worker.jobs.store import JobStore
+from worker.locks import RedisLock
 from worker.run.directory_cache import DirectoryCache
 from worker.run.flights import Flights
 from worker.run.heartbeat import Heartbeat
@@ -38,6 +40,7 @@ class ServiceAccount:
     outage) does not wait for Box to learn it."""
 
     TTL_SECONDS = 86_400
+    ASK_SECONDS = 10.0
 
     def __init__(self, box: BoxClient, client: redis.Redis, *, key: str) -> None:
         self._box = box
@@ -47,13 +50,31 @@ class ServiceAccount:
 
     def __call__(self) -> str | None:
         if self._id is None:
-            shared = self._redis.get(self._key)
-            if shared is not None:
-                self._id = shared.decode() if isinstance(shared, bytes) else str(shared)
-            else:
-                self._id = self._box.current_user().id
-                self._redis.set(self._key, self._id, ex=self.TTL_SECONDS)
+            self._id = self._shared() or self._ask_box()
         return self._id
+
+    def _shared(self) -> str | None:
+        raw = self._redis.get(self._key)
+        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    def _ask_box(self) -> str:
+        """Ask Box, one process at a time: processes starting together wait (up to ASK_SECONDS) for the first
+        one's answer instead of each spending a call on it."""
+        lock = RedisLock(self._redis, f"{self._key}:asking", ttl_ms=int(self.ASK_SECONDS * 1000))
+        deadline = time.monotonic() + self.ASK_SECONDS
+        while not lock.acquire():
+            time.sleep(0.05)
+            shared = self._shared()
+            if shared is not None:
+                return shared
+            if time.monotonic() > deadline:
+                break
+        try:
+            user_id = self._box.current_user().id
+            self._redis.set(self._key, user_id, ex=self.TTL_SECONDS)
+            return user_id
+        finally:
+            lock.release()
 
 
 def budget_of(limiter: RateLimiter) -> Budget:

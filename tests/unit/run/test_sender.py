@@ -260,6 +260,25 @@ class _Answers429Once(FakeBox):
                               rate_limited=True)
 
 
+def test_calls_stay_scarce_for_a_minute_after_the_limit_ran_low_though_it_refilled(store: JobStore) -> None:
+    box = FakeBox(users=directory(2))
+    ctx = make_ctx(store, box, batch_size=4)
+    limiter = _limited(store, ctx, per_minute=600)
+    _spend(limiter, 31)
+    _queued(store, ctx, "user00001@example.com")
+    assert drain(ctx, USERS, deadline=float("inf")).held is not None  # low: it gathers
+    store.redis.delete(limiter.key)  # the limit refilled
+    _queued(store, ctx, "user00002@example.com")
+    refilled = make_ctx(store, box, batch_size=4, later=1.0)
+    refilled.budget = ctx.budget
+    held = drain(refilled, USERS, deadline=float("inf")).held
+    assert box.calls == [] and held is not None and held.why == "gather"  # still scarce: still gathering
+    later = make_ctx(store, box, batch_size=4, later=61.0)
+    later.budget = ctx.budget
+    _drain(later)  # a minute on, the gathered pair goes
+    assert [len(ids) for _, ids in box.calls] == [2]
+
+
 def test_a_429_hands_the_targets_back_and_the_first_call_after_the_pause_carries_them_all(store: JobStore) -> None:
     box = _Answers429Once(users=directory(3))
     ctx = make_ctx(store, box)
