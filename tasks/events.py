@@ -1,6 +1,7 @@
 """The periodic event-stream reader (worker/events/reader.py): Box Shield alerts in, activity after termination
 recorded. Beat sends it every BOXCUT_EVENTS_POLL_SECONDS; one pass runs at a time across all workers (a lock),
-and a pass Box or Redis stops is simply the next pass's to finish."""
+and a pass Box or Redis stops is simply the next pass's to finish. While Box's budget is scarce and targets wait
+for a terminate call, a pass is deferred: terminations come first."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from worker.events.reader import EventReader, EventSource
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.submit import Enqueue
 from worker.run.runner import RunContext
+from worker.run.settlement import ENDPOINTS
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,9 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
 
     @app.task(name=READ_EVENTS, acks_late=True)  # type: ignore[untyped-decorator]
     def read_events_task() -> str:
+        if terminations_wait(context()):
+            log.info("event stream: %s", DEFERRED)
+            return DEFERRED
         try:
             done = reader().read().describe()
         except (*TRANSIENT_FAULTS, RetryLater, BoxError) as fault:  # the next pass goes on from the kept position
@@ -47,6 +52,19 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
         return done
 
     return read_events_task
+
+
+# A pass deferred because Box's budget is scarce and terminations wait for it: the position is kept, and a later
+# pass reads on from it.
+DEFERRED = "deferred: Box's budget is scarce and targets wait to be sent; the next pass reads on"
+
+
+def terminations_wait(ctx: RunContext) -> bool:
+    """Calls are scarce (worker/jobs/send_queue.py) and targets wait for one: a read would spend a call they need."""
+    if ctx.budget is None or not ctx.queue.scarce(ctx.budget, now_ms=ctx.now_ms()):
+        return False
+    now_ms = ctx.now_ms()
+    return any(ctx.queue.depth(endpoint, now_ms=now_ms).waiting_ids for endpoint in ENDPOINTS.values())
 
 
 def event_reader(ctx: RunContext, settings: Settings, enqueue: Enqueue) -> EventReader:

@@ -263,6 +263,12 @@ class SendQueue:
             return Taken(outcome, wait_ms=int(float(values[1])), why=values[2], wake=values[3] == "1")
         return Taken(outcome)
 
+    def scarce(self, budget: Budget, *, now_ms: int) -> bool:
+        """Whether calls count as scarce now (as the take judges it): a 429 pause in force, or the tight mark
+        (within a minute of the limit running low, or of a pause's end)."""
+        pause, tight = self.redis.mget([budget.pause_key, budget.tight_key])
+        return any(value is not None and float(value) > now_ms for value in (pause, tight))
+
     def renew(self, endpoint: str, held: list[tuple[str, str]], *, until_ms: int) -> int:
         """Move the claim of each (call id, token) still held by that token to `until_ms` (never earlier)."""
         if not held:

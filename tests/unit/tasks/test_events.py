@@ -1,0 +1,24 @@
+"""The event-stream pass defers to terminations while Box's budget is scarce and targets wait for a call."""
+
+from __future__ import annotations
+
+from tasks.events import terminations_wait
+from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, users
+from worker.box.rate_limit import RateLimiter
+from worker.jobs.store import JobStore
+from worker.run.runner import run_job
+from worker.run.runtime import budget_of
+
+
+def test_a_pass_waits_only_while_calls_are_scarce_and_targets_wait_for_one(store: JobStore) -> None:
+    box = FakeBox(users=directory(1))
+    ctx = make_ctx(store, box)
+    limiter = RateLimiter(store.redis, key_prefix=store.prefix, per_minute=600)
+    ctx.budget = budget_of(limiter)
+    assert not terminations_wait(ctx)  # plentiful, nothing waiting
+    limiter.pause(3)
+    assert not terminations_wait(ctx)  # scarce, but nothing waits: the read goes
+    run_job(ctx=ctx, job_id=new_job(store, users("user00001@example.com")))  # queued into the pause
+    assert terminations_wait(ctx)
+    store.redis.delete(limiter.pause_key, limiter.tight_key)
+    assert not terminations_wait(ctx)  # plentiful again: the read goes, though the target still waits
