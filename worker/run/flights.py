@@ -44,9 +44,10 @@ class Round:
         self._running: set[Future[None]] = set()
         self._errors: list[BaseException] = []
 
-    def start(self, carry: Callable[[], None]) -> None:
-        """Carry one call: at once in this thread without a pool, else on a thread of the pool."""
-        if self._pool is None:
+    def start(self, carry: Callable[[], None], *, inline: bool = False) -> None:
+        """Carry one call: in this thread without a pool or when asked (`inline`: a lone call, spared the
+        hand-over to a thread), else on a thread of the pool."""
+        if self._pool is None or inline:
             carry()
             return
         context = contextvars.copy_context()  # the log context (job and task ids) goes with the call

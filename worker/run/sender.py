@@ -123,7 +123,9 @@ def drain(ctx: RunContext, endpoint: str, *, deadline: float) -> Drained:
             if taken.outcome in (TakeOutcome.NEW, TakeOutcome.RESEND):
                 if taken.still_waiting >= ctx.batch_size and ctx.max_in_flight > ctx.flights.size:
                     ctx.kick_sender(endpoint)  # another full batch waits: let another process send beside this one
-                flights.start(functools.partial(carry, ctx, endpoint, taken.call_id, token=token))
+                # A lone call (nothing else in flight here, nothing left waiting) is carried in this thread.
+                lone = not flights.busy() and taken.still_waiting == 0
+                flights.start(functools.partial(carry, ctx, endpoint, taken.call_id, token=token), inline=lone)
             elif flights.busy():
                 flights.wait_one()  # an answer of ours changes what may go next
             else:
