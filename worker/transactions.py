@@ -94,9 +94,21 @@ class GuardedWrite:
 
     def apply(self, client: redis.Redis) -> list[Any]:
         """Check every condition and apply every write, or raise `GuardFailed` having written nothing."""
-        plan = json.dumps({"if": self.conditions, "do": self.writes}, separators=(",", ":"))
-        result = list(_script(client)(args=[plan]))
+        return self.outcome(_script(client)(args=[self._plan()]))
+
+    def stage(self, client: redis.Redis, pipe: redis.client.Pipeline) -> None:
+        """Queue the step on `pipe` (a pipeline of `client`), for a caller that sends more on the same connection
+        (a WAIT for replicas); `outcome` reads the step's reply from the pipeline's results."""
+        _script(client)(args=[self._plan()], client=pipe)
+
+    def outcome(self, reply: Any) -> list[Any]:
+        """The result of each write, from the step's reply; `GuardFailed` when a condition failed (nothing was
+        written)."""
+        result = list(reply)
         if int(result[0]) == 0:
             index = int(result[1])
             raise GuardFailed(index, self.conditions[index - 1])
         return result[1:]
+
+    def _plan(self) -> str:
+        return json.dumps({"if": self.conditions, "do": self.writes}, separators=(",", ":"))

@@ -147,3 +147,29 @@ def test_behind_sentinels_with_a_password_the_store_and_the_broker_reach_the_pri
         assert on_primary.llen("sentinel-login:boxcut") == 1  # the task, under the key prefix, on database 2
         replica = redis.Redis(port=group.replica.port, password=password, db=2)
         assert replica.llen("sentinel-login:boxcut") == 1  # WAIT covered the publish on kombu's connection too
+
+
+def test_behind_sentinels_a_submission_in_one_step_is_on_the_replica_with_its_task(tmp_path: Path) -> None:
+    """The intake's one step (claim, record and task in one Lua script, `tasks.publishing`) behind Sentinels: it
+    reaches the primary they name, database 2, under the key prefix, and WAIT covers the record and the task."""
+    from tasks.app import create_app, enqueuer
+    from tasks.publishing import task_writes
+    from worker.connections import redis_client
+    from worker.jobs.idempotency import IdempotencyKeys
+    from worker.jobs.submit import submit
+
+    password = "p@ss/w,rd"
+    with sentinel_group(tmp_path, password=password) as group:
+        settings = load_settings({"BOXCUT_REDIS_URL": group.url + "/2", "BOXCUT_REDIS_PASSWORD": password,
+                                  "BOXCUT_KEY_PREFIX": "sentinel-one-step:"}, env_file=None)
+        client, app = redis_client(settings), create_app(settings)
+        store = JobStore(client, key_prefix=settings.key_prefix, replicas=1)
+        keys = IdempotencyKeys(client, key_prefix=settings.key_prefix, ttl_seconds=600)
+        job = build_job(JobRequest(targets=[{"type": "user", "login": "jdoe@example.com"}], source="test"))
+        made = submit(store=store, enqueue=enqueuer(app), job=job, keys=keys, key="evt-1",
+                      task_writes=task_writes(app, settings))
+        assert made.job_id == job.job_id and not made.duplicate
+        for port in (group.primary.port, group.replica.port):
+            node = redis.Redis(port=port, password=password, db=2)
+            assert node.hget(f"sentinel-one-step:job:{job.job_id}", "enqueued_at") is not None, port
+            assert node.llen("sentinel-one-step:boxcut") == 1, port

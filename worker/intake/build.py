@@ -19,6 +19,7 @@ from worker.intake.loopback import is_loopback_url
 from worker.intake.service import AlertIntake
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.store import JobStore
+from worker.jobs.submit import TaskWrites
 from worker.ssf.keys import TransmitterKeys
 from worker.ssf.receiver import SetReceiver
 from worker.ssf.verifier import SetVerifier
@@ -66,9 +67,11 @@ def has_real_box_credentials(settings: Settings) -> bool:
 
 
 def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], broker_check: Callable[[], None],
-                     insecure_dev: bool = False) -> FastAPI:
+                     insecure_dev: bool = False, task_writes: TaskWrites | None = None) -> FastAPI:
     """The intake app, connected to the Redis that settings name; `enqueue` hands a job id to the workers and
-    `broker_check` raises unless the broker answers (both from `tasks.app`, handed in by the CLI)."""
+    `broker_check` raises unless the broker answers (both from `tasks.app`, handed in by the CLI). `task_writes`
+    (`tasks.publishing`, when the broker is that Redis) lets an alert's job be claimed, recorded and enqueued in
+    one Redis step."""
     check_identity_paths(settings)
     if insecure_dev:  # here as well as in the CLI: every uvicorn worker process builds its own app
         check_insecure_dev(settings)
@@ -95,7 +98,7 @@ def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], brok
     shield_keys = IdempotencyKeys(client, key_prefix=settings.key_prefix,
                                   ttl_seconds=defaults.SHIELD_EVENT_KEY_TTL_SECONDS)
     intake = AlertIntake(store=store, enqueue=enqueue, keys=keys, expand_groups=settings.expand_groups,
-                         shield_rules=settings.shield_rules, shield_keys=shield_keys)
+                         shield_rules=settings.shield_rules, shield_keys=shield_keys, task_writes=task_writes)
     deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
                       readiness=readiness, insecure_dev=insecure_dev,
                       ssf=set_receiver(settings, client, store, enqueue) if settings.ssf_transmitters else None)

@@ -13,7 +13,7 @@ from worker.intake.auth import SignedDelivery
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.model import Job
 from worker.jobs.store import JobStore
-from worker.jobs.submit import JobRequest, build_job, submit
+from worker.jobs.submit import JobRequest, TaskWrites, build_job, submit
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class AlertIntake:
     # Box Shield event ids are Box's own, kept as long as the event-stream reader keeps them: an alert a SIEM
     # relays and the same alert read from the stream are one job (worker/events/reader.py). None: `keys`.
     shield_keys: IdempotencyKeys | None = field(default=None)
+    # The broker is the store's Redis: each job's claim, record and task are written in one step (`submit`).
+    task_writes: TaskWrites | None = None
 
     def accept(
         self, *, source: str, envelopes: list[Envelope], requested_by: str, idempotency_key: str | None,
@@ -66,7 +68,7 @@ class AlertIntake:
         return build_job(decided(request, envelope.shield, self.shield_rules) if envelope.shield else request)
 
     def _create_once(self, job: Job, key: str | None, keys: IdempotencyKeys) -> Accepted:
-        made = submit(store=self.store, enqueue=self.enqueue, job=job, keys=keys, key=key)
+        made = submit(store=self.store, enqueue=self.enqueue, job=job, keys=keys, key=key, task_writes=self.task_writes)
         return Accepted(made.job_id, made.duplicate, job.source_event_id)
 
 

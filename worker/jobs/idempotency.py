@@ -11,6 +11,7 @@ import redis
 
 from config import defaults
 from worker.locks import CompareAndDelete
+from worker.transactions import GuardedWrite
 
 # KEYS[1] the claim; ARGV[1] the job id, ARGV[2] ttl seconds. Claims the key for the job id (nil), or returns the
 # job id of the first claim: one round trip whether the event is new or a repeat, and no gap between the SET that
@@ -49,6 +50,21 @@ class IdempotencyKeys:
     def claim(self, *, source: str, event_key: str, job_id: str) -> str | None:
         """Record `job_id` for this key; return None when claimed now, or the job id of the first claim."""
         existing = self._claim(keys=[self._key(source, event_key)], args=[job_id, self.ttl])
+        if existing is None:
+            return None
+        return existing.decode() if isinstance(existing, bytes) else str(existing)
+
+    def stage_claim(self, write: GuardedWrite, *, source: str, event_key: str, job_id: str) -> None:
+        """Claim the key for `job_id` within `write`, a step that writes the job with it (worker/jobs/submit.py):
+        the step applies only while no claim holds the key, else raises GuardFailed having written nothing (and
+        `holder` names the job of the claim it met)."""
+        key = self._key(source, event_key)
+        write.is_absent(key)
+        write.write("SET", key, job_id, "EX", self.ttl)
+
+    def holder(self, *, source: str, event_key: str) -> str | None:
+        """The job id the key's claim holds, or None when nothing claims it."""
+        existing = self.redis.get(self._key(source, event_key))
         if existing is None:
             return None
         return existing.decode() if isinstance(existing, bytes) else str(existing)

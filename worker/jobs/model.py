@@ -7,7 +7,7 @@ it. Fields may be added, never renamed.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,7 +99,15 @@ class Target:
         return self.box_id is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """`asdict(self)`, built directly: asdict copies every value through a recursion of its own, and a target
+        is written on every change to it (the intake writes one per alert)."""
+        data = {name: getattr(self, name) for name in _TARGET_FIELDS}
+        data["input"] = dict(self.input)
+        data["call_ids"] = list(self.call_ids)
+        for name in ("members", "admins"):
+            if data[name] is not None:
+                data[name] = list(data[name])
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Target:
@@ -118,6 +126,9 @@ class Target:
         else:
             target.group_name = spec.get("name")
         return target
+
+
+_TARGET_FIELDS = tuple(f.name for f in fields(Target))
 
 
 class CallState(enum.StrEnum):

@@ -175,22 +175,40 @@ class JobStore:
     def create(self, job: Job) -> None:
         """Store a new job with its targets, index it and note its creation in the audit stream."""
         key, created_us = self._job_key(job.job_id), int(time.time() * 1_000_000)
-        fields: dict[Any, Any] = {name: getattr(job, name) for name in _SCALAR_FIELDS}
-        fields.update(
-            dry_run=int(job.dry_run), source_event_id=job.source_event_id or "", severity=job.severity or "",
-            link=job.link or "", created_us=created_us, call_seq=0, expand_groups=int(job.expand_groups),
-            approval=_dumps(job.approval.to_dict()) if job.approval else "", blast_radius="", note=job.note or "",
-        )
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, mapping=fields)
+        pipe.hset(key, mapping=_record_fields(job, created_us))
         if job.targets:
             pipe.hset(f"{key}:targets", mapping={str(i): _dumps(t.to_dict()) for i, t in enumerate(job.targets)})
         pipe.zadd(f"{self.prefix}jobs", {job.job_id: created_us})
         pipe.zadd(self._state_prefix() + job.state.value, {job.job_id: created_us})
         pipe.zadd(f"{self.prefix}jobs:source:{job.source}", {job.job_id: created_us})
-        self._audit(pipe, job.job_id, "created", {"source": job.source, "targets": len(job.targets),
-                                                  "dry_run": job.dry_run, "requested_by": job.requested_by})
+        self._audit(pipe, job.job_id, "created", _creation_note(job))
         pipe.execute()
+
+    def stage_create(self, write: GuardedWrite, job: Job) -> None:
+        """`create`'s writes, within `write`: a submission in one step (worker/jobs/submit.py)."""
+        key, created_us = self._job_key(job.job_id), int(time.time() * 1_000_000)
+        write.write("HSET", key, *(v for pair in _record_fields(job, created_us).items() for v in pair))
+        targets = [(str(i), _dumps(t.to_dict())) for i, t in enumerate(job.targets)]
+        for start in range(0, len(targets), 1000):  # Lua's unpack() takes a few thousand values at most
+            write.write("HSET", f"{key}:targets", *(v for pair in targets[start:start + 1000] for v in pair))
+        for index in (f"{self.prefix}jobs", self._state_prefix() + job.state.value,
+                      f"{self.prefix}jobs:source:{job.source}"):
+            write.write("ZADD", index, created_us, job.job_id)
+        self._stage_audit(write, job.job_id, "created", _creation_note(job))
+
+    def apply_submission(self, write: GuardedWrite, job: Job) -> None:
+        """Apply a submission in one step: `write` (its claim, `stage_create`'s writes and its task's message),
+        with the mark `mark_enqueued` (or `mark_kept`, for a job recorded only) would write, and wait for the
+        replicas as they do. GuardFailed when the claim was taken: nothing was written."""
+        field = "kept_at" if job.state.is_final else "enqueued_at"
+        write.write("HSET", self._job_key(job.job_id), field, utc_now())
+        if self.replicas <= 0:
+            write.apply(self.redis)
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        write.stage(self.redis, pipe)
+        write.outcome(self._replicated(pipe, f"job {job.job_id}")[0])
 
     @staticmethod
     def approval_fields(approval: Approval | None) -> dict[str, str]:
@@ -738,6 +756,23 @@ def _audit_row(entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:
 def _target_note(index: int, target: Target) -> dict[str, Any]:
     return {"index": index, "status": target.status.value, "user_id": target.user_id,
             "group_id": target.group_id, "detail": target.detail}
+
+
+def _record_fields(job: Job, created_us: int) -> dict[Any, Any]:
+    """The job hash of a new job."""
+    fields: dict[Any, Any] = {name: getattr(job, name) for name in _SCALAR_FIELDS}
+    fields.update(
+        dry_run=int(job.dry_run), source_event_id=job.source_event_id or "", severity=job.severity or "",
+        link=job.link or "", created_us=created_us, call_seq=0, expand_groups=int(job.expand_groups),
+        approval=_dumps(job.approval.to_dict()) if job.approval else "", blast_radius="", note=job.note or "",
+    )
+    return fields
+
+
+def _creation_note(job: Job) -> dict[str, Any]:
+    """The audit entry's data for a job's creation."""
+    return {"source": job.source, "targets": len(job.targets), "dry_run": job.dry_run,
+            "requested_by": job.requested_by}
 
 
 def _epoch(iso: str) -> float:

@@ -14,12 +14,18 @@ from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.model import CANCELLABLE_STATES, Approval, Job, JobState, Target, TargetStatus, utc_now
 from worker.jobs.store import JobStore
 from worker.jobs.targets import check_target
+from worker.transactions import GuardedWrite, GuardFailed
 
 log = logging.getLogger(__name__)
 
 # Hands a job id to the workers (`tasks.app.enqueuer`, handed in from outside: this layer knows no Celery app).
 Enqueue = Callable[[str], None]
-
+# The Redis commands (each a command and its arguments) that publish a job id's task, exactly as the broker's
+# transport would send them (`tasks.publishing.task_writes`): only for a broker on the store's own Redis, where a
+# submission then claims its key, writes its record and publishes its task in one step.
+TaskWrites = Callable[[str], list[tuple[str, ...]]]
+# How often a submission in one step tries again when the claim it met was gone by the time it looked at it.
+_CLAIM_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -78,9 +84,13 @@ class Submitted:
 
 
 def submit(*, store: JobStore, enqueue: Enqueue, job: Job, keys: IdempotencyKeys | None = None,
-           key: str | None = None) -> Submitted:
-    """`_submit`, with every line it logs naming the job (worker/logs.py)."""
+           key: str | None = None, task_writes: TaskWrites | None = None) -> Submitted:
+    """`_submit`, or `_submit_in_one_step` when `task_writes` is given, with every line it logs naming the job
+    (worker/logs.py)."""
     with logs.context(job_id=job.job_id, source=job.source, source_event_id=job.source_event_id):
+        if task_writes is not None:
+            return _submit_in_one_step(store=store, enqueue=enqueue, task_writes=task_writes, job=job, keys=keys,
+                                       key=key)
         return _submit(store=store, enqueue=enqueue, job=job, keys=keys, key=key)
 
 
@@ -126,6 +136,73 @@ def _submit(*, store: JobStore, enqueue: Enqueue, job: Job, keys: IdempotencyKey
     hand_over(enqueue, job.job_id, undo=undo)
     store.mark_enqueued(job.job_id)
     return Submitted(job.job_id, False)
+
+
+def _submit_in_one_step(*, store: JobStore, enqueue: Enqueue, task_writes: TaskWrites, job: Job,
+                        keys: IdempotencyKeys | None, key: str | None) -> Submitted:
+    """`_submit` for a broker on the store's own Redis: the claim of `key`, the record and its task's message,
+    and last the mark that it was enqueued, are one Lua step.
+
+    So there is nothing to undo. Redis refusing the step (down, full: a script is refused at its first write,
+    failing over) leaves nothing behind and the error goes up: the intake answers 503, and the sender's retry makes
+    the job, or, when the step was applied and only its answer was lost, finds it by its claim. (A command failing
+    within the step, which nothing boxcut writes makes happen, would leave a record never marked enqueued: a
+    stranded job, which a repeat or the sweep enqueues.) A task that cannot be built raises NotEnqueued, nothing
+    written."""
+    if key is not None and keys is None:
+        raise ValueError("a submission key needs the IdempotencyKeys that remember it")
+    publish = [] if job.state.is_final else _task_commands(task_writes, job.job_id)
+    if keys is None or key is None:
+        _write_in_one_step(store, job, publish, claim=None)
+        return Submitted(job.job_id, False)
+    return _claim_in_one_step(store, enqueue, job, publish, keys=keys, key=key)
+
+
+def _claim_in_one_step(store: JobStore, enqueue: Enqueue, job: Job, publish: list[tuple[str, ...]], *,
+                       keys: IdempotencyKeys, key: str) -> Submitted:
+    """Write the job in one step with the claim of `key`; a key claimed before returns that job, as in `_submit`
+    (a claim whose job was never created is taken over, a job never enqueued is enqueued)."""
+    claim: tuple[IdempotencyKeys, str] | None = (keys, key)
+    for _ in range(_CLAIM_ATTEMPTS):
+        try:
+            _write_in_one_step(store, job, publish, claim=claim)
+            return Submitted(job.job_id, False)
+        except GuardFailed:
+            first = keys.holder(source=job.source, event_key=key)
+        if first == job.job_id:  # this very step, applied by an attempt whose answer was lost (redis-py retried it)
+            return Submitted(job.job_id, False)
+        if first is None:
+            continue  # the claim expired since: claim it again
+        if not _orphaned(store, first):
+            _enqueue_if_stranded(store, enqueue, first)
+            return Submitted(first, True)
+        taken = keys.take_over(source=job.source, event_key=key, stale_job_id=first, job_id=job.job_id)
+        claim = None if taken else (keys, key)
+    raise RuntimeError(f"the claim of {key!r} changed hands {_CLAIM_ATTEMPTS} times while job {job.job_id} was "
+                       "submitted")
+
+
+def _task_commands(task_writes: TaskWrites, job_id: str) -> list[tuple[str, ...]]:
+    """The commands that publish the job's task; NotEnqueued (nothing was written) when they cannot be made."""
+    try:
+        return task_writes(job_id)
+    except Exception as error:
+        raise NotEnqueued(job_id, f"could not be enqueued: the broker refused it ({describe_error(error)}); "
+                                  "nothing was kept") from error
+
+
+def _write_in_one_step(store: JobStore, job: Job, publish: list[tuple[str, ...]], *,
+                       claim: tuple[IdempotencyKeys, str] | None) -> None:
+    """Claim a key (`claim`: the keys and the key), write the job's record and publish its task, in one step;
+    GuardFailed when the key is claimed already."""
+    step = GuardedWrite()
+    if claim is not None:
+        keys, key = claim
+        keys.stage_claim(step, source=job.source, event_key=key, job_id=job.job_id)
+    store.stage_create(step, job)
+    for command in publish:
+        step.write(*command)
+    store.apply_submission(step, job)
 
 
 def _enqueue_if_stranded(store: JobStore, enqueue: Enqueue, job_id: str) -> None:

@@ -1,10 +1,12 @@
 """`boxcut intake --workers N`: one process serves the app it built; several are uvicorn workers on one port,
-each importing a factory that builds its own app (its own Redis and broker connections) from the environment."""
+each importing a factory that builds its own app (its own Redis and broker connections) from the environment, and
+each listening on a socket of its own (SO_REUSEPORT), so that the kernel spreads connections over them."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import socket
 from typing import Any
 
 import pytest
@@ -23,6 +25,8 @@ def uvicorn_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, A
 
     runs: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: runs.append((app, options)))
+    monkeypatch.setattr(serve, "run_workers", lambda factory, options: runs.append((factory, {**options,
+                                                                                              "factory": True})))
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     return runs
@@ -77,3 +81,36 @@ def test_each_worker_factory_builds_its_own_app_from_the_environment(
     first, second = serve.intake_app_from_environment(), serve.intake_app_from_environment()
     assert isinstance(first, FastAPI) and first is not second
     assert isinstance(serve.insecure_dev_intake_app_from_environment(), FastAPI)
+
+
+def test_each_worker_unpickles_the_address_as_a_listening_socket_of_its_own() -> None:
+    """What uvicorn's spawned workers get: the parent's socket holds the port and never listens; each worker's
+    is its own, on the same address, and the kernel spreads connections over them."""
+    from multiprocessing.reduction import ForkingPickler
+
+    parent = serve.PerWorkerSocket.reserve("127.0.0.1", 0)
+    workers: list[socket.socket] = [ForkingPickler.loads(ForkingPickler.dumps(parent)) for _ in range(2)]
+    clients: list[socket.socket] = []
+    try:
+        assert all(type(w) is socket.socket and w.getsockname() == parent.getsockname() for w in workers)
+        assert not parent.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        for worker in workers:
+            worker.listen(128)
+            worker.settimeout(0.2)
+        clients += [socket.create_connection(parent.getsockname()) for _ in range(64)]
+        accepted = [_accept_all(worker) for worker in workers]
+        assert sum(accepted) == 64 and min(accepted) > 0, accepted  # all on one: a chance of 2 in 2**64
+    finally:
+        for sock in [parent, *workers, *clients]:
+            sock.close()
+
+
+def _accept_all(sock: socket.socket) -> int:
+    count = 0
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except TimeoutError:
+            return count
+        conn.close()
+        count += 1
