@@ -1,7 +1,7 @@
 """The periodic event-stream reader (worker/events/reader.py): Box Shield alerts in, activity after termination
 recorded. Beat sends it every BOXCUT_EVENTS_POLL_SECONDS; one pass runs at a time across all workers (a lock),
 and a pass Box or Redis stops is simply the next pass's to finish. While Box's budget is scarce and targets wait
-for a terminate call, a pass is deferred: terminations come first."""
+for a terminate call, a pass is deferred (for up to a minute in a row): terminations come first."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
 
     @app.task(name=READ_EVENTS, acks_late=True)  # type: ignore[untyped-decorator]
     def read_events_task() -> str:
-        if terminations_wait(context()):
+        if defer_pass(context()):
             log.info("event stream: %s", DEFERRED)
             return DEFERRED
         try:
@@ -57,6 +57,26 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
 # A pass deferred because Box's budget is scarce and terminations wait for it: the position is kept, and a later
 # pass reads on from it.
 DEFERRED = "deferred: Box's budget is scarce and targets wait to be sent; the next pass reads on"
+
+
+# Passes are deferred for at most this long in a row: Box Shield alerts still come in during a long scarce storm.
+MAX_DEFER_SECONDS = 60.0
+
+
+def defer_pass(ctx: RunContext) -> bool:
+    """Whether this pass waits for the terminations (`terminations_wait`), unless passes have been deferred for
+    MAX_DEFER_SECONDS already; a pass that goes ends the run of deferrals."""
+    key = f"{ctx.store.prefix}events:deferred_since"
+    if not terminations_wait(ctx):
+        ctx.store.redis.delete(key)
+        return False
+    now = ctx.wall_clock()
+    ctx.store.redis.set(key, now, nx=True, ex=int(MAX_DEFER_SECONDS * 10))
+    since = float(ctx.store.redis.get(key) or now)
+    if now - since < MAX_DEFER_SECONDS:
+        return True
+    ctx.store.redis.delete(key)
+    return False
 
 
 def terminations_wait(ctx: RunContext) -> bool:

@@ -81,6 +81,7 @@ def rescue(ctx: RunContext, kick: KickSender, *, enqueue: Callable[[str], None])
         ctx.store.note_requeued(job_id, why="its run stopped without letting go of it: enqueued again",
                                 at=now_ms / 1000)
         enqueue(job_id)
+        ctx.store.forget_run(job_id, deadline_ms=now_ms)  # only once enqueued: a failed enqueue is tried again
         found["jobs"] += 1
     if any(found.values()):
         log.warning("rescue: %s", found)

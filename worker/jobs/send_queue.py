@@ -63,11 +63,12 @@ return added
 # ARGV[6] refs key prefix, ARGV[7] call key prefix, ARGV[8] endpoint, ARGV[9] the taker's token,
 # ARGV[10] the limit's interval (ms; 0: no limit), ARGV[11] its tolerance (ms), ARGV[12] its burst (slots),
 # ARGV[13] how long a partial batch may gather while calls are scarce (ms), ARGV[14] how long calls stay scarce
-# once the limit has less than half its burst left (ms)
+# once the limit has less than half its burst left (ms), ARGV[15] the longest a scheduled sender may be put off (ms:
+# a task's longest countdown; for a longer wait it looks again then)
 # Returns {'resend', call id, claim deadline} for a call whose sender vanished, {'new', call id, claim deadline,
 # ids still waiting} for a new call (either spends one slot of the shared budget), {'closed', wait (ms), why,
-# wake} when the budget holds what waits (`why`: pause, rate or gather; `wake` 1: the caller must schedule a
-# sender for then, none is yet), {'busy'} or {'empty'}.
+# wake, wake in (ms)} when the budget holds what waits (`why`: pause, rate or gather; `wake` 1: the caller must
+# schedule a sender in `wake in` ms, none is yet), {'busy'} or {'empty'}.
 _TAKE = """
 local now, claim = tonumber(ARGV[1]), tonumber(ARGV[2])
 local batch, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -81,11 +82,12 @@ if #stale == 0 then
   if live > 0 and waiting < batch then return {'busy'} end
 end
 local function closed(wait, why)
-  local at = now + wait
+  local wake_in = math.min(wait, tonumber(ARGV[15]))
+  local at = now + wake_in
   local wake = tonumber(redis.call('GET', KEYS[5]) or '0')
-  if wake >= now and wake <= at then return {'closed', tostring(wait), why, '0'} end
-  redis.call('SET', KEYS[5], at, 'PX', wait + 5000)
-  return {'closed', tostring(wait), why, '1'}
+  if wake >= now and wake <= at then return {'closed', tostring(wait), why, '0', tostring(wake_in)} end
+  redis.call('SET', KEYS[5], at, 'PX', wake_in + 5000)
+  return {'closed', tostring(wait), why, '1', tostring(wake_in)}
 end
 local pause = tonumber(redis.call('GET', KEYS[7]) or '0')
 if pause > now then return closed(pause - now, 'pause') end
@@ -139,8 +141,10 @@ return {'new', ARGV[5], tostring(now + claim), tostring(waiting - #ids)}
 _RENEW = """
 local renewed = 0
 for i = 2, #ARGV, 2 do
-  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
-    renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'GT', 'CH', ARGV[1], ARGV[i])
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) < tonumber(ARGV[1]) and redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+    renewed = renewed + 1
   end
 end
 return renewed
@@ -185,6 +189,7 @@ class Taken:
     wait_ms: int = 0  # CLOSED: how long until the budget lets a call go
     why: str = ""  # CLOSED: pause (Box's 429), rate (boxcut's limit) or gather (calls are scarce)
     wake: bool = False  # CLOSED: no sender is scheduled for then yet; the caller must schedule one
+    wake_in_ms: int = 0  # CLOSED: when to schedule it (the wait, or a task's longest countdown if shorter)
 
 
 @dataclass(frozen=True)
@@ -236,7 +241,8 @@ class SendQueue:
         return int(self._add(keys=[self._key(endpoint, "waiting"), self.taken_key, self.open_key], args=args))
 
     def take(self, endpoint: str, *, call_id: str, now_ms: int, claim_ms: int, batch: int, cap: int,
-             token: str = "", budget: Budget | None = None, gather_ms: int = 0) -> Taken:
+             token: str = "", budget: Budget | None = None, gather_ms: int = 0,
+             max_wake_ms: int = 600_000) -> Taken:
         """Take a call to send, spending one slot of `budget` with it: a stranded one first, else up to `batch`
         waiting ids as a new call `call_id`, held by `token` until its claim runs out (`renew` moves it on).
 
@@ -251,7 +257,7 @@ class SendQueue:
                   budget.pause_key if budget else f"{self.prefix}box:pause_until",
                   budget.tight_key if budget else f"{self.prefix}box:tight_until"],
             args=[now_ms, claim_ms, batch, cap, call_id, self._key(endpoint, "refs:"), self.call_key(""), endpoint,
-                  token, *budget_args, gather_ms, TIGHT_AFTER_LOW_MS],
+                  token, *budget_args, gather_ms, TIGHT_AFTER_LOW_MS, max_wake_ms],
         )
         values = [_text(v) for v in reply]
         outcome = TakeOutcome(values[0])
@@ -260,7 +266,8 @@ class SendQueue:
         if outcome is TakeOutcome.RESEND:
             return Taken(outcome, values[1], int(values[2]))
         if outcome is TakeOutcome.CLOSED:
-            return Taken(outcome, wait_ms=int(float(values[1])), why=values[2], wake=values[3] == "1")
+            return Taken(outcome, wait_ms=int(float(values[1])), why=values[2], wake=values[3] == "1",
+                         wake_in_ms=int(float(values[4])))
         return Taken(outcome)
 
     def scarce(self, budget: Budget, *, now_ms: int) -> bool:

@@ -675,7 +675,7 @@ class JobStore:
             raise LeaseHeld(max(lock.remaining_seconds(), 1.0))
         self._note_running(job_id, lock.ttl_ms)
         try:
-            yield LeaseRenewer(lambda: lock.renew() and self._note_running(job_id, lock.ttl_ms))
+            yield LeaseRenewer(lambda: lock.renew() and self._note_running(job_id, lock.ttl_ms, renewal=True))
         finally:
             if lock.release():
                 self.redis.zrem(self._running_key, job_id)
@@ -684,16 +684,30 @@ class JobStore:
     def _running_key(self) -> str:
         return f"{self.prefix}jobs:running"
 
-    def _note_running(self, job_id: str, ttl_ms: int) -> bool:
-        self.redis.zadd(self._running_key, {job_id: int(time.time() * 1000) + ttl_ms})
+    def _note_running(self, job_id: str, ttl_ms: int, *, renewal: bool = False) -> bool:
+        """List the job as run until its lease's deadline; a renewal only moves an entry still there (one the
+        release just removed stays removed)."""
+        self.redis.zadd(self._running_key, {job_id: int(time.time() * 1000) + ttl_ms}, xx=renewal)
         return True
 
     def died_runs(self, *, now_ms: int, limit: int) -> list[str]:
-        """Jobs whose run's lease ran out without being let go (the run died), oldest first; each is dropped
-        from the list, so it is reported once."""
+        """Jobs whose run's lease ran out without being let go (the run died), oldest first; `forget_run` drops
+        one once its next run is arranged."""
         died = [_text(j) for j in self.redis.zrangebyscore(self._running_key, "-inf", now_ms, start=0, num=limit)]
-        gone = [job_id for job_id in died if not self.leased(job_id) and self.redis.zrem(self._running_key, job_id)]
-        return gone
+        return [job_id for job_id in died if not self.leased(job_id)]
+
+    def forget_run(self, job_id: str, *, deadline_ms: int) -> bool:
+        """Drop a died run's entry, unless a new run listed the job since (its deadline is later)."""
+        removed = self.redis.eval(_FORGET_RUN, 1, self._running_key, job_id, deadline_ms)
+        return bool(removed)
+
+
+# KEYS[1] jobs:running; ARGV[1] job id, ARGV[2] a time (ms): the entry goes only if its deadline is not later.
+_FORGET_RUN = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+"""
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 Claims and leases are short (BOXCUT_CALL_CLAIM_SECONDS), so that when a worker dies (SIGKILL, a lost host) what it
 held is taken over within seconds, not after the longest a call or a run could take. A daemon thread in each
-process renews them every third of a claim; a process that stops (or hangs so that its thread cannot run) stops
-renewing, and its claims run out. Each round also calls `on_beat` (the tasks layer looks there for work that a
-dead worker stranded).
+process renews them every third of a claim, and does nothing else, so no slow step delays a renewal; a process
+that stops (or hangs so that its thread cannot run) stops renewing, and its claims run out. A lease the thread
+could not renew (it ran out, and may be another run's now) is marked lost, and its run stops at its next step.
+A second thread calls `on_beat` as often (the tasks layer looks there for work that a dead worker stranded).
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ from worker.jobs.send_queue import SendQueue
 log = logging.getLogger(__name__)
 
 
+class Held:
+    """A lease the heartbeat renews; `lost` once a renewal found it was no longer held."""
+
+    def __init__(self, renew: Callable[[], bool]) -> None:
+        self.renew = renew
+        self.lost = False
+
+
 class Heartbeat:
     """This process's claims and leases, renewed on a thread of its own (started by `start`)."""
 
@@ -34,9 +43,9 @@ class Heartbeat:
         self._prefix = secrets.token_hex(6)
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
-        self._calls: dict[tuple[str, str], str] = {}  # (endpoint, call id) -> the token it is held by
-        self._leases: dict[int, Callable[[], bool]] = {}
-        self._thread: threading.Thread | None = None
+        self._calls: dict[str, tuple[str, str]] = {}  # token -> (endpoint, call id) it holds
+        self._leases: dict[int, Held] = {}
+        self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
 
     @property
@@ -49,53 +58,61 @@ class Heartbeat:
 
     @contextmanager
     def holding_call(self, endpoint: str, call_id: str, token: str) -> Iterator[None]:
-        """Renew the call's claim while the block runs."""
+        """Renew the call's claim, held by `token`, while the block runs."""
         with self._lock:
-            self._calls[(endpoint, call_id)] = token
+            self._calls[token] = (endpoint, call_id)
         try:
             yield
         finally:
             with self._lock:
-                self._calls.pop((endpoint, call_id), None)
+                self._calls.pop(token, None)
 
     @contextmanager
-    def holding_lease(self, renew: Callable[[], bool]) -> Iterator[None]:
-        """Call `renew` (a job's lease) every beat while the block runs."""
-        key = id(renew)
+    def holding_lease(self, renew: Callable[[], bool]) -> Iterator[Held]:
+        """Call `renew` (a job's lease) every beat while the block runs; the block may look at `lost`."""
+        held = Held(renew)
         with self._lock:
-            self._leases[key] = renew
+            self._leases[id(held)] = held
         try:
-            yield
+            yield held
         finally:
             with self._lock:
-                self._leases.pop(key, None)
+                self._leases.pop(id(held), None)
 
     def start(self) -> None:
-        """Beat on a daemon thread from now on (once per process)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="boxcut-heartbeat", daemon=True)
-            self._thread.start()
+        """Beat on daemon threads from now on (once per process)."""
+        if not self._threads:
+            self._threads = [threading.Thread(target=self._every_interval, args=(step,), name=name, daemon=True)
+                             for step, name in ((self.renew, "boxcut-heartbeat"), (self.on_beat, "boxcut-rescue"))]
+            for thread in self._threads:
+                thread.start()
 
     def stop(self) -> None:
         self._stopped.set()
 
-    def beat(self) -> None:
-        """One round: renew every claim and lease held, then `on_beat`."""
+    def renew(self) -> None:
+        """One round: renew every claim and lease held (a lease found lost is marked so)."""
         with self._lock:
-            calls, leases = dict(self._calls), list(self._leases.values())
+            calls, leases = list(self._calls.items()), list(self._leases.values())
         until_ms = int((self._clock() + self.claim_seconds) * 1000)
         by_endpoint: dict[str, list[tuple[str, str]]] = {}
-        for (endpoint, call_id), token in calls.items():
+        for token, (endpoint, call_id) in calls:
             by_endpoint.setdefault(endpoint, []).append((call_id, token))
         for endpoint, held in by_endpoint.items():
             self.queue.renew(endpoint, held, until_ms=until_ms)
-        for renew in leases:
-            renew()
+        for lease in leases:
+            if not lease.renew():
+                lease.lost = True
+                log.error("heartbeat: a job's lease ran out before it was renewed; its run stops at its next step")
+
+    def beat(self) -> None:
+        """Both rounds at once (tests)."""
+        self.renew()
         self.on_beat()
 
-    def _run(self) -> None:
+    def _every_interval(self, step: Callable[[], object]) -> None:
         while not self._stopped.wait(self.interval):
             try:
-                self.beat()
+                step()
             except Exception as error:
                 log.warning("heartbeat: %s: %s", type(error).__name__, error)

@@ -28,7 +28,7 @@ from worker.jobs.store import JobStore
 from worker.run.directory_cache import DirectoryCache
 from worker.run.flights import Flights
 from worker.run.group_check import check_group
-from worker.run.heartbeat import Heartbeat
+from worker.run.heartbeat import Heartbeat, Held
 from worker.run.lookups import SharedLookups
 from worker.run.policy import Policy, blast_radius
 from worker.run.resolver import RESOLVED_BY_DIRECTORY, DirectoryLookups, resolve_target
@@ -107,6 +107,8 @@ class RunContext:
     budget: Budget | None = None
     # How long a partial batch may gather while calls are scarce (BOXCUT_GATHER_SECONDS).
     gather_seconds: float = defaults.GATHER_SECONDS
+    # The longest countdown a scheduled sender may have (config.celery.max_countdown).
+    max_countdown_seconds: float = defaults.MAX_COUNTDOWN_SECONDS
     sleep: Callable[[float], None] = field(default=time.sleep)
     wall_clock: Callable[[], float] = field(default=time.time)
     kick_sender: KickSender = field(default=no_kick)
@@ -153,10 +155,10 @@ def _run_loaded(ctx: RunContext, job: Job) -> RunOutcome:
     if job.state.is_final or job.state is JobState.AWAITING_APPROVAL:
         return RunOutcome.SETTLED
     deadline = ctx.clock() + ctx.run_budget_seconds
-    with ctx.store.lease(job_id, ttl_seconds=ctx.lease_seconds) as lease, ctx.beat.holding_lease(lease.renew):
+    with ctx.store.lease(job_id, ttl_seconds=ctx.lease_seconds) as lease, ctx.beat.holding_lease(lease.renew) as held:
         job = ctx.store.load(job_id)  # re-read under the lease: another run may have moved it on
         try:
-            outcome = _advance(ctx, job, deadline)
+            outcome = _advance(ctx, job, deadline, held)
         except InvalidTransition as exc:  # cancelled meanwhile: the record already says so
             log.info("job %s stopped: %s", job_id, exc)
             return RunOutcome.SETTLED
@@ -164,15 +166,17 @@ def _run_loaded(ctx: RunContext, job: Job) -> RunOutcome:
     return _send_queued(ctx, job, deadline) if outcome is RunOutcome.SENDING else outcome
 
 
-def _advance(ctx: RunContext, job: Job, deadline: float) -> RunOutcome:
+def _advance(ctx: RunContext, job: Job, deadline: float, held: Held) -> RunOutcome:
     if job.state is JobState.QUEUED:
         ctx.store.transition(job.job_id, to=JobState.RESOLVING, allowed_from=[JobState.QUEUED])
         job.state = JobState.RESOLVING
     if job.state is JobState.RESOLVING:
-        if not _resolve_pending(ctx, job, deadline):
+        if not _resolve_pending(ctx, job, deadline, held):
             return RunOutcome.CONTINUE
+        _still_held(held)
         _apply_protection(ctx, job)
         _measure_groups(ctx, job)
+        _still_held(held)
         radius = blast_radius(job.targets)
         ctx.store.set_fields(job.job_id, {"blast_radius": str(radius)}, event="blast_radius")
         reasons = [*asked_approval(job), *ctx.policy.approval_reasons(job.targets, radius)]
@@ -190,7 +194,14 @@ def _advance(ctx: RunContext, job: Job, deadline: float) -> RunOutcome:
 # -- resolve and policy --------------------------------------------------------------------------------------
 
 
-def _resolve_pending(ctx: RunContext, job: Job, deadline: float) -> bool:
+def _still_held(held: Held) -> None:
+    """Stop a run whose lease the heartbeat could not renew (it ran out, and may be another run's now) before it
+    writes again: the job's next run goes on from its record."""
+    if held.lost:
+        raise LeaseHeld(1.0)
+
+
+def _resolve_pending(ctx: RunContext, job: Job, deadline: float, held: Held) -> bool:
     """Resolve every pending, unresolved target; False when the run's time ran out first."""
     unresolved = [i for i, t in enumerate(job.targets) if t.status is TargetStatus.PENDING and not t.is_resolved]
     directory = _directory_copy(ctx, job, unresolved)
@@ -210,8 +221,10 @@ def _resolve_pending(ctx: RunContext, job: Job, deadline: float) -> bool:
             target.directory_as_of = as_of
         changed[index] = target
         if len(changed) >= RESOLVE_CHECKPOINT:
+            _still_held(held)
             ctx.store.save_targets(job.job_id, changed, event="resolved")
             changed = {}
+    _still_held(held)
     ctx.store.save_targets(job.job_id, changed, event="resolved")
     return True
 

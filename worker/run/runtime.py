@@ -11,6 +11,7 @@ import redis
 import requests
 
 from config import Settings
+from config.celery import max_countdown
 from worker.box.auth import token_source_for
 from worker.box.client import BoxClient
 from worker.box.fingerprint import box_fingerprint
@@ -77,6 +78,16 @@ class ServiceAccount:
             lock.release()
 
 
+def http_session(max_in_flight: int) -> requests.Session:
+    """A session whose connection pool keeps a connection for each call in flight at once (threads), beside the
+    lookups and token requests; requests keeps 10 by default."""
+    session = requests.Session()
+    size = max(10, max_in_flight + 4)
+    for scheme in ("https://", "http://"):
+        session.mount(scheme, requests.adapters.HTTPAdapter(pool_connections=size, pool_maxsize=size))
+    return session
+
+
 def budget_of(limiter: RateLimiter) -> Budget:
     """The rate limiter as the send queue's take spends it."""
     return Budget(rate_key=limiter.key, pause_key=limiter.pause_key, tight_key=limiter.tight_key,
@@ -109,7 +120,7 @@ class Runtime:
 
     def _build(self) -> RunContext:
         settings = self.settings
-        client, session = redis_client(settings), requests.Session()
+        client, session = redis_client(settings), http_session(settings.max_in_flight)
         box = box_client(settings, client, session)
         store = JobStore(client, key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas,
                          watch_seconds=settings.watch_seconds)
@@ -121,7 +132,8 @@ class Runtime:
             policy=Policy.from_settings(settings),
             batch_size=settings.batch_size,
             run_budget_seconds=settings.run_budget_seconds,
-            lease_seconds=settings.call_claim_seconds,
+            # Twice a claim: a run whose heartbeat misses a beat or two (a busy process) keeps its job.
+            lease_seconds=2 * settings.call_claim_seconds,
             directory=DirectoryCache(client, key_prefix=settings.key_prefix,
                                      ttl_seconds=settings.directory_cache_ttl_seconds),
             directory_min_targets=settings.directory_cache_min_targets,
@@ -133,6 +145,7 @@ class Runtime:
             claim_seconds=settings.call_claim_seconds,
             budget=budget_of(box.limiter),
             gather_seconds=settings.gather_seconds,
+            max_countdown_seconds=max_countdown(settings),
             kick_sender=self.kick_sender,
             brake=Brake.from_settings(client, settings),
             flights=Flights(settings.max_in_flight),

@@ -2,8 +2,9 @@
 
 Any worker process drains the queue (from the job task that just queued targets, a send task, or one scheduled
 for the moment the shared budget opens), carrying up to BOXCUT_MAX_IN_FLIGHT calls at once on threads
-(worker/run/flights.py). Nobody sleeps on the budget: a take that the rate limit, a 429 pause or a gathering
-batch holds takes nothing and schedules a sender for then (worker/jobs/send_queue.py). For each call it takes:
+(worker/run/flights.py). No sender sleeps waiting for the budget before a call: a take that the rate limit, a 429
+pause or a gathering batch holds takes nothing and schedules a sender for then (worker/jobs/send_queue.py); only
+a call's own retries (a 5xx, a timeout) wait inside it, up to BOXCUT_RETRY_BUDGET_SECONDS. For each call it takes:
 
 1. **Decide** each target it carries, right before sending: its job must still be `terminating` (not
    cancelled) and approved where approval was needed, the target still pending and not protected, and the
@@ -119,26 +120,29 @@ def drain(ctx: RunContext, endpoint: str, *, deadline: float) -> Drained:
             token = ctx.beat.new_token()
             taken = ctx.queue.take(endpoint, call_id=new_call_id(), now_ms=ctx.now_ms(), claim_ms=ctx.claim_ms,
                                    batch=ctx.batch_size, cap=ctx.max_in_flight, token=token, budget=ctx.budget,
-                                   gather_ms=int(ctx.gather_seconds * 1000))
+                                   gather_ms=int(ctx.gather_seconds * 1000),
+                                   max_wake_ms=int(ctx.max_countdown_seconds * 1000))
             if taken.outcome in (TakeOutcome.NEW, TakeOutcome.RESEND):
                 if taken.still_waiting >= ctx.batch_size and ctx.max_in_flight > ctx.flights.size:
                     ctx.kick_sender(endpoint)  # another full batch waits: let another process send beside this one
-                # A lone call (nothing else in flight here, nothing left waiting) is carried in this thread.
-                lone = not flights.busy() and taken.still_waiting == 0
+                # A lone new call (nothing else in flight here, nothing left waiting) is carried in this thread.
+                lone = taken.outcome is TakeOutcome.NEW and not flights.busy() and taken.still_waiting == 0
                 flights.start(functools.partial(carry, ctx, endpoint, taken.call_id, token=token), inline=lone)
-            elif flights.busy():
-                flights.wait_one()  # an answer of ours changes what may go next
-            else:
-                return Drained(True, _schedule(ctx, endpoint, taken))
+                continue
+            held = _schedule(ctx, endpoint, taken)  # a sender asked for is scheduled, whatever else runs here
+            if not flights.busy():
+                return Drained(True, held)
+            flights.wait_one()  # an answer of ours changes what may go next
         return Drained(False)
 
 
 def _schedule(ctx: RunContext, endpoint: str, taken: Taken) -> Taken | None:
-    """When the budget holds what waits, make sure a sender runs the moment it opens; the hold, or None."""
+    """When the budget holds what waits, make sure a sender runs the moment it opens (or, for a long pause, at
+    the longest countdown a task may have, when it looks again); the hold, or None."""
     if taken.outcome is not TakeOutcome.CLOSED:
         return None
     if taken.wake:
-        ctx.kick_sender(endpoint, taken.wait_ms / 1000)
+        ctx.kick_sender(endpoint, taken.wake_in_ms / 1000)
     return taken
 
 
@@ -381,6 +385,8 @@ def _hand_back(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, token: s
                "call_id": call.call_id}
     call.state, call.http_status, call.error_code = CallState.ANSWERED, 429, "rate_limited"
     call.message = f"not taken: {wait.reason}; its targets wait for the next call"
+    if call.attempts > 1:  # a request before the 429 (a 5xx, no answer, a sender that died) may have reached Box
+        call.message += "; an earlier request for this call may have reached Box"
     call.finished_at = utc_now()
     write = GuardedWrite()
     ctx.queue.hold_claim(write, endpoint, call.call_id, token)
