@@ -186,6 +186,9 @@ NOTIFY_MAX_PAGES_PER_PASS = 20
 # A receiver that fails (5xx, 408, 429, no answer) is tried again after 10 s, 20 s, 40 s ... up to
 # NOTIFY_MAX_BACKOFF_SECONDS apart, for NOTIFY_ATTEMPTS tries in all (about 20 minutes with these values).
 NOTIFY_RETRY_SECONDS = 10.0
+# A delivery not final and not touched for this long past its next attempt's time lost its task (a retry Celery
+# could not publish while Redis was full, a worker lost with it): the scanner enqueues it again.
+NOTIFY_STRANDED_SECONDS = 60.0
 NOTIFY_ATTEMPTS = 8
 NOTIFY_MAX_BACKOFF_SECONDS = 300.0
 # A receiver is a webhook: it answers in well under a second, or it is treated as down and tried again later.

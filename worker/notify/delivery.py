@@ -126,7 +126,7 @@ class Notifier:
         # Counted before it is sent, as Box calls are: a worker killed mid-POST (the task delivered again) still
         # spends the attempt, so no receiver gets more than BOXCUT_NOTIFY_ATTEMPTS.
         record = replace(record, attempts=record.attempts + 1, last_at=utc_now())
-        self.records.put(notice, record)
+        self.records.put(notice, record, next_in=defaults.NOTIFY_TASK_SOFT_SECONDS + 10)
         answer = self.post(url.url, body, self._headers(body))
         outcome = classify(answer.status)
         error = answer.error or (None if outcome is Outcome.DELIVERED else f"HTTP {answer.status}")
@@ -135,7 +135,7 @@ class Notifier:
         if outcome is Outcome.RETRY:
             wait = backoff(record.attempts, base=self.retry_seconds, cap=self.max_backoff,
                            retry_after=answer.retry_after)
-            self._record(notice, replace(record, status=RETRYING), answer.status, error, outcome)
+            self._record(notice, replace(record, status=RETRYING), answer.status, error, outcome, next_in=wait)
             log.info("job %s: notification %s to %s not delivered (%s); attempt %d of %d in %.1f s", notice.job_id,
                      notice.event, url.describe(), error, record.attempts + 1, self.max_attempts, wait)
             return Attempted(RETRYING, retry_in=wait)
@@ -180,9 +180,9 @@ class Notifier:
         return Attempted(final)
 
     def _record(self, notice: Notice, record: Delivery, status: int | None, error: str | None,
-                outcome: Outcome) -> None:
+                outcome: Outcome, *, next_in: float = 0.0) -> None:
         self.records.put(notice, replace(record, last_http_status=status, last_at=utc_now(),
-                                         last_error=error[:_ERROR_CHARS] if error else None))
+                                         last_error=error[:_ERROR_CHARS] if error else None), next_in=next_in)
         metrics.notification(notice.event, outcome.value if outcome is not Outcome.RETRY else "retrying")
 
 

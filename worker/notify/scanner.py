@@ -6,11 +6,12 @@ Every change of a job's state, wherever it is made (a run, the settlement of its
 cancel, a failed submission), is a `state` entry in the audit stream, written in the same step as the change. So
 following the stream misses none and needs nothing of the code that makes them.
 
-Nothing lost, nothing repeated: the position after an entry is kept only once the entry's deliveries are
-enqueued, and a delivery already recorded in its job is never enqueued again (an entry read again after a pass
-was cut short). A pass that dies between enqueuing a delivery and recording it sends that one twice rather
-than never: receivers de-duplicate on the body's `id`. The first pass ever starts at the stream's end: no
-notifications for what happened before they were turned on.
+Nothing lost, nothing repeated: a delivery whose task was lost (a retry Celery could not publish while Redis was
+full) is enqueued again once it is overdue (worker/notify/records.py); the position after an entry is kept only
+once the entry's deliveries are enqueued, and a delivery already recorded in its job is never enqueued again (an
+entry read again after a pass was cut short). A pass that dies between enqueuing a delivery and recording it
+sends that one twice rather than never: receivers de-duplicate on the body's `id`. The first pass ever starts at
+the stream's end: no notifications for what happened before they were turned on.
 
     P notify:cursor   string the id of the last audit entry handled
     P notify:lock     string the scanner that holds the stream now (worker/locks.py)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +105,7 @@ class NotifyScanner:
         if position is None:
             self.cursor.save(self._stream_end())
             return ScanReport(started=True)
-        entries = notices = 0
+        entries, notices = 0, self._enqueue_stranded()
         for _ in range(self.max_pages):
             page = self.store.redis.xrange(self.store.audit_key, min="(" + position, max="+",
                                            count=self.page_limit) or []
@@ -116,6 +118,19 @@ class NotifyScanner:
             if len(page) < self.page_limit or not lock.renew():
                 break
         return ScanReport(entries=entries, notices=notices)
+
+    def _enqueue_stranded(self) -> int:
+        """Enqueue again each delivery whose task is overdue (lost: worker/notify/records.py); how many."""
+        stranded = self.records.overdue(now_ms=int(time.time() * 1000), limit=self.page_limit)
+        for notice in list(stranded):
+            if not self.store.exists(notice.job_id):  # retention removed it since: nothing to tell about it
+                self.records.drop(notice)
+                stranded.remove(notice)
+                continue
+            log.warning("job %s: notification %s to receiver %d had no word for too long: enqueued again",
+                        notice.job_id, notice.event, notice.url_index)
+            self.enqueue(notice)
+        return len(stranded)
 
     def _stream_end(self) -> str:
         last = self.store.redis.xrevrange(self.store.audit_key, count=1)

@@ -155,3 +155,31 @@ def test_removing_a_job_removes_its_deliveries(store: JobStore) -> None:
     assert store.redis.exists(store.notify_key(job_id))
     store.remove(job_id)
     assert not store.redis.exists(store.notify_key(job_id))
+
+
+def test_a_delivery_whose_task_was_lost_is_enqueued_again_once_overdue_and_a_final_one_never(
+        store: JobStore) -> None:
+    from unittest import mock
+
+    from config import defaults
+    from worker.notify.records import DELIVERED
+
+    job_id = new_job(store)
+    sent: list[Notice] = []
+    scanner(store, sent).scan()  # the first pass starts at the stream's end
+    move(store, job_id, JobState.RESOLVING, JobState.AWAITING_APPROVAL)
+    scanner(store, sent).scan()
+    assert len(sent) == 2  # one a receiver: then both tasks are lost (a retry Redis refused to publish)
+    records = DeliveryRecords(store)
+    records.put(sent[1], replace(records.get(sent[1]) or pytest.fail("no record"), status=DELIVERED))
+    sent.clear()
+    assert scanner(store, sent).scan().notices == 0  # not overdue yet
+    later = __import__("time").time() + defaults.NOTIFY_STRANDED_SECONDS + 1
+    with mock.patch("time.time", lambda: later):
+        report = scanner(store, sent).scan()
+        assert report.notices == 1 and [n.url_index for n in sent] == [0]  # the delivered one stays delivered
+        assert scanner(store, sent).scan().notices == 0  # enqueued again once, not at every pass
+    store.redis.delete(store.job_key(job_id))  # retention removed the job meanwhile
+    with mock.patch("time.time", lambda: later + 2 * defaults.NOTIFY_STRANDED_SECONDS):
+        assert scanner(store, sent).scan().notices == 0
+    assert store.redis.zcard(records.pending_key) == 0  # and its delivery is no longer pending
