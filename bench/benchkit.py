@@ -169,6 +169,21 @@ def box_env(sim: BoxSim, redis_url: str, prefix: str, **extra: str) -> dict[str,
             "BOX_ENTERPRISE_ID": sim.config.enterprise_id, **BRAKE_OFF, **extra}
 
 
+# boxcut's own budget of Box calls a minute (the benches' --budget).
+BUDGET_SETTING = "BOXCUT_RATE_LIMIT_PER_MINUTE"
+
+
+def storm_env(sim: BoxSim, redis_url: str, prefix: str, *, secret: str, latency_ms: int, budget: int) -> dict[str, str]:
+    """A storm's setting: boxsim answers each terminate call after `latency_ms`; the environment of its boxcut
+    processes (HMAC `secret`, boxcut's budget when `budget` is set), the settings changed printed first."""
+    if latency_ms > 0:
+        sim.add_faults([{"method": "POST", "path": "/2.0/users/terminate_sessions", "times": -1,
+                         "latency_ms": latency_ms}])
+    changed = {BUDGET_SETTING: str(budget)} if budget else {}
+    print(changed_settings(**changed), flush=True)
+    return box_env(sim, redis_url, prefix, BOXCUT_INTAKE_HMAC_SECRETS=secret, **changed)
+
+
 def signed_panther_alert(secret: str, alert_id: str, login: str) -> tuple[bytes, dict[str, str]]:
     """A Panther alert naming `login`, and the headers that sign it (`v1=` HMAC-SHA256 of "<timestamp>.<body>")."""
     body = json.dumps({"alertId": alert_id, "title": "bench", "alertContext": {"user": login}}).encode()

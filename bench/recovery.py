@@ -46,11 +46,10 @@ from typing import Any
 
 import redis
 from benchkit import (
+    BUDGET_SETTING,
     TOKEN_PATH,
     Sent,
     accepted_at,
-    box_env,
-    changed_settings,
     delete_prefix,
     descendants,
     epoch,
@@ -66,6 +65,7 @@ from benchkit import (
     start_intake,
     start_worker,
     stop,
+    storm_env,
     wait_settled,
 )
 
@@ -75,7 +75,6 @@ from worker.jobs.model import Job, JobState
 from worker.jobs.store import JobStore
 
 SECRET = "bench-recovery-hmac-secret"
-BUDGET_SETTING = "BOXCUT_RATE_LIMIT_PER_MINUTE"
 SIM_RATE_LIMIT = 1000  # Box's, about 1,000 calls a minute per token
 WORKERS = 2
 PROCESSES = 2  # each worker's -c
@@ -144,12 +143,7 @@ def main() -> None:
     workers: list[subprocess.Popen[bytes]] = []
     intake = None
     with BoxSim(config) as sim:
-        if args.latency_ms > 0:
-            sim.add_faults([{"method": "POST", "path": "/2.0/users/terminate_sessions", "times": -1,
-                             "latency_ms": args.latency_ms}])
-        budget = {BUDGET_SETTING: str(args.budget)} if args.budget else {}
-        print(changed_settings(**budget), flush=True)
-        env = box_env(sim, redis_url, prefix, BOXCUT_INTAKE_HMAC_SECRETS=SECRET, **budget)
+        env = storm_env(sim, redis_url, prefix, secret=SECRET, latency_ms=args.latency_ms, budget=args.budget)
         try:
             for number in range(1, WORKERS + 1):
                 workers.append(start_worker(env, work / f"worker-{number}.log", concurrency=PROCESSES))

@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from benchkit import (
+    BUDGET_SETTING,
     TOKEN_PATH,
     Sent,
     accepted_at,
-    box_env,
-    changed_settings,
     delete_prefix,
     exit_on_sigterm,
     is_terminate,
@@ -47,6 +46,7 @@ from benchkit import (
     start_intake,
     start_worker,
     stop,
+    storm_env,
     terminate_ids,
     wait_settled,
 )
@@ -56,7 +56,6 @@ from config import defaults
 from worker.jobs.model import Job
 
 SECRET = "bench-storm-hmac-secret"
-BUDGET_SETTING = "BOXCUT_RATE_LIMIT_PER_MINUTE"
 
 
 def main() -> None:
@@ -86,12 +85,7 @@ def main() -> None:
     config = SimConfig(port=0, generate_users=args.alerts, rate_limit_per_minute=args.sim_rate_limit)
     worker = intake = None
     with BoxSim(config) as sim:
-        if args.latency_ms > 0:
-            sim.add_faults([{"method": "POST", "path": "/2.0/users/terminate_sessions", "times": -1,
-                             "latency_ms": args.latency_ms}])
-        budget = {BUDGET_SETTING: str(args.budget)} if args.budget else {}
-        print(changed_settings(**budget), flush=True)
-        env = box_env(sim, redis_url, prefix, BOXCUT_INTAKE_HMAC_SECRETS=SECRET, **budget)
+        env = storm_env(sim, redis_url, prefix, secret=SECRET, latency_ms=args.latency_ms, budget=args.budget)
         try:
             worker = start_worker(env, work / "worker.log", concurrency=args.concurrency)
             # The worker says "ready." at INFO; the intake's line per request would only cost CPU.
