@@ -87,9 +87,6 @@ class Heartbeat:
             for thread in self._threads:
                 thread.start()
 
-    def stop(self) -> None:
-        self._stopped.set()
-
     def renew(self) -> None:
         """One round: renew every claim and lease held (a lease found lost is marked so)."""
         with self._lock:
@@ -104,11 +101,6 @@ class Heartbeat:
             if not lease.renew():
                 lease.lost = True
                 log.error("heartbeat: a job's lease ran out before it was renewed; its run stops at its next step")
-
-    def beat(self) -> None:
-        """Both rounds at once (tests)."""
-        self.renew()
-        self.on_beat()
 
     def _every_interval(self, step: Callable[[], object]) -> None:
         while not self._stopped.wait(self.interval):
