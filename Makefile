@@ -30,6 +30,7 @@ test: install lint typecheck
 	scripts/ensure-redis-server
 	scripts/ensure-chromium
 	scripts/ensure-rabbitmq
+	scripts/ensure-postgres
 	$(BIN)/pytest -q
 
 lint: install
@@ -45,6 +46,7 @@ unit: install
 integration: install
 	scripts/ensure-redis-server
 	scripts/ensure-chromium
+	scripts/ensure-postgres
 	$(BIN)/pytest -q tests/integration tests/drills
 
 bench: install
