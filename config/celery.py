@@ -68,13 +68,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QUEUE,
         "task_routes": {**{name: {"queue": SEND_QUEUE} for name in _PERIODIC_AND_SENDING},
                         **{name: {"queue": NOTIFY_QUEUE} for name in _NOTIFYING}},
-        # The sweep (tasks/sending.py), the directory refresh (tasks/directory.py), the expiry (tasks/retention.py)
+        # The sweep (tasks/sending.py), the directory refresh (tasks/directory.py), the expiry and the archive pass
+        # (tasks/retention.py)
         # and the event-stream reader (tasks/events.py); beat (`boxcut beat`, or inside `boxcut worker`) keeps no
         # schedule file.
         "beat_schedule": {
             "boxcut-sweep": _every(settings.sweep_seconds, "boxcut.sweep"),
             "boxcut-refresh-directory": _every(settings.directory_refresh_seconds, "boxcut.refresh_directory"),
             "boxcut-expire": _every(defaults.EXPIRE_EVERY_SECONDS, "boxcut.expire"),
+            "boxcut-archive": _every(settings.archive_every_seconds, "boxcut.archive", queue=NOTIFY_QUEUE),
             **({"boxcut-read-events": _every(settings.events_poll_seconds, "boxcut.read_events")}
                if settings.reads_events else {}),
             # Only when receivers are named (BOXCUT_NOTIFY_URLS) and BOXCUT_NOTIFY_POLL_SECONDS is not 0.
@@ -110,7 +112,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 _PERIODIC_AND_SENDING = ("boxcut.send", "boxcut.sweep", "boxcut.refresh_directory", "boxcut.expire",
                          "boxcut.read_events", "boxcut.scan_notifications")
-_NOTIFYING = ("boxcut.notify",)
+# The archive pass (database writes, never urgent) waits with the deliveries, so it never holds up a Box call.
+_NOTIFYING = ("boxcut.notify", "boxcut.archive")
 
 
 def _sentinel_options(settings: Settings) -> dict[str, Any]:

@@ -112,6 +112,12 @@ class Settings:
     directory_refresh_seconds: float = defaults.DIRECTORY_REFRESH_SECONDS
     directory_background_max_users: int = defaults.DIRECTORY_BACKGROUND_MAX_USERS
     retention_days: int = defaults.RETENTION_DAYS
+    # BOXCUT_ARCHIVE_URL (or _FILE, it may hold a password): where finished jobs are archived; None: the embedded
+    # SQLite file (defaults.ARCHIVE_SQLITE_FILE)
+    archive_url: Secret | None = None
+    hot_days: float = defaults.HOT_DAYS
+    settle_seconds: float = defaults.SETTLE_SECONDS
+    archive_every_seconds: float = defaults.ARCHIVE_EVERY_SECONDS
     events_poll_seconds: float = defaults.EVENTS_POLL_SECONDS  # 0: Box's event stream is not read
     events_position_max_age_hours: int = defaults.EVENTS_POSITION_MAX_AGE_HOURS
     watch_minutes: int = defaults.WATCH_MINUTES  # 0: no watch after termination
@@ -133,6 +139,16 @@ class Settings:
     def reads_events(self) -> bool:
         """Whether the event-stream reader runs (BOXCUT_EVENTS_POLL_SECONDS is not 0)."""
         return self.events_poll_seconds > 0
+
+    @property
+    def archive_location(self) -> str:
+        """The archive's URL (the embedded SQLite file when BOXCUT_ARCHIVE_URL is not set). Holds any password:
+        for the one place that connects; `worker.archive.Archive.where` is the form to show."""
+        return self.archive_url.reveal() if self.archive_url else f"sqlite:///{defaults.ARCHIVE_SQLITE_FILE}"
+
+    @property
+    def hot_seconds(self) -> float:
+        return self.hot_days * 86400
 
     @property
     def notifies(self) -> bool:
@@ -299,6 +315,10 @@ class _Reader:
                 "BOXCUT_DIRECTORY_BACKGROUND_MAX_USERS", defaults.DIRECTORY_BACKGROUND_MAX_USERS, 0, 10**7
             ),
             retention_days=self.integer("BOXCUT_RETENTION_DAYS", defaults.RETENTION_DAYS, 1, 36500),
+            archive_url=self._archive_url(),
+            hot_days=self._hot_days(),
+            settle_seconds=self.number("BOXCUT_SETTLE_SECONDS", defaults.SETTLE_SECONDS),
+            archive_every_seconds=self.number("BOXCUT_ARCHIVE_EVERY_SECONDS", defaults.ARCHIVE_EVERY_SECONDS),
             events_poll_seconds=self.seconds_or_off("BOXCUT_EVENTS_POLL_SECONDS", defaults.EVENTS_POLL_SECONDS),
             events_position_max_age_hours=self.integer(
                 "BOXCUT_EVENTS_POSITION_MAX_AGE_HOURS", defaults.EVENTS_POSITION_MAX_AGE_HOURS, 1, 24 * 14
@@ -314,6 +334,27 @@ class _Reader:
             ),
             **self._notifications(),
         )
+
+    def _archive_url(self) -> Secret | None:
+        """BOXCUT_ARCHIVE_URL: a PostgreSQL or SQLite SQLAlchemy URL (it may name a password, so it is a secret)."""
+        url = self.secret("BOXCUT_ARCHIVE_URL")
+        if url is not None and not url.reveal().startswith(("postgresql://", "postgres://", "postgresql+psycopg://",
+                                                            "sqlite:///")):
+            raise SettingsError("BOXCUT_ARCHIVE_URL", "expected postgresql://USER:PASSWORD@HOST/DB or sqlite:///PATH")
+        return url
+
+    def _hot_days(self) -> float:
+        """BOXCUT_HOT_DAYS: a number of days, fractions allowed (a drill's hot window is seconds long)."""
+        raw = self.text("BOXCUT_HOT_DAYS")
+        if raw is None:
+            return defaults.HOT_DAYS
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError("BOXCUT_HOT_DAYS", f"expected a number of days, got {raw!r}") from None
+        if not 0 <= value <= 365:
+            raise SettingsError("BOXCUT_HOT_DAYS", f"expected a number of days from 0 to 365, got {raw}")
+        return value
 
     # -- typed readers -------------------------------------------------------------------------------------
 

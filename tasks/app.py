@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> Celery:
     sending.register(app, context=runtime.context, kick=kick_sender, enqueue=enqueuer(app),
                      stale_job_seconds=settings.stale_job_seconds, max_countdown=max_countdown(settings))
     directory.register(app, context=runtime.context, settings=settings, queue=SEND_QUEUE)
-    retention.register(app, context=runtime.context, retention_days=settings.retention_days)
+    retention.register(app, context=runtime.context, settings=settings)
     events.register(app, context=runtime.context, settings=settings, enqueue=enqueuer(app))
     notify.register(app, context=runtime.context, settings=settings, max_countdown=max_countdown(settings))
     return app

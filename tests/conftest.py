@@ -72,3 +72,13 @@ def real_redis(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def _archive_of_its_own(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test's boxcut (settings read from the environment, and the processes it starts) archives into an
+    SQLite file of the test's own, never the default file in the working directory; a test that names its own
+    BOXCUT_ARCHIVE_URL keeps it."""
+    if "BOXCUT_ARCHIVE_URL" not in os.environ:
+        path = tmp_path_factory.mktemp("archive") / "archive.sqlite3"
+        monkeypatch.setenv("BOXCUT_ARCHIVE_URL", f"sqlite:///{path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -10,7 +11,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from worker.cli.dev_stack import IntakeAccess
+    from worker.jobs.history import JobHistory
     from worker.jobs.model import Job
     from worker.jobs.store import JobStore
     from worker.jobs.submit import Enqueue, JobRequest, Submitted
@@ -70,6 +72,23 @@ def _store(settings: Settings) -> JobStore:
     from worker.jobs.store import JobStore
 
     return JobStore(redis_client(settings), key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas)
+
+
+def _history(settings: Settings) -> JobHistory:
+    from worker.jobs.history import history_of
+
+    return history_of(settings, _store(settings))
+
+
+@contextlib.contextmanager
+def _archive_read() -> Iterator[None]:
+    """A read the archive cannot answer stops the command, saying why (never the archive's URL)."""
+    from worker.archive.store import ArchiveError
+
+    try:
+        yield
+    except ArchiveError as error:
+        _fail(f"the archive cannot be read now: {error}", EXIT_UNAVAILABLE)
 
 
 def create_app(settings: Settings) -> Celery:
@@ -316,12 +335,17 @@ def status(job_id: str, as_json: bool) -> None:
     """Show a job's record: its state, every target, and every Box call with Box's answer."""
     from worker.cli.output import describe_job
 
-    store = _store(_settings())
-    try:
-        job = store.load(job_id)
-    except JobNotFound:
-        _fail(f"no job {job_id}")
-    click.echo(json.dumps(job.to_dict(), indent=2) if as_json else describe_job(job))
+    with _archive_read():
+        try:
+            found = _history(_settings()).find(job_id)
+        except JobNotFound:
+            _fail(f"no job {job_id}")
+    if as_json:
+        click.echo(json.dumps(found.job.to_dict(), indent=2))
+        click.echo(f"boxcut: read from {found.stored}", err=True)
+    else:
+        click.echo(describe_job(found.job))
+        click.echo(f"stored:   {found.stored}")
 
 
 @main.command()
@@ -334,7 +358,8 @@ def jobs(state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
     from worker.cli.output import describe_listing
 
-    rows, _ = _store(_settings()).list_jobs(state=state, limit=limit)
+    with _archive_read():
+        rows, _ = _history(_settings()).list_jobs(state=state, limit=limit)
     click.echo(json.dumps([r.to_dict() for r in rows], indent=2) if as_json else describe_listing(rows))
 
 
@@ -551,11 +576,50 @@ def expire() -> None:
     from worker.jobs.send_queue import SendQueue
 
     settings = _settings()
-    store = _store(settings)
+    history = _history(settings)
+    store = history.store
     done = expire_old(store, SendQueue(store.redis, key_prefix=settings.key_prefix),
                       retention_days=settings.retention_days)
     click.echo(f"retention {settings.retention_days} days: removed {done.jobs} jobs, {done.calls} calls, "
-               f"{done.audit_entries} audit stream entries")
+               f"{done.audit_entries} audit stream entries from Redis")
+    assert history.archive is not None
+    with _archive_read():
+        gone = history.archive.expire(
+            created_before_us=int((time.time() - settings.retention_days * 86400) * 1_000_000))
+    click.echo(f"archive ({history.archive.where}): removed {gone.jobs} jobs, {gone.calls} calls, "
+               f"{gone.audit_entries} audit entries")
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the archive's schema (BOXCUT_ARCHIVE_URL, or the embedded SQLite file) to this version's, with
+    Alembic; safe to run again. Run it before a new version's workers start."""
+    from worker.archive.migrate import upgrade
+    from worker.archive.store import Archive, ArchiveError
+
+    settings = _settings()
+    where = Archive(settings.archive_location).where
+    try:
+        before, after = upgrade(settings.archive_location)
+    except ArchiveError as error:
+        _fail(f"the archive cannot be migrated: {error}", EXIT_UNAVAILABLE)
+    click.echo(f"archive {where}: schema {before or 'empty'} -> {after}" if before != after
+               else f"archive {where}: schema at {after}, nothing to do")
+
+
+@main.command(name="archive")
+def archive_now() -> None:
+    """Run one archive pass now (the periodic tasks run one every BOXCUT_ARCHIVE_EVERY_SECONDS): ship the audit
+    stream, settle quiet finished jobs into the archive, let hot copies older than BOXCUT_HOT_DAYS go."""
+    from tasks.retention import archiver
+    from worker.run.runtime import Runtime
+
+    settings = _settings()
+    with _archive_read():
+        moved = archiver(Runtime(settings).context(), settings).run()
+    click.echo(f"audit entries shipped: {moved.shipped}; jobs settled: {moved.settled} "
+               f"(archived only: {moved.archived_only}); hot copies evicted: {moved.evicted}; "
+               f"finished jobs not quiet yet: {moved.waiting}")
 
 
 @main.command()
@@ -572,12 +636,15 @@ def audit(since: str | None, job_id: str | None, as_json: bool) -> None:
         since_ms = parse_since(since) if since else 0
     except ValueError as bad:
         _fail(f"--since: {bad}", EXIT_USAGE)
-    store = _store(_settings())
-    if job_id is not None and not store.exists(job_id):
-        _fail(f"no job {job_id}")
-    stream = store.job_audit_key(job_id) if job_id else None
-    for entry in store.audit_since(since_ms=since_ms, stream=stream):
-        click.echo(json.dumps(entry, separators=(",", ":")) if as_json else describe_audit_entry(entry))
+    history = _history(_settings())
+    with _archive_read():
+        try:
+            entries = iter(history.audit(job_id)) if job_id else history.audit_since(since_ms=since_ms)
+        except JobNotFound:
+            _fail(f"no job {job_id}")
+        for entry in entries:
+            if job_id is None or int(entry["id"].partition("-")[0]) >= since_ms:
+                click.echo(json.dumps(entry, separators=(",", ":")) if as_json else describe_audit_entry(entry))
 
 
 @main.command()
@@ -612,10 +679,11 @@ def _write_report(job_id: str, fmt: str, output: Path | None) -> None:
     from worker.jobs.report_markdown import render_markdown
 
     settings = _settings()
-    try:
-        built = build_report(_store(settings), job_id)
-    except JobNotFound:
-        _fail(f"no job {job_id}")
+    with _archive_read():
+        try:
+            built = build_report(_history(settings), job_id)
+        except JobNotFound:
+            _fail(f"no job {job_id}")
     key = evidence_signing.configured_key(settings) if fmt == "json" else None
     if fmt == "md":
         text = render_markdown(built)

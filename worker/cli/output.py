@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from worker.jobs.history import Listed
 from worker.jobs.model import Job, JobState, TargetStatus
-from worker.jobs.store import JobStore, JobSummary
+from worker.jobs.store import JobStore
 
 # Target statuses that are final: a target in one of these is done.
 _DONE = frozenset(TargetStatus) - {TargetStatus.PENDING}
@@ -91,12 +92,13 @@ def _approval_lines(job: Job) -> list[str]:
     return lines
 
 
-def describe_listing(rows: list[JobSummary]) -> str:
-    """A table of jobs, newest first."""
+def describe_listing(rows: list[Listed]) -> str:
+    """A table of jobs, newest first, with where each is stored (redis, hot, archive)."""
     if not rows:
         return "no jobs"
-    lines = [f"{'JOB':<20}  {'STATE':<18}  {'SOURCE':<12}  {'CREATED':<24}  REASON"]
-    lines += [f"{r.job_id:<20}  {r.state:<18}  {r.source:<12}  {r.created_at:<24}  {r.reason}" for r in rows]
+    lines = [f"{'JOB':<20}  {'STATE':<18}  {'SOURCE':<12}  {'CREATED':<24}  {'STORED':<7}  REASON"]
+    lines += [f"{r.summary.job_id:<20}  {r.summary.state:<18}  {r.summary.source:<12}  {r.summary.created_at:<24}  "
+              f"{r.stored:<7}  {r.summary.reason}" for r in rows]
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from worker.intake.auth import Authenticator
 from worker.intake.deps import IntakeDeps
 from worker.intake.loopback import is_loopback_url
 from worker.intake.service import AlertIntake
+from worker.jobs.history import history_of
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.store import JobStore
 from worker.jobs.submit import TaskWrites
@@ -101,7 +102,8 @@ def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], brok
                          shield_rules=settings.shield_rules, shield_keys=shield_keys, task_writes=task_writes)
     deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
                       readiness=readiness, insecure_dev=insecure_dev,
-                      ssf=set_receiver(settings, client, store, enqueue) if settings.ssf_transmitters else None)
+                      ssf=set_receiver(settings, client, store, enqueue) if settings.ssf_transmitters else None,
+                      history=history_of(settings, store))
     return create_app(deps)
 
 

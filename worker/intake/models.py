@@ -118,6 +118,8 @@ class JobSummaryModel(BaseModel):
     created_at: str
     updated_at: str
     reason: str
+    stored: str = Field(description="Where the job's record is: `redis` (working), `hot` (settled, a compact copy "
+                                    "in Redis) or `archive`.")
 
 
 class JobList(BaseModel):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from worker.archive.store import ArchiveError
 from worker.errors import AuthFailed, InvalidOffboardFile, InvalidRequest, InvalidTransition, JobNotFound
 from worker.intake.auth import Caller
 from worker.intake.brake_routes import add_brake_routes
@@ -104,14 +106,18 @@ def _operator_check(deps: IntakeDeps, metrics: IntakeMetrics) -> Any:
 
 
 def _add_read_routes(app: FastAPI, deps: IntakeDeps, operator: Any) -> None:
-    @app.get("/v1/jobs/{job_id}", responses=error_responses(401, 403, 404, 422), tags=["operator"])
-    def get_job(job_id: str, request: Request) -> dict[str, Any]:
-        """A job's record: state, every target, every Box call with Box's answer."""
+    @app.get("/v1/jobs/{job_id}", responses=error_responses(401, 403, 404, 422, 503), tags=["operator"])
+    def get_job(job_id: str, request: Request, response: Response) -> dict[str, Any]:
+        """A job's record: state, every target, every Box call with Box's answer. The `Boxcut-Stored` header says
+        where it was read: `redis` (working), `hot` (settled, a compact copy in Redis) or `archive`."""
         operator(request)
-        try:
-            return deps.store.load(job_id).to_dict()
-        except JobNotFound:
-            raise ApiError(404, "not_found", f"no job {job_id}") from None
+        with _archive_errors():
+            try:
+                found = deps.jobs.find(job_id)
+            except JobNotFound:
+                raise ApiError(404, "not_found", f"no job {job_id}") from None
+        response.headers[STORED_HEADER] = found.stored
+        return found.job.to_dict()
 
     @app.get("/v1/jobs/{job_id}/report", response_class=Response, tags=["operator"],
              responses={200: _REPORT_CONTENT, **error_responses(401, 403, 404, 422)})
@@ -120,10 +126,11 @@ def _add_read_routes(app: FastAPI, deps: IntakeDeps, operator: Any) -> None:
         """The job's evidence report: JSON signed with BOXCUT_REPORT_SIGNING_KEY (as `boxcut report` writes it,
         byte for byte: `boxcut report --verify` checks the saved answer), or Markdown to read (unsigned)."""
         operator(request)
-        try:
-            built = build_report(deps.store, job_id)
-        except JobNotFound:
-            raise ApiError(404, "not_found", f"no job {job_id}") from None
+        with _archive_errors():
+            try:
+                built = build_report(deps.jobs, job_id)
+            except JobNotFound:
+                raise ApiError(404, "not_found", f"no job {job_id}") from None
         if fmt is ReportFormat.MD:
             return Response(render_markdown(built), media_type="text/markdown; charset=utf-8")
         document = evidence_signing.sign(built, evidence_signing.configured_key(deps.settings))
@@ -139,13 +146,27 @@ def _add_read_routes(app: FastAPI, deps: IntakeDeps, operator: Any) -> None:
     ) -> JobList:
         """Jobs newest first, by state (`dead`: holding targets whose retries ran out) and source."""
         operator(request)
-        rows, following = deps.store.list_jobs(
-            state=state.value if state else None, source=source, limit=limit, cursor=int(cursor or 0)
-        )
+        with _archive_errors():
+            rows, following = deps.jobs.list_jobs(
+                state=state.value if state else None, source=source, limit=limit, cursor=int(cursor or 0)
+            )
         return JobList(
             jobs=[JobSummaryModel(**r.to_dict()) for r in rows],
             next_cursor=str(following) if following is not None else None,
         )
+
+
+# Where a job's record was read (GET /v1/jobs/{id}): redis, hot or archive.
+STORED_HEADER = "Boxcut-Stored"
+
+
+@contextlib.contextmanager
+def _archive_errors() -> Iterator[None]:
+    """An archive that cannot be reached answers 503, saying so (never its URL)."""
+    try:
+        yield
+    except ArchiveError as error:
+        raise ApiError(503, "archive_unavailable", f"the archive cannot be read now: {error}") from None
 
 
 def _add_action_routes(app: FastAPI, deps: IntakeDeps, operator: Any) -> None:

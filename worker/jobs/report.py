@@ -1,4 +1,5 @@
-"""The evidence report of one job: what an auditor keeps, built from what the job store holds and nothing else.
+"""The evidence report of one job: what an auditor keeps, built from what the job store or the archive holds and
+nothing else.
 
 Who or what asked (source, event id, sender), the policy's decisions and the approval (who, when), every target
 and what became of it, every Box terminate call the job's targets went in (ids sent, times, Box's answer and
@@ -15,16 +16,17 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from worker.jobs.history import JobHistory
 from worker.jobs.model import Call, Job, utc_now
-from worker.jobs.store import JobStore
 
 FORMAT = "boxcut-evidence-report/1"
 
 
-def build_report(store: JobStore, job_id: str, *, now: Callable[[], str] = utc_now) -> dict[str, Any]:
-    """The report of the job (JobNotFound when there is none)."""
-    job = store.load(job_id)
-    audit = store.audit_entries(job_id=job_id)
+def build_report(history: JobHistory, job_id: str, *, now: Callable[[], str] = utc_now) -> dict[str, Any]:
+    """The report of the job (JobNotFound when there is none), wherever its record is: the same report from
+    Redis, its packed copy or the archive."""
+    evidence = history.evidence(job_id)
+    job, audit = evidence.job, evidence.audit
     report: dict[str, Any] = _writable({
         "format": FORMAT,
         "generated_at": now(),
@@ -32,7 +34,7 @@ def build_report(store: JobStore, job_id: str, *, now: Callable[[], str] = utc_n
         "request": _request(job, audit),
         "policy": _policy(job, audit),
         "targets": [_target(job, i) for i in range(len(job.targets))],
-        "calls": [_call(job.job_id, c, store.attempts_sent(c.call_id)) for c in job.calls],
+        "calls": [_call(job.job_id, c, evidence.requests_sent.get(c.call_id, 0)) for c in job.calls],
         "audit": audit,
         "watch": {"watch_until": job.watch_until, "active_after": job.active_after,
                   "events_after_termination": sum(len(e) for e in job.activity_after.values())},

@@ -19,6 +19,14 @@ Keys (all under the settings' key prefix `P`):
     P audit               stream append-only: an entry per job state change, target outcome and Box call
     P job:{id}:audit      stream the same entries for that job alone, so its trail reads whole however long the
                                  main stream is (and outlives the main stream's trimming while the job is kept)
+    P settled:{id}        string a settled job's packed copy (worker/jobs/document.py): its record, the calls no
+                                 other job shares and its audit trail, in one key, for the hot window
+    P jobs:settled        zset   settled job ids by creation time (µs): the packed copies, oldest first
+
+A finished job settles once nothing will change it any more (worker/jobs/archiving.py): its archive row is
+committed, then one step replaces its working keys (record, targets, calls list, activity, notifications, audit
+stream, index entries) by its packed copy, which leaves Redis when the hot window ends. Reads here see either
+form; worker/jobs/history.py adds the archive.
 
 Changes that read before they write (state transitions, leases) are Lua scripts; changes that only write
 several keys together are MULTI/EXEC pipelines. Every write that changes what a job says also appends to the
@@ -36,12 +44,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from config import defaults
 from worker.errors import InvalidTransition, JobNotFound, LeaseHeld
+from worker.jobs.document import Settled, call_from_document, job_document, job_from_document, pack, unpack
 from worker.jobs.model import Approval, Call, Job, JobState, Target, utc_now
 from worker.locks import RedisLock
 from worker.transactions import GuardedWrite
@@ -95,6 +104,31 @@ end
 return {1, current}
 """
 
+# KEYS[1] job hash, KEYS[2] its lease, KEYS[3] its audit stream, KEYS[4] its packed copy, KEYS[5] jobs:settled,
+# KEYS[6] the watch, KEYS[7..] every other key and index entry it leaves (ARGV[6] of them keys to delete, the rest
+# zsets to take the job out of); ARGV[1] the `updated_at` it was read with, ARGV[2] its audit stream's last id
+# then, ARGV[3] its packed copy ('' to keep none: past the hot window), ARGV[4] job id, ARGV[5] creation (µs),
+# ARGV[6] how many of KEYS[7..] are deleted, ARGV[7..] its watch entries.
+# Settles the job only if nothing changed it since it was read and no run holds it; returns 1 when settled.
+_SETTLE = """
+if redis.call('HGET', KEYS[1], 'updated_at') ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local last_id = ''
+if #last > 0 then last_id = last[1][1] end
+if last_id ~= ARGV[2] then return 0 end
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[3])
+  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4])
+end
+redis.call('DEL', KEYS[1], KEYS[3])
+local deleted = tonumber(ARGV[6])
+for i = 7, 6 + deleted do redis.call('DEL', KEYS[i]) end
+for i = 7 + deleted, #KEYS do redis.call('ZREM', KEYS[i], ARGV[4]) end
+for i = 7, #ARGV do redis.call('ZREM', KEYS[6], ARGV[i]) end
+return 1
+"""
+
 _JOB_ID = re.compile(r"j-[0-9a-f]{16}")
 
 _SCALAR_FIELDS = ("job_id", "state", "source", "reason", "requested_by", "created_at", "updated_at")
@@ -133,6 +167,10 @@ class JobStore:
         self._replicas_short_until = 0.0
         self.watch_seconds = watch_seconds
         self._transition = redis_client.register_script(_TRANSITION)
+        self._settle = redis_client.register_script(_SETTLE)
+        # Whether a job that is in neither of Redis's forms is in the archive (set where one is configured): a
+        # claim of an alert's key naming such a job is a repeat, not an orphan (worker/jobs/submit.py).
+        self.archived: Callable[[str], bool] = lambda _job_id: False
         self._note_activity = redis_client.register_script(_NOTE_ACTIVITY)
 
     # -- keys ------------------------------------------------------------------------------------------------
@@ -145,6 +183,13 @@ class JobStore:
 
     def job_key(self, job_id: str) -> str:
         return self._job_key(job_id)
+
+    def _settled_key(self, job_id: str) -> str:
+        return f"{self.prefix}settled:{job_id}"
+
+    @property
+    def _settled_index(self) -> str:
+        return f"{self.prefix}jobs:settled"
 
     @property
     def audit_key(self) -> str:
@@ -248,6 +293,13 @@ class JobStore:
         self.redis.zrem(f"{self.prefix}jobs:dead", job_id)
 
     def exists(self, job_id: str) -> bool:
+        """Whether the job is known: working, settled in Redis, or in the archive."""
+        if self.redis.exists(self._job_key(job_id), self._settled_key(job_id)):
+            return True
+        return self.is_job_id(job_id) and self.archived(job_id)
+
+    def live(self, job_id: str) -> bool:
+        """Whether the job is in its working form (not settled)."""
         return bool(self.redis.exists(self._job_key(job_id)))
 
     def load(self, job_id: str) -> Job:
@@ -264,7 +316,7 @@ class JobStore:
         pipe.hvals(f"{key}:notify")
         fields, raw_targets, call_ids, activity, notifications = pipe.execute()
         if not fields:
-            raise JobNotFound(job_id)
+            return self._load_settled(job_id)
         fields = {_text(k): _text(v) for k, v in fields.items()}
         targets = [Target.from_dict(json.loads(raw_targets[k])) for k in sorted(raw_targets, key=int)]
         return Job(
@@ -295,8 +347,105 @@ class JobStore:
     def state(self, job_id: str) -> JobState:
         value = self.redis.hget(self._job_key(job_id), "state")
         if value is None:
-            raise JobNotFound(job_id)
+            return self._load_settled(job_id).state
         return JobState(_text(value))
+
+    # -- settled jobs ------------------------------------------------------------------------------------------
+
+    def settled(self, job_id: str) -> Settled | None:
+        """The job's packed copy, while it is settled and hot."""
+        raw = self.redis.get(self._settled_key(job_id)) if self.is_job_id(job_id) else None
+        return unpack(cast(bytes, raw)) if raw is not None else None  # the client never decodes
+
+    def _load_settled(self, job_id: str) -> Job:
+        settled = self.settled(job_id)
+        if settled is None:
+            raise JobNotFound(job_id)
+        return self.job_of(settled)
+
+    def job_of(self, settled: Settled) -> Job:
+        """The job a packed copy holds, with its shared calls read from their records."""
+        folded = [call_from_document(c)[0] for c in settled.calls]
+        shared = [c for c in settled.document["call_ids"] if c not in {f.call_id for f in folded}]
+        return job_from_document(settled.document, folded + self.load_calls(shared))
+
+    def requests_sent(self, job: Job) -> dict[str, int]:
+        """The requests sent for each of the job's calls (`note_attempt`'s counts, or its packed copy's)."""
+        settled = self.settled(job.job_id) if not self.live(job.job_id) else None
+        packed = {c["call_id"]: int(c.get("requests_sent", 0)) for c in (settled.calls if settled else [])}
+        return {c.call_id: packed[c.call_id] if c.call_id in packed else self.attempts_sent(c.call_id)
+                for c in job.calls}
+
+    def created_us(self, job_id: str) -> int:
+        """When the working job was created (epoch µs): its place in every index."""
+        return int(self.redis.hget(self._job_key(job_id), "created_us") or 0)
+
+    def settle_candidates(self, states: Iterable[JobState], *, limit: int) -> list[str]:
+        """The oldest finished jobs still in their working form (up to `limit` of each state)."""
+        return [_text(i) for state in states
+                for i in self.redis.zrange(self._state_prefix() + state.value, 0, limit - 1)]
+
+    def audit_trail_raw(self, job_id: str) -> list[tuple[str, dict[str, str]]]:
+        """The job's own audit stream as stored: entry ids and their fields as text (the archive keeps the
+        data's JSON text as written)."""
+        return [(_text(i), {_text(k): _text(v) for k, v in f.items()})
+                for i, f in self.redis.xrange(self.job_audit_key(job_id)) or [] if f]
+
+    def settle(self, job: Job, *, created_us: int, last_audit_id: str, folded_calls: list[dict[str, Any]],
+               keep_hot: bool) -> bool:
+        """Replace a finished job's working keys by its packed copy (`keep_hot`), or by nothing (past the hot
+        window), in one step; only if its record and audit stream are as they were read (`job.updated_at`,
+        `last_audit_id`) and no run holds it. Calls only it carried (`folded_calls`, as documents) go into the copy
+        and their records leave; shared calls stay until no job they carried is left (`evict`). Returns whether it
+        settled."""
+        key = self._job_key(job.job_id)
+        settled = Settled(document=job_document(job, created_us=created_us), calls=folded_calls,
+                          audit=[[e["id"], e["event"], e["at"], e["data"]]
+                                 for e in self.audit_entries(job_id=job.job_id)])
+        folded = [c["call_id"] for c in folded_calls]
+        deleted = [f"{key}:targets", f"{key}:calls", f"{key}:activity", f"{key}:notify",
+                   *(k for c in folded for k in (self._call_key(c), self._attempts_key(c)))]
+        zsets = [f"{self.prefix}jobs", self._state_prefix() + job.state.value, f"{self.prefix}jobs:source:{job.source}",
+                 f"{self.prefix}jobs:dead", self._active_after_key]
+        watched = [f"{job.job_id}:{i}:{t.user_id}" for i, t in enumerate(job.targets) if t.user_id]
+        keys = [key, f"{key}:lease", self.job_audit_key(job.job_id), self._settled_key(job.job_id),
+                self._settled_index, self._watch_key, *deleted, *zsets]
+        args = [job.updated_at, last_audit_id, pack(settled) if keep_hot else "", job.job_id, created_us,
+                len(deleted), *watched]
+        return bool(self._settle(keys=keys, args=args))
+
+    def settled_before(self, created_before_us: int, *, limit: int) -> list[str]:
+        """Settled jobs created before `created_before_us`, oldest first."""
+        return [_text(i) for i in self.redis.zrangebyscore(self._settled_index, "-inf", f"({created_before_us}",
+                                                           start=0, num=limit)]
+
+    def evict(self, job_id: str) -> int:
+        """Let a settled job's packed copy go (its archive row holds it), and each shared call it named once no
+        job the call carried is left in Redis; returns the calls deleted."""
+        settled = self.settled(job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(self._settled_key(job_id))
+        pipe.zrem(self._settled_index, job_id)
+        pipe.execute()
+        if settled is None:
+            return 0
+        folded = {c["call_id"] for c in settled.calls}
+        shared = self.load_calls([c for c in settled.document["call_ids"] if c not in folded])
+        orphans = [c.call_id for c in shared if not self._any_exists(j for j in c.carried() if j != job_id)]
+        if orphans:
+            self.redis.delete(*(k for c in orphans for k in (self._call_key(c), self._attempts_key(c))))
+        return len(orphans)
+
+    def which_exist(self, job_ids: list[str], *, settled: bool) -> set[str]:
+        """Which of the jobs have a packed copy (`settled`) or a working record (not `settled`)."""
+        key = self._settled_key if settled else self._job_key
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(key(job_id))
+        return {j for j, there in zip(job_ids, pipe.execute(), strict=True) if there}
+
+    def settled_count(self) -> int:
+        return int(self.redis.zcard(self._settled_index))
 
     def transition(
         self, job_id: str, *, to: JobState, allowed_from: Iterable[JobState], actor: str = "boxcut", note: str = "",
@@ -614,7 +763,8 @@ class JobStore:
         return len(orphans)
 
     def _any_exists(self, job_ids: Iterable[str]) -> bool:
-        keys = [self._job_key(j) for j in job_ids]
+        """Whether any of the jobs is in Redis, working or settled."""
+        keys = [k for j in job_ids for k in (self._job_key(j), self._settled_key(j))]
         return bool(keys) and int(self.redis.exists(*keys)) > 0
 
     def trim_audit(self, before_ms: int) -> int:
@@ -642,7 +792,10 @@ class JobStore:
     def audit_entries(self, *, job_id: str | None = None, count: int = 1000) -> list[dict[str, Any]]:
         """Audit entries oldest first: one job's whole trail, or the newest `count` entries of all jobs."""
         if job_id is not None:
-            if self.redis.exists(self.job_audit_key(job_id)) or not self.exists(job_id):
+            settled = None if self.live(job_id) else self.settled(job_id)
+            if settled is not None:
+                return settled.audit_entries()
+            if self.redis.exists(self.job_audit_key(job_id)) or not self.live(job_id):
                 return list(self.audit_since(stream=self.job_audit_key(job_id)))
             # A job recorded before jobs kept their own stream: its entries are in the main one only.
             return [r for r in self.audit_entries(count=max(count, 100_000)) if r["job_id"] == job_id]

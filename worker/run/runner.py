@@ -19,6 +19,7 @@ from typing import Protocol
 
 from config import defaults
 from worker import logs
+from worker.archive.store import Archive
 from worker.box.models import BoxUser, CallResult
 from worker.errors import InvalidTransition, LeaseHeld
 from worker.jobs.brake import Brake
@@ -114,6 +115,8 @@ class RunContext:
     kick_sender: KickSender = field(default=no_kick)
     # The brake across jobs (worker/jobs/brake.py); None: no brake.
     brake: Brake | None = None
+    # Where finished jobs settle (worker/archive); None: nothing is archived (unit tests).
+    archive: Archive | None = None
     # This process's calls in flight at once, and the heartbeat that keeps its claims and leases (built here
     # when not given: one flight, and a heartbeat not started, in unit tests).
     flights: Flights = field(default_factory=lambda: Flights(1))

@@ -18,6 +18,7 @@ from worker.box.fingerprint import box_fingerprint
 from worker.box.rate_limit import RateLimiter
 from worker.connections import redis_client
 from worker.jobs.brake import Brake
+from worker.jobs.history import history_of
 from worker.jobs.send_queue import Budget, SendQueue
 from worker.jobs.store import JobStore
 from worker.locks import RedisLock
@@ -125,6 +126,7 @@ class Runtime:
         store = JobStore(client, key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas,
                          watch_seconds=settings.watch_seconds)
         queue = SendQueue(client, key_prefix=settings.key_prefix)
+        archive = history_of(settings, store).archive
         heartbeat = Heartbeat(queue, claim_seconds=settings.call_claim_seconds)
         context = RunContext(
             store=store,
@@ -150,7 +152,9 @@ class Runtime:
             brake=Brake.from_settings(client, settings),
             flights=Flights(settings.max_in_flight),
             heartbeat=heartbeat,
+            archive=archive,
         )
         heartbeat.on_beat = lambda: self.on_beat(context)
         heartbeat.start()
         return context
+

@@ -14,6 +14,7 @@ from worker.box.models import TERMINATE_ACCEPTED_MESSAGE, USERS_TERMINATE_ENDPOI
 from worker.errors import JobNotFound
 from worker.jobs import actions as job_actions
 from worker.jobs import evidence_signing as signing
+from worker.jobs.history import JobHistory
 from worker.jobs.model import JobState
 from worker.jobs.report import FORMAT, build_report
 from worker.jobs.report_markdown import render_markdown
@@ -42,7 +43,7 @@ def approved_job(store: JobStore) -> str:
 
 def test_a_report_holds_who_asked_the_approval_every_call_and_the_audit_trail(store: JobStore) -> None:
     job_id = approved_job(store)
-    report = build_report(store, job_id, now=lambda: "2026-12-02T11:00:00.000Z")
+    report = build_report(JobHistory(store, None), job_id, now=lambda: "2026-12-02T11:00:00.000Z")
     assert report["format"] == FORMAT and report["generated_at"] == "2026-12-02T11:00:00.000Z"
     assert report["job"]["job_id"] == job_id and report["job"]["state"] == "succeeded"
     assert report["request"]["requested_by"] == "pytest" and report["request"]["source"] == "test"
@@ -69,7 +70,7 @@ def test_a_report_holds_who_asked_the_approval_every_call_and_the_audit_trail(st
 def test_a_cancelled_job_names_who_cancelled_it(store: JobStore) -> None:
     job_id = new_job(store, users("jdoe@example.com"))
     job_actions.cancel(store=store, job_id=job_id, actor="operator:bob")
-    policy = build_report(store, job_id)["policy"]
+    policy = build_report(JobHistory(store, None), job_id)["policy"]
     assert policy["cancelled_by"] == "operator:bob" and policy["cancelled_at"]
 
 
@@ -77,7 +78,7 @@ def test_activity_after_termination_is_in_the_report(store: JobStore) -> None:
     job_id = approved_job(store)
     store.redis.hset(store.job_key(job_id), "watch_until", "2026-12-02T10:30:00.000Z")
     store.note_activity(job_id, 1, {"event_id": "e-1", "event_type": "LOGIN", "created_at": "2026-12-02T10:05:00Z"})
-    report = build_report(store, job_id)
+    report = build_report(JobHistory(store, None), job_id)
     assert report["watch"] == {"watch_until": "2026-12-02T10:30:00.000Z", "active_after": True,
                                "events_after_termination": 1}
     assert report["targets"][1]["activity_after"][0]["event_id"] == "e-1"
@@ -86,11 +87,11 @@ def test_activity_after_termination_is_in_the_report(store: JobStore) -> None:
 
 def test_an_unknown_job_has_no_report(store: JobStore) -> None:
     with pytest.raises(JobNotFound):
-        build_report(store, "j-0123456789abcdef")
+        build_report(JobHistory(store, None), "j-0123456789abcdef")
 
 
 def _signed_file(store: JobStore, key: Ed25519PrivateKey | None = KEY) -> bytes:
-    return signing.render(signing.sign(build_report(store, approved_job(store)), key)).encode()
+    return signing.render(signing.sign(build_report(JobHistory(store, None), approved_job(store)), key)).encode()
 
 
 def test_a_signed_report_verifies_against_its_key_and_as_written(store: JobStore) -> None:
@@ -162,7 +163,7 @@ def test_the_trusted_key_loads_from_a_public_or_a_private_pem() -> None:
 
 
 def test_the_markdown_form_says_it_is_unsigned_and_shows_the_call(store: JobStore) -> None:
-    text = render_markdown(build_report(store, approved_job(store)))
+    text = render_markdown(build_report(JobHistory(store, None), approved_job(store)))
     assert text.startswith("# Evidence report: job j-") and "Unsigned" in text
     assert "box-req-42" in text and "operator:alice" in text and "## Audit trail" in text
 
