@@ -68,10 +68,12 @@ SOAK_ARGS ?= --seconds 180
 SOAK_SEED ?=
 soak: install
 	scripts/ensure-redis-server
+	scripts/ensure-postgres
 	$(BIN)/python -m tests.soak $(SOAK_ARGS)
 
 soak-ci: install
 	scripts/ensure-redis-server
+	scripts/ensure-postgres
 	rm -rf build/soak-ci
 	$(BIN)/python -m tests.soak --seconds 180 --keep build/soak-ci $(if $(SOAK_SEED),--seed $(SOAK_SEED))
 

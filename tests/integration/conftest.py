@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
-DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.postgres import NoPostgres, databases
 
 
 @pytest.fixture(scope="module")
@@ -21,30 +16,15 @@ def postgres_databases() -> Iterator[Callable[[], str]]:
 
     A test that needs PostgreSQL fails (never skips) when none answers there: run scripts/ensure-postgres.
     """
-    admin_url = make_url(os.environ.get("BOXCUT_TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL))
-    engine = create_engine(admin_url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT",
-                           connect_args={"connect_timeout": 5})
-    made: list[str] = []
+    with databases() as supply:
 
-    def make() -> str:
-        name = f"boxcut_test_{uuid.uuid4().hex[:12]}"
-        try:
-            with engine.connect() as connection:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-        except SQLAlchemyError as error:
-            refused = " ".join(str(getattr(error, "orig", error)).split())
-        else:
-            made.append(name)
-            return admin_url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
-        pytest.fail(f"cannot create a database on the PostgreSQL at {admin_url.render_as_string(hide_password=True)} "
-                    f"(BOXCUT_TEST_POSTGRES_URL): {refused}; run scripts/ensure-postgres")
+        def make() -> str:
+            try:
+                return next(supply)
+            except NoPostgres as missing:
+                pytest.fail(str(missing))
 
-    yield make
-    if made:
-        with engine.connect() as connection:
-            for name in made:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
+        yield make
 
 
 @pytest.fixture(scope="module")

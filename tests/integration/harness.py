@@ -23,6 +23,7 @@ from config import Settings, load_settings
 from tasks.app import create_app, enqueuer
 from worker.connections import redis_client
 from worker.intake.auth import signature
+from worker.jobs.history import JobHistory, history_of
 from worker.jobs.model import Job, JobState
 from worker.jobs.store import JobStore
 from worker.jobs.submit import JobRequest, build_job, submit
@@ -105,6 +106,8 @@ class Stack:
             BOX_CLIENT_ID=config.client_id,
             BOX_CLIENT_SECRET=config.client_secret,
             BOX_ENTERPRISE_ID=config.enterprise_id,
+            # The stack's own archive, never the default file in the working directory (the repository).
+            BOXCUT_ARCHIVE_URL=f"sqlite:///{self.tmp}/archive.sqlite3",
         )
         env.update(self.extra_env)
         return env
@@ -114,6 +117,10 @@ class Stack:
 
     def store(self) -> JobStore:
         return JobStore(redis_client(self.settings()), key_prefix=self.key_prefix)
+
+    def history(self) -> JobHistory:
+        """Reads of jobs wherever they are: Redis, their packed copies, the stack's archive."""
+        return history_of(self.settings(), self.store())
 
     def submit(self, targets: list[dict[str, str]], *, dry_run: bool = False, reason: str = "test") -> str:
         settings = self.settings()

@@ -43,9 +43,11 @@ from tests.ssf_tokens import (
     set_claims,
     sign,
 )
+from worker.errors import JobNotFound
 from worker.events.cursor import StreamCursor
 from worker.events.reader import REQUESTED_BY as EVENT_STREAM_REQUESTER
 from worker.events.shield import SOURCE as SHIELD_SOURCE
+from worker.jobs.history import JobHistory, Listed
 from worker.jobs.model import JobState
 from worker.jobs.offboarding import OFFBOARDING_SOURCE
 from worker.jobs.store import ACTIVE_AFTER, JobStore
@@ -263,32 +265,41 @@ def retry_candidates(store: JobStore, *, limit: int = 50) -> list[str]:
 # -- finding what the doors made -------------------------------------------------------------------------------
 
 
-def jobs_by_event_id(store: JobStore, source: str) -> dict[str, str]:
-    """Event id (`source_event_id`: a SET's jti, a Box event id) -> job id, for every job of `source`."""
-    ids = [_text(i) for i in store.redis.zrange(f"{store.prefix}jobs:source:{source}", 0, -1)]
-    pipe = store.redis.pipeline(transaction=False)
-    for job_id in ids:
-        pipe.hget(store.job_key(job_id), "source_event_id")
-    return {_text(event): job_id for job_id, event in zip(ids, pipe.execute(), strict=True) if event}
-
-
-def activity_jobs(store: JobStore) -> dict[str, list[str]]:
-    """Box event id -> the jobs that recorded it as activity after termination, for every event recorded."""
-    ids = [row.job_id for row in _all(store, ACTIVE_AFTER)]
-    pipe = store.redis.pipeline(transaction=False)
-    for job_id in ids:
-        pipe.hkeys(f"{store.job_key(job_id)}:activity")
-    found: dict[str, list[str]] = {}
-    for job_id, fields in zip(ids, pipe.execute(), strict=True):
-        for field in fields:
-            found.setdefault(_text(field).split(":", 1)[1], []).append(job_id)
+def jobs_by_event_id(history: JobHistory, source: str, known: dict[str, str | None]) -> dict[str, str]:
+    """Event id (`source_event_id`: a SET's jti, a Box event id) -> job id, for every job of `source`, wherever it
+    is kept (Redis or the archive). `known` holds the event ids already read, by job id (an event id never
+    changes), so a drain that asks every second reads each job once."""
+    for row in _all(history, None, source=source):
+        job_id = row.summary.job_id
+        if job_id not in known:
+            try:
+                known[job_id] = history.find(job_id).job.source_event_id
+            except JobNotFound:  # listed a moment ago, gone since: looked for again next time
+                continue
+    found = {}
+    for row in _all(history, None, source=source):
+        event = known.get(row.summary.job_id)
+        if event:
+            found[event] = row.summary.job_id
     return found
 
 
-def _all(store: JobStore, state: str) -> list[Any]:
-    rows, cursor = [], 0
+def activity_jobs(history: JobHistory) -> dict[str, list[str]]:
+    """Box event id -> the jobs that recorded it as activity after termination, for every event recorded."""
+    found: dict[str, list[str]] = {}
+    for row in _all(history, ACTIVE_AFTER):
+        job = history.find(row.summary.job_id).job
+        for events in job.activity_after.values():
+            for event in events:
+                found.setdefault(str(event.get("event_id", "")), []).append(job.job_id)
+    return found
+
+
+def _all(history: JobHistory, state: str | None, *, source: str | None = None) -> list[Listed]:
+    rows: list[Listed] = []
+    cursor = 0
     while True:
-        page, following = store.list_jobs(state=state, limit=1000, cursor=cursor)
+        page, following = history.list_jobs(state=state, source=source, limit=1000, cursor=cursor)
         rows += page
         if following is None:
             return rows

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from boxsim import SimConfig
+from tests import postgres
 from tests.integration.harness import Stack, running_stack, until
 from tests.soak import doors
 from tests.soak.doors import SsfTransmitter
@@ -30,6 +31,7 @@ from tests.soak.invariants import TERMINATE_PATHS, Notifying, Violation, World, 
 from tests.soak.receiver import NoticeReceiver, notify_env
 from tests.soak.redis_group import ProxiedSentinels
 from tests.soak.workload import OPERATOR_TOKEN, PROTECTED, SENDERS, USERS, Record, Workload
+from worker.archive.migrate import upgrade
 from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT
 from worker.jobs.model import Job, JobState, utc_now
 
@@ -50,6 +52,12 @@ SOAK_ENV = {
     "BOXCUT_BRAKE_USERS": "40",
     "BOXCUT_BRAKE_TOTAL_USERS": "120",
     "BOXCUT_BRAKE_WINDOW_SECONDS": "30",
+    # Archiving as fast as it goes: a finished job settles into the archive (PostgreSQL, a database of the
+    # soak's own) 2 s after its last change, its packed copy leaves Redis a minute after its creation, and the
+    # pass runs every second: every fault lands on moves too, and the invariants read jobs from all three forms.
+    "BOXCUT_SETTLE_SECONDS": "2",
+    "BOXCUT_ARCHIVE_EVERY_SECONDS": "1",
+    "BOXCUT_HOT_DAYS": f"{60 / 86400:.8f}",
 }
 NOTIFY_SECRET = "soak-notify-secret-0123456789abcdef"
 
@@ -63,6 +71,7 @@ class Soak:
         self.workload = Workload(stack, url, seed, transmitter)
         self.faults = Faults(stack, redis, receiver, self.workload, say)
         self.notify_since = ""
+        self._event_ids: dict[str, str | None] = {}  # job id -> its event id, as read once
 
     def ready(self) -> None:
         """Wait until the event-stream reader and the notification scanner have taken their first positions (each
@@ -99,9 +108,9 @@ class Soak:
     def _find_event_jobs(self) -> None:
         """The jobs the SETs answered 202 and the Shield alerts planted made count as answered (their answers name
         none); one not found stands under its event id, so the invariants name it missing."""
-        store = self.stack.store()
+        history = self.stack.history()
         for source, events in (("ssf", self.record.sets), ("box-shield", self.record.shield)):
-            found = doors.jobs_by_event_id(store, source)
+            found = doors.jobs_by_event_id(history, source, self._event_ids)
             for event in events:
                 job = found.get(event)
                 self.record.answered.pop(f"{source}:{event}", None)
@@ -115,12 +124,12 @@ class Soak:
 
     def watched(self) -> int:
         """How many planted events the watch recorded (on a user Box had terminated shortly before)."""
-        recorded = doors.activity_jobs(self.stack.store())
+        recorded = doors.activity_jobs(self.stack.history())
         return sum(event_id in recorded for event_id, _, _ in self.record.activity)
 
     def _trails(self, jobs: dict[str, Job]) -> dict[str, list[dict[str, Any]]]:
-        store = self.stack.store()
-        return {job_id: store.audit_entries(job_id=job_id) for job_id in jobs}
+        history = self.stack.history()
+        return {job_id: history.audit(job_id) for job_id in jobs}
 
     def leftovers(self, *, timeout: float) -> dict[str, int]:
         """The work still queued once it has had `timeout` seconds to go: the first look that finds every queue
@@ -162,19 +171,19 @@ class Soak:
                      notices=self.receiver.notices(), leftovers=leftovers, event_jobs=self.record.event_jobs)
 
     def _all_job_ids(self) -> list[str]:
-        store, ids, cursor = self.stack.store(), [], 0
+        history, ids, cursor = self.stack.history(), [], 0
         while True:
-            rows, following = store.list_jobs(limit=1000, cursor=cursor)
-            ids += [r.job_id for r in rows]
+            rows, following = history.list_jobs(limit=1000, cursor=cursor)
+            ids += [r.summary.job_id for r in rows]
             if following is None:
                 return ids
             cursor = following
 
     def _jobs(self, job_ids: Any) -> dict[str, Job]:
-        store, jobs = self.stack.store(), {}
+        history, jobs = self.stack.history(), {}
         for job_id in job_ids:
             try:
-                jobs[job_id] = store.load(job_id)
+                jobs[job_id] = history.find(job_id).job
             except Exception:  # missing: the invariants say so
                 continue
         return jobs
@@ -194,8 +203,10 @@ def run(*, seconds: float, seed: int, rate: float, tmp: Path, kinds: tuple[str, 
     try:
         redis.start()
         env = {**SOAK_ENV, **doors.doors_env(transmitter), **notify_env(receiver.start(), NOTIFY_SECRET)}
-        with running_stack(redis.url, tmp, sim_config=SimConfig(port=0, generate_users=USERS), extra_env=env,
-                           worker=False) as stack:
+        with postgres.databases() as archives, running_stack(
+                redis.url, tmp, sim_config=SimConfig(port=0, generate_users=USERS),
+                extra_env={**env, "BOXCUT_ARCHIVE_URL": next(archives)}, worker=False) as stack:
+            upgrade(stack.settings().archive_location)
             stack.start_worker(concurrency=2)
             stack.start_worker(concurrency=2, beat=False)
             soak = Soak(stack, redis, receiver, stack.start_intake(), seed, transmitter, say)
