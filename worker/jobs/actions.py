@@ -71,6 +71,7 @@ def retry(*, store: JobStore, enqueue: Enqueue, job_id: str, actor: str) -> Retr
         raise InvalidTransition(f"job {job_id} is {job.state.value}; only a failed or partial job is retried")
     # Targets first, state second: while the job is still final no run touches it, and once it is
     # resolving its targets are already pending, so a run never finds it half reset.
+    store.undefer_settle(job_id)  # its next end is looked at when it comes, not when this one's would have settled
     before = {i: Target.from_dict(t.to_dict()) for i, t in again.items()}
     for target in again.values():
         target.status, target.detail = TargetStatus.PENDING, None

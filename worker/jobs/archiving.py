@@ -126,9 +126,11 @@ class Archiver:
     # -- settling --------------------------------------------------------------------------------------------
 
     def settle_jobs(self, *, most: int = SETTLE_MOST) -> tuple[int, int, int]:
-        """Settle the finished jobs that are quiet: (settled with a packed copy, archived only, not quiet yet)."""
+        """Settle the finished jobs that are quiet: (settled with a packed copy, archived only, not quiet yet). A
+        job not quiet yet is looked at again when it may be (`JobStore.defer_settle`), so however many wait (a
+        week of failed jobs kept for a retry), the ones behind them are reached."""
         settled = archived_only = waiting = 0
-        for job_id in self.store.settle_candidates(FINAL_STATES, limit=most):
+        for job_id in self.store.settle_candidates(FINAL_STATES, now=self.clock(), limit=most):
             outcome = self.settle(job_id)
             if outcome == "hot":
                 settled += 1
@@ -146,7 +148,9 @@ class Archiver:
         job, now = self.store.load(job_id), self.clock()
         trail = self.store.audit_trail_raw(job_id)
         last_audit_id = trail[-1][0] if trail else ""
-        if not self._quiet(job, last_audit_id, now):
+        quiet_at = self._quiet_at(job, last_audit_id, now)
+        if quiet_at > now:
+            self.store.defer_settle(job_id, until=quiet_at)
             return "waits"
         created_us = self.store.created_us(job_id)
         calls = [call_document(c, requests_sent=self.store.attempts_sent(c.call_id)) for c in job.calls]
@@ -161,24 +165,23 @@ class Archiver:
         self.queue.forget_job(job_id)
         return "hot" if keep_hot else "archived"
 
-    def _quiet(self, job: Job, last_audit_id: str, now: float) -> bool:
-        """Whether nothing will change the finished job any more."""
+    def _quiet_at(self, job: Job, last_audit_id: str, now: float) -> float:
+        """When nothing will change the finished job any more, as far as can be told now (`now` or earlier: it is
+        quiet); what may still move it is looked at again after BOXCUT_SETTLE_SECONDS."""
+        soon = now + max(self.settle_seconds, 1.0)
         if job.state not in FINAL_STATES or self.store.leased(job.job_id) or self.queue.open_targets(job.job_id):
-            return False
+            return soon
         if any(c.state is not CallState.ANSWERED for c in job.calls):
-            return False
-        calm = self.hot_seconds if any(t.status in RETRYABLE for t in job.targets) else self.settle_seconds
-        if now - _epoch(job.updated_at) < calm:
-            return False
-        if job.watch_until and now < _epoch(job.watch_until) + self.late_events_seconds:
-            return False
+            return soon
         if any(n.get("status") not in DELIVERY_FINAL for n in job.notifications):
-            return False
+            return soon
         if self.scanned_to is not None and last_audit_id:
             scanned = self.scanned_to()
             if scanned is None or _id_order(scanned) < _id_order(last_audit_id):
-                return False
-        return True
+                return soon
+        calm = self.hot_seconds if any(t.status in RETRYABLE for t in job.targets) else self.settle_seconds
+        watched = _epoch(job.watch_until) + self.late_events_seconds if job.watch_until else 0.0
+        return max(_epoch(job.updated_at) + calm, watched)
 
     # -- the hot window --------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ Keys (all under the settings' key prefix `P`):
     P settled:{id}        string a settled job's packed copy (worker/jobs/document.py): its record, the calls no
                                  other job shares and its audit trail, in one key, for the hot window
     P jobs:settled        zset   settled job ids by creation time (µs): the packed copies, oldest first
+    P jobs:settle_wait    zset   finished jobs not quiet yet, scored by when (epoch s) to look at them again
 
 A finished job settles once nothing will change it any more (worker/jobs/archiving.py): its archive row is
 committed, then one step replaces its working keys (record, targets, calls list, activity, notifications, audit
@@ -380,10 +381,36 @@ class JobStore:
         """When the working job was created (epoch µs): its place in every index."""
         return int(self.redis.hget(self._job_key(job_id), "created_us") or 0)
 
-    def settle_candidates(self, states: Iterable[JobState], *, limit: int) -> list[str]:
-        """The oldest finished jobs still in their working form (up to `limit` of each state)."""
-        return [_text(i) for state in states
-                for i in self.redis.zrange(self._state_prefix() + state.value, 0, limit - 1)]
+    @property
+    def _settle_wait_key(self) -> str:
+        return f"{self.prefix}jobs:settle_wait"
+
+    def defer_settle(self, job_id: str, *, until: float) -> None:
+        """Look at the finished job again for settling no sooner than `until` (epoch s)."""
+        self.redis.zadd(self._settle_wait_key, {job_id: until})
+
+    def undefer_settle(self, job_id: str) -> None:
+        """Forget when to look at the job again (it is moving again: a retry)."""
+        self.redis.zrem(self._settle_wait_key, job_id)
+
+    def settle_candidates(self, states: Iterable[JobState], *, now: float, limit: int,
+                          scan_most: int = 20_000) -> list[str]:
+        """Finished jobs still in their working form that are due a look (not deferred past `now`), oldest first:
+        up to `limit`, reading at most `scan_most` of each state's index."""
+        due: list[str] = []
+        for state in states:
+            key = self._state_prefix() + state.value
+            for start in range(0, scan_most, 1000):
+                ids = [_text(i) for i in self.redis.zrange(key, start, start + 999)]
+                pipe = self.redis.pipeline(transaction=False)
+                for job_id in ids:
+                    pipe.zscore(self._settle_wait_key, job_id)
+                due += [j for j, wait in zip(ids, pipe.execute(), strict=True) if wait is None or wait <= now]
+                if len(due) >= limit or len(ids) < 1000:
+                    break
+            if len(due) >= limit:
+                break
+        return due[:limit]
 
     def audit_trail_raw(self, job_id: str) -> list[tuple[str, dict[str, str]]]:
         """The job's own audit stream as stored: entry ids and their fields as text (the archive keeps the
@@ -406,7 +433,7 @@ class JobStore:
         deleted = [f"{key}:targets", f"{key}:calls", f"{key}:activity", f"{key}:notify",
                    *(k for c in folded for k in (self._call_key(c), self._attempts_key(c)))]
         zsets = [f"{self.prefix}jobs", self._state_prefix() + job.state.value, f"{self.prefix}jobs:source:{job.source}",
-                 f"{self.prefix}jobs:dead", self._active_after_key]
+                 f"{self.prefix}jobs:dead", self._active_after_key, self._settle_wait_key]
         watched = [f"{job.job_id}:{i}:{t.user_id}" for i, t in enumerate(job.targets) if t.user_id]
         keys = [key, f"{key}:lease", self.job_audit_key(job.job_id), self._settled_key(job.job_id),
                 self._settled_index, self._watch_key, *deleted, *zsets]
@@ -753,6 +780,7 @@ class JobStore:
         pipe.zrem(f"{self.prefix}jobs", job_id)
         pipe.zrem(f"{self.prefix}jobs:dead", job_id)
         pipe.zrem(self._active_after_key, job_id)
+        pipe.zrem(self._settle_wait_key, job_id)
         pipe.zrem(self._state_prefix() + state, job_id)
         pipe.zrem(f"{self.prefix}jobs:source:{source}", job_id)
         pipe.execute()

@@ -121,6 +121,22 @@ def test_a_finished_job_that_may_still_change_waits(store: JobStore, archive: Ar
     assert store.live(job_id) and archive.job(job_id) is None
 
 
+def test_a_job_not_quiet_is_looked_at_again_when_it_may_be_and_those_behind_it_are_reached(
+        store: JobStore, archive: Archive) -> None:
+    waiting = [finished_job(store, f"w{i}@example.com", answers=[refused(400, "bad_request")]) for i in range(3)]
+    quiet = finished_job(store, "q@example.com")
+    store.redis.hset(f"t:job:{quiet}", "state", "failed")  # the same index as the waiting ones, behind them
+    store.redis.zrem("t:jobs:state:succeeded", quiet)
+    store.redis.zadd("t:jobs:state:failed", {quiet: store.created_us(quiet)})
+    worker = archiver(store, archive)
+    assert worker.settle_jobs(most=2) == (0, 0, 2)
+    assert worker.settle_jobs(most=2) == (1, 0, 1)  # the first two are deferred: the third and the quiet one
+    assert store.settle_candidates([JobState.FAILED], now=time.time(), limit=10) == []
+    due = time.time() + DAY + 1
+    assert store.settle_candidates([JobState.FAILED], now=due, limit=10) == waiting
+    assert archiver(store, archive, clock=lambda: due).settle_jobs() == (0, 3, 0)
+
+
 def test_a_job_holding_failed_targets_stays_working_for_the_hot_window_so_it_can_be_retried(
         store: JobStore, archive: Archive) -> None:
     job_id = finished_job(store, "a@example.com", answers=[refused(400, "bad_request")])
