@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ pytestmark = pytest.mark.integration
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SCHEMA = json.loads((REPO / "tests" / "compose" / "compose-spec.json").read_text())
 BOXCUT_SERVICES = ("worker", "notifier", "intake", "beat")
+# The services whose commands are boxcut's: the long-running ones, and the one-shot migration before them.
+BOXCUT_COMMANDS = ("migrate", *BOXCUT_SERVICES)
 
 
 def test_the_compose_file_validates_against_the_compose_specification() -> None:
@@ -49,22 +51,75 @@ def test_the_compose_file_validates_against_the_compose_specification() -> None:
 
 def test_the_stack_has_every_service_pinned_checked_and_secret() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"redis", "worker", "notifier", "intake", "beat", "flower"}
+    assert set(services) == {"redis", "postgres", "migrate", "worker", "notifier", "intake", "beat", "flower"}
     assert re.fullmatch(r"redis:\d+\.\d+(-alpine)?", services["redis"]["image"])  # a pinned minor version
     redis_command = " ".join(services["redis"]["command"])
     assert "--appendonly yes" in redis_command and "--maxmemory-policy noeviction" in redis_command
     assert "--maxmemory " in redis_command and "--requirepass" in redis_command
-    assert all("healthcheck" in services[name] for name in ("redis", "worker", "intake"))
+    assert all("healthcheck" in services[name] for name in ("redis", "postgres", "worker", "intake"))
     assert services["flower"]["profiles"] == ["flower"]
     assert "env_file" not in json.dumps(services)  # .env is optional: read through ${…} when present
-    for name in BOXCUT_SERVICES:
+    for name in BOXCUT_COMMANDS:
         env = services[name]["environment"]
         assert not [k for k in env if "SECRET" in k or "TOKENS" in k or "PASSWORD" in k if not k.endswith("_FILE")]
         assert set(services[name]["secrets"]) <= set(COMPOSE["secrets"])
+        assert "BOXCUT_ARCHIVE_URL" not in env  # the URL holds the password: only as a file
+        assert env["BOXCUT_ARCHIVE_URL_FILE"] == "/run/secrets/archive_url"
+        assert "archive_url" in services[name]["secrets"]
     assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim-\w+ AS build$", (REPO / "Dockerfile").read_text(), re.M)
 
 
-@pytest.mark.parametrize("service", BOXCUT_SERVICES)
+def test_the_archive_is_a_pinned_postgres_with_a_volume_a_secret_password_and_a_healthcheck() -> None:
+    postgres = COMPOSE["services"]["postgres"]
+    assert re.fullmatch(r"postgres:\d+\.\d+(-alpine)?", postgres["image"])  # an exact minor release, not `16`
+    assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert "POSTGRES_PASSWORD" not in postgres["environment"] and postgres["secrets"] == ["postgres_password"]
+    assert COMPOSE["secrets"]["postgres_password"] == {"file": "./secrets/postgres_password"}
+    assert COMPOSE["secrets"]["archive_url"] == {"file": "./secrets/archive_url"}
+    volume = postgres["volumes"][0].split(":")
+    assert volume[1] == "/var/lib/postgresql/data" and volume[0] in COMPOSE["volumes"]
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    user, database = postgres["environment"]["POSTGRES_USER"], postgres["environment"]["POSTGRES_DB"]
+    assert f"-U {user} -d {database}" in " ".join(postgres["healthcheck"]["test"])
+
+
+def test_the_boxcut_services_wait_for_postgres_and_the_migration_which_runs_once() -> None:
+    services = COMPOSE["services"]
+    migrate = services["migrate"]
+    assert migrate["command"] == ["boxcut", "migrate"] and migrate["restart"] == "no"
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    for name in (*BOXCUT_SERVICES, "flower"):
+        assert services[name]["depends_on"] == {"redis": {"condition": "service_healthy"},
+                                                "postgres": {"condition": "service_healthy"},
+                                                "migrate": {"condition": "service_completed_successfully"}}
+        assert services[name]["restart"] == "unless-stopped"
+
+
+def test_make_secrets_writes_an_archive_url_with_the_postgres_password(tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "secrets").mkdir()
+    script = tmp_path / "scripts" / "make-secrets"
+    script.write_bytes((REPO / "scripts" / "make-secrets").read_bytes())
+    script.chmod(0o755)
+    made = subprocess.run([str(script)], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    secrets_dir = tmp_path / "secrets"
+    assert {p.name for p in secrets_dir.iterdir()} >= set(COMPOSE["secrets"])
+    password = (secrets_dir / "postgres_password").read_text().strip()
+    postgres = COMPOSE["services"]["postgres"]["environment"]
+    assert len(password) >= 32 and (secrets_dir / "archive_url").read_text() == (
+        f"postgresql://{postgres['POSTGRES_USER']}:{password}@postgres:5432/{postgres['POSTGRES_DB']}\n")
+    settings = load_settings({"BOXCUT_ARCHIVE_URL_FILE": str(secrets_dir / "archive_url")}, env_file=None)
+    assert settings.archive_location == f"postgresql://boxcut:{password}@postgres:5432/boxcut"
+    again = subprocess.run([str(script)], capture_output=True, text=True, timeout=60)  # keeps what exists
+    assert again.returncode == 0 and again.stdout == ""
+    assert (secrets_dir / "postgres_password").read_text().strip() == password
+    (secrets_dir / "postgres_password").write_text("another\n")  # the two would disagree: said, not started
+    mismatch = subprocess.run([str(script)], capture_output=True, text=True, timeout=60)
+    assert mismatch.returncode == 1 and "another password than secrets/postgres_password" in mismatch.stderr
+
+
+@pytest.mark.parametrize("service", BOXCUT_COMMANDS)
 def test_every_services_command_is_a_real_boxcut_command(service: str) -> None:
     program, *args = COMPOSE["services"][service]["command"]
     assert program == "boxcut"
@@ -112,19 +167,27 @@ def _command(service: str, *, intake_port: int, metrics_port: int) -> list[str]:
     return [sys.executable, "-m", "worker.cli", *text.split()]
 
 
-def test_the_compose_services_commands_answer_a_signed_alert_end_to_end(compose_redis: PrivateRedis,
-                                                                         tmp_path: Path) -> None:
+def test_the_compose_services_commands_answer_a_signed_alert_end_to_end(
+        compose_redis: PrivateRedis, postgres_databases: Callable[[], str], tmp_path: Path) -> None:
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
     sim = BoxSim(SimConfig(port=0)).start()
     values = {"redis_password": compose_redis.password or "", "box_client_secret": sim.config.client_secret,
               "intake_tokens": "compose-intake-token", "operator_tokens": "compose-operator-token",
               "report_signing_key": subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519"], check=True,
-                                                   capture_output=True, text=True).stdout}
+                                                   capture_output=True, text=True).stdout,
+              # The archive: a fresh PostgreSQL database of this test's own, as the `postgres` service is.
+              "postgres_password": "unused-here", "archive_url": postgres_databases()}
     for name in COMPOSE["secrets"]:
         (secrets_dir / name).write_text(values[name] + "\n")
     intake_port, metrics_port = free_port(), free_port()
     processes: list[subprocess.Popen[bytes]] = []
+    # `migrate` first, as compose runs it: the schema at head, or no boxcut service starts.
+    migrated = subprocess.run(_command("migrate", intake_port=intake_port, metrics_port=metrics_port),
+                              env=_compose_env("migrate", redis_port=compose_redis.port, secrets_dir=secrets_dir,
+                                               sim=sim),
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert migrated.returncode == 0 and "-> " in migrated.stdout, migrated.stdout + migrated.stderr
     try:
         for service in BOXCUT_SERVICES:
             log = (tmp_path / f"{service}.log").open("wb")
@@ -150,6 +213,7 @@ def test_the_compose_services_commands_answer_a_signed_alert_end_to_end(compose_
     assert job["state"] == JobState.SUCCEEDED.value, logs
     assert all(alive), logs
     assert 'boxcut_jobs_finished_total{state="succeeded"} 1.0' in metrics
+    assert 'boxcut_jobs_in_redis{form="working"} 1.0' in metrics and "boxcut_redis_days_left " in metrics
     assert "beat: Starting" in logs["beat"]
     assert not [s for s, text in logs.items() if "compose-redis-password" in text or "compose-intake-token" in text]
 
@@ -238,8 +302,13 @@ def test_the_sentinel_variant_validates_and_points_every_boxcut_service_at_the_s
         assert [host for host, _ in settings.sentinel.sentinels] == ["sentinel-1", "sentinel-2", "sentinel-3"]
         assert settings.redis_wait_replicas == 1 and "redis_password" in services[name]["secrets"]
         assert env["BOXCUT_REDIS_SENTINEL_PASSWORD_FILE"] == "/run/secrets/redis_password"
-        # Not on `redis`, which may be gone for good after a failover: on the Sentinels alone.
-        assert set(services[name]["depends_on"]) == {"sentinel-1", "sentinel-2", "sentinel-3"}
+        # Not on `redis`, which may be gone for good after a failover: on the Sentinels, and the archive as in the
+        # main file (PostgreSQL up, its schema migrated).
+        assert set(services[name]["depends_on"]) == {"sentinel-1", "sentinel-2", "sentinel-3", "postgres", "migrate"}
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+        assert env["BOXCUT_ARCHIVE_URL_FILE"] == "/run/secrets/archive_url"
+        assert "archive_url" in services[name]["secrets"]
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}  # needs no Redis
 
 
 def test_the_sentinel_variants_scripts_run_a_primary_a_replica_and_a_sentinel_that_all_ask_a_password(

@@ -9,14 +9,18 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
 import requests
 
+from config import load_settings
 from tests.integration.harness import REPO, running_stack
+from worker.archive.store import Archive
 from worker.box.models import TERMINATE_ACCEPTED_MESSAGE
+from worker.cli import doctor
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +84,7 @@ def test_doctor_says_ok_for_a_working_stack(redis_url: str, tmp_path: Path) -> N
     assert run.returncode == 0, run.stdout + run.stderr
     assert "ok   redis" in run.stdout and "ok   broker" in run.stdout and "ok   box token" in run.stdout
     assert "ok   workers: 1 answered" in run.stdout and "ok   beat: the periodic sweep ran" in run.stdout
+    assert "ok   redis memory: " in run.stdout and "ok   archive: embedded SQLite file sqlite:///" in run.stdout
 
 
 def test_doctor_fails_when_no_worker_answers(redis_url: str, tmp_path: Path) -> None:
@@ -101,3 +106,23 @@ def test_doctor_says_what_is_wrong_even_with_a_token_cached(redis_url: str, tmp_
     assert run.returncode == 1
     assert "FAIL box: Box refused the token request (400 invalid_client)" in run.stdout
     assert "wrong-secret" not in run.stdout + run.stderr
+
+
+def test_doctor_fails_a_postgresql_archive_until_boxcut_migrate_brings_its_schema_to_head(
+        redis_url: str, postgres_databases: Callable[[], str]) -> None:
+    prefix = f"boxcut-test-{uuid.uuid4().hex[:10]}:"
+    url = postgres_databases()  # a fresh database, as the compose `postgres` service starts
+    env = {**_clean_env(redis_url, prefix), "BOXCUT_ARCHIVE_URL": url}
+    settings = load_settings(env, env_file=None)
+    lines: list[str] = []
+    assert not doctor._check_archive(settings, lines.append)
+    assert len(lines) == 1 and lines[0].startswith(f"FAIL archive: the archive at {Archive(url).where} has no schema")
+    assert "run `boxcut migrate`" in lines[0]
+
+    migrated = subprocess.run([sys.executable, "-m", "worker.cli", "migrate"], env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    lines.clear()
+    assert doctor._check_archive(settings, lines.append)
+    assert lines == [f"ok   archive: database {Archive(url).where}, schema at head; holds 0 jobs, 0 calls, 0 audit "
+                     "entries; 0 finished jobs wait in Redis to settle"]

@@ -43,3 +43,9 @@ def test_a_workers_metrics_count_its_box_calls_outcomes_and_time_to_accepted(red
     assert samples[("boxcut_submitted_to_accepted_seconds_sum", ())] > 0
     assert samples[("boxcut_calls_in_flight", (("endpoint", terminate),))] == 0
     assert samples[("boxcut_targets_waiting", (("endpoint", terminate),))] == 0
+    # Redis's headroom, read at scrape time (tests/integration/test_headroom.py tests the numbers).
+    assert samples[("boxcut_redis_used_bytes", ())] > 0 and ("boxcut_redis_days_left", ()) in samples
+    assert samples[("boxcut_job_redis_bytes", ())] > 0 and samples[("boxcut_jobs_per_day", ())] > 0
+    in_redis = samples[("boxcut_jobs_in_redis", (("form", "working"),))] + samples[("boxcut_jobs_in_redis",
+                                                                                    (("form", "hot"),))]
+    assert in_redis == 2 and ("boxcut_jobs_waiting_to_settle", ()) in samples

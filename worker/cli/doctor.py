@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
@@ -21,6 +22,13 @@ Echo = Callable[[str], None]
 # How long `doctor` waits for workers to answer a ping.
 WORKER_PING_SECONDS = 2.0
 
+# Fewer days of jobs than this fitting in Redis's free memory is a warning (and BoxcutRedisWillFill's threshold,
+# deploy/prometheus/boxcut-rules.yml).
+DAYS_LEFT_WARNING = 14
+
+# More finished jobs than this waiting to settle is a warning (and BoxcutArchiveBehind's threshold).
+WAITING_TO_SETTLE_WARNING = 1000
+
 
 def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
     """Run every check in order, stopping at the first whose failure makes the rest meaningless."""
@@ -32,14 +40,103 @@ def run_checks(*, load: Callable[[], Settings], echo: Echo) -> bool:
     echo(f"ok   settings: Box auth {settings.box_auth_mode.value}, API {settings.box_api_base_url}, "
          f"Redis {settings.redis_shown}, batch {settings.batch_size}, "
          f"rate limit {settings.rate_limit_per_minute}/min" + (", GLOBAL DRY RUN" if settings.dry_run else ""))
-    if not _check_redis(settings, echo) or not _check_broker(settings, echo):
+    if not _check_redis(settings, echo):
         return False
+    _check_headroom(settings, echo)
+    if not _check_broker(settings, echo):
+        return False
+    archive_ok = _check_archive(settings, echo)
     box_ok = _check_box(settings, echo)
     workers_ok = _check_workers(settings, echo) and _check_worker_boxes(settings, echo)
     _check_event_stream(settings, echo)
     _check_shared_signals(settings, echo)
     _check_brake(settings, echo)
-    return workers_ok and box_ok
+    return workers_ok and box_ok and archive_ok
+
+
+def _check_headroom(settings: Settings, echo: Echo, *, now: float | None = None) -> None:
+    """Redis's memory against what the jobs need (worker/jobs/headroom.py): used against maxmemory, a settled
+    job's bytes, jobs a day, the hot window's need, the days of jobs the free memory holds. Warnings only, but
+    loud ones: a Redis at maxmemory (noeviction) refuses every write, and nobody is cut off."""
+    from worker.connections import redis_client
+    from worker.jobs.headroom import FULL_FRACTION, measure, size
+
+    try:
+        room = measure(_store(settings, redis_client(settings)), hot_days=settings.hot_days, now=now,
+                       idempotency_ttl_seconds=settings.idempotency_ttl_seconds)
+    except redis.RedisError as exc:
+        echo(f"warn redis memory: cannot measure: {exc}")
+        return
+    echo(f"ok   redis memory: {room.describe()}")
+    refuses = "Redis will refuse writes and containment stops"
+    remedy = "raise Redis's maxmemory (REDIS_MAXMEMORY under compose) or lower BOXCUT_HOT_DAYS"
+    if not room.limited:
+        echo("warn redis memory: no maxmemory: Redis grows until the host runs out of memory and the kernel kills "
+             "it, and containment stops; set maxmemory (with maxmemory-policy noeviction, as docker-compose.yml "
+             "does) so that doctor and boxcut_redis_days_left see it coming")
+        return
+    if not room.fits:
+        echo(f"warn redis memory: the {room.hot_days:g}-day hot window will not fit: at {room.jobs_per_day:,.0f} "
+             f"jobs a day it grows by ~{size(room.hot_window_growth)} more, past {FULL_FRACTION:.0%} of maxmemory "
+             f"({size(FULL_FRACTION * room.max_bytes)}); once it is full, {refuses}; {remedy}")
+    if room.days_left is not None and room.days_left < DAYS_LEFT_WARNING:
+        echo(f"warn redis memory: the {size(max(0, room.max_bytes - room.used_bytes))} free holds only "
+             f"{room.days_left:,.1f} days of jobs at {room.jobs_per_day:,.0f} a day (under {DAYS_LEFT_WARNING}): "
+             f"while the hot window fills, or should jobs stop leaving Redis (the archive down, no beat), Redis "
+             f"fills that soon; once it is full, {refuses}; {remedy}")
+
+
+def _check_archive(settings: Settings, echo: Echo) -> bool:
+    """The archive (BOXCUT_ARCHIVE_URL, or the embedded SQLite file): reachable, its schema at this version's
+    head, what it holds, and the finished jobs still waiting in Redis to settle into it. Named by
+    `Archive.where`, never by the URL (it holds the password). A server that cannot be reached or whose schema is
+    behind fails: the archive pass then moves nothing, and finished jobs pile up in Redis."""
+    from worker.archive.store import ArchiveError, SchemaBehind
+    from worker.connections import redis_client
+    from worker.jobs.headroom import waiting_to_settle
+    from worker.jobs.history import history_of
+
+    store = _store(settings, redis_client(settings))
+    waiting = waiting_to_settle(store)
+    pending = ("1 finished job waits" if waiting == 1 else f"{waiting:,} finished jobs wait") + " in Redis to settle"
+    try:
+        archive = history_of(settings, store).archive
+    except ArchiveError as exc:
+        echo(f"FAIL archive: {exc}; nothing settles until it is fixed: {pending}")
+        return False
+    assert archive is not None  # history_of always names one
+    sqlite_file = _embedded_file(settings.archive_location) if archive.embedded else None
+    if sqlite_file is not None and not sqlite_file.exists():
+        relative = "" if sqlite_file.is_absolute() else " (relative to the working directory)"
+        echo(f"ok   archive: embedded SQLite file {archive.where}{relative} not made yet: the first archive pass "
+             f"makes it; {pending}")
+    else:
+        try:
+            archive.check_schema()
+            held = archive.stats()
+        except SchemaBehind as exc:
+            echo(f"FAIL archive: {exc}; until then nothing settles: {pending}")
+            return False
+        except ArchiveError as exc:
+            echo(f"FAIL archive: cannot read it: {exc}; nothing settles until it answers: {pending}")
+            return False
+        finally:
+            archive.close()
+        kind = "embedded SQLite file" if archive.embedded else "database"
+        echo(f"ok   archive: {kind} {archive.where}, schema at head; holds {held['jobs']:,} jobs, "
+             f"{held['calls']:,} calls, {held['audit_entries']:,} audit entries; {pending}")
+    if archive.embedded:
+        echo("note archive: an embedded SQLite file suits one host only: workers on other hosts would each archive "
+             "to a file of their own; set BOXCUT_ARCHIVE_URL to a PostgreSQL database (docker-compose.yml runs one)")
+    if waiting > WAITING_TO_SETTLE_WARNING:
+        echo(f"warn archive: {pending} (more than {WAITING_TO_SETTLE_WARNING:,}): the archive pass may be behind; "
+             f"is beat running (`boxcut beat`, or a worker without --no-beat)? Finished jobs holding failed targets "
+             f"wait for the {settings.hot_days:g}-day hot window by design")
+    return True
+
+
+def _embedded_file(location: str) -> Path | None:
+    return Path(location.removeprefix("sqlite:///")) if location.startswith("sqlite:///") else None
 
 
 def _check_brake(settings: Settings, echo: Echo) -> None:

@@ -4,12 +4,15 @@
 directory of this worker's own, so every pool process (forked later) counts in files there. `serve()` starts the
 HTTP server in the main process with a registry that sums those files (prometheus-client's multiprocess mode),
 plus what Redis knows for every worker at once, read at scrape time: calls in flight and targets waiting per
-endpoint, and the age of the shared directory copy.
+endpoint, the age of the shared directory copy, and Redis's headroom (worker/jobs/headroom.py: memory used and
+its limit, a settled job's bytes, jobs a day, the days of jobs the free memory holds, the hot window's need, the
+jobs in Redis and those waiting to settle), measured on a small sample so that a scrape stays cheap.
 """
 
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import shutil
 import tempfile
@@ -20,6 +23,10 @@ from typing import Any
 from config import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Keys whose MEMORY USAGE a scrape measures, of each kind (packed copies, idempotency keys): a few round trips'
+# worth, so that a scrape every 15 s costs Redis nothing worth counting.
+HEADROOM_SAMPLE = 5
 
 
 def prepare() -> str:
@@ -48,10 +55,12 @@ class _SharedState:
         from worker.connections import redis_client
         from worker.events.cursor import StreamCursor
         from worker.jobs.send_queue import SendQueue
+        from worker.jobs.store import JobStore
         from worker.run.directory_cache import DirectoryCache
 
         client = redis_client(settings)
         self.settings = settings
+        self.store = JobStore(client, key_prefix=settings.key_prefix)
         self.cursor = StreamCursor(client, key_prefix=settings.key_prefix)
         self.queue = SendQueue(client, key_prefix=settings.key_prefix)
         self.directory = DirectoryCache(client, key_prefix=settings.key_prefix,
@@ -89,6 +98,7 @@ class _SharedState:
             copy_age.add_metric([], age)
         yield copy_age
         yield from self._stream_gauges()
+        yield from self._headroom_gauges()
 
     def _stream_gauges(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
@@ -111,3 +121,35 @@ class _SharedState:
                                    "after Box accepted their termination")
         active.add_metric([], float(self.cursor.redis.zcard(f"{self.settings.key_prefix}jobs:active_after")))
         yield from (since, silent, read_age, active)
+
+    def _headroom_gauges(self) -> Iterator[Any]:
+        """Redis's headroom: the numbers `boxcut doctor` prints, for alerts before Redis fills (a full Redis, with
+        maxmemory-policy noeviction, refuses every write: containment stops)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        from worker.jobs.headroom import measure, waiting_to_settle
+
+        room = measure(self.store, hot_days=self.settings.hot_days, sample=HEADROOM_SAMPLE,
+                       idempotency_ttl_seconds=self.settings.idempotency_ttl_seconds)
+        values = (
+            ("boxcut_redis_used_bytes", "Memory Redis uses (INFO memory used_memory)", room.used_bytes),
+            ("boxcut_redis_max_bytes", "Redis's maxmemory (0: no limit)", room.max_bytes),
+            ("boxcut_job_redis_bytes", "Bytes a settled job takes in Redis over the hot window (estimated from a "
+             "sample: its packed copy, index entry and share of an idempotency key)", room.bytes_per_job),
+            ("boxcut_jobs_per_day", "Jobs created a day, at the rate of the last 24 h (scaled up from less while "
+             "Redis holds younger jobs only)", room.jobs_per_day),
+            ("boxcut_redis_days_left", "Days of jobs, at that rate, the free memory (maxmemory - used) holds were "
+             "nothing to leave Redis; +Inf with no maxmemory or no jobs",
+             math.inf if room.days_left is None else room.days_left),
+            ("boxcut_hot_window_bytes", "What a full hot window (BOXCUT_HOT_DAYS) holds at that rate",
+             room.hot_window_bytes),
+            ("boxcut_jobs_waiting_to_settle", "Finished jobs still in their working form in Redis, not settled into "
+             "the archive yet", waiting_to_settle(self.store)),
+        )
+        for name, documentation, value in values:
+            yield GaugeMetricFamily(name, documentation, value=float(value))
+        in_redis = GaugeMetricFamily("boxcut_jobs_in_redis", "Jobs in Redis: working (full records, not settled "
+                                     "yet) or hot (packed copies)", labels=["form"])
+        in_redis.add_metric(["working"], room.jobs_working)
+        in_redis.add_metric(["hot"], room.jobs_hot)
+        yield in_redis
