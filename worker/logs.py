@@ -93,5 +93,12 @@ def configure(*, level: str | int = "INFO", fmt: str | None = None, stream: Text
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     logging.captureWarnings(True)
     return chosen
+
+
+# Libraries whose INFO lines are noise in an operator's output: Alembic says at import which plugins it set up
+# (a log line on stderr after `boxcut status`), and each migration step (`boxcut migrate` says what it did).
+QUIET_LIBRARIES = ("alembic",)
