@@ -171,6 +171,19 @@ class DevStack:
         )
         self._stops.append(lambda: _end(proc))
         self.lines.append(f"worker  a Celery worker (prefork, {concurrency} processes), pid {proc.pid}")
+        self.lines.append(f"archive {self._archive_shown()}")
+
+    def _archive_shown(self) -> str:
+        """Where finished jobs settle: the archive's URL with its password hidden, and whether it is embedded."""
+        from worker.archive.store import Archive
+
+        archive = Archive(self.settings.archive_location)
+        try:
+            if archive.embedded:
+                return f"{archive.where}: an embedded SQLite file (BOXCUT_ARCHIVE_URL unset; one host only)"
+            return f"{archive.where} (BOXCUT_ARCHIVE_URL; `boxcut migrate` brings its schema up to date)"
+        finally:
+            archive.close()
 
 
     # -- intake --------------------------------------------------------------------------------------------
