@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python bench/storm.py --alerts 1000 --seconds 10 --budget 100 -c 4
 	$(BIN)/python bench/storm.py --alerts 2000 --seconds 20 --budget 40 --sim-rate-limit 40 -c 4
 	$(BIN)/python bench/recovery.py
+	$(BIN)/python bench/footprint.py --alerts 500 --reads 100 --repeat 1
 
 # A soak: a mixed workload under faults drawn from a seed, then invariants (tests/soak/); SOAK_ARGS, e.g.
 # `make soak SOAK_ARGS="--seconds 1800 --seed 42"`. `soak-ci` is the 3-minute run .ci/run makes after `make test`:

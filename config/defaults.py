@@ -128,12 +128,13 @@ EXPIRE_EVERY_SECONDS = 3600.0
 
 # The archive (worker/archive, worker/jobs/archiving.py): finished jobs settle into it once quiet for
 # SETTLE_SECONDS, and their packed copies stay in Redis for HOT_DAYS (status and listings read them from memory);
-# the pass that moves them runs every ARCHIVE_EVERY_SECONDS. With no BOXCUT_ARCHIVE_URL, an SQLite file beside
-# the process (ARCHIVE_SQLITE_FILE) is the archive: right for `boxcut dev` and one host, not for several.
+# the pass that moves them runs every ARCHIVE_EVERY_SECONDS. With no BOXCUT_ARCHIVE_URL, an SQLite file in the
+# user's data directory ($XDG_DATA_HOME, else ~/.local/share, then ARCHIVE_SQLITE_FILE) is the archive, the same
+# for every command of that user wherever it runs from: right for `boxcut dev` and one host, not for several.
 HOT_DAYS = 7.0
 SETTLE_SECONDS = 60.0
 ARCHIVE_EVERY_SECONDS = 10.0
-ARCHIVE_SQLITE_FILE = "boxcut-archive.sqlite3"
+ARCHIVE_SQLITE_FILE = "boxcut/archive.sqlite3"
 
 # RabbitMQ's default `consumer_timeout`: a delivery unacknowledged this long closes its channel. Task runs (their
 # hard limit) and retry countdowns (MAX_COUNTDOWN_SECONDS) stay under it.

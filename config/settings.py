@@ -113,8 +113,9 @@ class Settings:
     directory_background_max_users: int = defaults.DIRECTORY_BACKGROUND_MAX_USERS
     retention_days: int = defaults.RETENTION_DAYS
     # BOXCUT_ARCHIVE_URL (or _FILE, it may hold a password): where finished jobs are archived; None: the embedded
-    # SQLite file (defaults.ARCHIVE_SQLITE_FILE)
+    # SQLite file, `archive_file`
     archive_url: Secret | None = None
+    archive_file: str = defaults.ARCHIVE_SQLITE_FILE
     hot_days: float = defaults.HOT_DAYS
     settle_seconds: float = defaults.SETTLE_SECONDS
     archive_every_seconds: float = defaults.ARCHIVE_EVERY_SECONDS
@@ -144,7 +145,7 @@ class Settings:
     def archive_location(self) -> str:
         """The archive's URL (the embedded SQLite file when BOXCUT_ARCHIVE_URL is not set). Holds any password:
         for the one place that connects; `worker.archive.Archive.where` is the form to show."""
-        return self.archive_url.reveal() if self.archive_url else f"sqlite:///{defaults.ARCHIVE_SQLITE_FILE}"
+        return self.archive_url.reveal() if self.archive_url else f"sqlite:///{self.archive_file}"
 
     @property
     def hot_seconds(self) -> float:
@@ -316,6 +317,7 @@ class _Reader:
             ),
             retention_days=self.integer("BOXCUT_RETENTION_DAYS", defaults.RETENTION_DAYS, 1, 36500),
             archive_url=self._archive_url(),
+            archive_file=self._archive_file(),
             hot_days=self._hot_days(),
             settle_seconds=self.number("BOXCUT_SETTLE_SECONDS", defaults.SETTLE_SECONDS),
             archive_every_seconds=self.number("BOXCUT_ARCHIVE_EVERY_SECONDS", defaults.ARCHIVE_EVERY_SECONDS),
@@ -342,6 +344,12 @@ class _Reader:
                                                             "sqlite:///")):
             raise SettingsError("BOXCUT_ARCHIVE_URL", "expected postgresql://USER:PASSWORD@HOST/DB or sqlite:///PATH")
         return url
+
+    def _archive_file(self) -> str:
+        """The embedded archive's file: in the user's data directory, the same whichever directory a command runs
+        from."""
+        data = self.text("XDG_DATA_HOME") or str(Path(self.text("HOME") or Path.home()) / ".local" / "share")
+        return str(Path(data) / defaults.ARCHIVE_SQLITE_FILE)
 
     def _hot_days(self) -> float:
         """BOXCUT_HOT_DAYS: a number of days, fractions allowed (a drill's hot window is seconds long)."""

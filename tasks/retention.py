@@ -47,8 +47,10 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
         ctx = context()
         if ctx.archive is None:
             return {}
+        # One pass at a time; one that outlives the lock (or whose worker died) overlaps the next harmlessly:
+        # every step is guarded or idempotent.
         lock = RedisLock(ctx.store.redis, f"{ctx.store.prefix}archive:lock",
-                         ttl_ms=int(max(settings.archive_every_seconds * 6, 60) * 1000))
+                         ttl_ms=int(max(settings.archive_every_seconds * 6, 30) * 1000))
         if not lock.acquire():
             return {"held_elsewhere": 1}
         try:

@@ -93,6 +93,7 @@ def test_each_door_makes_its_job_and_the_watch_finds_activity_after_termination(
 
 def _found(stack: Stack, source: str, event_id: str) -> Job:
     """The job of `source` that `event_id` made, once it is final or waits for approval."""
-    store = stack.store()
-    until(lambda: event_id in jobs_by_event_id(store, source), f"a {source} job for {event_id}", timeout=20)
-    return stack.wait(jobs_by_event_id(store, source)[event_id], timeout=30)
+    history, known = stack.history(), {}
+    until(lambda: event_id in jobs_by_event_id(history, source, known), f"a {source} job for {event_id}",
+          timeout=20)
+    return stack.wait(jobs_by_event_id(history, source, known)[event_id], timeout=30)

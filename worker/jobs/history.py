@@ -142,8 +142,23 @@ def history_of(settings: Settings, store: JobStore) -> JobHistory:
     location = settings.archive_location
     sqlite_file = Path(location.removeprefix("sqlite:///")) if location.startswith("sqlite:///") else None
 
+    schema_seen = False
+
     def made() -> bool:
-        return sqlite_file is None or sqlite_file.exists()
+        """Whether the archive holds a schema to read: a database server's always counts (a missing schema is an
+        error to report); an embedded file only once the first archive pass has made it and its tables (it may
+        be mid-way through making them)."""
+        nonlocal schema_seen
+        if sqlite_file is None or schema_seen:
+            return True
+        if not sqlite_file.exists():
+            return False
+        try:
+            archive.check_schema()
+        except ArchiveError:
+            return False
+        schema_seen = True
+        return True
 
     def archived(job_id: str) -> bool:
         if not made():
