@@ -36,6 +36,8 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
         ctx = context()
         done = expire(ctx.store, ctx.queue, retention_days=settings.retention_days).to_dict()
         if ctx.archive is not None:
+            if ctx.archive.embedded:
+                upgrade(settings.archive_location)  # made here if no archive pass has made it yet
             horizon_us = int((time.time() - settings.retention_days * 86400) * 1_000_000)
             archived = ctx.archive.expire(created_before_us=horizon_us)
             done.update(archived_jobs=archived.jobs, archived_calls=archived.calls,

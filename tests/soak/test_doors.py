@@ -80,8 +80,8 @@ def test_each_door_makes_its_job_and_the_watch_finds_activity_after_termination(
             # The user that alert terminated acts again: recorded in the alert's job, not a job of its own.
             jobs_before = len(store.list_jobs(limit=1000)[0])
             acted = plant_activity(stack.sim, rng, "user00030@example.com", event_type="LOGIN")
-            until(lambda: acted in activity_jobs(store), "the watch recording the activity", timeout=20)
-            assert activity_jobs(store)[acted] == [shield.job_id]
+            until(lambda: acted in activity_jobs(stack.history()), "the watch recording the activity", timeout=20)
+            assert activity_jobs(stack.history())[acted] == [shield.job_id]
             watched = store.load(shield.job_id)
             assert watched.active_after and [e["event_id"] for e in watched.activity_after[0]] == [acted]
             trail = [e for e in store.audit_entries(job_id=shield.job_id) if e["event"] == "activity_after"]

@@ -582,11 +582,13 @@ def expire() -> None:
                       retention_days=settings.retention_days)
     click.echo(f"retention {settings.retention_days} days: removed {done.jobs} jobs, {done.calls} calls, "
                f"{done.audit_entries} audit stream entries from Redis")
-    assert history.archive is not None
+    archive = history.readable_archive
+    if archive is None:
+        click.echo("archive: none made yet (the first archive pass makes the embedded file): nothing to remove")
+        return
     with _archive_read():
-        gone = history.archive.expire(
-            created_before_us=int((time.time() - settings.retention_days * 86400) * 1_000_000))
-    click.echo(f"archive ({history.archive.where}): removed {gone.jobs} jobs, {gone.calls} calls, "
+        gone = archive.expire(created_before_us=int((time.time() - settings.retention_days * 86400) * 1_000_000))
+    click.echo(f"archive ({archive.where}): removed {gone.jobs} jobs, {gone.calls} calls, "
                f"{gone.audit_entries} audit entries")
 
 

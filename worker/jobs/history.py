@@ -61,8 +61,13 @@ class JobHistory:
         self._archive_made = archive_made
 
     @property
-    def _archive(self) -> Archive | None:
+    def readable_archive(self) -> Archive | None:
+        """The archive, once there is one to read (an embedded file is made by the first archive pass)."""
         return self.archive if self.archive is not None and self._archive_made() else None
+
+    @property
+    def _archive(self) -> Archive | None:
+        return self.readable_archive
 
     def find(self, job_id: str) -> Found:
         """The job's record (JobNotFound when neither Redis nor the archive has it)."""
