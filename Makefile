@@ -29,8 +29,10 @@ run: install-run
 test: install lint typecheck
 	scripts/ensure-redis-server
 	scripts/ensure-chromium
+	scripts/ensure-node-deps
 	scripts/ensure-rabbitmq
 	scripts/ensure-postgres
+	scripts/ensure-promtool
 	$(BIN)/pytest -q
 
 lint: install
@@ -41,11 +43,13 @@ typecheck: install
 	$(BIN)/mypy
 
 unit: install
+	scripts/ensure-promtool
 	$(BIN)/pytest -q tests/unit
 
 integration: install
 	scripts/ensure-redis-server
 	scripts/ensure-chromium
+	scripts/ensure-node-deps
 	scripts/ensure-postgres
 	$(BIN)/pytest -q tests/integration tests/drills
 

@@ -206,3 +206,12 @@ NOTIFY_TIMEOUT_SECONDS = (3.05, 10.0)
 # One attempt holds a worker process at most this long (Celery's soft time limit), however slowly the receiver
 # answers; past it the attempt counts as unanswered and is tried again.
 NOTIFY_TASK_SOFT_SECONDS = 20.0
+
+# -- The operator console (worker/console) -------------------------------------------------------------------
+
+# A console session lasts this long from sign-in (BOXCUT_CONSOLE_SESSION_MINUTES): a working day.
+CONSOLE_SESSION_MINUTES = 480
+# The claim of the ID token whose values map to the console's roles (BOXCUT_OIDC_ROLES_CLAIM).
+OIDC_ROLES_CLAIM = "groups"
+# A session secret shorter than this is refused at start: it signs every console session.
+CONSOLE_SESSION_SECRET_MIN_CHARS = 32

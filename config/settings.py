@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from dotenv import dotenv_values
 
 from config import defaults
-from config.credentials import Credential, DuplicateName, parse_credentials
+from config.credentials import NAME_PATTERN, Credential, DuplicateName, parse_credentials
 from config.notify_urls import NotifyURL, parse_notify_urls
 from config.secret import Secret
 from config.sentinel import SentinelConfig, SentinelURLError, is_sentinel_url, parse_sentinel_url
@@ -135,6 +136,27 @@ class Settings:
     notify_retry_seconds: float = defaults.NOTIFY_RETRY_SECONDS
     notify_attempts: int = defaults.NOTIFY_ATTEMPTS
     public_url: str | None = None  # the intake's external URL, for links in notifications; None: relative links
+    # -- approval from Slack (worker/intake/slack_routes.py; README "Notifications") --
+    slack_signing_secret: Secret | None = None  # the Slack app's signing secret; None: the Slack route is off
+    # Slack user id (or `TEAM/USER`) -> the approver's name, recorded as `slack:<name>`; buttons when some are named
+    slack_approvers: Mapping[str, str] = field(default_factory=dict)
+    # -- the operator console (worker/console; README "The console") --
+    console: bool = False  # BOXCUT_CONSOLE: the intake serves /console
+    console_session_secret: Secret | None = None  # signs the session cookie; None: one made per process
+    console_session_minutes: int = defaults.CONSOLE_SESSION_MINUTES
+    oidc_issuer: str | None = None  # the organisation's OpenID Connect provider; None: no OIDC sign-in
+    oidc_client_id: str | None = None
+    oidc_client_secret: Secret | None = None
+    oidc_roles_claim: str = defaults.OIDC_ROLES_CLAIM
+    oidc_scopes: tuple[str, ...] = ()  # scopes asked for besides `openid profile email`
+    console_approvers: frozenset[str] = frozenset()  # values of the roles claim that make an approver
+    console_viewers: frozenset[str] = frozenset()  # values of the roles claim that make a viewer
+    console_token_signin: bool = True  # sign in with an operator token (BOXCUT_OPERATOR_TOKENS) as an approver
+
+    @property
+    def oidc_configured(self) -> bool:
+        """Whether the console offers sign-in with the organisation's OpenID Connect provider."""
+        return self.oidc_issuer is not None
 
     @property
     def reads_events(self) -> bool:
@@ -335,6 +357,8 @@ class _Reader:
                 "BOXCUT_SSF_JWKS_CACHE_SECONDS", defaults.SSF_JWKS_CACHE_SECONDS, 10, 86400
             ),
             **self._notifications(),
+            **self._slack_interactivity(),
+            **self._console(),
         )
 
     def _archive_url(self) -> Secret | None:
@@ -592,6 +616,78 @@ class _Reader:
             "public_url": self.url("BOXCUT_PUBLIC_URL", "") if public_url else None,
         }
 
+    def _console(self) -> dict[str, Any]:
+        """The operator console's settings, checked together: with the console on, some way to sign in (OpenID
+        Connect, or operator tokens with token sign-in on); an OpenID Connect provider named whole (issuer, client
+        id and secret) and mapping some claim value to a role."""
+        issuer = self.text("BOXCUT_OIDC_ISSUER")
+        client_id = self.text("BOXCUT_OIDC_CLIENT_ID")
+        client_secret = self.secret("BOXCUT_OIDC_CLIENT_SECRET")
+        named = {"BOXCUT_OIDC_ISSUER": issuer, "BOXCUT_OIDC_CLIENT_ID": client_id,
+                 "BOXCUT_OIDC_CLIENT_SECRET": client_secret}
+        if any(named.values()):
+            missing = [name for name, value in named.items() if not value]
+            if missing:
+                raise SettingsError(missing[0], "missing: the console's OpenID Connect sign-in needs the issuer, the "
+                                    "client id and the client secret")
+        approvers = frozenset(self.text_list("BOXCUT_CONSOLE_APPROVERS"))
+        viewers = frozenset(self.text_list("BOXCUT_CONSOLE_VIEWERS"))
+        if issuer and not approvers and not viewers:
+            raise SettingsError("BOXCUT_CONSOLE_APPROVERS", "missing: name the values of BOXCUT_OIDC_ROLES_CLAIM "
+                                "that make an approver (and BOXCUT_CONSOLE_VIEWERS a viewer); without them the "
+                                "console refuses everyone who signs in with OpenID Connect")
+        secret = self.secret("BOXCUT_CONSOLE_SESSION_SECRET")
+        if secret is not None and len(secret.reveal()) < defaults.CONSOLE_SESSION_SECRET_MIN_CHARS:
+            raise SettingsError("BOXCUT_CONSOLE_SESSION_SECRET", f"too short: at least "
+                                f"{defaults.CONSOLE_SESSION_SECRET_MIN_CHARS} characters (e.g. `openssl rand -hex 32`)")
+        console = self.boolean("BOXCUT_CONSOLE", False)
+        token_signin = self.boolean("BOXCUT_CONSOLE_TOKEN_SIGNIN", True)
+        if console and not issuer and not (token_signin and self.credentials("BOXCUT_OPERATOR_TOKENS")):
+            raise SettingsError("BOXCUT_CONSOLE", "nobody could sign in: set BOXCUT_OIDC_ISSUER, "
+                                "BOXCUT_OIDC_CLIENT_ID and BOXCUT_OIDC_CLIENT_SECRET, or BOXCUT_OPERATOR_TOKENS "
+                                "(with BOXCUT_CONSOLE_TOKEN_SIGNIN on)")
+        return {
+            "console": console,
+            "console_session_secret": secret,
+            "console_session_minutes": self.integer("BOXCUT_CONSOLE_SESSION_MINUTES",
+                                                    defaults.CONSOLE_SESSION_MINUTES, 5, 7 * 24 * 60),
+            "oidc_issuer": self.url("BOXCUT_OIDC_ISSUER", "") if issuer else None,
+            "oidc_client_id": client_id,
+            "oidc_client_secret": client_secret,
+            "oidc_roles_claim": self.text("BOXCUT_OIDC_ROLES_CLAIM") or defaults.OIDC_ROLES_CLAIM,
+            "oidc_scopes": tuple(s for s in (self.text("BOXCUT_OIDC_SCOPES") or "").replace(",", " ").split()
+                                 if s not in ("openid", "profile", "email")),
+            "console_approvers": approvers,
+            "console_viewers": viewers,
+            "console_token_signin": token_signin,
+        }
+
+    def _slack_interactivity(self) -> dict[str, Any]:
+        """Approval from Slack: the signing secret Slack's requests are checked with, and who may approve there,
+        checked together (a secret with no approver would turn on a door nobody may use: a setting forgotten)."""
+        secret = self.secret("BOXCUT_SLACK_SIGNING_SECRET")
+        approvers = self._slack_approvers()
+        if secret is not None and not approvers:
+            raise SettingsError("BOXCUT_SLACK_APPROVERS", "missing: BOXCUT_SLACK_SIGNING_SECRET turns on approval "
+                                "from Slack, and nobody may approve there; name them as SLACK_USER_ID:name, e.g. "
+                                "U012ABC:alice")
+        return {"slack_signing_secret": secret, "slack_approvers": approvers}
+
+    def _slack_approvers(self) -> dict[str, str]:
+        """BOXCUT_SLACK_APPROVERS: `USER:name` entries (a Slack user id, from any workspace the app is in) or
+        `TEAM/USER:name` (that workspace's user only), names as a named credential's (config/credentials.py)."""
+        name, approvers = "BOXCUT_SLACK_APPROVERS", {}
+        for entry in self.text_list(name):
+            who, colon, approver = (part.strip() for part in entry.partition(":"))
+            if not colon or not _SLACK_APPROVER_ID.fullmatch(who) or not NAME_PATTERN.fullmatch(approver):
+                raise SettingsError(name, "expected SLACK_USER_ID:name or TEAM_ID/SLACK_USER_ID:name entries (ids "
+                                    "as Slack shows them, e.g. U012ABC:alice; names of A-Z a-z 0-9 . _ @ -), got "
+                                    f"{entry!r}")
+            if who in approvers:
+                raise SettingsError(name, f"the Slack user {who} is named twice; each may be named once")
+            approvers[who] = approver
+        return approvers
+
     def _notify_urls(self) -> tuple[NotifyURL, ...]:
         """BOXCUT_NOTIFY_URLS (or `_FILE`: the URLs hold secrets, Slack's path say), comma- or newline-separated."""
         listed = self.secret("BOXCUT_NOTIFY_URLS")
@@ -631,6 +727,10 @@ class _Reader:
             raise SettingsError(name, f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from None
         except (KeyError, TypeError) as exc:
             raise SettingsError(name, f"{path} lacks {exc} (expected Box's app config JSON)") from None
+
+
+# A Slack user id (U…, W… in an Enterprise Grid), optionally after its workspace's team id (T…): `T0123/U0456`.
+_SLACK_APPROVER_ID = re.compile(r"(?:[A-Z0-9]{2,32}/)?[A-Z0-9]{2,32}")
 
 
 def identity_paths_variable(source: str) -> str:

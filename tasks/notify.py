@@ -94,7 +94,8 @@ def _parts(ctx: RunContext, settings: Settings, enqueue: Callable[[Notice], None
     session = requests.Session()
     notifier = Notifier(store=ctx.store, urls=settings.notify_urls, secret=settings.notify_hmac_secret,
                         public_url=settings.public_url, post=_within_the_time_limit(http_post(session)),
-                        retry_seconds=settings.notify_retry_seconds, max_attempts=settings.notify_attempts)
+                        retry_seconds=settings.notify_retry_seconds, max_attempts=settings.notify_attempts,
+                        slack_buttons=bool(settings.slack_approvers))
     return scanner, notifier
 
 

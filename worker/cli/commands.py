@@ -270,6 +270,10 @@ def intake(host: str, port: int, workers: int, insecure_dev: bool) -> None:
     if not senders and not insecure_dev:
         _fail("no intake credentials: set BOXCUT_INTAKE_TOKENS, BOXCUT_INTAKE_HMAC_SECRETS or "
               "BOXCUT_SSF_TRANSMITTERS (or use --insecure-dev on loopback to try boxcut out)", EXIT_USAGE)
+    if settings.console and workers > 1 and settings.console_session_secret is None:
+        # Each process would sign sessions with a key of its own: a session would work on one process in N.
+        _fail("bad setting BOXCUT_CONSOLE_SESSION_SECRET: missing: the console on more than one intake process "
+              "(--workers) needs the key its sessions are signed with (e.g. `openssl rand -hex 32`)", EXIT_USAGE)
     if insecure_dev:
         click.echo("boxcut intake: INSECURE DEV MODE: no credentials are checked", err=True)
     elif not settings.operator_tokens:

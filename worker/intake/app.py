@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
 from config import defaults
+from worker.console import ConsoleDeps, add_console
 from worker.errors import AdapterError, AuthFailed, InvalidRequest, NoIdentityFound, NotEnqueued
 from worker.intake.adapters.registry import adapter_for
 from worker.intake.auth import Caller
@@ -35,6 +36,7 @@ from worker.intake.models import (
 )
 from worker.intake.operator_routes import add_operator_routes
 from worker.intake.service import Accepted
+from worker.intake.slack_routes import add_slack_routes
 from worker.intake.ssf_routes import add_ssf_routes
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,12 @@ def create_app(deps: IntakeDeps) -> FastAPI:
     _install_error_handlers(app)
     _add_alert_routes(app, deps, metrics)
     add_ssf_routes(app, deps, metrics)
+    add_slack_routes(app, deps, metrics)
     add_operator_routes(app, deps, metrics)
     _add_health_routes(app, deps, metrics)
+    if deps.settings.console:  # the operator console (worker/console), under /console
+        add_console(app, ConsoleDeps(settings=deps.settings, store=deps.store, history=deps.jobs,
+                                     enqueue=deps.intake.enqueue))
     _add_schema_components(app, GenericEnvelope)
     return app
 

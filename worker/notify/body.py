@@ -10,12 +10,30 @@ from worker.notify.slack_text import escape_mrkdwn, labelled, plain_text, shown
 
 TYPE_PREFIX = "boxcut.job."
 
+# Approval from Slack (worker/intake/slack_routes.py): a Slack notice about a job that waits carries an actions block
+# of this id, its buttons these action ids, each button's value the job's id. Slack posts a click on one to the
+# intake, which decides and replaces the message without that block.
+DECISION_BLOCK_ID = "boxcut_decision"
+APPROVE_ACTION = "boxcut_approve"
+CANCEL_ACTION = "boxcut_cancel"
+
 
 def links(job_id: str, public_url: str | None) -> dict[str, str]:
     """Where the job's record and report are read (the operator API): absolute under BOXCUT_PUBLIC_URL, else
     relative to the intake."""
     base = f"{(public_url or '').rstrip('/')}/v1/jobs/{job_id}"
     return {"job": base, "report": f"{base}/report"}
+
+
+def console_link(job_id: str, public_url: str | None) -> str:
+    """The job's page in the operator console, where a person decides: absolute under BOXCUT_PUBLIC_URL, else
+    relative to the intake."""
+    return f"{(public_url or '').rstrip('/')}/console/jobs/{job_id}"
+
+
+def waits(notice: Notice) -> bool:
+    """Whether the notice is about a job that waits for a person: for approval, or held by the brake."""
+    return notice.event in (AWAITING_APPROVAL, BRAKE_ENGAGED)
 
 
 def generic_body(job: Job, notice: Notice, *, public_url: str | None, sent_at: str,
@@ -37,16 +55,19 @@ def generic_body(job: Job, notice: Notice, *, public_url: str | None, sent_at: s
         "links": links(job.job_id, public_url),
         "sent_at": sent_at,
     }
-    if notice.event in (AWAITING_APPROVAL, BRAKE_ENGAGED):
+    if waits(notice):
         body["approval_reasons"] = list(job.approval.reasons) if job.approval else []
+        body["links"]["console"] = console_link(job.job_id, public_url)
     if notice.event == BRAKE_ENGAGED:
         body["brake"] = {**(job.brake or {}), "jobs_held": jobs_held}
     return body
 
 
 def slack_body(job: Job, notice: Notice, *, public_url: str | None, sent_at: str,
-               jobs_held: int | None = None) -> dict[str, Any]:
+               jobs_held: int | None = None, buttons: bool = False) -> dict[str, Any]:
     """The same summary as a Slack incoming webhook takes it: `text` (the notification's one line) and `blocks`.
+    A notice about a job that waits links its console page and, with `buttons` (approvers are named in
+    BOXCUT_SLACK_APPROVERS, so the intake takes the clicks), carries Approve and Cancel buttons.
 
     Only boxcut's own words are mrkdwn. A sender's (reason, event id, who asked, approval reasons that quote
     logins) are plain_text and defanged (worker/notify/slack_text.py), and never in `text`, which Slack reads
@@ -67,11 +88,38 @@ def slack_body(job: Job, notice: Notice, *, public_url: str | None, sent_at: str
     reasons = summary.get("approval_reasons")
     if reasons:
         blocks.append({"type": "section", "text": plain_text("Needs approval: " + shown("; ".join(reasons)))})
+    if waits(notice):
+        console = console_link(job.job_id, public_url)
+        shown_console = f"<{console}|{job.job_id}>" if public_url else f"`{console}`"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Console*: {shown_console}"}})
+        if buttons:
+            blocks.append(decision_buttons(job.job_id, brake=notice.event == BRAKE_ENGAGED))
     job_link = summary["links"]["job"]
     shown_link = f"<{job_link}|{job.job_id}>" if public_url else f"`{job_link}`"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"{shown_link} · sent {sent_at}"}]})
     return {"text": f"{headline}: {job.job_id} ({notice.state}) from {escape_mrkdwn(job.source)}",
             "blocks": blocks}
+
+
+def decision_buttons(job_id: str, *, brake: bool = False) -> dict[str, Any]:
+    """The actions block of a notice about a job that waits: Approve and Cancel, each asking to confirm first (a
+    click ends people's sessions, or drops the job). Their value is the job id; the intake checks who clicked."""
+    scope = " This job only: the brake still holds its source's other jobs." if brake else ""
+    approve = _confirm("Approve this job?", f"boxcut then ends the Box sessions of job {job_id}'s targets.{scope}",
+                       "Approve")
+    cancel = _confirm("Cancel this job?", f"Nothing more of job {job_id} is sent to Box.", "Cancel the job")
+    return {"type": "actions", "block_id": DECISION_BLOCK_ID, "elements": [
+        {"type": "button", "action_id": APPROVE_ACTION, "value": job_id, "style": "primary",
+         "text": plain_text("Approve"), "confirm": approve},
+        {"type": "button", "action_id": CANCEL_ACTION, "value": job_id, "style": "danger",
+         "text": plain_text("Cancel"), "confirm": {**cancel, "style": "danger"}},
+    ]}
+
+
+def _confirm(title: str, text: str, confirm: str) -> dict[str, Any]:
+    """Slack's confirmation dialog before a button's click is sent."""
+    return {"title": plain_text(title), "text": plain_text(text), "confirm": plain_text(confirm),
+            "deny": plain_text("Not now")}
 
 
 def _brake_line(brake: dict[str, Any]) -> str:

@@ -96,6 +96,9 @@ class Notifier:
     max_attempts: int = defaults.NOTIFY_ATTEMPTS
     max_backoff: float = defaults.NOTIFY_MAX_BACKOFF_SECONDS
     clock: Callable[[], float] = field(default=time.time)
+    # Approve and Cancel buttons on Slack notices about a job that waits: on where BOXCUT_SLACK_APPROVERS names
+    # someone, so a button is shown only where the intake takes its click.
+    slack_buttons: bool = False
 
     def __post_init__(self) -> None:
         self.records = DeliveryRecords(self.store)
@@ -149,11 +152,14 @@ class Notifier:
             self._finish(notice, record, None, Outcome.FAILED, why)
 
     def _body(self, job: Job, notice: Notice, url: NotifyURL) -> bytes:
-        build = slack_body if url.slack else generic_body
         held = None
         if notice.event == BRAKE_ENGAGED and job.brake:
             held = jobs_held(self.store.redis, key_prefix=self.store.prefix, source=str(job.brake.get("source")))
-        data = build(job, notice, public_url=self.public_url, sent_at=utc_now(), jobs_held=held)
+        if url.slack:
+            data = slack_body(job, notice, public_url=self.public_url, sent_at=utc_now(), jobs_held=held,
+                              buttons=self.slack_buttons)
+        else:
+            data = generic_body(job, notice, public_url=self.public_url, sent_at=utc_now(), jobs_held=held)
         return json.dumps(data, separators=(",", ":")).encode()
 
     def _headers(self, body: bytes) -> dict[str, str]:

@@ -36,7 +36,8 @@ def test_the_generic_body_summarises_the_job_at_its_event() -> None:
         "reason": "phished <@channel> & more", "requested_by": "pytest", "dry_run": False,
         "counts": {"pending": 1}, "approval_reasons": ["40 users exceed the threshold of 25"],
         "links": {"job": f"https://boxcut.example.com/v1/jobs/{job.job_id}",
-                  "report": f"https://boxcut.example.com/v1/jobs/{job.job_id}/report"},
+                  "report": f"https://boxcut.example.com/v1/jobs/{job.job_id}/report",
+                  "console": f"https://boxcut.example.com/console/jobs/{job.job_id}"},
         "sent_at": SENT_AT,
     }
     json.dumps(body)
@@ -57,7 +58,7 @@ def test_the_slack_body_has_text_and_blocks_with_the_senders_text_plain() -> Non
     body = slack_body(job, notice(job), public_url="https://boxcut.example.com", sent_at=SENT_AT)
     assert set(body) == {"text", "blocks"}
     assert job.job_id in body["text"] and "waits for approval" in body["text"] and "phished" not in body["text"]
-    header, own, senders, reasons, context = body["blocks"]
+    header, own, senders, reasons, console, context = body["blocks"]
     assert header["type"] == "header" and len(header["text"]["text"]) <= 150
     shown = " ".join(f["text"] for f in own["fields"])
     assert job.job_id in shown and "splunk" in shown and "pending 1" in shown and "phished" not in shown
@@ -65,6 +66,7 @@ def test_the_slack_body_has_text_and_blocks_with_the_senders_text_plain() -> Non
     assert [f["text"] for f in senders["fields"]] == ["Reason\nphished <@channel> & more", "Event\nevt-1",
                                                       "Requested by\npytest"]
     assert reasons["text"]["type"] == "plain_text" and "40 users exceed" in reasons["text"]["text"]
+    assert f"<https://boxcut.example.com/console/jobs/{job.job_id}|{job.job_id}>" in console["text"]["text"]
     assert f"<https://boxcut.example.com/v1/jobs/{job.job_id}|{job.job_id}>" in context["elements"][0]["text"]
 
 
