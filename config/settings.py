@@ -651,7 +651,7 @@ class _Reader:
             "console_session_secret": secret,
             "console_session_minutes": self.integer("BOXCUT_CONSOLE_SESSION_MINUTES",
                                                     defaults.CONSOLE_SESSION_MINUTES, 5, 7 * 24 * 60),
-            "oidc_issuer": self.url("BOXCUT_OIDC_ISSUER", "") if issuer else None,
+            "oidc_issuer": self._oidc_issuer(issuer),
             "oidc_client_id": client_id,
             "oidc_client_secret": client_secret,
             "oidc_roles_claim": self.text("BOXCUT_OIDC_ROLES_CLAIM") or defaults.OIDC_ROLES_CLAIM,
@@ -661,6 +661,17 @@ class _Reader:
             "console_viewers": viewers,
             "console_token_signin": token_signin,
         }
+
+    def _oidc_issuer(self, issuer: str | None) -> str | None:
+        """The provider's issuer URL: https, except on this machine (a provider run for a test or a demo). Over
+        plain http anyone on the path could swap its signing keys and sign themselves in as an approver."""
+        if not issuer:
+            return None
+        url = self.url("BOXCUT_OIDC_ISSUER", "")
+        parts = urlsplit(url)
+        if parts.scheme != "https" and (parts.hostname or "") not in ("127.0.0.1", "localhost", "::1"):
+            raise SettingsError("BOXCUT_OIDC_ISSUER", "expected an https:// URL (plain http only on loopback)")
+        return url
 
     def _slack_interactivity(self) -> dict[str, Any]:
         """Approval from Slack: the signing secret Slack's requests are checked with, and who may approve there,

@@ -17,6 +17,7 @@ import redis
 #   kinds: "hget" (a hash field equals expected), "zscore" (a sorted-set member's score equals expected, as a
 #   number), "zmember" (the member is in the sorted set; expected is ignored), "absent" (the key does not exist;
 #   name and expected are ignored)
+#   an XADD whose id is "$prev" takes the id of the XADD before it in the plan (the same entry in two streams)
 # Returns {0, i} when condition i (from 1) fails and nothing was written, else {1, result of each write}.
 _APPLY = """
 local plan = cjson.decode(ARGV[1])
@@ -36,8 +37,21 @@ for i, cond in ipairs(plan['if']) do
   if not ok then return {0, i} end
 end
 local results = {1}
+local last_id = nil
 for _, op in ipairs(plan['do']) do
-  local result = redis.call(unpack(op))
+  local result
+  if op[1] == 'XADD' and op[3] == '$prev' and last_id then
+    -- the same entry in a second stream under the first stream's id (a job's own audit stream repeats the main
+    -- one's entries, id for id); '*' when that id cannot go there (an entry written before ids were shared)
+    op[3] = last_id
+    local ok, added = pcall(redis.call, unpack(op))
+    if not ok then op[3] = '*'; added = redis.call(unpack(op)) end
+    result = added
+  else
+    if op[1] == 'XADD' and op[3] == '$prev' then op[3] = '*' end
+    result = redis.call(unpack(op))
+  end
+  if op[1] == 'XADD' then last_id = result end
   if type(result) == 'table' then result = 1 end
   results[#results + 1] = result
 end

@@ -14,6 +14,8 @@ operator API does, named by the token's name (`alice:…` → `alice`; an unname
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -74,6 +76,32 @@ def token_name(token: str, settings: Settings) -> str | None:
         if credential.secret.matches(token) and found is None:
             found = credential.label("token", position)
     return found
+
+
+def token_fingerprint(token: str, key: str) -> str:
+    """Which operator token a session was opened with, as the session may carry it: an HMAC under the console's
+    key, so the cookie never holds anything a token could be guessed from."""
+    return hmac.new(key.encode(), token.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def token_still_valid(fingerprint: str, settings: Settings, key: str) -> bool:
+    """Whether an operator token in BOXCUT_OPERATOR_TOKENS now has `fingerprint` (one removed or rotated ends the
+    sessions opened with it), with token sign-in still on."""
+    if not settings.console_token_signin or not fingerprint:
+        return False
+    found = False
+    for credential in settings.operator_tokens:
+        found |= hmac.compare_digest(token_fingerprint(credential.secret.reveal(), key), fingerprint)
+    return found
+
+
+def oidc_ident(claims: Mapping[str, Any]) -> str:
+    """Who the person is at the provider, as nobody can choose it for themselves: the e-mail address the provider
+    verified, else the subject (`sub`)."""
+    email = claims.get("email")
+    if isinstance(email, str) and email and claims.get("email_verified") is True:
+        return clean_name(email)
+    return clean_name(str(claims.get("sub") or "unknown"))
 
 
 def oidc_client(settings: Settings) -> Any:

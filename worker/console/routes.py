@@ -11,6 +11,7 @@ state that does not allow it, its 409; the broker refusing the job, its 503, the
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 PAGE_SIZE = 50
+# The deepest page offset served: a listing merges Redis and the archive up to the offset, so a viewer asking for
+# page 20,000 would have every summary read; past this, narrow by state or source.
+MAX_CURSOR = 10_000
 APPROVALS_SHOWN = 200
 MAX_FORM_BYTES = 16 * 1024
 JOB_FILTERS = [s.value for s in JobState] + ["dead", "active-after"]
@@ -70,6 +74,8 @@ class _Console:
     now: NowReader
     brake: Brake
     oidc: Any
+    sessions: session.Sessions
+    key: str  # what operator tokens' fingerprints in sessions are made with
     clock: Callable[[], float] = time.time
 
     @property
@@ -78,9 +84,20 @@ class _Console:
 
     # -- who asks --------------------------------------------------------------------------------------------
 
+    @property
+    def lifetime(self) -> float:
+        return float(self.settings.console_session_minutes * 60)
+
     def person(self, request: Request) -> Person | None:
-        return session.person(request, lifetime_seconds=self.settings.console_session_minutes * 60,
-                              now=self.clock())
+        return session.person(request, lifetime_seconds=self.lifetime, sessions=self.sessions,
+                              role_now=self.role_now, now=self.clock())
+
+    def role_now(self, who: Person) -> str | None:
+        """The role the settings in force give whoever a session names (None: none any more)."""
+        settings = self.settings
+        if who.via == "token":
+            return session.APPROVER if auth.token_still_valid(who.proof, settings, self.key) else None
+        return auth.role_for(who.values, approvers=settings.console_approvers, viewers=settings.console_viewers)
 
     def viewer(self, request: Request, *, json: bool = False) -> Person:
         found = self.person(request)
@@ -150,7 +167,8 @@ def add_routes(app: FastAPI, deps: ConsoleDeps, *, clock: Callable[[], float] = 
     env.globals["brake_limits"] = brake_limits
     console = _Console(deps=deps, env=env, now=NowReader(deps.settings, deps.store, deps.history, clock=clock),
                        brake=Brake.from_settings(deps.store.redis, deps.settings), oidc=auth.oidc_client(deps.settings),
-                       clock=clock)
+                       sessions=session.Sessions(deps.store.redis, key_prefix=deps.store.prefix),
+                       key=_fingerprint_key(deps.settings), clock=clock)
     _add_errors(app, console)
     _add_signin(app, console)
     _add_pages(app, console)
@@ -213,12 +231,15 @@ def _add_signin(app: FastAPI, console: _Console) -> None:
         if not (settings.console_token_signin and settings.operator_tokens):
             raise _Refused(404, "Not offered", "Token sign-in is turned off (BOXCUT_CONSOLE_TOKEN_SIGNIN).")
         fields = await console.form(request)
-        name = auth.token_name(fields.get("token", "").strip(), settings)
+        token = fields.get("token", "").strip()
+        name = auth.token_name(token, settings)
         if name is None:
             log.warning("console: a token sign-in was refused (not an operator token)")
             return console.page(request, "signin.html", status=401, oidc=console.oidc is not None,
                                 token_signin=True, error="That is not an operator token.")
-        return _signed_in(request, Person(auth.clean_name(name), session.APPROVER, "token", console.clock()))
+        return _signed_in(console, request, Person(auth.clean_name(name), session.APPROVER, "token", console.clock(),
+                                                   ident=auth.clean_name(name),
+                                                   proof=auth.token_fingerprint(token, console.key)))
 
     @app.get("/auth/login", include_in_schema=False)
     async def oidc_login(request: Request) -> Response:
@@ -238,7 +259,9 @@ def _add_signin(app: FastAPI, console: _Console) -> None:
 
     @app.get("/auth/callback", include_in_schema=False)
     async def oidc_callback(request: Request) -> Response:
+        from authlib.common.errors import AuthlibBaseError
         from authlib.integrations.base_client import OAuthError
+        from joserfc.errors import JoseError
 
         if console.oidc is None:
             raise _Refused(404, "Not offered", "No OpenID Connect provider is configured (BOXCUT_OIDC_ISSUER).")
@@ -250,7 +273,9 @@ def _add_signin(app: FastAPI, console: _Console) -> None:
             values = auth.claim_values(claims, settings.oidc_roles_claim)
             if not values and settings.oidc_roles_claim.split(".")[0] not in claims:
                 values = auth.claim_values(dict(await console.oidc.userinfo(token=token)), settings.oidc_roles_claim)
-        except OAuthError as exc:
+        except (OAuthError, AuthlibBaseError, JoseError) as exc:  # an ID token refused: signature, nonce, expiry
+            exc = exc if isinstance(exc, OAuthError) else OAuthError(error="invalid_id_token",
+                                                                     description=type(exc).__name__)
             log.warning("console: an OpenID Connect sign-in failed: %s", exc.error)
             raise _Refused(400, "Sign-in failed", f"The sign-in did not complete ({exc.error}"
                                                   f"{': ' + exc.description if exc.description else ''}). "
@@ -263,26 +288,32 @@ def _add_signin(app: FastAPI, console: _Console) -> None:
         role = auth.role_for(values, approvers=settings.console_approvers, viewers=settings.console_viewers)
         if role is None:
             log.warning("console: %s signed in but holds no console role (%s)", name, settings.oidc_roles_claim)
-            session.sign_out(request)
+            session.sign_out(request, sessions=console.sessions)
             raise _Refused(403, "No access", f"You signed in as {name}, but your {settings.oidc_roles_claim} give "
                                              "you no role in the boxcut console (neither an approver's nor a "
                                              "viewer's). Ask whoever runs boxcut to add you.")
-        return _signed_in(request, Person(name, role, "oidc", console.clock()))
+        return _signed_in(console, request, Person(name, role, "oidc", console.clock(), ident=auth.oidc_ident(claims),
+                                                   values=tuple(sorted(values))))
 
     @app.post("/signout", include_in_schema=False)
     async def signout(request: Request) -> Response:
         await console.form(request)
         who = console.person(request)
-        session.sign_out(request)
+        session.sign_out(request, sessions=console.sessions)
         if who is not None:
             log.info("console: %s signed out", who.actor)
         session.flash(request, "ok", "Signed out.")
         return RedirectResponse(f"{PREFIX}/signin", status_code=303)
 
 
-def _signed_in(request: Request, who: Person) -> Response:
+def _fingerprint_key(settings: Any) -> str:
+    secret = settings.console_session_secret
+    return secret.reveal() if secret is not None else secrets.token_urlsafe(32)
+
+
+def _signed_in(console: _Console, request: Request, who: Person) -> Response:
     target = request.session.get("next")
-    session.sign_in(request, who)
+    who = session.sign_in(request, who, sessions=console.sessions, lifetime_seconds=console.lifetime)
     log.info("console: %s signed in (%s, %s)", who.actor, who.role, who.via)
     session.flash(request, "ok", f"Signed in as {who.name} ({who.role}).")
     if not isinstance(target, str) or not target.startswith(f"{PREFIX}/") or target.startswith(f"{PREFIX}/signin"):
@@ -317,7 +348,7 @@ def _add_pages(app: FastAPI, console: _Console) -> None:
         console.viewer(request)
         if state and state not in JOB_FILTERS:
             raise _Refused(400, "Unknown state", f"There is no job state {state[:64]!r}.")
-        if len(source) > 64 or (cursor and (not cursor.isdigit() or len(cursor) > 9)):
+        if len(source) > 64 or (cursor and (not cursor.isdigit() or int(cursor) > MAX_CURSOR)):
             raise _Refused(400, "Bad filter", "The source or the page asked for is not one the console knows.")
         rows, following = deps.history.list_jobs(state=state or None, source=source.strip() or None,
                                                  limit=PAGE_SIZE, cursor=int(cursor or 0))
@@ -431,6 +462,9 @@ def _add_actions(app: FastAPI, console: _Console) -> None:
                                            enqueue=deps.enqueue, source=source, actor=who.actor)
         except InvalidTransition as exc:
             session.flash(request, "error", f"Not released (invalid_source): {exc}")
+        except NotEnqueued as exc:
+            session.flash(request, "error", f"Released, but a held job could not be handed to the workers "
+                                            f"(unavailable): {exc.why}")
         else:
             skipped = f", {len(done.skipped)} moved on meanwhile" if done.skipped else ""
             session.flash(request, "ok", f"Released the brake for {done.source} until {done.until}: "

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from worker.archive.store import Archive, AuditRow, CallRow, JobRow
+import redis
+
+from worker.archive.store import Archive, ArchiveError, AuditRow, CallRow, JobRow
 from worker.jobs.document import call_document, job_document
 from worker.jobs.model import FINAL_STATES, CallState, Job, TargetStatus
 from worker.jobs.send_queue import SendQueue
@@ -131,7 +133,15 @@ class Archiver:
         week of failed jobs kept for a retry), the ones behind them are reached."""
         settled = archived_only = waiting = 0
         for job_id in self.store.settle_candidates(FINAL_STATES, now=self.clock(), limit=most):
-            outcome = self.settle(job_id)
+            try:
+                outcome = self.settle(job_id)
+            except (ArchiveError, redis.RedisError):
+                raise  # the archive or Redis is down: the pass stops, and every job waits in Redis
+            except Exception:  # one job that cannot be settled (a record damaged by hand, say) stops no other
+                log.exception("archive: job %s could not be settled; it stays in Redis and is looked at again "
+                              "later", job_id)
+                self.store.defer_settle(job_id, until=self.clock() + max(self.settle_seconds, 60.0))
+                continue
             if outcome == "hot":
                 settled += 1
             elif outcome == "archived":
@@ -157,12 +167,18 @@ class Archiver:
         self.archive.put_audit([_audit_row(entry_id, fields) for entry_id, fields in trail])
         self.archive.put([_job_row(job, created_us)], [CallRow(call_id=c["call_id"], doc=c) for c in calls],
                          [(job.job_id, c["call_id"]) for c in calls])
-        folded = [doc for doc, call in zip(calls, job.calls, strict=True) if set(call.carried()) <= {job_id}]
+        # A call folds into the copy when it carried this job's targets only, and always did (a call resent
+        # without some targets lists fewer jobs than those whose records name it).
+        folded = [doc for doc, call in zip(calls, job.calls, strict=True)
+                  if set(call.carried()) <= {job_id} and not call.earlier_ids]
         keep_hot = now - created_us / 1_000_000 < self.hot_seconds
         if not self.store.settle(job, created_us=created_us, last_audit_id=last_audit_id, folded_calls=folded,
                                  keep_hot=keep_hot):
             return "moved"
         self.queue.forget_job(job_id)
+        if not keep_hot:
+            shared = [c.call_id for c in job.calls if c.call_id not in {d["call_id"] for d in folded}]
+            self.store.drop_orphan_calls(shared, leaving=job_id)
         return "hot" if keep_hot else "archived"
 
     def _quiet_at(self, job: Job, last_audit_id: str, now: float) -> float:
@@ -188,11 +204,15 @@ class Archiver:
     def evict(self, *, most: int = EVICT_MOST) -> int:
         """Let packed copies older than the hot window go (their rows are in the archive)."""
         horizon_us = int((self.clock() - self.hot_seconds) * 1_000_000)
-        evicted = 0
-        for job_id in self.store.settled_before(horizon_us, limit=most):
+        due = self.store.settled_before(horizon_us, limit=most)
+        archived = self.archive.has_jobs(due) if due else set()
+        for job_id in due:
+            if job_id not in archived:  # the archive lost it (restored from an older backup?): the copy stays
+                log.error("archive: job %s is due to leave Redis but its archive row is missing; its packed "
+                          "copy stays in Redis", job_id)
+                continue
             self.store.evict(job_id)
-            evicted += 1
-        return evicted
+        return len(archived)
 
 
 def _job_row(job: Job, created_us: int) -> JobRow:

@@ -81,15 +81,27 @@ class JobHistory:
         return self.evidence(job_id).audit
 
     def evidence(self, job_id: str) -> Evidence:
-        """The record, the audit trail and the requests sent, read from one place."""
-        try:
-            job = self.store.load(job_id)
-        except JobNotFound:
-            job, sent = self._archived(job_id)
-            assert self.archive is not None  # _archived found it there
-            return Evidence(job, self.archive.audit_for_job(job_id), sent, ARCHIVE)
-        return Evidence(job, self.store.audit_entries(job_id=job_id), self.store.requests_sent(job),
-                        self._where(job_id))
+        """The record, the audit trail and the requests sent, read from one place: read again when the job moved
+        (settled, or evicted) between the reads, so a report never mixes two forms."""
+        for _ in range(3):
+            before = self._form(job_id)
+            try:
+                job = self.store.load(job_id)
+            except JobNotFound:
+                job, sent = self._archived(job_id)
+                assert self.archive is not None  # _archived found it there
+                return Evidence(job, self.archive.audit_for_job(job_id), sent, ARCHIVE)
+            read = Evidence(job, self.store.audit_entries(job_id=job_id), self.store.requests_sent(job),
+                            self._where(job_id))
+            if self._form(job_id) == before == read.stored:
+                return read
+        raise JobNotFound(job_id)
+
+    def _form(self, job_id: str) -> str | None:
+        """Where the job is in Redis now: working, hot, or neither (None)."""
+        if self.store.live(job_id):
+            return WORKING
+        return HOT if self.store.which_exist([job_id], settled=True) else None
 
     def _where(self, job_id: str) -> str:
         return WORKING if self.store.live(job_id) else HOT

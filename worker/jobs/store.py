@@ -54,7 +54,7 @@ from worker.errors import InvalidTransition, JobNotFound, LeaseHeld
 from worker.jobs.document import Settled, call_from_document, job_document, job_from_document, pack, unpack
 from worker.jobs.model import Approval, Call, Job, JobState, Target, utc_now
 from worker.locks import RedisLock
-from worker.transactions import GuardedWrite
+from worker.transactions import GuardedWrite, GuardFailed
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,9 @@ if not score then return 0 end
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
 local job_id = redis.call('HGET', KEYS[1], 'job_id')
 redis.call('ZADD', KEYS[3], score, job_id)
-redis.call('XADD', KEYS[4], '*', 'job_id', job_id, 'event', 'activity_after', 'at', ARGV[3], 'data', ARGV[2])
-redis.call('XADD', KEYS[5], '*', 'job_id', job_id, 'event', 'activity_after', 'at', ARGV[3], 'data', ARGV[2])
+local entry = {'job_id', job_id, 'event', 'activity_after', 'at', ARGV[3], 'data', ARGV[2]}
+local id = redis.call('XADD', KEYS[4], '*', unpack(entry))
+if not pcall(redis.call, 'XADD', KEYS[5], id, unpack(entry)) then redis.call('XADD', KEYS[5], '*', unpack(entry)) end
 return 1
 """
 
@@ -99,8 +100,9 @@ for name, value in pairs(cjson.decode(ARGV[6])) do redis.call('HSET', KEYS[1], n
 redis.call('ZREM', ARGV[3] .. current, job_id)
 redis.call('ZADD', ARGV[3] .. ARGV[1], score, job_id)
 local data = cjson.encode({from = current, to = ARGV[1], actor = ARGV[4], note = ARGV[5]})
-for k = 2, 3 do
-  redis.call('XADD', KEYS[k], '*', 'job_id', job_id, 'event', 'state', 'at', ARGV[2], 'data', data)
+local id = redis.call('XADD', KEYS[2], '*', 'job_id', job_id, 'event', 'state', 'at', ARGV[2], 'data', data)
+if not pcall(redis.call, 'XADD', KEYS[3], id, 'job_id', job_id, 'event', 'state', 'at', ARGV[2], 'data', data) then
+  redis.call('XADD', KEYS[3], '*', 'job_id', job_id, 'event', 'state', 'at', ARGV[2], 'data', data)
 end
 return {1, current}
 """
@@ -128,6 +130,17 @@ for i = 7, 6 + deleted do redis.call('DEL', KEYS[i]) end
 for i = 7 + deleted, #KEYS do redis.call('ZREM', KEYS[i], ARGV[4]) end
 for i = 7, #ARGV do redis.call('ZREM', KEYS[6], ARGV[i]) end
 return 1
+"""
+
+# KEYS[1] the audit stream, KEYS[2] the job's own, KEYS[3] the job's hash; ARGV the entry's fields. Appends the
+# entry to the main stream, and to the job's own under the same id while the job is working (a settled job's trail
+# is its packed copy and the archive's: a stream made now would outlive it). Returns the entry's id.
+_AUDIT = """
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV))
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  if not pcall(redis.call, 'XADD', KEYS[2], id, unpack(ARGV)) then redis.call('XADD', KEYS[2], '*', unpack(ARGV)) end
+end
+return id
 """
 
 _JOB_ID = re.compile(r"j-[0-9a-f]{16}")
@@ -169,6 +182,7 @@ class JobStore:
         self.watch_seconds = watch_seconds
         self._transition = redis_client.register_script(_TRANSITION)
         self._settle = redis_client.register_script(_SETTLE)
+        self._audit_entry = redis_client.register_script(_AUDIT)
         # Whether a job that is in neither of Redis's forms is in the archive (set where one is configured): a
         # claim of an alert's key naming such a job is a repeat, not an orphan (worker/jobs/submit.py).
         self.archived: Callable[[str], bool] = lambda _job_id: False
@@ -262,12 +276,24 @@ class JobStore:
         return {"approval": _dumps(approval.to_dict()) if approval else ""}
 
     def set_fields(self, job_id: str, fields: dict[str, str], *, event: str) -> None:
-        """Set job fields that are not its state (e.g. the blast radius), noting them in the audit stream."""
-        pipe = self.redis.pipeline(transaction=True)
-        values: dict[Any, Any] = {**fields, "updated_at": utc_now()}
-        pipe.hset(self._job_key(job_id), mapping=values)
-        self._audit(pipe, job_id, event, dict(fields))
-        pipe.execute()
+        """Set job fields that are not its state (e.g. the blast radius), noting them in the audit stream; only
+        while the job is working (JobNotFound for a settled or removed one: a write then would leave a partial
+        record behind)."""
+        write = self._while_working(job_id)
+        write.write("HSET", self._job_key(job_id), *(v for kv in {**fields, "updated_at": utc_now()}.items()
+                                                     for v in kv))
+        self._stage_audit(write, job_id, event, dict(fields))
+        self._apply_while_working(write, job_id)
+
+    def _while_working(self, job_id: str) -> GuardedWrite:
+        """A guarded write that applies only while the job's working record is there."""
+        return GuardedWrite().hash_field_is(self._job_key(job_id), "job_id", job_id)
+
+    def _apply_while_working(self, write: GuardedWrite, job_id: str) -> None:
+        try:
+            write.apply(self.redis)
+        except GuardFailed:
+            raise JobNotFound(job_id) from None
 
     def mark_enqueued(self, job_id: str) -> None:
         """Note that the job's task reached the broker (a job without the mark may have been stranded). This is a
@@ -316,7 +342,7 @@ class JobStore:
         pipe.hvals(f"{key}:activity")
         pipe.hvals(f"{key}:notify")
         fields, raw_targets, call_ids, activity, notifications = pipe.execute()
-        if not fields:
+        if b"job_id" not in fields and "job_id" not in fields:  # none, or fields a late write left: no record
             return self._load_settled(job_id)
         fields = {_text(k): _text(v) for k, v in fields.items()}
         targets = [Target.from_dict(json.loads(raw_targets[k])) for k in sorted(raw_targets, key=int)]
@@ -433,7 +459,7 @@ class JobStore:
         deleted = [f"{key}:targets", f"{key}:calls", f"{key}:activity", f"{key}:notify",
                    *(k for c in folded for k in (self._call_key(c), self._attempts_key(c)))]
         zsets = [f"{self.prefix}jobs", self._state_prefix() + job.state.value, f"{self.prefix}jobs:source:{job.source}",
-                 f"{self.prefix}jobs:dead", self._active_after_key, self._settle_wait_key]
+                 f"{self.prefix}jobs:dead", self._active_after_key, self._settle_wait_key, self._running_key]
         watched = [f"{job.job_id}:{i}:{t.user_id}" for i, t in enumerate(job.targets) if t.user_id]
         keys = [key, f"{key}:lease", self.job_audit_key(job.job_id), self._settled_key(job.job_id),
                 self._settled_index, self._watch_key, *deleted, *zsets]
@@ -457,8 +483,13 @@ class JobStore:
         if settled is None:
             return 0
         folded = {c["call_id"] for c in settled.calls}
-        shared = self.load_calls([c for c in settled.document["call_ids"] if c not in folded])
-        orphans = [c.call_id for c in shared if not self._any_exists(j for j in c.carried() if j != job_id)]
+        return self.drop_orphan_calls([c for c in settled.document["call_ids"] if c not in folded], leaving=job_id)
+
+    def drop_orphan_calls(self, call_ids: list[str], *, leaving: str) -> int:
+        """Delete the records of these calls that no job but `leaving` (which is going) still has in Redis;
+        returns how many."""
+        orphans = [c.call_id for c in self.load_calls(call_ids)
+                   if not self._any_exists(j for j in c.carried() if j != leaving)]
         if orphans:
             self.redis.delete(*(k for c in orphans for k in (self._call_key(c), self._attempts_key(c))))
         return len(orphans)
@@ -527,16 +558,20 @@ class JobStore:
     # -- targets and calls -----------------------------------------------------------------------------------
 
     def save_targets(self, job_id: str, targets: dict[int, Target], *, event: str = "targets") -> None:
-        """Write changed targets, noting each new status in the audit stream."""
+        """Write changed targets, noting each new status in the audit stream; only while the job is working
+        (JobNotFound otherwise)."""
         if not targets:
             return
         key = self._job_key(job_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(f"{key}:targets", mapping={str(i): _dumps(t.to_dict()) for i, t in targets.items()})
-        pipe.hset(key, "updated_at", utc_now())
-        self._audit(pipe, job_id, event, {"targets": [_target_note(i, t) for i, t in targets.items()]})
-        self._note_dead(pipe, job_id, targets.values())
-        pipe.execute()
+        write = self._while_working(job_id)
+        items = [(str(i), _dumps(t.to_dict())) for i, t in targets.items()]
+        for start in range(0, len(items), 1000):  # Lua's unpack() takes a few thousand values at most
+            write.write("HSET", f"{key}:targets", *(v for pair in items[start:start + 1000] for v in pair))
+        write.write("HSET", key, "updated_at", utc_now())
+        self._stage_audit(write, job_id, event, {"targets": [_target_note(i, t) for i, t in targets.items()]})
+        if any(t.status.value == "dead" for t in targets.values()):
+            write.write("ZADD", f"{self.prefix}jobs:dead", float(self.redis.hget(key, "created_us") or 0), job_id)
+        self._apply_while_working(write, job_id)
 
     def note_attempt(self, call_id: str) -> int:
         """Count one more request for the call, before it is sent (a write Redis refuses stops the send): the
@@ -616,8 +651,8 @@ class JobStore:
         write.write("ZREM", self._state_prefix() + job.state.value, job_id)
         write.write("ZADD", self._state_prefix() + to.value, job.created_us, job_id)
         data = _dumps({"from": job.state.value, "to": to.value, "actor": actor, "note": note})
-        for stream in (self.audit_key, self.job_audit_key(job_id)):
-            write.write("XADD", stream, "*", "job_id", job_id, "event", "state", "at", now, "data", data)
+        for stream, entry_id in ((self.audit_key, "*"), (self.job_audit_key(job_id), "$prev")):
+            write.write("XADD", stream, entry_id, "job_id", job_id, "event", "state", "at", now, "data", data)
 
     def stage_call(self, write: GuardedWrite, call: Call) -> None:
         write.write("SET", self._call_key(call.call_id), _dumps(call.to_dict()))
@@ -723,12 +758,16 @@ class JobStore:
         return bool(self.redis.exists(f"{self._job_key(job_id)}:lease"))
 
     def note_requeued(self, job_id: str, *, why: str, at: float) -> None:
-        """Note that the sweep enqueued the job again at `at` (epoch seconds)."""
-        pipe = self.redis.pipeline(transaction=True)
+        """Note that the sweep enqueued the job again at `at` (epoch seconds); nothing for a job no longer working
+        (settled since, say: a rescue that found its run's entry)."""
         stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        pipe.hset(self._job_key(job_id), "requeued_at", stamp)
-        self._audit(pipe, job_id, "requeued", {"why": why})
-        pipe.execute()
+        write = self._while_working(job_id)
+        write.write("HSET", self._job_key(job_id), "requeued_at", stamp)
+        self._stage_audit(write, job_id, "requeued", {"why": why})
+        try:
+            write.apply(self.redis)
+        except GuardFailed:
+            log.info("job %s is no longer working (settled or removed): not noted as enqueued again", job_id)
 
     def note_sweep(self) -> None:
         """The periodic sweep ran now (what `boxcut doctor` checks beat by)."""
@@ -748,11 +787,6 @@ class JobStore:
             return []
         raw = self.redis.mget([self._call_key(c) for c in dict.fromkeys(call_ids)])
         return [Call.from_dict(json.loads(r)) for r in raw if r is not None]
-
-    def _note_dead(self, pipe: Any, job_id: str, targets: Iterable[Target]) -> None:
-        if any(t.status.value == "dead" for t in targets):
-            score = self.redis.hget(self._job_key(job_id), "created_us") or 0
-            pipe.zadd(f"{self.prefix}jobs:dead", {job_id: float(score)})
 
     # -- retention -------------------------------------------------------------------------------------------
 
@@ -802,9 +836,9 @@ class JobStore:
     # -- audit -----------------------------------------------------------------------------------------------
 
     def _audit(self, pipe: Any, job_id: str, event: str, data: dict[str, Any]) -> None:
-        entry = {"job_id": job_id, "event": event, "at": utc_now(), "data": _dumps(data)}
-        pipe.xadd(self.audit_key, entry)
-        pipe.xadd(self.job_audit_key(job_id), entry)
+        entry = ("job_id", job_id, "event", event, "at", utc_now(), "data", _dumps(data))
+        self._audit_entry(keys=[self.audit_key, self.job_audit_key(job_id), self._job_key(job_id)], args=entry,
+                          client=pipe)
 
     def note(self, job_id: str, event: str, data: dict[str, Any]) -> None:
         """Append an audit entry about the job that changes nothing in its record (e.g. a notification sent)."""
@@ -815,7 +849,7 @@ class JobStore:
     def _stage_audit(self, write: GuardedWrite, job_id: str, event: str, data: dict[str, Any]) -> None:
         entry = ("job_id", job_id, "event", event, "at", utc_now(), "data", _dumps(data))
         write.write("XADD", self.audit_key, "*", *entry)
-        write.write("XADD", self.job_audit_key(job_id), "*", *entry)
+        write.write("XADD", self.job_audit_key(job_id), "$prev", *entry)  # the same id in the job's own stream
 
     def audit_entries(self, *, job_id: str | None = None, count: int = 1000) -> list[dict[str, Any]]:
         """Audit entries oldest first: one job's whole trail, or the newest `count` entries of all jobs."""

@@ -248,8 +248,9 @@ def test_an_approver_approves_and_the_audit_names_them(console: ConsoleUnderTest
                           headers={"Origin": "https://boxcut.example.com"})
     assert answer.status_code == 303 and answer.headers["location"] == "/console/approvals"
     assert console.store.state(job_id) is JobState.RESOLVING and console.enqueued == [job_id]
-    assert "console:Alice Approver" in audit_actors(console, job_id)
-    assert console.store.load(job_id).approval.approved_by == "console:Alice Approver"  # type: ignore[union-attr]
+    # The name they go by, and who they are at the provider (their subject), which nobody chooses for themselves.
+    assert "console:Alice Approver <oidc:u-1>" in audit_actors(console, job_id)
+    assert console.store.load(job_id).approval.approved_by == "console:Alice Approver <oidc:u-1>"  # type: ignore[union-attr]
     after = console.client.get("/console/approvals").text
     assert f"Approved {job_id}" in after and f'data-job="{job_id}"' not in after
     page = console.client.get(f"/console/jobs/{job_id}").text
@@ -282,7 +283,7 @@ def test_cancel_and_the_operator_apis_refusals_come_back_as_messages(console: Co
     console.sign_in_with_token()
     assert console.post(f"/console/jobs/{job_id}/cancel").status_code == 303
     assert console.store.state(job_id) is JobState.CANCELLED
-    assert "console:alice" in audit_actors(console, job_id)
+    assert "console:alice <token:alice>" in audit_actors(console, job_id)
     assert f"Cancelled {job_id}" in console.client.get(f"/console/jobs/{job_id}").text
     console.post(f"/console/jobs/{done}/approve")
     assert "not_awaiting_approval" in console.client.get(f"/console/jobs/{done}").text
@@ -478,3 +479,48 @@ def test_every_console_setting_is_in_the_env_example_and_the_readme() -> None:
                  "BOXCUT_CONSOLE_TOKEN_SIGNIN"]:
         assert re.search(rf"^#? ?{name}(_FILE)?=", example, re.M), name
         assert f"`{name}`" in readme, name
+
+
+# -- sessions end everywhere -----------------------------------------------------------------------------------
+
+
+def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(console: ConsoleUnderTest) -> None:
+    console.sign_in_with_token()
+    copied = dict(console.client.cookies)
+    assert console.client.get("/console/now", follow_redirects=False).status_code == 200
+    assert console.post("/console/signout").status_code == 303
+    console.client.cookies.clear()
+    console.client.cookies.update(copied)  # the cookie as it was before signing out, replayed
+    answer = console.client.get("/console/now", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/console/signin")
+    assert console.client.get("/console/now.json").status_code == 401
+
+
+def test_a_session_whose_key_is_gone_from_redis_is_no_session(console: ConsoleUnderTest) -> None:
+    job_id = awaiting_job(console.store, "a@example.com")
+    console.sign_in_with_provider(ALICE)
+    csrf = console.csrf("/console/approvals")
+    for key in console.store.redis.scan_iter(match="t:console:session:*"):
+        console.store.redis.delete(key)  # revoked (or expired) on the server
+    answer = console.post(f"/console/jobs/{job_id}/approve", csrf=csrf)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/console/signin")
+    assert console.store.state(job_id) is JobState.AWAITING_APPROVAL
+
+
+def test_a_token_session_holds_only_while_its_token_is_configured_and_token_sign_in_is_on() -> None:
+    key = "k" * 40
+    proof = auth.token_fingerprint(OPERATOR_TOKEN, key)
+    assert OPERATOR_TOKEN not in proof
+    configured = load_settings({**ENV}, env_file=None)
+    assert auth.token_still_valid(proof, configured, key)
+    rotated = load_settings({**ENV, "BOXCUT_OPERATOR_TOKENS": "alice:a-new-token-for-alice"}, env_file=None)
+    assert not auth.token_still_valid(proof, rotated, key)
+    turned_off = load_settings({**ENV, "BOXCUT_CONSOLE_TOKEN_SIGNIN": "off"}, env_file=None)
+    assert not auth.token_still_valid(proof, turned_off, key)
+    assert not auth.token_still_valid(auth.token_fingerprint(OPERATOR_TOKEN, "another key" * 4), configured, key)
+
+
+def test_an_oidc_issuer_over_plain_http_is_refused_but_on_loopback() -> None:
+    with pytest.raises(SettingsError, match="BOXCUT_OIDC_ISSUER"):
+        load_settings({**ENV, "BOXCUT_OIDC_ISSUER": "http://idp.example.com"}, env_file=None)
+    assert load_settings({**ENV, "BOXCUT_OIDC_ISSUER": "http://127.0.0.1:9000"}, env_file=None).oidc_issuer

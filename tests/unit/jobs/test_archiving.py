@@ -283,3 +283,122 @@ def test_a_packed_copy_round_trips_and_refuses_what_it_cannot_read() -> None:
         unpack(bytes([99]) + packed[1:])
     with pytest.raises(UnreadablePacked):
         unpack(packed[:-5])
+
+
+# -- found by review: one id per entry, no writes after settling, no mixed reads -------------------------------
+
+
+def test_an_entry_has_the_same_id_in_the_main_stream_and_in_its_jobs_own(store: JobStore) -> None:
+    # Another entry in the main stream a minute ahead: '*' ids of the two streams can no longer coincide.
+    ahead = int(time.time() * 1000) + 60_000
+    store.redis.xadd("t:audit", {"job_id": "j-00000000000000aa", "event": "x", "at": "t", "data": "{}"},
+                     id=f"{ahead}-0")
+    job_id = finished_job(store, "a@example.com", "b@example.com")
+    store.note(job_id, "late", {"why": "a note"})
+    own = [e["id"] for e in store.audit_entries(job_id=job_id)]
+    main = [e["id"] for e in store.audit_entries(count=1000) if e["job_id"] == job_id]
+    assert own == main and len(own) >= 8
+
+
+def test_the_stream_shipped_before_a_job_settles_stores_each_entry_once(store: JobStore, archive: Archive) -> None:
+    job_id = finished_job(store, "a@example.com")
+    history = JobHistory(store, archive)
+    trail, report = history.audit(job_id), report_bytes(history, job_id)
+    worker = archiver(store, archive, hot_seconds=0)
+    worker.ship_audit()
+    assert worker.settle(job_id) == "archived"
+    assert archive.audit_for_job(job_id) == trail and report_bytes(history, job_id) == report
+
+
+def test_writes_after_a_job_settled_leave_nothing_behind(store: JobStore, archive: Archive) -> None:
+    job_id = finished_job(store, "a@example.com")
+    archiver(store, archive).settle(job_id)
+    store.note_requeued(job_id, why="a rescue that found an old run entry", at=time.time())
+    store.note(job_id, "notified", {"event": "late"})
+    with pytest.raises(JobNotFound):
+        store.set_fields(job_id, {"note": "late"}, event="late")
+    with pytest.raises(JobNotFound):
+        store.save_targets(job_id, {0: store.load(job_id).targets[0]}, event="retry")
+    assert keys_of(store, job_id) == [f"t:settled:{job_id}"]
+    assert JobHistory(store, archive).find(job_id).stored == HOT
+
+
+def test_a_record_a_late_write_left_without_its_identity_is_no_working_record(store: JobStore,
+                                                                              archive: Archive) -> None:
+    job_id = finished_job(store, "a@example.com")
+    archiver(store, archive).settle(job_id)
+    store.redis.hset(f"t:job:{job_id}", "requeued_at", "x")  # as an unguarded writer of old would have
+    assert JobHistory(store, archive).find(job_id).job.state is JobState.SUCCEEDED
+
+
+def test_settling_drops_the_run_listing_a_dead_worker_left(store: JobStore, archive: Archive) -> None:
+    job_id = finished_job(store, "a@example.com")
+    store.redis.zadd("t:jobs:running", {job_id: 1})  # its run's worker died before letting go
+    archiver(store, archive).settle(job_id)
+    assert store.died_runs(now_ms=int(time.time() * 1000), limit=10) == []
+
+
+def test_a_shared_call_goes_when_its_last_job_leaves_straight_for_the_archive(store: JobStore,
+                                                                             archive: Archive) -> None:
+    first, second = finished_job(store, "a@example.com"), finished_job(store, "b@example.com")
+    call_id = share_first_call(store, first, second)
+    assert archiver(store, archive).settle(first) == "hot" and store.evict(first) == 0
+    assert archiver(store, archive, hot_seconds=0).settle(second) == "archived"
+    assert not store.redis.exists(f"t:call:{call_id}", f"t:call:{call_id}:sent")
+    assert [c.call_id for c in JobHistory(store, archive).find(second).job.calls] == [call_id]
+
+
+def test_a_call_resent_without_some_targets_is_not_folded_into_one_job(store: JobStore, archive: Archive) -> None:
+    import json
+    job_id = finished_job(store, "a@example.com")
+    [call] = store.load(job_id).calls
+    store.redis.set(f"t:call:{call.call_id}", json.dumps({**call.to_dict(), "earlier_ids": ["99"]}))
+    archiver(store, archive).settle(job_id)
+    assert store.redis.exists(f"t:call:{call.call_id}")  # another job's record may still name it
+
+
+def test_a_copy_whose_archive_row_is_missing_stays_in_redis(store: JobStore, archive: Archive,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = finished_job(store, "a@example.com")
+    archiver(store, archive).settle(job_id)
+    monkeypatch.setattr(archive, "has_jobs", lambda _ids: set())  # the archive restored from an older backup
+    assert archiver(store, archive, hot_seconds=0).evict() == 0
+    assert store.redis.exists(f"t:settled:{job_id}")
+
+
+def test_a_job_that_cannot_be_settled_stops_no_other(store: JobStore, archive: Archive) -> None:
+    broken, fine = finished_job(store, "a@example.com"), finished_job(store, "b@example.com")
+    store.redis.hset(f"t:job:{broken}", "updated_at", "not a time")
+    assert archiver(store, archive).settle_jobs() == (1, 0, 0)
+    assert store.live(broken) and not store.live(fine)
+
+
+@pytest.mark.parametrize("why", ["call in flight", "late events"])
+def test_a_finished_job_waits_for_its_calls_and_the_late_events_margin(store: JobStore, archive: Archive,
+                                                                      why: str) -> None:
+    import json
+    job_id = finished_job(store, "a@example.com")
+    if why == "call in flight":
+        [call] = store.load(job_id).calls
+        store.redis.set(f"t:call:{call.call_id}", json.dumps({**call.to_dict(), "state": "planned"}))
+    else:
+        just_over = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 60))
+        store.redis.hset(f"t:job:{job_id}", "watch_until", just_over)  # the watch over; its late margin is not
+    assert archiver(store, archive).settle(job_id) == "waits"
+
+
+def test_settling_forgets_the_jobs_open_count(store: JobStore, archive: Archive) -> None:
+    job_id = finished_job(store, "a@example.com")
+    store.redis.hset("t:send:open", job_id, 0)
+    archiver(store, archive).settle(job_id)
+    assert not store.redis.hexists("t:send:open", job_id)
+
+
+def test_the_stream_is_trimmed_no_further_than_what_is_shipped(store: JobStore, archive: Archive,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    finished_job(store, "a@example.com")
+    entries = store.audit_entries(count=1000)
+    monkeypatch.setattr(archive, "put_audit", lambda rows: (_ for _ in ()).throw(RuntimeError("archive down")))
+    with pytest.raises(RuntimeError):
+        archiver(store, archive, scanned_to=lambda: entries[-1]["id"]).ship_audit()
+    assert len(store.audit_entries(count=1000)) == len(entries)
