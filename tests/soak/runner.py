@@ -72,6 +72,8 @@ class Soak:
         self.faults = Faults(stack, redis, receiver, self.workload, say)
         self.notify_since = ""
         self._event_ids: dict[str, str | None] = {}  # job id -> its event id, as read once
+        # Jobs that have settled (hot or archived) change no more: read once, record and trail.
+        self._settled: dict[str, tuple[Job, list[dict[str, Any]]]] = {}
 
     def ready(self) -> None:
         """Wait until the event-stream reader and the notification scanner have taken their first positions (each
@@ -129,7 +131,8 @@ class Soak:
 
     def _trails(self, jobs: dict[str, Job]) -> dict[str, list[dict[str, Any]]]:
         history = self.stack.history()
-        return {job_id: history.audit(job_id) for job_id in jobs}
+        return {job_id: self._settled[job_id][1] if job_id in self._settled else history.audit(job_id)
+                for job_id in jobs}
 
     def leftovers(self, *, timeout: float) -> dict[str, int]:
         """The work still queued once it has had `timeout` seconds to go: the first look that finds every queue
@@ -182,8 +185,14 @@ class Soak:
     def _jobs(self, job_ids: Any) -> dict[str, Job]:
         history, jobs = self.stack.history(), {}
         for job_id in job_ids:
+            if job_id in self._settled:
+                jobs[job_id] = self._settled[job_id][0]
+                continue
             try:
-                jobs[job_id] = history.find(job_id).job
+                evidence = history.evidence(job_id)
+                jobs[job_id] = evidence.job
+                if evidence.stored != "redis":
+                    self._settled[job_id] = (evidence.job, evidence.audit)
             except Exception:  # missing: the invariants say so
                 continue
         return jobs
