@@ -172,8 +172,7 @@ class Archiver:
         folded = [doc for doc, call in zip(calls, job.calls, strict=True)
                   if set(call.carried()) <= {job_id} and not call.earlier_ids]
         keep_hot = now - created_us / 1_000_000 < self.hot_seconds
-        if not self.store.settle(job, created_us=created_us, last_audit_id=last_audit_id, folded_calls=folded,
-                                 keep_hot=keep_hot):
+        if not self.store.settle(job, created_us=created_us, trail=trail, folded_calls=folded, keep_hot=keep_hot):
             return "moved"
         self.queue.forget_job(job_id)
         if not keep_hot:

@@ -444,17 +444,17 @@ class JobStore:
         return [(_text(i), {_text(k): _text(v) for k, v in f.items()})
                 for i, f in self.redis.xrange(self.job_audit_key(job_id)) or [] if f]
 
-    def settle(self, job: Job, *, created_us: int, last_audit_id: str, folded_calls: list[dict[str, Any]],
-               keep_hot: bool) -> bool:
+    def settle(self, job: Job, *, created_us: int, trail: list[tuple[str, dict[str, str]]],
+               folded_calls: list[dict[str, Any]], keep_hot: bool) -> bool:
         """Replace a finished job's working keys by its packed copy (`keep_hot`), or by nothing (past the hot
-        window), in one step; only if its record and audit stream are as they were read (`job.updated_at`,
-        `last_audit_id`) and no run holds it. Calls only it carried (`folded_calls`, as documents) go into the copy
-        and their records leave; shared calls stay until no job they carried is left (`evict`). Returns whether it
-        settled."""
+        window), in one step; only if its record and audit stream are as they were read (`job.updated_at`, and
+        `trail`, the stream as `audit_trail_raw` read it: the copy holds that very trail) and no run holds it.
+        Calls only it carried (`folded_calls`, as documents) go into the copy and their records leave; shared calls
+        stay until no job they carried is left (`evict`). Returns whether it settled."""
         key = self._job_key(job.job_id)
         settled = Settled(document=job_document(job, created_us=created_us), calls=folded_calls,
-                          audit=[[e["id"], e["event"], e["at"], e["data"]]
-                                 for e in self.audit_entries(job_id=job.job_id)])
+                          audit=[[entry_id, f["event"], f["at"], json.loads(f["data"])] for entry_id, f in trail])
+        last_audit_id = trail[-1][0] if trail else ""
         folded = [c["call_id"] for c in folded_calls]
         deleted = [f"{key}:targets", f"{key}:calls", f"{key}:activity", f"{key}:notify",
                    *(k for c in folded for k in (self._call_key(c), self._attempts_key(c)))]
