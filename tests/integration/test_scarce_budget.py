@@ -69,7 +69,10 @@ def test_alerts_during_a_429_pause_are_queued_say_so_and_ride_the_first_call_aft
 
 
 def test_a_call_held_by_a_worker_killed_whole_is_sent_again_within_10_s(redis_url: str, tmp_path: Path) -> None:
-    with running_stack(redis_url, tmp_path, sim_config=SimConfig(port=0, generate_users=50), extra_env=ENV,
+    # The holder waits for Box's answer longer than Box holds the call, so that the request is still on its way
+    # when the holder is killed (with the harness's 2 s read timeout the holder would send it again itself).
+    env = {**ENV, "BOXCUT_HTTP_READ_TIMEOUT": "30", "BOXCUT_VISIBILITY_TIMEOUT": "60"}
+    with running_stack(redis_url, tmp_path, sim_config=SimConfig(port=0, generate_users=50), extra_env=env,
                        worker=False) as stack:
         stack.sim.add_faults([{"method": "POST", "path": USERS, "times": 1, "latency_ms": 15_000}])
         holder = stack.start_worker(concurrency=2)
