@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: install install-run run test lint typecheck unit integration bench soak soak-ci mutation lock wheel-check compose-up clean
+.PHONY: install install-run run test check lint typecheck unit integration drills docs bench soak soak-ci mutation lock wheel-check compose-up clean
 
 # Runtime dependencies at the exact versions of requirements.lock; the dev tools (tests, linters) only for `make
 # test` and the other development targets.
@@ -26,14 +26,15 @@ install: $(STAMP)
 run: install-run
 	$(BIN)/boxcut dev
 
-test: install lint typecheck
-	scripts/ensure-redis-server
-	scripts/ensure-chromium
-	scripts/ensure-node-deps
-	scripts/ensure-rabbitmq
-	scripts/ensure-postgres
-	scripts/ensure-promtool
-	$(BIN)/pytest -q
+# The lanes. `make check` (lint, types, unit: no services, under 2 minutes) is the one to run while working;
+# `make integration` (real Redis, prefork workers, boxsim over HTTP, PostgreSQL, RabbitMQ, a browser, the examples of
+# the docs) and `make drills` (fault drills) start or install what they need; `make test` runs every lane, and
+# `make docs` builds the documentation strictly (a broken link fails it). Each lane prints its slowest tests.
+DURATIONS ?= --durations=15
+
+test: check docs integration drills
+
+check: lint typecheck unit
 
 lint: install
 	$(BIN)/ruff check .
@@ -44,14 +45,22 @@ typecheck: install
 
 unit: install
 	scripts/ensure-promtool
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q $(DURATIONS) tests/unit
 
 integration: install
 	scripts/ensure-redis-server
 	scripts/ensure-chromium
 	scripts/ensure-node-deps
+	scripts/ensure-rabbitmq
 	scripts/ensure-postgres
-	$(BIN)/pytest -q tests/integration tests/drills
+	$(BIN)/pytest -q $(DURATIONS) tests/integration tests/soak
+
+drills: install
+	scripts/ensure-redis-server
+	$(BIN)/pytest -q $(DURATIONS) tests/drills
+
+docs: install
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 bench: install
 	scripts/ensure-redis-server
