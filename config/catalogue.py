@@ -47,6 +47,9 @@ RESERVED_PREFIX = "BOXCUT_TEST_"
 # (XDG_DATA_HOME, else HOME's .local/share), wherever a command runs from.
 UNDECLARED_FIELDS = frozenset({"archive_file"})
 
+# A `Setting.compose` note that starts so: docker-compose.yml does not pass it from .env to the containers.
+NOT_IN_COMPOSE = "not passed by docker-compose.yml"
+
 NUMBER_LIMIT = 86400  # `Kind.SECONDS`: above 0 and below this
 
 
@@ -83,6 +86,11 @@ class Setting:
         return self.kind in GENERIC_KINDS and len(self.fields) == 1
 
     @property
+    def passed_by_compose(self) -> bool:
+        """docker-compose.yml passes it from .env (or the shell) to the containers."""
+        return self.kind is not Kind.COMPOSE and not self.compose.startswith(NOT_IN_COMPOSE)
+
+    @property
     def names(self) -> tuple[str, ...]:
         """The names it may be set by: a secret's `NAME_FILE` too."""
         return (self.name, f"{self.name}_FILE") if self.secret else (self.name,)
@@ -115,7 +123,8 @@ class Setting:
         if self.kind is Kind.CHOICE:
             return "one of " + ", ".join(choice.lower() for choice in self.choices)
         if self.kind is Kind.CUSTOM:
-            return self.type_text or ("on/off" if isinstance(self.default, bool) else "text")
+            plain = "on/off" if isinstance(self.default, bool) else "secret" if self.secret else "text"
+            return self.type_text or plain
         if self.kind is Kind.COMPOSE:
             return "docker compose only"
         return self.kind.value
@@ -172,9 +181,9 @@ def identity_paths_variable(source: str) -> str:
 
 
 def _identity_paths(source: str) -> Setting:
-    return Setting(identity_paths_variable(source), SENDERS, f"field paths that name the person in a `{source}` alert, replacing the built-in "
-                   "list", Kind.CUSTOM, type_text="comma-separated list", fields=("identity_paths",),
-                   default_text="the built-in list", compose="not passed by docker-compose.yml")
+    return Setting(identity_paths_variable(source), SENDERS, f"field paths that name the person in a `{source}` "
+                   "alert, replacing the built-in list", Kind.CUSTOM, type_text="comma-separated list", fields=("identity_paths",),
+                   default_text="the built-in list", compose=NOT_IN_COMPOSE)
 
 
 _S = Kind.SECONDS
@@ -190,14 +199,14 @@ SETTINGS: tuple[Setting, ...] = (
             Kind.CUSTOM, fields=("box_enterprise_id",)),
     Setting("BOX_JWT_CONFIG_FILE", BOX, "JWT instead: the path of the app's JSON config from Box's developer console "
             "(holds the encrypted private key)", Kind.CUSTOM, type_text="path of a JSON file", fields=("box_jwt",),
-            compose="not passed by docker-compose.yml"),
+            compose=NOT_IN_COMPOSE),
     Setting("BOX_DEVELOPER_TOKEN", BOX, "a developer token (trials: it expires in an hour and cannot be refreshed)",
-            Kind.SECRET, secret=True, fields=("box_developer_token",), compose="not passed by docker-compose.yml"),
+            Kind.SECRET, secret=True, fields=("box_developer_token",), compose=NOT_IN_COMPOSE),
     Setting("BOX_API_BASE_URL", BOX, "Box's API; nothing in a request can point boxcut elsewhere (`boxcut dev` and "
             "the tests point it at boxsim)", Kind.URL, defaults.BOX_API_BASE_URL, fields=("box_api_base_url",),
-            compose="not passed by docker-compose.yml"),
+            compose=NOT_IN_COMPOSE),
     Setting("BOX_OAUTH_URL", BOX, "Box's token endpoint", Kind.URL, defaults.BOX_OAUTH_URL,
-            fields=("box_oauth_url",), compose="not passed by docker-compose.yml"),
+            fields=("box_oauth_url",), compose=NOT_IN_COMPOSE),
     # -- Redis and the broker --
     Setting("BOXCUT_REDIS_URL", REDIS, "the Redis: `redis://`, `rediss://`, `unix://`, or `redis+sentinel://"
             "[[user]:password@]host[:port][,host[:port]…]/service[/db]` for a Redis behind Sentinels (port 26379, "
@@ -209,7 +218,7 @@ SETTINGS: tuple[Setting, ...] = (
             compose="compose: BOXCUT_REDIS_PASSWORD_FILE=/run/secrets/redis_password"),
     Setting("BOXCUT_REDIS_SENTINEL_PASSWORD", REDIS, "the Sentinels' own password, when they ask for one (only with "
             "redis+sentinel://)", Kind.CUSTOM, secret=True, type_text="secret", fields=("sentinel",),
-            compose="docker-compose.sentinel.yml sets the _FILE form"),
+            compose=NOT_IN_COMPOSE + "; docker-compose.sentinel.yml sets the _FILE form"),
     Setting("BOXCUT_REDIS_WAIT_REPLICAS", REDIS, "replicas that must hold a job's submission (and each count of a "
             "request to Box) before it counts: WAIT, up to 1 s", Kind.CUSTOM, low=0, high=16,
             type_text="whole number, 0 to 16", fields=("redis_wait_replicas",),
@@ -268,7 +277,7 @@ SETTINGS: tuple[Setting, ...] = (
             compose="compose: BOXCUT_INTAKE_TOKENS_FILE=/run/secrets/intake_tokens"),
     Setting("BOXCUT_INTAKE_HMAC_SECRETS", INTAKE, "secrets for signed requests; `name:secret` names one",
             Kind.CREDENTIALS, secret=True, fields=("intake_hmac_secrets",),
-            compose="not passed by docker-compose.yml"),
+            compose=NOT_IN_COMPOSE),
     Setting("BOXCUT_OPERATOR_TOKENS", INTAKE, "bearer tokens for the operator API (an intake token is not enough); "
             "`name:token` names one", Kind.CREDENTIALS, secret=True, fields=("operator_tokens",),
             example="alice:3f9…,bob:8c1…", compose="compose: BOXCUT_OPERATOR_TOKENS_FILE=/run/secrets/operator_tokens"),
