@@ -182,8 +182,8 @@ def identity_paths_variable(source: str) -> str:
 
 def _identity_paths(source: str) -> Setting:
     return Setting(identity_paths_variable(source), SENDERS, f"field paths that name the person in a `{source}` "
-                   "alert, replacing the built-in list", Kind.CUSTOM, type_text="comma-separated list", fields=("identity_paths",),
-                   default_text="the built-in list", compose=NOT_IN_COMPOSE)
+                   "alert, replacing the built-in list", Kind.CUSTOM, type_text="comma-separated list",
+                   fields=("identity_paths",), default_text="the built-in list", compose=NOT_IN_COMPOSE)
 
 
 _S = Kind.SECONDS

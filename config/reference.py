@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         if current == wanted:
             continue
         if args.write:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(wanted, encoding="utf-8")
             print(f"wrote {relative}")
             continue
