@@ -1,7 +1,9 @@
 """Settings: read once at start from the environment and `.env`, validated, handed down as one object.
 
-Every variable name here is part of boxcut's contract (see README "Configuration"). A missing or malformed
-value raises `SettingsError`, whose message is one line naming the variable.
+Every variable name here is part of boxcut's contract, and each is declared once in config/catalogue.py (its type,
+default, bounds, secrecy and doc); the simple ones are read from that declaration alone (`_Reader.value`), the rest
+by a reader of their own below. A missing, malformed or unknown value raises `SettingsError`, whose message is one
+line naming the variable.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
-from config import defaults
+from config import catalogue, defaults
 from config.credentials import NAME_PATTERN, Credential, DuplicateName, parse_credentials
 from config.notify_urls import NotifyURL, parse_notify_urls
 from config.secret import Secret
@@ -224,11 +226,18 @@ class Settings:
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
-    """Read settings from `environ` (default: the process environment) over the values of `env_file`."""
+    """Read settings from `environ` (default: the process environment) over the values of `env_file`.
+
+    A `BOXCUT_*` variable that is no setting (config/catalogue.py) stops the start, naming the nearest one: a
+    misspelled safety setting (BOXCUT_PROTECTED_USER) silently ignored would leave accounts unprotected, which is
+    worse than a refused start. `BOXCUT_TEST_*` names are the test suite's and benchmarks' own, and ignored."""
     merged: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
         merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     merged.update(os.environ if environ is None else environ)
+    unknown = catalogue.unknown_setting(merged)
+    if unknown is not None:
+        raise SettingsError(*unknown)
     return _Reader(merged).settings()
 
 
@@ -265,97 +274,30 @@ class _Reader:
     def _read(self) -> Settings:
         client_id, client_secret, enterprise_id = self._client_credentials()
         sentinel = self.sentinel()
+        generic = {setting.fields[0]: self.value(setting) for setting in catalogue.SETTINGS if setting.generic}
         return Settings(
+            **generic,
             box_client_id=client_id,
             box_client_secret=client_secret,
             box_enterprise_id=enterprise_id,
             box_jwt=self._jwt_config(),
-            box_developer_token=self.secret("BOX_DEVELOPER_TOKEN"),
-            box_api_base_url=self.url("BOX_API_BASE_URL", defaults.BOX_API_BASE_URL),
-            box_oauth_url=self.url("BOX_OAUTH_URL", defaults.BOX_OAUTH_URL),
             redis_url=self.redis_url(),
             sentinel=sentinel,
-            redis_wait_replicas=self.integer("BOXCUT_REDIS_WAIT_REPLICAS", 1 if sentinel else 0, 0, 16),
+            redis_wait_replicas=self.integer("BOXCUT_REDIS_WAIT_REPLICAS", 1 if sentinel else 0,
+                                             *_bounds("BOXCUT_REDIS_WAIT_REPLICAS")),
             rabbitmq_url=self.broker_url(),
             key_prefix=self.text("BOXCUT_KEY_PREFIX") or defaults.KEY_PREFIX,
             key_prefix_chosen=self.text("BOXCUT_KEY_PREFIX") is not None,
-            intake_tokens=self.credentials("BOXCUT_INTAKE_TOKENS"),
-            intake_hmac_secrets=self.credentials("BOXCUT_INTAKE_HMAC_SECRETS"),
-            operator_tokens=self.credentials("BOXCUT_OPERATOR_TOKENS"),
-            dry_run=self.boolean("BOXCUT_DRY_RUN", False),
-            protected_users=self.text_list("BOXCUT_PROTECTED_USERS"),
-            protected_groups=self.text_list("BOXCUT_PROTECTED_GROUPS"),
-            approval_threshold=self.integer("BOXCUT_APPROVAL_THRESHOLD", defaults.APPROVAL_THRESHOLD, 0, 10**6),
-            brake_users=self.integer("BOXCUT_BRAKE_USERS", defaults.BRAKE_USERS, 0, 10**7),
-            brake_total_users=self.integer("BOXCUT_BRAKE_TOTAL_USERS", defaults.BRAKE_TOTAL_USERS, 0, 10**7),
-            brake_window_seconds=self.integer(
-                "BOXCUT_BRAKE_WINDOW_SECONDS", defaults.BRAKE_WINDOW_SECONDS, 10, 7 * 86400
-            ),
             brake_source_users=self._brake_source_users(),
-            rate_limit_per_minute=self.integer(
-                "BOXCUT_RATE_LIMIT_PER_MINUTE", defaults.RATE_LIMIT_PER_MINUTE, 1, 100_000
-            ),
-            batch_size=self.integer("BOXCUT_BATCH_SIZE", defaults.BATCH_SIZE, 1, defaults.MAX_BATCH_SIZE),
-            visibility_timeout=self.integer(
-                "BOXCUT_VISIBILITY_TIMEOUT", defaults.VISIBILITY_TIMEOUT_SECONDS, 10, 7 * 86400
-            ),
-            http_connect_timeout=self.number("BOXCUT_HTTP_CONNECT_TIMEOUT", defaults.HTTP_CONNECT_TIMEOUT_SECONDS),
-            http_read_timeout=self.number("BOXCUT_HTTP_READ_TIMEOUT", defaults.HTTP_READ_TIMEOUT_SECONDS),
-            retry_budget_seconds=self.number("BOXCUT_RETRY_BUDGET_SECONDS", defaults.RETRY_BUDGET_SECONDS),
-            max_calls_per_batch=self.integer("BOXCUT_MAX_CALLS_PER_BATCH", defaults.MAX_CALLS_PER_BATCH, 1, 50),
-            run_budget_seconds=self.integer(
-                "BOXCUT_RUN_BUDGET_SECONDS", defaults.RUN_BUDGET_SECONDS, 1, 86400
-            ),
-            log_level=self.choice("BOXCUT_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             log_format=self.log_format(),
-            intake_max_body_bytes=self.integer(
-                "BOXCUT_INTAKE_MAX_BODY_BYTES", defaults.INTAKE_MAX_BODY_BYTES, 1024, 64 * 1024 * 1024
-            ),
-            idempotency_ttl_seconds=self.integer(
-                "BOXCUT_IDEMPOTENCY_TTL_SECONDS", defaults.IDEMPOTENCY_TTL_SECONDS, 60, 30 * 86400
-            ),
-            okta_event_types=self.text_list("BOXCUT_OKTA_EVENT_TYPES") or defaults.OKTA_EVENT_TYPES,
             identity_paths=self._identity_paths(),
             query_token_sources=self._query_token_sources(),
-            allowed_admins=self.text_list("BOXCUT_ALLOWED_ADMINS"),
-            expand_groups=self.boolean("BOXCUT_EXPAND_GROUPS", False),
-            directory_cache_min_targets=self.integer(
-                "BOXCUT_DIRECTORY_CACHE_MIN_TARGETS", defaults.DIRECTORY_CACHE_MIN_TARGETS, 1, 10**7
-            ),
-            directory_cache_ttl_seconds=self.integer(
-                "BOXCUT_DIRECTORY_CACHE_TTL_SECONDS", defaults.DIRECTORY_CACHE_TTL_SECONDS, 10, 86400
-            ),
-            max_in_flight=self.integer("BOXCUT_MAX_IN_FLIGHT", defaults.MAX_IN_FLIGHT, 1, 64),
-            call_claim_seconds=self.number("BOXCUT_CALL_CLAIM_SECONDS", defaults.CALL_CLAIM_SECONDS),
-            gather_seconds=self.number("BOXCUT_GATHER_SECONDS", defaults.GATHER_SECONDS),
-            sweep_seconds=self.number("BOXCUT_SWEEP_SECONDS", defaults.SWEEP_SECONDS),
-            give_up_after_seconds=self.number("BOXCUT_GIVE_UP_AFTER_SECONDS", defaults.GIVE_UP_AFTER_SECONDS),
-            stale_job_seconds=self.number("BOXCUT_STALE_JOB_SECONDS", defaults.STALE_JOB_SECONDS),
-            directory_refresh_seconds=self.number(
-                "BOXCUT_DIRECTORY_REFRESH_SECONDS", defaults.DIRECTORY_REFRESH_SECONDS
-            ),
-            directory_background_max_users=self.integer(
-                "BOXCUT_DIRECTORY_BACKGROUND_MAX_USERS", defaults.DIRECTORY_BACKGROUND_MAX_USERS, 0, 10**7
-            ),
-            retention_days=self.integer("BOXCUT_RETENTION_DAYS", defaults.RETENTION_DAYS, 1, 36500),
             archive_url=self._archive_url(),
             archive_file=self._archive_file(),
             hot_days=self._hot_days(),
-            settle_seconds=self.number("BOXCUT_SETTLE_SECONDS", defaults.SETTLE_SECONDS),
-            archive_every_seconds=self.number("BOXCUT_ARCHIVE_EVERY_SECONDS", defaults.ARCHIVE_EVERY_SECONDS),
-            events_poll_seconds=self.seconds_or_off("BOXCUT_EVENTS_POLL_SECONDS", defaults.EVENTS_POLL_SECONDS),
-            events_position_max_age_hours=self.integer(
-                "BOXCUT_EVENTS_POSITION_MAX_AGE_HOURS", defaults.EVENTS_POSITION_MAX_AGE_HOURS, 1, 24 * 14
-            ),
-            watch_minutes=self.integer("BOXCUT_WATCH_MINUTES", defaults.WATCH_MINUTES, 0, 24 * 60),
             shield_rules=self._shield_rules(),
-            shield_quiet_hours=self.integer("BOXCUT_SHIELD_QUIET_HOURS", defaults.SHIELD_QUIET_HOURS, 1, 24 * 365),
             report_signing_key=self._report_signing_key(),
             ssf_transmitters=self._ssf_transmitters(),
-            ssf_max_age_seconds=self.integer("BOXCUT_SSF_MAX_AGE_SECONDS", defaults.SSF_MAX_AGE_SECONDS, 30, 86400),
-            ssf_jwks_cache_seconds=self.integer(
-                "BOXCUT_SSF_JWKS_CACHE_SECONDS", defaults.SSF_JWKS_CACHE_SECONDS, 10, 86400
-            ),
             **self._notifications(),
             **self._slack_interactivity(),
             **self._console(),
@@ -389,6 +331,32 @@ class _Reader:
         return value
 
     # -- typed readers -------------------------------------------------------------------------------------
+
+    def value(self, setting: catalogue.Setting) -> Any:
+        """A simple setting, read as its declaration says (config/catalogue.py)."""
+        name, default = setting.name, setting.default
+        match setting.kind:
+            case catalogue.Kind.TEXT:
+                return self.text(name) or default
+            case catalogue.Kind.URL:
+                return self.url(name, default)
+            case catalogue.Kind.INTEGER:
+                return self.integer(name, default, *_bounds(name))
+            case catalogue.Kind.SECONDS:
+                return self.number(name, default)
+            case catalogue.Kind.SECONDS_OR_OFF:
+                return self.seconds_or_off(name, default)
+            case catalogue.Kind.BOOLEAN:
+                return self.boolean(name, default)
+            case catalogue.Kind.CHOICE:
+                return self.choice(name, default, setting.choices)
+            case catalogue.Kind.LIST:
+                return self.text_list(name) or default
+            case catalogue.Kind.SECRET:
+                return self.secret(name)
+            case catalogue.Kind.CREDENTIALS:
+                return self.credentials(name)
+        raise TypeError(f"{name} is read by a reader of its own ({setting.kind})")
 
     def text(self, name: str) -> str | None:
         value = self.env.get(name, "").strip()
@@ -433,7 +401,7 @@ class _Reader:
 
     def log_format(self) -> str | None:
         """BOXCUT_LOG_FORMAT: json or text; unset (or auto) leaves it to whether stderr is a terminal."""
-        chosen = self.choice("BOXCUT_LOG_FORMAT", "AUTO", ("AUTO", "JSON", "TEXT"))
+        chosen = self.choice("BOXCUT_LOG_FORMAT", "AUTO", catalogue.setting("BOXCUT_LOG_FORMAT").choices)
         return None if chosen == "AUTO" else chosen.lower()
 
     def broker_url(self) -> str | None:
@@ -541,7 +509,7 @@ class _Reader:
             if not equals or not source.strip() or not limit.strip().isdigit():
                 raise SettingsError(name, f"expected source=users entries, e.g. okta=200, got {entry!r}")
             limits[source.strip()] = int(limit)
-        total = self.integer("BOXCUT_BRAKE_TOTAL_USERS", defaults.BRAKE_TOTAL_USERS, 0, 10**7)
+        total = self.value(catalogue.setting("BOXCUT_BRAKE_TOTAL_USERS"))
         busiest = max(limits.items(), key=lambda item: item[1], default=None)
         if total and busiest and busiest[1] >= total:
             raise SettingsError(name, f"{busiest[0]}={busiest[1]} is not below BOXCUT_BRAKE_TOTAL_USERS ({total}): "
@@ -610,9 +578,6 @@ class _Reader:
         return {
             "notify_urls": urls,
             "notify_hmac_secret": secret,
-            "notify_poll_seconds": self.seconds_or_off("BOXCUT_NOTIFY_POLL_SECONDS", defaults.NOTIFY_POLL_SECONDS),
-            "notify_retry_seconds": self.number("BOXCUT_NOTIFY_RETRY_SECONDS", defaults.NOTIFY_RETRY_SECONDS),
-            "notify_attempts": self.integer("BOXCUT_NOTIFY_ATTEMPTS", defaults.NOTIFY_ATTEMPTS, 1, 50),
             "public_url": self.url("BOXCUT_PUBLIC_URL", "") if public_url else None,
         }
 
@@ -649,8 +614,6 @@ class _Reader:
         return {
             "console": console,
             "console_session_secret": secret,
-            "console_session_minutes": self.integer("BOXCUT_CONSOLE_SESSION_MINUTES",
-                                                    defaults.CONSOLE_SESSION_MINUTES, 5, 7 * 24 * 60),
             "oidc_issuer": self._oidc_issuer(issuer),
             "oidc_client_id": client_id,
             "oidc_client_secret": client_secret,
@@ -744,9 +707,14 @@ class _Reader:
 _SLACK_APPROVER_ID = re.compile(r"(?:[A-Z0-9]{2,32}/)?[A-Z0-9]{2,32}")
 
 
-def identity_paths_variable(source: str) -> str:
-    """The variable that overrides a source's identity paths: `box-shield` → BOXCUT_IDENTITY_PATHS_BOX_SHIELD."""
-    return "BOXCUT_IDENTITY_PATHS_" + source.upper().replace("-", "_")
+def _bounds(name: str) -> tuple[int, int]:
+    """A whole-number setting's bounds, as declared."""
+    declared = catalogue.setting(name)
+    assert declared.low is not None and declared.high is not None, name
+    return declared.low, declared.high
+
+
+identity_paths_variable = catalogue.identity_paths_variable
 
 
 def _read_secret_file(variable: str, path: str) -> str:

@@ -42,7 +42,7 @@ from worker.intake.auth import Authenticator
 from worker.jobs.model import JobState
 
 # Fuzzed cases per operation (the coverage phase adds its own fixed set); raise it locally for a deeper run.
-MAX_EXAMPLES = int(os.environ.get("BOXCUT_OPENAPI_EXAMPLES", "15"))
+MAX_EXAMPLES = int(os.environ.get("BOXCUT_TEST_OPENAPI_EXAMPLES", "15"))
 # Cases sent in all: the run must stay a few hundred (a schema change that explodes the coverage phase shows here).
 # 27 operations: the brake's two (GET /v1/brake, POST /v1/brake/release with its JSON body) added about 50 cases,
 # and the login pattern (no character that lower-cases into ASCII) about 40; a whole run was 870 cases.
