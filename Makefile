@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: install install-run run test check lint typecheck unit integration drills docs bench soak soak-ci mutation lock wheel-check compose-up clean
+.PHONY: install install-run run test check lint typecheck unit integration drills docs settings-docs bench soak soak-ci mutation lock wheel-check compose-up clean
 
 # Runtime dependencies at the exact versions of requirements.lock; the dev tools (tests, linters) only for `make
 # test` and the other development targets.
@@ -61,6 +61,11 @@ drills: install
 
 docs: install
 	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
+# docs/configuration.md and .env.example are made from config/catalogue.py; run after declaring a setting (a unit
+# test fails while they are stale).
+settings-docs: install
+	$(BIN)/python -m config.reference --write
 
 bench: install
 	scripts/ensure-redis-server
