@@ -227,7 +227,9 @@ class DevStack:
         settings a `boxcut` command needs to reach the same Redis, keys, broker and Box. Values shell-quoted."""
         lines = ["# `boxcut dev`'s stack, for a shell beside it: . ./" + ENV_FILE_NAME,
                  f"# written when it started (pid {os.getpid()}), removed when it stops; it holds tokens, so it is "
-                 "readable by you only."]
+                 "readable by you only.",
+                 "# Start another `boxcut dev` from a shell without it: that one would take this stack's key prefix "
+                 "and Box."]
         exports: dict[str, str] = {}
         if self.intake is not None:
             lines += self._token_lines(exports)
