@@ -35,7 +35,7 @@ from worker.jobs.model import JobState  # enums only (stdlib): `jobs --state` li
 if TYPE_CHECKING:
     from celery import Celery
 
-    from worker.cli.dev_stack import IntakeAccess
+    from worker.cli.dev_stack import DevStack, IntakeAccess
     from worker.jobs.history import JobHistory
     from worker.jobs.model import Job
     from worker.jobs.store import JobStore
@@ -759,6 +759,7 @@ def dev(demo: bool, concurrency: int) -> None:
     try:
         stack.start(worker_concurrency=concurrency)
         click.echo("boxcut dev is up:\n  " + "\n  ".join(stack.lines))
+        _write_env_file(stack)
         click.echo(f"\ntry, in another shell:\n  {_sample_command(stack.settings, stack.simulated_box)}")
         if stack.intake is not None:
             click.echo(_sample_curl(stack.intake, stack.simulated_box))
@@ -771,6 +772,20 @@ def dev(demo: bool, concurrency: int) -> None:
         click.echo("\nstopping")
     finally:
         stack.stop()
+
+
+def _write_env_file(stack: DevStack) -> None:
+    """Write ./boxcut-dev.env for a shell beside this one and say how to use it; only its path is shown (it holds
+    tokens). A folder that cannot take it costs the file, not the stack."""
+    from worker.cli.dev_stack import ENV_FILE_NAME
+
+    try:
+        path = stack.write_env_file(Path.cwd())
+    except OSError as error:
+        click.echo(f"\n(no {ENV_FILE_NAME} here: {error})")
+        return
+    click.echo(f"\nits URLs, tokens and settings are in {path} (readable by you only; removed at stop). "
+               f"In another shell here:\n  . ./{ENV_FILE_NAME}")
 
 
 def _sample_command(settings: Settings, simulated_box: bool) -> str:

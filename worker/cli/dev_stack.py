@@ -7,6 +7,10 @@ the local simulator, clearly labelled. Then a Celery worker in a child process.
 Unless BOXCUT_KEY_PREFIX is set, the stack keeps its keys and its Celery queues under a prefix of its own, made for
 this run (`boxcut-dev-1a2b3c4d:`) and removed when it stops: a second `boxcut dev` beside it, or a production
 stack on a Redis that `.env` names, shares nothing with it, so neither's worker takes the other's jobs.
+
+Once up, it writes `boxcut-dev.env` where it was started (`write_env_file`): a file a shell beside it sources
+(`. ./boxcut-dev.env`) to reach this stack, with `$TOKEN`, `$OPERATOR_TOKEN`, `$INTAKE_URL`, `$BOXSIM_URL` and the
+settings a `boxcut` command needs; readable by its owner only (it holds tokens), removed when the stack stops.
 """
 
 from __future__ import annotations
@@ -14,14 +18,17 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from urllib.parse import urlparse
 
 import redis
@@ -31,6 +38,9 @@ from config.settings import displayable_url
 
 # boxsim's port in `boxcut dev` when free: fixed, so a printed sample command stays valid between runs.
 BOXSIM_PORT = 8765
+
+# What `boxcut dev` writes where it was started, for a shell beside it to source (`. ./boxcut-dev.env`).
+ENV_FILE_NAME = "boxcut-dev.env"
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,8 @@ class DevStack:
     simulated_box: bool = False
     intake: IntakeAccess | None = None
     own_prefix: bool = False  # the key prefix was made for this run (BOXCUT_KEY_PREFIX is not set)
+    boxsim_url: str | None = None  # the simulator's root (its /_boxsim endpoints), when Box is simulated
+    box_env: dict[str, str] = field(default_factory=dict)  # the Box settings given to the worker (boxsim's)
 
     def start(self, *, worker_concurrency: int = 2, intake_port: int = defaults.INTAKE_PORT) -> None:
         """Start Redis, Box, a worker and the intake as needed, noting each in `lines`; `settings` then says
@@ -151,13 +163,15 @@ class DevStack:
         sim = BoxSim(SimConfig(port=port)).start()
         self._stops.append(sim.stop)
         config = sim.config
-        self.env.update(
-            BOX_API_BASE_URL=sim.base_url,
-            BOX_OAUTH_URL=sim.oauth_url,
-            BOX_CLIENT_ID=config.client_id,
-            BOX_CLIENT_SECRET=config.client_secret,
-            BOX_ENTERPRISE_ID=config.enterprise_id,
-        )
+        self.box_env = {
+            "BOX_API_BASE_URL": sim.base_url,
+            "BOX_OAUTH_URL": sim.oauth_url,
+            "BOX_CLIENT_ID": config.client_id,
+            "BOX_CLIENT_SECRET": config.client_secret,
+            "BOX_ENTERPRISE_ID": config.enterprise_id,
+        }
+        self.env.update(self.box_env)
+        self.boxsim_url = sim.admin_url.removesuffix("/_boxsim")
         self.simulated_box = True
         self.lines.append(f"box     SIMULATED: boxsim at {sim.base_url} (no Box credentials are set; "
                           "seeded users such as jdoe@example.com)")
@@ -204,6 +218,79 @@ class DevStack:
         self.intake = IntakeAccess(url, intake_token, operator_token)
         made = " (tokens made for this session, shown below)" if intake_token or operator_token else ""
         self.lines.append(f"intake  {url}, pid {proc.pid}{made}")
+
+
+    # -- the env file ----------------------------------------------------------------------------------------
+
+    def env_file_text(self) -> str:
+        """A shell file that gives another shell this stack: the intake's URL and tokens, boxsim's URL, and the
+        settings a `boxcut` command needs to reach the same Redis, keys, broker and Box. Values shell-quoted."""
+        lines = ["# `boxcut dev`'s stack, for a shell beside it: . ./" + ENV_FILE_NAME,
+                 f"# written when it started (pid {os.getpid()}), removed when it stops; it holds tokens, so it is "
+                 "readable by you only.",
+                 "# Start another `boxcut dev` from a shell without it: that one would take this stack's key prefix "
+                 "and Box."]
+        exports: dict[str, str] = {}
+        if self.intake is not None:
+            lines += self._token_lines(exports)
+            exports["INTAKE_URL"] = self.intake.url
+        if self.boxsim_url is not None:
+            exports["BOXSIM_URL"] = self.boxsim_url
+        # What the worker was given that a shell beside it lacks: its Redis, its own key prefix, its broker (an
+        # empty BOXCUT_BROKER_URL is the Redis, whatever `.env` says) and, with boxsim, the Box settings.
+        exports["BOXCUT_REDIS_URL"] = self.settings.redis_url
+        exports["BOXCUT_KEY_PREFIX"] = self.settings.key_prefix
+        exports["BOXCUT_BROKER_URL"] = self.settings.rabbitmq_url or ""
+        exports.update(self.box_env)
+        lines += [f"export {name}={shlex.quote(value)}" for name, value in exports.items()]
+        return "\n".join(lines) + "\n"
+
+    def _token_lines(self, exports: dict[str, str]) -> list[str]:
+        """TOKEN and OPERATOR_TOKEN: the ones made for this session, else the first configured one (said in a
+        comment), else unset with the reason."""
+        access = self.intake
+        assert access is not None
+        lines: list[str] = []
+        if access.intake_token is not None:
+            exports["TOKEN"] = access.intake_token
+        elif self.settings.intake_tokens:
+            lines.append("# TOKEN: the first of BOXCUT_INTAKE_TOKENS, as configured (boxcut dev made none)")
+            exports["TOKEN"] = self.settings.intake_tokens[0].secret.reveal()
+        else:
+            lines += ["# no TOKEN: the intake takes HMAC-signed alerts only (BOXCUT_INTAKE_HMAC_SECRETS is set, "
+                      "BOXCUT_INTAKE_TOKENS is not)", "unset TOKEN"]
+        if access.operator_token is not None:
+            exports["OPERATOR_TOKEN"] = access.operator_token
+        elif self.settings.operator_tokens:
+            lines.append("# OPERATOR_TOKEN: the first of BOXCUT_OPERATOR_TOKENS, as configured (boxcut dev made "
+                         "none)")
+            exports["OPERATOR_TOKEN"] = self.settings.operator_tokens[0].secret.reveal()
+        return lines
+
+    def write_env_file(self, folder: Path) -> Path:
+        """Write `folder/boxcut-dev.env` (replacing one there; mode 0600, it holds tokens) and remove it when the
+        stack stops, unless another stack has replaced it since. Returns its path."""
+        path = folder / ENV_FILE_NAME
+        text = self.env_file_text()
+        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{ENV_FILE_NAME}.")  # made 0600
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.chmod(temporary, 0o600)
+            os.replace(temporary, path)  # whole or not at all, for a shell sourcing it meanwhile
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        self._stops.append(lambda: _remove_if_ours(path, text))
+        return path
+
+
+def _remove_if_ours(path: Path, text: str) -> None:
+    """Remove the env file this stack wrote, not one a later `boxcut dev` in the same folder wrote over it."""
+    with contextlib.suppress(OSError):
+        if path.read_text(encoding="utf-8") == text:
+            path.unlink()
 
 
 def dev_prefix() -> str:
