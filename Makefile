@@ -60,7 +60,7 @@ drills: install
 	$(BIN)/pytest -q $(DURATIONS) tests/drills
 
 docs: install
-	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 # docs/configuration.md and .env.example are made from config/catalogue.py; run after declaring a setting (a unit
 # test fails while they are stale).
