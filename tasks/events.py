@@ -19,7 +19,7 @@ from worker.events.cursor import StreamCursor
 from worker.events.reader import EventReader, EventSource
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.submit import Enqueue
-from worker.run.runner import RunContext
+from worker.run.context import RunContext
 from worker.run.settlement import ENDPOINTS
 
 log = logging.getLogger(__name__)

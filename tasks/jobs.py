@@ -20,7 +20,8 @@ from worker.errors import (
     LeaseHeld,
     RetryLater,
 )
-from worker.run.runner import RunContext, RunOutcome, fail_for_credentials, give_up, run_job
+from worker.run.context import RunContext
+from worker.run.runner import RunOutcome, fail_for_credentials, give_up, run_job
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from worker import logs
 from worker.notify.delivery import Answer, Notifier, Post, backoff, http_post
 from worker.notify.notice import Notice
 from worker.notify.scanner import NotifyScanner
-from worker.run.runner import RunContext
+from worker.run.context import RunContext
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from worker.jobs.history import history_of
 from worker.jobs.send_queue import Budget, SendQueue
 from worker.jobs.store import JobStore
 from worker.locks import RedisLock
+from worker.run.context import KickSender, RunContext, no_kick
 from worker.run.directory_cache import DirectoryCache
 from worker.run.flights import Flights
 from worker.run.heartbeat import Heartbeat
 from worker.run.policy import Policy
-from worker.run.runner import KickSender, RunContext, no_kick
 
 
 def box_client(settings: Settings, client: redis.Redis, session: requests.Session) -> BoxClient:

@@ -39,7 +39,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import redis
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
@@ -64,11 +64,9 @@ from worker.jobs.model import (
 )
 from worker.jobs.send_queue import Taken, TakeOutcome
 from worker.jobs.store import CarriedJob
+from worker.run.context import RunContext
 from worker.run.settlement import settle_if_done
 from worker.transactions import GuardedWrite, GuardFailed
-
-if TYPE_CHECKING:
-    from worker.run.runner import RunContext
 
 log = logging.getLogger(__name__)
 

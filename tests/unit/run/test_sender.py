@@ -16,7 +16,8 @@ from worker.jobs import actions as job_actions
 from worker.jobs.model import CallState, JobState, TargetStatus
 from worker.jobs.send_queue import TakeOutcome
 from worker.jobs.store import JobStore
-from worker.run.runner import RunContext, run_job
+from worker.run.context import RunContext
+from worker.run.runner import run_job
 from worker.run.runtime import budget_of
 from worker.run.sender import drain
 
