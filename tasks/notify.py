@@ -10,7 +10,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import redis
 import requests
 from celery import Celery, Task
 from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
@@ -18,6 +17,7 @@ from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 from config import Settings, defaults
 from config.celery import NOTIFY_QUEUE
 from worker import logs
+from worker.connections import TRANSIENT_REDIS_FAULTS
 from worker.notify.delivery import Answer, Notifier, Post, backoff, http_post
 from worker.notify.notice import Notice
 from worker.notify.scanner import NotifyScanner
@@ -28,10 +28,6 @@ log = logging.getLogger(__name__)
 NOTIFY = "boxcut.notify"
 SCAN = "boxcut.scan_notifications"
 
-# Faults of Redis itself during an attempt (the record could not be read or written): the attempt is tried
-# again with the same back-off; its count is the record's, so this never sends more than BOXCUT_NOTIFY_ATTEMPTS.
-_REDIS_FAULTS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError,
-                 redis.exceptions.ReadOnlyError)
 # Celery's own bound on retries, above any BOXCUT_NOTIFY_ATTEMPTS (the record's count is what stops them).
 MAX_TASK_RETRIES = 100
 
@@ -53,7 +49,7 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
     def scan_task() -> str:
         try:
             done = parts()[0].scan().describe()
-        except _REDIS_FAULTS as fault:  # the next pass goes on from the kept position
+        except TRANSIENT_REDIS_FAULTS as fault:  # the next pass goes on from the kept position
             done = f"stopped, to go on at the next pass: {fault}"
             log.warning("notifications: %s", done)
             return done
@@ -69,7 +65,9 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
         with logs.context(job_id=job_id):
             try:
                 attempted = notifier.attempt(notice)
-            except _REDIS_FAULTS as fault:
+            # A fault of Redis itself (the record could not be read or written): the attempt is tried again with
+            # the same back-off; its count is the record's, so this never sends more than BOXCUT_NOTIFY_ATTEMPTS.
+            except TRANSIENT_REDIS_FAULTS as fault:
                 log.warning("job %s: notification %s not recorded (Redis: %s); trying again", job_id, event, fault)
                 raise self.retry(countdown=min(max_countdown, backoff(
                     self.request.retries + 1, base=settings.notify_retry_seconds, cap=max_countdown))) from None

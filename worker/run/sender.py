@@ -41,7 +41,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
-import redis
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from tenacity.stop import stop_after_delay
 from tenacity.wait import wait_exponential
@@ -49,6 +48,7 @@ from tenacity.wait import wait_exponential
 from config import defaults
 from worker import logs, metrics
 from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
+from worker.connections import TRANSIENT_REDIS_FAULTS
 from worker.errors import BoxAuthError, RetryLater
 from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT, OPERATOR_SOURCE, Hold, source_of
 from worker.jobs.model import (
@@ -81,9 +81,8 @@ CREDENTIALS_REFUSED = "Box refused boxcut's credentials"
 # The first wait between two rounds of a call Box did not take.
 WAIT_OUT_MIN_SECONDS = 5.0
 
-# The Redis faults a sender waits out once Box has answered (a restart, a full Redis), and for how long when it
-# has no claim deadline to go by.
-REDIS_FAULTS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError)
+# How long a sender waits out a Redis fault (worker/connections.py: TRANSIENT_REDIS_FAULTS; a restart, a full
+# Redis, a failover) once Box has answered.
 RECORD_PATIENCE_SECONDS = 30.0
 
 # How often a commit is decided again because a carried job changed state meanwhile.
@@ -474,9 +473,9 @@ def _patiently(ctx: RunContext, step: Callable[[], _T]) -> _T:
     """Run a Redis step once Box has answered, through a Redis restart or a full Redis, for up to
     RECORD_PATIENCE_SECONDS: Box's answer is kept rather than lost and the call sent again. The heartbeat keeps
     the call this sender's meanwhile; the step's own guard refuses it once another sender took the call over."""
-    retrying = Retrying(retry=retry_if_exception_type(REDIS_FAULTS), stop=stop_after_delay(RECORD_PATIENCE_SECONDS),
-                        wait=wait_exponential(multiplier=0.25, max=5), sleep=ctx.sleep, reraise=True,
-                        before_sleep=_say_redis_fault)
+    retrying = Retrying(retry=retry_if_exception_type(TRANSIENT_REDIS_FAULTS),
+                        stop=stop_after_delay(RECORD_PATIENCE_SECONDS), wait=wait_exponential(multiplier=0.25, max=5),
+                        sleep=ctx.sleep, reraise=True, before_sleep=_say_redis_fault)
     return retrying(step)
 
 

@@ -500,3 +500,21 @@ def test_an_answer_is_written_through_a_redis_fault_while_the_call_is_still_this
     clock = iter(range(0, 1000, 10))  # tenacity's clock: ten seconds a try
     with mock.patch("time.monotonic", lambda: float(next(clock))), pytest.raises(redis.exceptions.OutOfMemoryError):
         _patiently(ctx, never)  # its patience is spent: another sender's turn
+
+
+def test_an_answer_is_written_through_a_sentinel_failover(store: JobStore) -> None:
+    """Just after a failover a connection may still reach the old primary, now a replica: ReadOnlyError is waited
+    out like a restart, not taken for a refusal."""
+    from worker.run.sender import _patiently
+
+    ctx = make_ctx(store, FakeBox(users=directory(1)))
+    ctx.sleep = lambda _seconds: None
+    tries: list[int] = []
+
+    def write() -> str:
+        tries.append(1)
+        if len(tries) < 2:
+            raise redis.exceptions.ReadOnlyError("You can't write against a read only replica.")
+        return "written"
+
+    assert _patiently(ctx, write) == "written" and len(tries) == 2
