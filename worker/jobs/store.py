@@ -49,7 +49,7 @@ from typing import Any, cast
 
 import redis
 
-from config import defaults
+from config import Settings, defaults
 from worker.errors import InvalidTransition, JobNotFound, LeaseHeld
 from worker.jobs.document import Settled, call_from_document, job_document, job_from_document, pack, unpack
 from worker.jobs.model import Approval, Call, Job, JobState, Target, utc_now
@@ -187,6 +187,13 @@ class JobStore:
         # claim of an alert's key naming such a job is a repeat, not an orphan (worker/jobs/submit.py).
         self.archived: Callable[[str], bool] = lambda _job_id: False
         self._note_activity = redis_client.register_script(_NOTE_ACTIVITY)
+
+    @classmethod
+    def from_settings(cls, redis_client: redis.Redis, settings: Settings) -> JobStore:
+        """The store as settings configure it (BOXCUT_KEY_PREFIX, BOXCUT_REDIS_WAIT_REPLICAS, the watch after
+        termination): every process builds it so."""
+        return cls(redis_client, key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas,
+                   watch_seconds=settings.watch_seconds)
 
     # -- keys ------------------------------------------------------------------------------------------------
 

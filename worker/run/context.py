@@ -2,7 +2,7 @@
 Box calls a run makes, the way to ask another process to send).
 
 Its own module, below both the runner (worker/run/runner.py) and the sender (worker/run/sender.py), so each
-takes it from here and neither imports the other for it. worker/run/runtime.py builds it from settings.
+takes it from here and neither imports the other for it. worker/runtime.py builds it from settings.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from worker.jobs.send_queue import TakeOutcome
 from worker.jobs.store import JobStore
 from worker.run.context import RunContext
 from worker.run.runner import run_job
-from worker.run.runtime import budget_of
 from worker.run.sender import drain
+from worker.runtime import budget_of
 
 USERS = USERS_TERMINATE_ENDPOINT
 
