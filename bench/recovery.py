@@ -82,7 +82,7 @@ CLIENTS = 4
 KILL_WINDOW = 5.0  # seconds after --kill-at to wait for a worker with a Box request in flight
 # Keys of the send queue (worker/jobs/send_queue.py): `P send:{kind}:flight` holds the calls taken and not yet
 # answered (call id -> claim deadline, ms); `P call:{id}` their records; `P call:{id}:sent` their request counts
-# (worker/jobs/store.py). Read here directly, not through SendQueue, whose interface is not the bench's concern.
+# (worker/jobs/store/calls.py). Read here directly, not through SendQueue, whose interface is not the bench's concern.
 KINDS = ("users", "groups")
 
 

@@ -20,7 +20,7 @@ from config.celery import QUEUE, SEND_QUEUE, celery_config, max_countdown
 from tasks import broker, directory, events, jobs, notify, retention, sending
 from tasks.beat_watch import BeatWatch
 from worker import logs
-from worker.run.runtime import Runtime
+from worker.runtime import Runtime
 
 
 def _name_the_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:

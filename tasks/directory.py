@@ -13,7 +13,8 @@ from celery.signals import worker_ready
 from config import Settings
 from tasks.jobs import TRANSIENT_FAULTS
 from worker.errors import BoxAuthError
-from worker.run.runner import RunContext, refresh_directory
+from worker.run.context import RunContext
+from worker.run.runner import refresh_directory
 
 log = logging.getLogger(__name__)
 

@@ -6,21 +6,18 @@ for a terminate call, a pass is deferred (for up to a minute in a row): terminat
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from celery import Celery
 
-from config import Settings, defaults
+from config import Settings
 from tasks.jobs import TRANSIENT_FAULTS
 from worker.errors import BoxError, RetryLater
-from worker.events.cursor import StreamCursor
-from worker.events.reader import EventReader, EventSource
-from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.submit import Enqueue
-from worker.run.runner import RunContext
+from worker.run.context import RunContext
 from worker.run.settlement import ENDPOINTS
+from worker.runtime import PerProcess, build_event_reader
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +26,7 @@ READ_EVENTS = "boxcut.read_events"
 
 def register(app: Celery, *, context: Callable[[], RunContext], settings: Settings, enqueue: Enqueue) -> Any:
     """Define the reader task on `app`; its reader is built once per worker process, after the fork."""
-    readers: dict[int, EventReader] = {}
-
-    def reader() -> EventReader:
-        if os.getpid() not in readers:
-            readers.clear()
-            readers[os.getpid()] = event_reader(context(), settings, enqueue)
-        return readers[os.getpid()]
+    reader = PerProcess(lambda: build_event_reader(context(), settings, enqueue))
 
     @app.task(name=READ_EVENTS, acks_late=True)  # type: ignore[untyped-decorator]
     def read_events_task() -> str:
@@ -85,20 +76,3 @@ def terminations_wait(ctx: RunContext) -> bool:
         return False
     now_ms = ctx.now_ms()
     return any(ctx.queue.depth(endpoint, now_ms=now_ms).waiting_ids for endpoint in ENDPOINTS.values())
-
-
-def event_reader(ctx: RunContext, settings: Settings, enqueue: Enqueue) -> EventReader:
-    """A reader over the worker's own Box client, store and Redis."""
-    client = ctx.store.redis
-    return EventReader(
-        box=cast(EventSource, ctx.box),  # the runtime's BoxClient, which reads the stream too
-        store=ctx.store,
-        cursor=StreamCursor(client, key_prefix=settings.key_prefix),
-        keys=IdempotencyKeys(client, key_prefix=settings.key_prefix,
-                             ttl_seconds=defaults.SHIELD_EVENT_KEY_TTL_SECONDS),
-        enqueue=enqueue,
-        rules=settings.shield_rules,
-        max_position_age_seconds=settings.events_position_max_age_hours * 3600.0,
-        # A page's worst case is the in-task retry budget and a read timeout or two; the lock is renewed per page.
-        lock_seconds=2 * (settings.retry_budget_seconds + settings.http_read_timeout),
-    )

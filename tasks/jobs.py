@@ -6,11 +6,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from celery import Celery, Task
 from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 
 from worker import logs
+from worker.connections import TRANSIENT_REDIS_FAULTS
 from worker.errors import (
     BoxAuthError,
     BoxRetryableError,
@@ -20,7 +20,8 @@ from worker.errors import (
     LeaseHeld,
     RetryLater,
 )
-from worker.run.runner import RunContext, RunOutcome, fail_for_credentials, give_up, run_job
+from worker.run.context import RunContext
+from worker.run.runner import RunOutcome, fail_for_credentials, give_up, run_job
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,11 @@ RUN_JOB = "boxcut.run_job"
 # MAX_COUNTDOWN_SECONDS, so this bounds a stuck job to many hours before its targets end `dead`.
 MAX_TASK_RETRIES = 100
 
-# Faults that may heal on their own (Box down, Redis restarting or full, credentials being fixed): retry with
-# back-off. A retry that Redis cannot take (down, or full) makes Celery drop the message (`Reject(requeue=False)`);
-# the job record still says where it stood, and the sweep enqueues it again once Redis is back
-# (worker/run/sweeper.py).
-TRANSIENT_FAULTS = (BoxTransportError, BoxRetryableError, BoxUnauthorized, redis.ConnectionError,
-                    redis.TimeoutError, redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+# Faults that may heal on their own (Box down, credentials being fixed, Redis restarting, full or failing over:
+# worker/connections.py lists Redis's): retry with back-off. A retry that Redis cannot take (down, or full) makes
+# Celery drop the message (`Reject(requeue=False)`); the job record still says where it stood, and the sweep
+# enqueues it again once Redis is back (worker/run/sweeper.py).
+TRANSIENT_FAULTS = (BoxTransportError, BoxRetryableError, BoxUnauthorized, *TRANSIENT_REDIS_FAULTS)
 
 
 def fault_countdown(retries: int) -> float:

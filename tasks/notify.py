@@ -6,54 +6,43 @@ named; one pass runs at a time across all workers (a lock)."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
-import redis
-import requests
 from celery import Celery, Task
 from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 
 from config import Settings, defaults
 from config.celery import NOTIFY_QUEUE
 from worker import logs
-from worker.notify.delivery import Answer, Notifier, Post, backoff, http_post
+from worker.connections import TRANSIENT_REDIS_FAULTS
+from worker.notify.delivery import Answer, Post, backoff
 from worker.notify.notice import Notice
-from worker.notify.scanner import NotifyScanner
-from worker.run.runner import RunContext
+from worker.run.context import RunContext
+from worker.runtime import PerProcess, build_notifier, build_notify_scanner
 
 log = logging.getLogger(__name__)
 
 NOTIFY = "boxcut.notify"
 SCAN = "boxcut.scan_notifications"
 
-# Faults of Redis itself during an attempt (the record could not be read or written): the attempt is tried
-# again with the same back-off; its count is the record's, so this never sends more than BOXCUT_NOTIFY_ATTEMPTS.
-_REDIS_FAULTS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError,
-                 redis.exceptions.ReadOnlyError)
 # Celery's own bound on retries, above any BOXCUT_NOTIFY_ATTEMPTS (the record's count is what stops them).
 MAX_TASK_RETRIES = 100
 
 
 def register(app: Celery, *, context: Callable[[], RunContext], settings: Settings, max_countdown: float) -> Any:
     """Define the scanner and the delivery task on `app`; what they use is built once per worker process."""
-    built: dict[int, tuple[NotifyScanner, Notifier]] = {}
-
     def enqueue(notice: Notice) -> None:
         app.send_task(NOTIFY, args=notice.args(), queue=NOTIFY_QUEUE)
 
-    def parts() -> tuple[NotifyScanner, Notifier]:
-        if os.getpid() not in built:
-            built.clear()
-            built[os.getpid()] = _parts(context(), settings, enqueue)
-        return built[os.getpid()]
+    scanner = PerProcess(lambda: build_notify_scanner(context(), settings, enqueue))
+    delivery = PerProcess(lambda: build_notifier(context(), settings, bound=_within_the_time_limit))
 
     @app.task(name=SCAN, acks_late=True)  # type: ignore[untyped-decorator]
     def scan_task() -> str:
         try:
-            done = parts()[0].scan().describe()
-        except _REDIS_FAULTS as fault:  # the next pass goes on from the kept position
+            done = scanner().scan().describe()
+        except TRANSIENT_REDIS_FAULTS as fault:  # the next pass goes on from the kept position
             done = f"stopped, to go on at the next pass: {fault}"
             log.warning("notifications: %s", done)
             return done
@@ -65,11 +54,13 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
               time_limit=defaults.NOTIFY_TASK_SOFT_SECONDS + 10)
     def notify_task(self: Task, job_id: str, audit_id: str, event: str, state: str, url_index: int) -> str:
         notice = Notice(job_id=job_id, audit_id=audit_id, event=event, state=state, url_index=int(url_index))
-        notifier = parts()[1]
+        notifier = delivery()
         with logs.context(job_id=job_id):
             try:
                 attempted = notifier.attempt(notice)
-            except _REDIS_FAULTS as fault:
+            # A fault of Redis itself (the record could not be read or written): the attempt is tried again with
+            # the same back-off; its count is the record's, so this never sends more than BOXCUT_NOTIFY_ATTEMPTS.
+            except TRANSIENT_REDIS_FAULTS as fault:
                 log.warning("job %s: notification %s not recorded (Redis: %s); trying again", job_id, event, fault)
                 raise self.retry(countdown=min(max_countdown, backoff(
                     self.request.retries + 1, base=settings.notify_retry_seconds, cap=max_countdown))) from None
@@ -87,16 +78,6 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
                 raise
 
     return scan_task, notify_task
-
-
-def _parts(ctx: RunContext, settings: Settings, enqueue: Callable[[Notice], None]) -> tuple[NotifyScanner, Notifier]:
-    scanner = NotifyScanner(store=ctx.store, urls=settings.notify_urls, enqueue=enqueue)
-    session = requests.Session()
-    notifier = Notifier(store=ctx.store, urls=settings.notify_urls, secret=settings.notify_hmac_secret,
-                        public_url=settings.public_url, post=_within_the_time_limit(http_post(session)),
-                        retry_seconds=settings.notify_retry_seconds, max_attempts=settings.notify_attempts,
-                        slack_buttons=bool(settings.slack_approvers))
-    return scanner, notifier
 
 
 def _within_the_time_limit(post: Post) -> Post:

@@ -20,7 +20,7 @@ from worker.jobs.archiving import Archiver
 from worker.jobs.retention import expire
 from worker.locks import RedisLock
 from worker.notify.scanner import AuditCursor
-from worker.run.runner import RunContext
+from worker.run.context import RunContext
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from celery import Celery, Task
 
 from tasks.jobs import TRANSIENT_FAULTS, WORKER_LOST_RETRY_SECONDS, fault_countdown
 from worker.errors import RetryLater
-from worker.run.runner import KickSender, RunContext
+from worker.run.context import KickSender, RunContext
 from worker.run.sender import drain
 from worker.run.settlement import ENDPOINTS, settle_if_done
 from worker.run.sweeper import requeue_stranded

@@ -1,5 +1,6 @@
 """Connections built from settings, for every layer: the Redis client (with timeouts), straight to one Redis or to
-the primary that Sentinels name."""
+the primary that Sentinels name; and the faults such a client sees while Redis heals by itself, the one list every
+task and the sender wait out."""
 
 from __future__ import annotations
 
@@ -10,6 +11,16 @@ from redis.sentinel import Sentinel
 
 from config import Settings
 from config.sentinel import SentinelConfig
+
+# What a client sees while Redis heals by itself, so every task and the sender wait it out (a retry, a later pass)
+# rather than give up: Redis down or restarting (ConnectionError, TimeoutError), still loading its data after a
+# restart (BusyLoadingError, a ConnectionError named for clarity), full (OutOfMemoryError: retention and settling
+# free it), or just after a Sentinel failover, a connection still on the old primary, now a replica
+# (ReadOnlyError: the client reconnects to the new primary).
+TRANSIENT_REDIS_FAULTS = (
+    redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError, redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+)
 
 # Every client has them, so a vanished Redis shows as an error instead of a hang.
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5, "health_check_interval": 30}

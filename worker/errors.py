@@ -15,17 +15,28 @@
     ├── InvalidInput                  a request that cannot be run as given (the caller gets 4xx / exit 64-65)
     │   ├── InvalidRequest            a job request's field (named in `field`)
     │   ├── InvalidOffboardFile       an offboarding file, with every bad row
-    │   └── AdapterError              a sender's payload the intake cannot read (422)
-    │       ├── NoIdentityFound       no identity at any field path tried
-    │       └── PayloadError          a field of the wrong type or shape (named in `field`)
+    │   ├── AdapterError              a sender's payload the intake cannot read (422)
+    │   │   ├── NoIdentityFound       no identity at any field path tried
+    │   │   └── PayloadError          a field of the wrong type or shape (named in `field`)
+    │   ├── SetRefused                an SSF token the receiver will not take, with RFC 8935's `err` (400)
+    │   │                             (worker/ssf/verifier.py)
+    │   └── ReportRejected            a report file that does not verify (worker/jobs/evidence_signing.py;
+    │                                 a ValueError too, as it always was)
     ├── AuthFailed                    an intake request without valid credentials (401, or 403)
     ├── NotEnqueued                   the broker refused a job; what asked for it was undone (503 / exit 1)
     ├── JobNotFound                   no job record has this id
     ├── InvalidTransition             a state change the job's state does not allow
-    └── LeaseHeld                     another task run is working on this job
+    ├── GuardFailed                   a guarded write's condition no longer held; nothing was written
+    │                                 (worker/transactions.py)
+    ├── LeaseHeld                     another task run is working on this job
+    └── KeysUnavailable               an SSF transmitter's signing keys could not be fetched, none cached
+                                      (worker/ssf/keys.py)
 
     RetryLater                        not an error: come back in `delay` seconds (becomes a Celery retry)
     └── BatchRetryLater               ... for a terminate batch, saying how many calls this run made
+
+The few defined beside the code that raises them (named above with their module) import their base from here:
+this module imports nothing of boxcut's, so every layer may.
 
 Outside this tree: `config.SettingsError` (a bad setting, below every layer) and the intake's `ApiError`, which
 is an HTTP answer on its way out, not a fault.

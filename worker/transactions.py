@@ -13,6 +13,8 @@ from typing import Any
 
 import redis
 
+from worker.errors import BoxcutError
+
 # ARGV[1]: {"if": [[kind, key, name, expected], ...], "do": [[command, arg, ...], ...]}
 #   kinds: "hget" (a hash field equals expected), "zscore" (a sorted-set member's score equals expected, as a
 #   number), "zmember" (the member is in the sorted set; expected is ignored), "absent" (the key does not exist;
@@ -69,7 +71,7 @@ def _script(client: redis.Redis) -> Any:
     return script
 
 
-class GuardFailed(Exception):
+class GuardFailed(BoxcutError):
     """A condition of a guarded write no longer held; nothing was written."""
 
     def __init__(self, index: int, condition: list[str]) -> None:

@@ -18,8 +18,8 @@ from worker.box.models import (
 from worker.errors import RetryLater
 from worker.jobs.store import JobStore
 from worker.jobs.submit import JobRequest, build_job, submit
+from worker.run.context import RunContext
 from worker.run.policy import Policy
-from worker.run.runner import RunContext
 
 
 @dataclass

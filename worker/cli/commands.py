@@ -558,7 +558,7 @@ def sweep() -> None:
     from tasks import sending
     from tasks.app import create_app as celery_app
     from tasks.app import enqueuer as make_enqueuer
-    from worker.run.runtime import Runtime
+    from worker.runtime import Runtime
 
     settings = _settings()
     app = celery_app(settings)
@@ -618,7 +618,7 @@ def archive_now() -> None:
     """Run one archive pass now (the periodic tasks run one every BOXCUT_ARCHIVE_EVERY_SECONDS): ship the audit
     stream, settle quiet finished jobs into the archive, let hot copies older than BOXCUT_HOT_DAYS go."""
     from tasks.retention import archiver
-    from worker.run.runtime import Runtime
+    from worker.runtime import Runtime
 
     settings = _settings()
     with _archive_read():

@@ -325,7 +325,7 @@ def _check_broker(settings: Settings, echo: Echo) -> bool:
 
 def _check_box(settings: Settings, echo: Echo) -> bool:
     from worker.connections import redis_client
-    from worker.run.runtime import box_client
+    from worker.runtime import box_client
 
     if not settings.has_box_credentials:
         echo("FAIL box: no credentials: set BOX_CLIENT_ID/BOX_CLIENT_SECRET/BOX_ENTERPRISE_ID, "

@@ -25,13 +25,15 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from config import Settings
+from worker.errors import InvalidInput
 
 ALGORITHM = "Ed25519"
 _SIGNATURE_FIELDS = frozenset({"alg", "key_id", "public_key", "value"})
 
 
-class ReportRejected(ValueError):
-    """A report file that does not verify; the message is one line saying why."""
+class ReportRejected(InvalidInput, ValueError):
+    """A report file that does not verify; the message is one line saying why. Still a ValueError, as it was
+    before it joined the error tree (worker/errors.py), so no `except ValueError` changes meaning."""
 
 
 @dataclass(frozen=True)

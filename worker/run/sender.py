@@ -39,9 +39,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-import redis
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from tenacity.stop import stop_after_delay
 from tenacity.wait import wait_exponential
@@ -49,6 +48,7 @@ from tenacity.wait import wait_exponential
 from config import defaults
 from worker import logs, metrics
 from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
+from worker.connections import TRANSIENT_REDIS_FAULTS
 from worker.errors import BoxAuthError, RetryLater
 from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT, OPERATOR_SOURCE, Hold, source_of
 from worker.jobs.model import (
@@ -64,11 +64,9 @@ from worker.jobs.model import (
 )
 from worker.jobs.send_queue import Taken, TakeOutcome
 from worker.jobs.store import CarriedJob
+from worker.run.context import RunContext
 from worker.run.settlement import settle_if_done
 from worker.transactions import GuardedWrite, GuardFailed
-
-if TYPE_CHECKING:
-    from worker.run.runner import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +81,8 @@ CREDENTIALS_REFUSED = "Box refused boxcut's credentials"
 # The first wait between two rounds of a call Box did not take.
 WAIT_OUT_MIN_SECONDS = 5.0
 
-# The Redis faults a sender waits out once Box has answered (a restart, a full Redis), and for how long when it
-# has no claim deadline to go by.
-REDIS_FAULTS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError)
+# How long a sender waits out a Redis fault (worker/connections.py: TRANSIENT_REDIS_FAULTS; a restart, a full
+# Redis, a failover) once Box has answered.
 RECORD_PATIENCE_SECONDS = 30.0
 
 # How often a commit is decided again because a carried job changed state meanwhile.
@@ -369,9 +366,9 @@ def _send(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, token: str) -
         call.attempts = _counted(ctx, call, call.attempts + getattr(wait, "attempts", 0))
         if getattr(wait, "rate_limited", False):
             asked = wait
-            _patiently(ctx, lambda: _hand_back(ctx, endpoint, call, plan, token, asked))
+            _through_redis_faults(ctx, lambda: _hand_back(ctx, endpoint, call, plan, token, asked))
         else:  # keep the call ours until the wait is over, so nobody else sends it into the same wait
-            _hold(ctx, endpoint, call, plan, token, delay=wait.delay, reason=wait.reason)
+            _keep_unsent_for(ctx, endpoint, call, plan, token, delay=wait.delay, reason=wait.reason)
         return None
 
 
@@ -403,7 +400,8 @@ def _hand_back(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, token: s
         log.info("call %s: another sender holds it now; the 429 is theirs to hand back", call.call_id)
 
 
-def _hold(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, token: str, *, delay: float, reason: str) -> None:
+def _keep_unsent_for(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, token: str, *, delay: float,
+                     reason: str) -> None:
     """Keep a call this sender holds unsent for `delay` seconds, and say so in every job it carries."""
     until_ms = ctx.now_ms() + int(delay * 1000)
     waiting = {"reason": reason, "since": call.started_at, "next_attempt_at": iso_ms(until_ms),
@@ -439,8 +437,9 @@ def _record(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, result: Cal
     delay = _wait_out(ctx, result, call)
     if delay is not None:
         call.attempts = _counted(ctx, call, call.attempts + result.attempts)
-        call.message = f"waiting: {_said(result)}"
-        _patiently(ctx, lambda: _hold(ctx, endpoint, call, plan, token, delay=delay, reason=_said(result)))
+        said = _box_answer_text(result)
+        call.message = f"waiting: {said}"
+        _through_redis_faults(ctx, lambda: _keep_unsent_for(ctx, endpoint, call, plan, token, delay=delay, reason=said))
         return
     _answer(call, result)
     call.attempts = _counted(ctx, call, call.attempts)
@@ -456,7 +455,7 @@ def _record(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, result: Cal
         ctx.store.stage_waiting(write, job_id, None)
     ctx.queue.release(write, plan.sending_refs() if settled else {})
     try:
-        _patiently(ctx, lambda: write.apply(ctx.store.redis))
+        _through_redis_faults(ctx, lambda: write.apply(ctx.store.redis))
     except GuardFailed:
         log.warning("call %s: an answer was recorded by another sender first; keeping that one", call.call_id)
         return
@@ -466,19 +465,19 @@ def _record(ctx: RunContext, endpoint: str, call: Call, plan: _Plan, result: Cal
 def _counted(ctx: RunContext, call: Call, attempts: int) -> int:
     """The call's attempts: those its rounds counted, or, when more, the requests written down before they were
     sent (a round whose sender died after sending, before recording, counted none)."""
-    return max(attempts, _patiently(ctx, lambda: ctx.store.attempts_sent(call.call_id)))
+    return max(attempts, _through_redis_faults(ctx, lambda: ctx.store.attempts_sent(call.call_id)))
 
 
 _T = TypeVar("_T")
 
 
-def _patiently(ctx: RunContext, step: Callable[[], _T]) -> _T:
+def _through_redis_faults(ctx: RunContext, step: Callable[[], _T]) -> _T:
     """Run a Redis step once Box has answered, through a Redis restart or a full Redis, for up to
     RECORD_PATIENCE_SECONDS: Box's answer is kept rather than lost and the call sent again. The heartbeat keeps
     the call this sender's meanwhile; the step's own guard refuses it once another sender took the call over."""
-    retrying = Retrying(retry=retry_if_exception_type(REDIS_FAULTS), stop=stop_after_delay(RECORD_PATIENCE_SECONDS),
-                        wait=wait_exponential(multiplier=0.25, max=5), sleep=ctx.sleep, reraise=True,
-                        before_sleep=_say_redis_fault)
+    retrying = Retrying(retry=retry_if_exception_type(TRANSIENT_REDIS_FAULTS),
+                        stop=stop_after_delay(RECORD_PATIENCE_SECONDS), wait=wait_exponential(multiplier=0.25, max=5),
+                        sleep=ctx.sleep, reraise=True, before_sleep=_say_redis_fault)
     return retrying(step)
 
 
@@ -508,9 +507,9 @@ def _settle(plan: _Plan, result: CallResult, attempts: int) -> bool:
     if result.accepted:
         status, detail = TargetStatus.ACCEPTED, None
     elif result.exhausted:
-        status, detail = TargetStatus.DEAD, f"retries exhausted after {attempts} calls: {_said(result)}"
+        status, detail = TargetStatus.DEAD, f"retries exhausted after {attempts} calls: {_box_answer_text(result)}"
     else:
-        status, detail = TargetStatus.FAILED, _said(result)
+        status, detail = TargetStatus.FAILED, _box_answer_text(result)
     for targets in plan.sending.values():
         for target in targets.values():
             target.status, target.detail = status, detail
@@ -526,7 +525,8 @@ def _answer(call: Call, result: CallResult) -> None:
     call.finished_at, call.exhausted = result.finished_at, result.exhausted
 
 
-def _said(result: CallResult) -> str:
+def _box_answer_text(result: CallResult) -> str:
+    """What Box answered a call (or that it did not), in words for a target's detail and a job's wait."""
     if result.error_code == TOKEN_REFUSED:
         return result.message or CREDENTIALS_REFUSED
     if result.http_status is None:

@@ -18,11 +18,12 @@ import httpx
 
 from config import defaults
 from config.ssf_transmitters import Transmitter, check_jwks
+from worker.errors import BoxcutError
 
 log = logging.getLogger(__name__)
 
 
-class KeysUnavailable(Exception):
+class KeysUnavailable(BoxcutError):
     """The transmitter's JWKS could not be fetched (and none is cached)."""
 
 

@@ -14,6 +14,7 @@ import jwt
 
 from config import defaults
 from config.ssf_transmitters import Transmitter
+from worker.errors import InvalidInput
 from worker.ssf.keys import KeysUnavailable, TransmitterKeys
 
 SET_TYPES = ("secevent+jwt", "application/secevent+jwt")  # the JOSE `typ` SSF requires (media type, or short)
@@ -21,7 +22,7 @@ MAX_JTI_CHARS = 1000
 MAX_IAT = 2**53  # seconds: far past any real time, and where floats stop holding every whole number
 
 
-class SetRefused(Exception):
+class SetRefused(InvalidInput):
     """A SET this receiver will not take; `err` is the RFC 8935 code (invalid_request, invalid_key,
     invalid_issuer, invalid_audience, authentication_failed, access_denied)."""
 

@@ -9,7 +9,8 @@ from worker.box.models import USERS_TERMINATE_ENDPOINT
 from worker.jobs.model import JobState
 from worker.jobs.retention import expire
 from worker.jobs.store import JobStore
-from worker.run.runner import RunContext, run_job
+from worker.run.context import RunContext
+from worker.run.runner import run_job
 from worker.run.sender import drain
 
 DAYS = 400

@@ -19,7 +19,8 @@ from worker.jobs.submit import JobRequest, build_job, submit
 from worker.metrics import BRAKE_ENGAGEMENTS, BRAKE_JOBS_HELD
 from worker.notify.notice import Notice
 from worker.notify.scanner import NotifyScanner
-from worker.run.runner import RunContext, run_job
+from worker.run.context import RunContext
+from worker.run.runner import run_job
 from worker.run.sender import drain
 
 

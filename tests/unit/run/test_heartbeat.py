@@ -13,8 +13,8 @@ from worker.jobs.store import JobStore
 from worker.run.flights import Flights
 from worker.run.heartbeat import Heartbeat
 from worker.run.runner import run_job
-from worker.run.runtime import budget_of
 from worker.run.sender import drain
+from worker.runtime import budget_of
 
 USERS = USERS_TERMINATE_ENDPOINT
 

@@ -10,8 +10,9 @@ from worker.errors import BoxAnswerMismatch, BoxPermanentError, InvalidTransitio
 from worker.jobs import actions as job_actions
 from worker.jobs.model import JobState, TargetStatus
 from worker.jobs.store import JobStore
+from worker.run.context import RunContext
 from worker.run.directory_cache import DirectoryCache
-from worker.run.runner import RunContext, refresh_directory, run_job
+from worker.run.runner import refresh_directory, run_job
 
 
 def engineering(n: int = 30) -> FakeBox:

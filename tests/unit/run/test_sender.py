@@ -16,9 +16,10 @@ from worker.jobs import actions as job_actions
 from worker.jobs.model import CallState, JobState, TargetStatus
 from worker.jobs.send_queue import TakeOutcome
 from worker.jobs.store import JobStore
-from worker.run.runner import RunContext, run_job
-from worker.run.runtime import budget_of
+from worker.run.context import RunContext
+from worker.run.runner import run_job
 from worker.run.sender import drain
+from worker.runtime import budget_of
 
 USERS = USERS_TERMINATE_ENDPOINT
 
@@ -479,7 +480,7 @@ def test_a_request_that_cannot_be_written_down_first_is_not_sent(store: JobStore
 
 
 def test_an_answer_is_written_through_a_redis_fault_while_the_call_is_still_this_senders(store: JobStore) -> None:
-    from worker.run.sender import _patiently
+    from worker.run.sender import _through_redis_faults
 
     ctx = make_ctx(store, FakeBox(users=directory(1)))
     ctx.sleep = lambda _seconds: None
@@ -491,11 +492,29 @@ def test_an_answer_is_written_through_a_redis_fault_while_the_call_is_still_this
             raise redis.ConnectionError("Redis is restarting")
         return "written"
 
-    assert _patiently(ctx, write) == "written" and len(tries) == 3
+    assert _through_redis_faults(ctx, write) == "written" and len(tries) == 3
 
     def never() -> str:
         raise redis.exceptions.OutOfMemoryError("full")
 
     clock = iter(range(0, 1000, 10))  # tenacity's clock: ten seconds a try
     with mock.patch("time.monotonic", lambda: float(next(clock))), pytest.raises(redis.exceptions.OutOfMemoryError):
-        _patiently(ctx, never)  # its patience is spent: another sender's turn
+        _through_redis_faults(ctx, never)  # its patience is spent: another sender's turn
+
+
+def test_an_answer_is_written_through_a_sentinel_failover(store: JobStore) -> None:
+    """Just after a failover a connection may still reach the old primary, now a replica: ReadOnlyError is waited
+    out like a restart, not taken for a refusal."""
+    from worker.run.sender import _through_redis_faults
+
+    ctx = make_ctx(store, FakeBox(users=directory(1)))
+    ctx.sleep = lambda _seconds: None
+    tries: list[int] = []
+
+    def write() -> str:
+        tries.append(1)
+        if len(tries) < 2:
+            raise redis.exceptions.ReadOnlyError("You can't write against a read only replica.")
+        return "written"
+
+    assert _through_redis_faults(ctx, write) == "written" and len(tries) == 2

@@ -7,7 +7,7 @@ from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, users
 from worker.box.rate_limit import RateLimiter
 from worker.jobs.store import JobStore
 from worker.run.runner import run_job
-from worker.run.runtime import budget_of
+from worker.runtime import budget_of
 
 
 def test_a_pass_waits_only_while_calls_are_scarce_and_targets_wait_for_one(store: JobStore) -> None:

@@ -10,7 +10,7 @@ from worker.box.models import BoxUser
 from worker.errors import BoxAuthError
 from worker.jobs.model import JobState, TargetStatus
 from worker.jobs.store import JobStore
-from worker.run.runner import RunContext
+from worker.run.context import RunContext
 
 
 class BrokenBox(FakeBox):

@@ -8,7 +8,8 @@ from tasks.sending import rescue
 from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, users
 from worker.box.models import USERS_TERMINATE_ENDPOINT
 from worker.jobs.store import JobStore
-from worker.run.runner import RunContext, run_job
+from worker.run.context import RunContext
+from worker.run.runner import run_job
 
 
 def _rescue(ctx: RunContext, store: JobStore) -> tuple[list[str], list[str]]:

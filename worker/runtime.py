@@ -1,4 +1,10 @@
-"""The per-process runtime: Redis client, HTTP session, Box client, job store, built once after the fork."""
+"""What a worker process builds from settings, in one place: the Redis client, HTTP session, Box client, job store
+and the rest of the run's context (`Runtime`), the event-stream reader and the notifier; each built once per
+process, after the fork (`PerProcess`).
+
+It wires the run (worker/run), the event stream (worker/events) and notifications (worker/notify) together, so it
+stands above all three (its own layer in pyproject.toml's import-linter contract); the tasks and the CLI use it.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +12,35 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Generic, TypeVar, cast
 
 import redis
 import requests
 
-from config import Settings
+from config import Settings, defaults
 from config.celery import max_countdown
 from worker.box.auth import token_source_for
 from worker.box.client import BoxClient
 from worker.box.fingerprint import box_fingerprint
 from worker.box.rate_limit import RateLimiter
 from worker.connections import redis_client
+from worker.events.cursor import StreamCursor
+from worker.events.reader import EventReader, EventSource
 from worker.jobs.brake import Brake
 from worker.jobs.history import history_of
+from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.send_queue import Budget, SendQueue
 from worker.jobs.store import JobStore
+from worker.jobs.submit import Enqueue
 from worker.locks import RedisLock
+from worker.notify.delivery import Notifier, Post, http_post
+from worker.notify.notice import Notice
+from worker.notify.scanner import NotifyScanner
+from worker.run.context import KickSender, RunContext, no_kick
 from worker.run.directory_cache import DirectoryCache
 from worker.run.flights import Flights
 from worker.run.heartbeat import Heartbeat
 from worker.run.policy import Policy
-from worker.run.runner import KickSender, RunContext, no_kick
 
 
 def box_client(settings: Settings, client: redis.Redis, session: requests.Session) -> BoxClient:
@@ -96,9 +110,29 @@ def budget_of(limiter: RateLimiter) -> Budget:
                   burst=limiter.burst)
 
 
+_T = TypeVar("_T")
+
+
+class PerProcess(Generic[_T]):
+    """A value built on first use in each process, and built again in a process forked since (a Celery pool's
+    child): connections, sessions and threads must not cross a fork."""
+
+    def __init__(self, build: Callable[[], _T]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._value: _T | None = None
+
+    def __call__(self) -> _T:
+        with self._lock:
+            if self._value is None or self._pid != os.getpid():
+                self._value = self._build()
+                self._pid = os.getpid()
+            return self._value
+
+
 class Runtime:
-    """Builds a RunContext on first use in each process (connections and threads must not cross a fork), and
-    starts the process's heartbeat.
+    """Builds a RunContext on first use in each process (`PerProcess`), and starts the process's heartbeat.
 
     `kick_sender` asks a worker process to send from the queue for an endpoint, now or after a countdown (the
     tasks layer gives a Celery task); `on_beat` runs every heartbeat (the tasks layer looks for stranded work)."""
@@ -108,23 +142,17 @@ class Runtime:
         self.settings = settings
         self.kick_sender = kick_sender
         self.on_beat = on_beat
-        self._lock = threading.Lock()
-        self._pid: int | None = None
-        self._context: RunContext | None = None
+        self._context = PerProcess(self._build)
 
     def context(self) -> RunContext:
-        with self._lock:
-            if self._context is None or self._pid != os.getpid():
-                self._context = self._build()
-                self._pid = os.getpid()
-            return self._context
+        """This process's RunContext."""
+        return self._context()
 
     def _build(self) -> RunContext:
         settings = self.settings
         client, session = redis_client(settings), http_session(settings.max_in_flight)
         box = box_client(settings, client, session)
-        store = JobStore(client, key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas,
-                         watch_seconds=settings.watch_seconds)
+        store = JobStore.from_settings(client, settings)
         queue = SendQueue(client, key_prefix=settings.key_prefix)
         archive = history_of(settings, store).archive
         heartbeat = Heartbeat(queue, claim_seconds=settings.call_claim_seconds)
@@ -158,3 +186,34 @@ class Runtime:
         heartbeat.start()
         return context
 
+
+def build_event_reader(ctx: RunContext, settings: Settings, enqueue: Enqueue) -> EventReader:
+    """A reader of Box's event stream over the worker's own Box client, store and Redis."""
+    client = ctx.store.redis
+    return EventReader(
+        box=cast(EventSource, ctx.box),  # the runtime's BoxClient, which reads the stream too
+        store=ctx.store,
+        cursor=StreamCursor(client, key_prefix=settings.key_prefix),
+        keys=IdempotencyKeys(client, key_prefix=settings.key_prefix,
+                             ttl_seconds=defaults.SHIELD_EVENT_KEY_TTL_SECONDS),
+        enqueue=enqueue,
+        rules=settings.shield_rules,
+        max_position_age_seconds=settings.events_position_max_age_hours * 3600.0,
+        # A page's worst case is the in-task retry budget and a read timeout or two; the lock is renewed per page.
+        lock_seconds=2 * (settings.retry_budget_seconds + settings.http_read_timeout),
+    )
+
+
+def build_notify_scanner(ctx: RunContext, settings: Settings, enqueue: Callable[[Notice], None]) -> NotifyScanner:
+    """The scanner of the audit stream, handing each notice due to `enqueue`."""
+    return NotifyScanner(store=ctx.store, urls=settings.notify_urls, enqueue=enqueue)
+
+
+def build_notifier(ctx: RunContext, settings: Settings, *, bound: Callable[[Post], Post] = lambda post: post
+                   ) -> Notifier:
+    """The delivery of notifications to the receivers settings name, over an HTTP session of its own; `bound`
+    wraps each request (the tasks bound it by the task's time limit)."""
+    return Notifier(store=ctx.store, urls=settings.notify_urls, secret=settings.notify_hmac_secret,
+                    public_url=settings.public_url, post=bound(http_post(requests.Session())),
+                    retry_seconds=settings.notify_retry_seconds, max_attempts=settings.notify_attempts,
+                    slack_buttons=bool(settings.slack_approvers))

@@ -1,4 +1,5 @@
-"""The per-process runtime's shared pieces: the service account's id, asked of Box once for every process."""
+"""The per-process runtime: what a process builds once (again after a fork), and the service account's id, asked of
+Box once for every process."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import fakeredis
 
 from worker.box.client import BoxClient
 from worker.box.models import BoxUser
-from worker.run.runtime import ServiceAccount
+from worker.runtime import ServiceAccount
 
 
 class _Box:
@@ -35,3 +36,16 @@ def test_another_app_or_box_asks_again_under_its_own_key() -> None:
     _account(box, client)()
     _account(box, client, key="t:box:service_account:other")()
     assert box.asked == 2
+
+
+def test_a_per_process_value_is_built_once_and_again_after_a_fork(monkeypatch: Any) -> None:
+    import os
+
+    from worker.runtime import PerProcess
+
+    built: list[int] = []
+    value = PerProcess(lambda: built.append(1) or len(built))
+    assert (value(), value()) == (1, 1)  # built once in this process
+    pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: pid + 1)  # a forked child sees another pid
+    assert (value(), value()) == (2, 2)
