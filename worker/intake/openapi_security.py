@@ -29,11 +29,13 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
 }
 
 # A sender proves itself by a token or by a signature (both signature headers together).
-SENDER = [{INTAKE_TOKEN: []}, {SIGNATURE: [], SIGNATURE_TIMESTAMP: []}]
-OPERATOR = [{OPERATOR_TOKEN: []}]
+Requirements = list[dict[str, list[str]]]
+
+SENDER: Requirements = [{INTAKE_TOKEN: []}, {SIGNATURE: [], SIGNATURE_TIMESTAMP: []}]
+OPERATOR: Requirements = [{OPERATOR_TOKEN: []}]
 # A Shared Signals SET authenticates by its own signature (a JWS, checked against the transmitter's keys): no
 # credential travels beside it.
-NONE: list[dict[str, list[str]]] = []
+NONE: Requirements = []
 
 
 def declare_security(document: dict[str, Any]) -> None:
@@ -46,7 +48,7 @@ def declare_security(document: dict[str, Any]) -> None:
                 operation["security"] = required
 
 
-def _required(path: str, tags: list[str]) -> list[dict[str, list[str]]] | None:
+def _required(path: str, tags: list[str]) -> Requirements | None:
     if "operator" in tags:
         return OPERATOR
     if path.startswith("/v1/alerts"):
