@@ -3,16 +3,22 @@
 
 1. A sender whose body is over the limit reads its 413, never a broken pipe (its retry logic would take that for
    a transient fault), whether it declares the length or sends it chunked.
+2. A worker without Box credentials, or with ones Box refuses, refuses to start (exit 64, one line naming what to
+   set or Box's answer, never the secret); a Box that does not answer at start is no refusal: it starts.
+3. A worker whose Redis does not answer exits 69 after its stated, bounded wait, naming the URL without password.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
 
 import pytest
 import requests
 
-from tests.integration.harness import Stack, running_stack
+from tests.integration.harness import REPO, Stack, free_port, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -45,3 +51,53 @@ def test_a_sender_of_a_body_over_the_limit_reads_its_413_every_time(intake: str,
             pytest.fail(f"attempt {attempt + 1}: the sender met {broken!r} instead of its 413")
         assert answer.status_code == 413, answer.text
         assert answer.json()["error"]["code"] == "payload_too_large"
+
+
+def run_worker(stack: Stack, env: Mapping[str, str | None], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`boxcut worker` with the stack's settings changed by `env` (None removes one), until it exits."""
+    changed = dict(stack.env)
+    for name, value in env.items():
+        if value is None:
+            changed.pop(name, None)
+        else:
+            changed[name] = value
+    return subprocess.run([sys.executable, "-m", "worker.cli", "worker", "--concurrency", "1"], env=changed,
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_worker_without_box_credentials_refuses_to_start_naming_what_to_set(stack: Stack) -> None:
+    done = run_worker(stack, {"BOX_CLIENT_ID": None, "BOX_CLIENT_SECRET": None, "BOX_ENTERPRISE_ID": None})
+    assert done.returncode == 64, done.stderr[-2000:]
+    said = done.stderr.strip().splitlines()[-1]
+    assert said.startswith("boxcut: refusing to start: no Box credentials: set BOX_CLIENT_ID"), said
+    assert "Traceback" not in done.stderr
+
+
+def test_a_worker_whose_credentials_box_refuses_refuses_to_start_with_boxs_answer(stack: Stack) -> None:
+    secret = "not-the-secret-4f1d"
+    done = run_worker(stack, {"BOX_CLIENT_SECRET": secret})
+    assert done.returncode == 64, done.stderr[-2000:]
+    said = done.stderr.strip().splitlines()[-1]
+    assert said.startswith("boxcut: refusing to start: Box refused the token request (") and "invalid_client" in said
+    assert secret not in done.stderr + done.stdout
+
+
+def test_a_worker_starts_while_box_does_not_answer_saying_so(stack: Stack) -> None:
+    worker = stack.start_worker(extra_env={"BOX_OAUTH_URL": f"http://127.0.0.1:{free_port()}/oauth2/token"})
+    try:
+        log = worker.log_path.read_text()
+        assert "no answer from Box's token endpoint" in log and "starting anyway; jobs wait for Box" in log
+    finally:
+        worker.stop()
+        stack.workers.remove(worker)
+
+
+def test_a_worker_whose_redis_does_not_answer_exits_69_after_a_bounded_wait(stack: Stack) -> None:
+    started = time.monotonic()
+    done = run_worker(stack, {"BOXCUT_REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"})
+    took = time.monotonic() - started
+    assert done.returncode == 69, done.stderr[-2000:]
+    said = done.stderr.strip().splitlines()[-1]
+    assert said.startswith("boxcut: refusing to start: Redis at redis://127.0.0.1:") and "tried for 10 s" in said
+    assert "hunter2" not in done.stderr
+    assert 9 < took < 30
