@@ -83,6 +83,7 @@ def _run(task: Task, ctx: RunContext, job_id: str, max_countdown: float) -> str:
         _retry(task, ctx, job_id, countdown=min(held.ttl, LEASE_RECHECK_SECONDS))
     except TRANSIENT_FAULTS as fault:
         log.warning("job %s: %s; retrying", job_id, fault)
+        _note_fault(ctx, job_id, fault)
         _retry(task, ctx, job_id, countdown=fault_countdown(task.request.retries))
     except SoftTimeLimitExceeded:
         log.warning("job %s: the run overran its time limit; a fresh run continues it", job_id)
@@ -97,6 +98,19 @@ def _run(task: Task, ctx: RunContext, job_id: str, max_countdown: float) -> str:
     if outcome is RunOutcome.CONTINUE:
         _continue(task, job_id)
     return outcome.value
+
+
+# The audit event a run's transient fault leaves in the job's trail: `--wait` says "picked up and failing: <it>".
+FAULT_EVENT = "fault"
+
+
+def _note_fault(ctx: RunContext, job_id: str, fault: Exception) -> None:
+    """Record the fault in the job's trail, so whoever waits for the job reads why it does not move; best effort
+    (Redis may be the fault)."""
+    try:
+        ctx.store.note(job_id, FAULT_EVENT, {"error": f"{type(fault).__name__}: {fault}"[:500]})
+    except redis.RedisError:
+        pass
 
 
 def _continue(task: Task, job_id: str) -> None:
