@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -107,10 +108,8 @@ FAULT_EVENT = "fault"
 def _note_fault(ctx: RunContext, job_id: str, fault: Exception) -> None:
     """Record the fault in the job's trail, so whoever waits for the job reads why it does not move; best effort
     (Redis may be the fault)."""
-    try:
+    with contextlib.suppress(redis.RedisError):
         ctx.store.note(job_id, FAULT_EVENT, {"error": f"{type(fault).__name__}: {fault}"[:500]})
-    except redis.RedisError:
-        pass
 
 
 def _continue(task: Task, job_id: str) -> None:

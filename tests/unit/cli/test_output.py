@@ -95,7 +95,8 @@ def test_wait_says_a_job_picked_up_and_failing_with_the_last_fault_recorded(stor
 def test_a_transient_fault_of_a_run_is_recorded_in_the_jobs_trail(store: JobStore) -> None:
     from tasks.jobs import FAULT_EVENT, _note_fault
     from tests.unit.fake_box import new_job, users
-    from worker.cli.output import FAULT_EVENT as SHOWN, last_fault
+    from worker.cli.output import FAULT_EVENT as SHOWN
+    from worker.cli.output import last_fault
     from worker.errors import BoxTransportError
 
     assert FAULT_EVENT == SHOWN
