@@ -6,10 +6,13 @@
 2. A worker without Box credentials, or with ones Box refuses, refuses to start (exit 64, one line naming what to
    set or Box's answer, never the secret); a Box that does not answer at start is no refusal: it starts.
 3. A worker whose Redis does not answer exits 69 after its stated, bounded wait, naming the URL without password.
+4. An idle worker (with its beat) logs next to nothing at INFO: the periodic tasks' rounds that find nothing are
+   DEBUG, Celery's own lines about them too.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -101,3 +104,17 @@ def test_a_worker_whose_redis_does_not_answer_exits_69_after_a_bounded_wait(stac
     assert said.startswith("boxcut: refusing to start: Redis at redis://127.0.0.1:") and "tried for 10 s" in said
     assert "hunter2" not in done.stderr
     assert 9 < took < 30
+
+
+def test_an_idle_worker_says_next_to_nothing_at_info(stack: Stack) -> None:
+    worker = stack.start_worker(loglevel="INFO", extra_env={"BOXCUT_LOG_FORMAT": "json"})
+    try:
+        time.sleep(2)  # the start's own lines (the banner, the first directory copy) are not idle ones
+        before = len(worker.log_path.read_text().splitlines())
+        time.sleep(20)  # the sweep and the archive pass (every 10 s) ran two rounds each meanwhile
+        lines = worker.log_path.read_text().splitlines()[before:]
+    finally:
+        worker.stop()
+        stack.workers.remove(worker)
+    info = [line for line in lines if line.startswith("{") and json.loads(line).get("level") == "INFO"]
+    assert len(info) <= 2, "\n".join(info)  # 12 in 20 s before (36 a minute)

@@ -196,6 +196,7 @@ def worker(concurrency: int, loglevel: str | None, beat: bool, metrics_port: int
         worker_metrics.serve(settings, metrics_port)
     loglevel = (loglevel or settings.log_level).upper()
     logging.getLogger().setLevel(loglevel)
+    _quiet_periodic_tasks()
     app = create_app(settings)
     quiet = ["--quiet"] if logs.choose_format(settings.log_format, sys.stderr) == "json" else []  # no banner
     stop_heartbeat = _join_fleet(settings, chosen)
@@ -259,6 +260,13 @@ def _check_box_credentials(settings: Settings, queues: list[str]) -> None:
         click.echo(f"boxcut worker: {unreachable}: starting anyway; jobs wait for Box to answer", err=True)
 
 
+def _quiet_periodic_tasks() -> None:
+    """Celery's per-round INFO lines about the periodic tasks at DEBUG (tasks/periodic_logs.py)."""
+    from tasks.periodic_logs import quiet_periodic_tasks
+
+    quiet_periodic_tasks()
+
+
 def _join_fleet(settings: Settings, queues: list[str]) -> Callable[[], None]:
     """Refuse to start beside live workers that talk to another Box API (worker/run/fleet.py), else keep this
     worker's heartbeat; return what stops it. A worker for notifications alone talks to no Box."""
@@ -299,6 +307,7 @@ def beat(loglevel: str | None) -> None:
     settings = _settings()
     loglevel = (loglevel or settings.log_level).upper()
     logging.getLogger().setLevel(loglevel)
+    _quiet_periodic_tasks()
     app = create_app(settings)
     app.start(["beat", f"--loglevel={loglevel}"])
 
