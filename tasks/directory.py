@@ -32,7 +32,8 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
                                      max_age_seconds=settings.directory_refresh_seconds * 0.9)
         except (*TRANSIENT_FAULTS, BoxAuthError) as fault:  # the next round tries again; lookups serve meanwhile
             done = f"not refreshed: {fault}"
-        log.info("directory copy: %s", done)
+        # A copy made is logged by the cache itself; a round with nothing to do is DEBUG, one that failed a WARNING.
+        (log.warning if done.startswith("not refreshed") else log.debug)("directory copy: %s", done)
         return done
 
     def first_refresh(**_: Any) -> None:

@@ -31,15 +31,17 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
     @app.task(name=READ_EVENTS, acks_late=True)  # type: ignore[untyped-decorator]
     def read_events_task() -> str:
         if defer_pass(context()):
-            log.info("event stream: %s", DEFERRED)
+            log.debug("event stream: %s", DEFERRED)
             return DEFERRED
         try:
-            done = reader().read().describe()
+            passed = reader().read()
+            done = passed.describe()
         except (*TRANSIENT_FAULTS, RetryLater, BoxError) as fault:  # the next pass goes on from the kept position
             done = f"stopped, to go on at the next pass: {fault}"
             log.warning("event stream: %s", done)
             return done
-        log.info("event stream: %s", done)
+        # A pass that found nothing is said at DEBUG: every few seconds at INFO, idle passes buried the rest.
+        (log.info if passed.alerts or passed.activity or passed.restarted else log.debug)("event stream: %s", done)
         return done
 
     return read_events_task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -83,6 +84,7 @@ def _run(task: Task, ctx: RunContext, job_id: str, max_countdown: float) -> str:
         _retry(task, ctx, job_id, countdown=min(held.ttl, LEASE_RECHECK_SECONDS))
     except TRANSIENT_FAULTS as fault:
         log.warning("job %s: %s; retrying", job_id, fault)
+        _note_fault(ctx, job_id, fault)
         _retry(task, ctx, job_id, countdown=fault_countdown(task.request.retries))
     except SoftTimeLimitExceeded:
         log.warning("job %s: the run overran its time limit; a fresh run continues it", job_id)
@@ -97,6 +99,17 @@ def _run(task: Task, ctx: RunContext, job_id: str, max_countdown: float) -> str:
     if outcome is RunOutcome.CONTINUE:
         _continue(task, job_id)
     return outcome.value
+
+
+# The audit event a run's transient fault leaves in the job's trail: `--wait` says "picked up and failing: <it>".
+FAULT_EVENT = "fault"
+
+
+def _note_fault(ctx: RunContext, job_id: str, fault: Exception) -> None:
+    """Record the fault in the job's trail, so whoever waits for the job reads why it does not move; best effort
+    (Redis may be the fault)."""
+    with contextlib.suppress(redis.RedisError):
+        ctx.store.note(job_id, FAULT_EVENT, {"error": f"{type(fault).__name__}: {fault}"[:500]})
 
 
 def _continue(task: Task, job_id: str) -> None:

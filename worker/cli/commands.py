@@ -190,10 +190,13 @@ def worker(concurrency: int, loglevel: str | None, beat: bool, metrics_port: int
     if metrics_port is not None:
         worker_metrics.prepare()  # before prometheus-client is imported, here or in a pool process
     settings = _settings()
+    _wait_for_redis(settings)
+    _check_box_credentials(settings, chosen)
     if metrics_port is not None:
         worker_metrics.serve(settings, metrics_port)
     loglevel = (loglevel or settings.log_level).upper()
     logging.getLogger().setLevel(loglevel)
+    _quiet_periodic_tasks()
     app = create_app(settings)
     quiet = ["--quiet"] if logs.choose_format(settings.log_format, sys.stderr) == "json" else []  # no banner
     stop_heartbeat = _join_fleet(settings, chosen)
@@ -203,6 +206,65 @@ def worker(concurrency: int, loglevel: str | None, beat: bool, metrics_port: int
                          "--without-mingle", *(["--beat"] if beat else [])])
     finally:
         stop_heartbeat()
+
+
+# How long `boxcut worker` tries Redis (the records, and the queue unless RabbitMQ is the broker) before it gives up
+# with EXIT_UNAVAILABLE: a Redis starting beside it (compose) has this long to answer.
+REDIS_START_WAIT_SECONDS = 10.0
+
+
+def _wait_for_redis(settings: Settings, *, wait_seconds: float = REDIS_START_WAIT_SECONDS) -> None:
+    """Ping the Redis that holds the records, once a second for `wait_seconds`; then exit 69 saying so. Without
+    it the worker would start, and every task (and its Celery consumer, on a Redis broker) retry for ever."""
+    import redis
+
+    from worker.connections import redis_client
+
+    client, deadline = redis_client(settings), time.monotonic() + wait_seconds
+    while True:
+        try:
+            client.ping()
+            return
+        except (redis.RedisError, OSError) as error:
+            if time.monotonic() >= deadline:
+                _fail(f"refusing to start: Redis at {_redis_url()} {_redis_trouble(error)}; tried for "
+                      f"{wait_seconds:.0f} s", EXIT_UNAVAILABLE)
+        time.sleep(1.0)
+
+
+def _check_box_credentials(settings: Settings, queues: list[str]) -> None:
+    """Refuse to start without Box credentials, or with ones Box refuses (one fresh token request, its answer
+    said without a secret). A Box that does not answer is no refusal: outages are expected, and jobs wait for it.
+    A worker for notifications alone talks to no Box. A developer token is not tried (it cannot be refreshed;
+    `boxcut doctor` tries it)."""
+    import requests
+
+    from config import BoxAuthMode
+    from config.celery import QUEUE, SEND_QUEUE
+    from worker.box.auth import token_fetcher_for
+    from worker.errors import BoxAuthError, BoxTransportError
+
+    if not {QUEUE, SEND_QUEUE} & set(queues):
+        return
+    if not settings.has_box_credentials:
+        _fail("refusing to start: no Box credentials: set BOX_CLIENT_ID, BOX_CLIENT_SECRET and BOX_ENTERPRISE_ID, "
+              "or BOX_JWT_CONFIG_FILE, or BOX_DEVELOPER_TOKEN (`boxcut dev` simulates Box)", EXIT_USAGE)
+    if settings.box_auth_mode is BoxAuthMode.DEVELOPER_TOKEN:
+        return
+    try:
+        with requests.Session() as session:
+            token_fetcher_for(settings, session).fetch()
+    except BoxAuthError as refused:
+        _fail(f"refusing to start: {refused}; fix the Box settings (boxcut doctor checks them)", EXIT_USAGE)
+    except BoxTransportError as unreachable:
+        click.echo(f"boxcut worker: {unreachable}: starting anyway; jobs wait for Box to answer", err=True)
+
+
+def _quiet_periodic_tasks() -> None:
+    """Celery's per-round INFO lines about the periodic tasks at DEBUG (tasks/periodic_logs.py)."""
+    from tasks.periodic_logs import quiet_periodic_tasks
+
+    quiet_periodic_tasks()
 
 
 def _join_fleet(settings: Settings, queues: list[str]) -> Callable[[], None]:
@@ -245,6 +307,7 @@ def beat(loglevel: str | None) -> None:
     settings = _settings()
     loglevel = (loglevel or settings.log_level).upper()
     logging.getLogger().setLevel(loglevel)
+    _quiet_periodic_tasks()
     app = create_app(settings)
     app.start(["beat", f"--loglevel={loglevel}"])
 

@@ -159,8 +159,11 @@ def summary_table(job: Job, *, limit: int = 20) -> str:
     return "\n".join(lines)
 
 
-# After this long still `queued`, `--wait` says that no worker has picked the job up.
+# After this long still `queued`, `--wait` says that no worker has picked the job up; or, when a worker did and its
+# runs fail, the last fault recorded (and again whenever it changes).
 UNPICKED_WARNING_SECONDS = 10.0
+# The audit event a run's transient fault leaves (tasks/jobs.py FAULT_EVENT).
+FAULT_EVENT = "fault"
 
 
 def wait_for_job(
@@ -173,15 +176,16 @@ def wait_for_job(
 ) -> Job:
     """Show progress until the job is final or waits for approval; return its record."""
     progress, last, started = Progress(started=clock()), None, clock()
-    live, warned = out.isatty(), False
+    live, said = out.isatty(), None
     while True:
         job = store.load(job_id)
         tally = counts(job)
-        if job.state is JobState.QUEUED and not warned and clock() - started >= UNPICKED_WARNING_SECONDS:
-            out.write(("\n" if live else "") + f"job {job_id} is still queued after {UNPICKED_WARNING_SECONDS:.0f} s: "
-                      "no worker has picked it up (is `boxcut worker` running? boxcut doctor checks Redis and the "
-                      "broker)\n")
-            warned = True
+        stalled = job.state in (JobState.QUEUED, JobState.RESOLVING)
+        if stalled and clock() - started >= UNPICKED_WARNING_SECONDS:
+            warning = _stall_warning(store, job)
+            if warning is not None and warning != said:
+                out.write(("\n" if live else "") + warning + "\n")
+                said = warning
         # On a terminal the bar redraws in place; in a log, a new line only when the counts change.
         if live or tally != last:
             line = progress.line(tally, len(job.targets), clock())
@@ -193,6 +197,27 @@ def wait_for_job(
                 out.write("\n")
             return job
         time.sleep(poll_seconds)
+
+
+def _stall_warning(store: JobStore, job: Job) -> str | None:
+    """Why a job has not moved: a worker picked it up and its runs fail (the last fault its trail records), or no
+    worker has picked it up at all; None while it merely runs."""
+    fault = last_fault(store, job.job_id)
+    if fault is not None:
+        return (f"job {job.job_id} was picked up and is failing: {fault} (the worker tries again; "
+                "boxcut doctor checks Box and Redis)")
+    if job.state is JobState.QUEUED:
+        return (f"job {job.job_id} is still queued after {UNPICKED_WARNING_SECONDS:.0f} s: no worker has picked it up "
+                "(is `boxcut worker` running? boxcut doctor checks Redis and the broker)")
+    return None
+
+
+def last_fault(store: JobStore, job_id: str) -> str | None:
+    """The last fault a run of the job recorded, or None."""
+    for entry in reversed(store.audit_entries(job_id=job_id)):
+        if entry.get("event") == FAULT_EVENT:
+            return str((entry.get("data") or {}).get("error") or "an unnamed fault")
+    return None
 
 
 _AGE = re.compile(r"(\d+)([mhd])")

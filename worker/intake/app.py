@@ -34,6 +34,7 @@ from worker.intake.models import (
     component_schemas,
     error_responses,
 )
+from worker.intake.openapi_security import declare_security
 from worker.intake.operator_routes import add_operator_routes
 from worker.intake.service import Accepted
 from worker.intake.slack_routes import add_slack_routes
@@ -71,13 +72,15 @@ def create_app(deps: IntakeDeps) -> FastAPI:
 
 
 def _add_schema_components(app: FastAPI, *models: type[BaseModel]) -> None:
-    """List in the OpenAPI document the models of the bodies the routes read themselves (see `_ENVELOPE_BODY`)."""
+    """List in the OpenAPI document the models of the bodies the routes read themselves (see `_ENVELOPE_BODY`),
+    and the credentials each operation takes (worker/intake/openapi_security.py)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = generate()
             document.setdefault("components", {}).setdefault("schemas", {}).update(component_schemas(*models))
+            declare_security(document)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

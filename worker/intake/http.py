@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 
 class ApiError(Exception):
@@ -38,19 +41,48 @@ def require_json_content_type(request: Request) -> None:
         raise ApiError(415, "unsupported_media_type", f"send Content-Type: application/json (got {shown})")
 
 
+# An oversized body is read and thrown away up to this much, for at most this long, before the 413 is sent: a
+# server that answers and closes while the sender still writes makes the sender's kernel meet a reset, and a
+# client without `Expect: 100-continue` (urllib, requests) then sees a broken pipe instead of the 413, which its
+# retry logic takes for a transient fault. Past either bound the connection is closed, as nginx's lingering close.
+DISCARD_MAX_BYTES = 64 * 1024 * 1024
+DISCARD_MAX_SECONDS = 5.0
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing (413) as soon as it is known to exceed `limit`: from Content-Length, or while
-    streaming, so an oversized body is never held whole."""
+    streaming, so an oversized body is never held whole. The rest of a refused body is read and discarded (within
+    bounds) first, so the sender reads its 413."""
     declared = request.headers.get("content-length")
+    stream = request.stream()
+    size = 0
     if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+        refused = ApiError(413, "payload_too_large", f"body is {declared} bytes; the limit is {limit}")
+        if request.headers.get("expect", "").lower() != "100-continue" and int(declared) <= DISCARD_MAX_BYTES:
+            await _discard(stream, 0)  # a sender that asked first is refused unread: it sends nothing more
+        raise refused
+    chunks = []
+    async for chunk in stream:
         size += len(chunk)
         if size > limit:
+            await _discard(stream, size)
             raise ApiError(413, "payload_too_large", f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _discard(stream: AsyncIterator[bytes], size: int) -> None:
+    """Read what is left of a refused body and drop it, until it ends, DISCARD_MAX_BYTES in all were read, or
+    DISCARD_MAX_SECONDS passed; a sender that hangs up meanwhile ends it too."""
+    async def drain() -> None:
+        nonlocal size
+        async for chunk in stream:
+            size += len(chunk)
+            if size > DISCARD_MAX_BYTES:
+                return
+
+    with contextlib.suppress(TimeoutError, ClientDisconnect):
+        await asyncio.wait_for(drain(), DISCARD_MAX_SECONDS)
 
 
 def parse_json(body: bytes) -> Any:
