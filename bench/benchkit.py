@@ -150,7 +150,7 @@ def free_port() -> int:
 
 
 # Settings every benchmark changes from the defaults: a storm sends hundreds of users from one source within
-# seconds, which the brake across jobs exists to hold for a person (README "The brake"); the benchmarks measure
+# seconds, which the brake across jobs exists to hold for a person (docs/brake.md); the benchmarks measure
 # sending, so it is off. Printed by `box_env`'s callers through `changed_settings`.
 BRAKE_OFF = {"BOXCUT_BRAKE_USERS": "0", "BOXCUT_BRAKE_TOTAL_USERS": "0"}
 

@@ -151,7 +151,7 @@ INTAKE = _group("Intake", "`POST /v1/alerts/{source}` and the operator API. Cred
                 "newline-separated lists (several at once, for rotation); `name:secret` names an entry for the "
                 "audit (`splunk:soc-splunk`, `operator:alice`).")
 SENDERS = _group("Senders", "Where a sender's payload names the person: a comma-separated list of field paths "
-                 "that replaces the source's own list (see the README's \"Senders\").")
+                 "that replaces the source's own list (see docs/intake.md).")
 CALLS = _group("Box calls", "Targets are sent in batches under a rate limit every worker shares through Redis, "
                "with retries. A task run's hard time limit (BOXCUT_RUN_BUDGET_SECONDS + BOXCUT_RETRY_BUDGET_SECONDS "
                "+ BOXCUT_HTTP_READ_TIMEOUT + 15 s) must stay below BOXCUT_VISIBILITY_TIMEOUT (checked at start), and "
@@ -160,13 +160,13 @@ DIRECTORY = _group("Directory copy, sweep, retention", "Large jobs resolve login
                    "directory (GET /users, 1,000 a page) instead of one lookup each; the periodic sweep restarts "
                    "what nobody carries.")
 EVENTS = _group("Box's event stream", "Box Shield alerts and the watch after termination come from the "
-                "enterprise event stream (see the README's \"Box Shield\").")
-SSF = _group("Shared Signals", "SETs pushed to `POST /v1/ssf/events` (see the README's \"Shared Signals\").")
-NOTIFY = _group("Notifications", "Jobs that wait for approval or end are announced to webhook receivers (see the "
-                "README's \"Notifications\"); approval from Slack adds Approve and Cancel buttons to Slack notices "
+                "enterprise event stream (see docs/box-shield.md).")
+SSF = _group("Shared Signals", "SETs pushed to `POST /v1/ssf/events` (see docs/shared-signals.md).")
+NOTIFY = _group("Notifications", "Jobs that wait for approval or end are announced to webhook receivers (see "
+                "docs/notifications.md); approval from Slack adds Approve and Cancel buttons to Slack notices "
                 "of a job that waits.")
-REPORTS = _group("Evidence reports", "Signed evidence reports of a job (see the README's \"Evidence reports\").")
-CONSOLE = _group("The operator console", "Pages under /console of the intake (see the README's \"The console\"). "
+REPORTS = _group("Evidence reports", "Signed evidence reports of a job (see docs/evidence-reports.md).")
+CONSOLE = _group("The operator console", "Pages under /console of the intake (see docs/console.md). "
                  "With the console on, someone must be able to sign in: OpenID Connect, or operator tokens with "
                  "token sign-in on.")
 LOGS = _group("Logs and images", "Logging, and the names docker compose reads for itself (boxcut ignores them).")
@@ -347,7 +347,7 @@ SETTINGS: tuple[Setting, ...] = (
             fields=("watch_minutes",)),
     Setting("BOXCUT_SHIELD_RULES", EVENTS, "a JSON list of rules deciding what a Box Shield alert does: terminate, "
             "wait for approval, or record only", Kind.CUSTOM, type_text="JSON", fields=("shield_rules",),
-            default_text="the table in the README's \"Box Shield\"",
+            default_text="the table in docs/box-shield.md",
             example='[{"category": "Ransomware Activity", "action": "terminate"}, {"action": "approve"}]'),
     Setting("BOXCUT_SHIELD_QUIET_HOURS", EVENTS, "no SHIELD_ALERT in the event stream for this long: `boxcut doctor` "
             "warns and boxcut_shield_alerts_silent is 1", _I, defaults.SHIELD_QUIET_HOURS, 1, 24 * 365,

@@ -1,4 +1,4 @@
-"""Celery settings that follow boxcut's reliability rules (README "Reliability")."""
+"""Celery settings that follow boxcut's reliability rules (docs/reliability.md)."""
 
 from __future__ import annotations
 

@@ -138,11 +138,11 @@ class Settings:
     notify_retry_seconds: float = defaults.NOTIFY_RETRY_SECONDS
     notify_attempts: int = defaults.NOTIFY_ATTEMPTS
     public_url: str | None = None  # the intake's external URL, for links in notifications; None: relative links
-    # -- approval from Slack (worker/intake/slack_routes.py; README "Notifications") --
+    # -- approval from Slack (worker/intake/slack_routes.py; docs/notifications.md) --
     slack_signing_secret: Secret | None = None  # the Slack app's signing secret; None: the Slack route is off
     # Slack user id (or `TEAM/USER`) -> the approver's name, recorded as `slack:<name>`; buttons when some are named
     slack_approvers: Mapping[str, str] = field(default_factory=dict)
-    # -- the operator console (worker/console; README "The console") --
+    # -- the operator console (worker/console; docs/console.md) --
     console: bool = False  # BOXCUT_CONSOLE: the intake serves /console
     console_session_secret: Secret | None = None  # signs the session cookie; None: one made per process
     console_session_minutes: int = defaults.CONSOLE_SESSION_MINUTES

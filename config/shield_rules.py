@@ -1,5 +1,5 @@
 """The Box Shield rule table (BOXCUT_SHIELD_RULES): what a Box Shield alert makes boxcut do, decided by the
-alert's rule category, priority and risk score. README "Box Shield" documents it.
+alert's rule category, priority and risk score. docs/box-shield.md documents it.
 
 A rule is a JSON object: `category` (a Box Shield rule category, any case, or "*" for any; default "*"),
 `priority` (the lowest priority it matches: informational < low < medium < high < critical), `risk_score` (the

@@ -1,5 +1,5 @@
 """The Shared Signals transmitters boxcut receives Security Event Tokens from (BOXCUT_SSF_TRANSMITTERS): a JSON
-file, README "Shared Signals" documents it.
+file, docs/shared-signals.md documents it.
 
     {"transmitters": [{
         "issuer": "https://idp.example.com",             the SET's `iss`, exactly

@@ -1,4 +1,4 @@
-"""What a worker counts, for Prometheus (`boxcut worker --metrics-port`; README "Metrics").
+"""What a worker counts, for Prometheus (`boxcut worker --metrics-port`; docs/metrics-and-logs.md).
 
 The metrics live in no registry of this process: under prefork each pool process counts in files of
 prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by `boxcut worker` before anything imports

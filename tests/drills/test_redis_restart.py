@@ -22,8 +22,8 @@ USERS = "/2.0/users/terminate_sessions"
 @pytest.mark.parametrize(("stop", "down_seconds"), [("shutdown", 3), ("kill", 3), ("shutdown", 30)])
 def test_a_redis_restart_mid_work_leaves_the_worker_running_and_every_job_ends(stop: str, down_seconds: float,
                                                                               tmp_path: Path) -> None:
-    # SIGKILL keeps only what the AOF had synced: with `appendfsync everysec` (the README's advice) up to a second
-    # of writes. With `always` nothing written is lost, and the records must then count every request Box saw.
+    # SIGKILL keeps only what the AOF had synced: with `appendfsync everysec` (as docs/reliability.md advises) up to a
+    # second of writes. With `always` nothing written is lost, and the records must then count every request Box saw.
     private_redis = PrivateRedis(tmp_path, fsync="everysec" if stop == "shutdown" else "always")
     private_redis.start()
     try:

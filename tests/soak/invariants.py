@@ -39,7 +39,7 @@ class Violation:
 
 @dataclass(frozen=True)
 class Notifying:
-    """What the settings say about notifications (README "Notifications"): the receivers of BOXCUT_NOTIFY_URLS
+    """What the settings say about notifications (docs/notifications.md): the receivers of BOXCUT_NOTIFY_URLS
     that take boxcut's own JSON, each named by its URL (as the soak's receiver names itself in what it records),
     and BOXCUT_NOTIFY_ATTEMPTS. `since` (ISO; "" from the start): changes of state before it are not owed a
     notice (the scanner's first pass starts at the audit stream's end; a soak waits for that pass and notes the
@@ -240,7 +240,7 @@ def jobs_are_notified(world: World) -> Iterable[Violation]:
     """Each job that came to wait for approval or ended is notified as the settings say, to every receiver, and
     no notice reaches a receiver more often than its attempts allow.
 
-    Owed (README "Notifications"; worker/notify/notice.py, scanner.py): one `boxcut.job.awaiting_approval` per move
+    Owed (docs/notifications.md; worker/notify/notice.py, scanner.py): one `boxcut.job.awaiting_approval` per move
     of a job into awaiting_approval, one `boxcut.job.finished` per move into a final state (succeeded, partial,
     failed, refused, dry_run, cancelled; dry runs too), each with the `state` moved into; a job that waits or ends
     again is notified again. None for `recorded` jobs (created final, never moved), none for a move the brake made
@@ -250,7 +250,7 @@ def jobs_are_notified(world: World) -> Iterable[Violation]:
     attempt), matched to the job's moves by `job_id`, `type` and `state`.
 
     At most BOXCUT_NOTIFY_ATTEMPTS posts of one notice (one `id`) to one receiver, whatever each was answered:
-    README "Retries": tried again "for `BOXCUT_NOTIFY_ATTEMPTS` (8) attempts in all ... An attempt is counted in
+    docs/notifications.md: tried again "for `BOXCUT_NOTIFY_ATTEMPTS` (8) attempts in all ... An attempt is counted in
     the job before it is sent, so a worker killed mid-request still spends it" (worker/notify/delivery.py: "no
     receiver gets more than BOXCUT_NOTIFY_ATTEMPTS"). So a notice may legitimately arrive twice, delivered both
     times (its worker killed, or Redis failing, after the receiver answered and before the record said so; or the

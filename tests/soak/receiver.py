@@ -1,5 +1,5 @@
 """A receiver of boxcut's notifications for the soak: a small HTTP server on loopback that checks each POST's
-signature the way boxcut signs it (README "Notifications", worker/signing.py), records every post, and answers
+signature the way boxcut signs it (docs/notifications.md, worker/signing.py), records every post, and answers
 200, or 500 while it is told to refuse (a receiver outage, as a fault).
 
     receiver = NoticeReceiver(SECRET)
@@ -34,7 +34,7 @@ from worker.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 POLL_SECONDS = 0.5
 RETRY_SECONDS = 0.5
 NOTIFY_ATTEMPTS = 8
-# README "Notifications": "A receiver checks the raw body, before parsing it, and refuses a stale timestamp".
+# docs/notifications.md: "A receiver checks the raw body, before parsing it, and refuses a stale timestamp".
 MAX_SKEW_SECONDS = 300.0
 _READ_HEADERS = (TIMESTAMP_HEADER, SIGNATURE_HEADER, "user-agent", "content-type")
 

@@ -157,12 +157,12 @@ def _redis_url() -> str:
 def main() -> None:
     """boxcut: end Box sessions of the users and groups an alert or offboarding names, and record Box's answer.
 
-    Settings come from the environment and .env (see README, "Configuration").
+    Settings come from the environment and .env (see docs/configuration.md).
     """
     logs.configure(level=logging.INFO, fmt=os.environ.get("BOXCUT_LOG_FORMAT", "").lower() or None)
 
 
-# What `boxcut worker --queues` may name (README "Notifications": a worker of its own for notify).
+# What `boxcut worker --queues` may name (docs/notifications.md: a worker of its own for notify).
 WORKER_QUEUES = ("jobs", "send", "notify")
 
 

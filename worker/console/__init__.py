@@ -1,4 +1,4 @@
-"""The operator console: server-rendered pages under `/console` of the intake (README "The console")."""
+"""The operator console: server-rendered pages under `/console` of the intake (docs/console.md)."""
 
 from worker.console.app import ConsoleDeps, add_console
 

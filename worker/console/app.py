@@ -5,9 +5,6 @@ document.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -17,12 +14,9 @@ from starlette.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from config import Settings
 from worker.console import session
-from worker.jobs.history import JobHistory
-from worker.jobs.store import JobStore
+from worker.console.deps import PREFIX, ConsoleDeps
 
-PREFIX = "/console"
 STATIC = Path(__file__).parent / "static"
 
 # Every console answer: no script or style but the console's own files, nothing framed, no referrer outside it,
@@ -36,17 +30,6 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-@dataclass
-class ConsoleDeps:
-    """What the console needs of the intake: settings, the job store, reads through the archive, the queue."""
-
-    settings: Settings
-    store: JobStore
-    history: JobHistory
-    enqueue: Callable[[str], None]
-    clock: Callable[[], float] = time.time  # sessions' ages (tests move it)
 
 
 class SecurityHeaders:
@@ -74,7 +57,7 @@ def build_console(deps: ConsoleDeps) -> FastAPI:
     """The console app (paths relative to where it is mounted)."""
     from starlette.middleware.sessions import SessionMiddleware  # itsdangerous: only when the console is on
 
-    from worker.console.routes import add_routes
+    from worker.console.routes import add_routes  # Jinja2 and the routes' imports: only when the console is on
 
     settings = deps.settings
     console = FastAPI(title="boxcut console", docs_url=None, redoc_url=None, openapi_url=None, middleware=[

@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from worker.archive import ArchiveError
 from worker.console import auth, session
-from worker.console.app import PREFIX, ConsoleDeps
+from worker.console.deps import PREFIX, ConsoleDeps
 from worker.console.now import Now, NowReader
 from worker.console.session import Person
 from worker.errors import InvalidTransition, JobNotFound, NotEnqueued

@@ -272,7 +272,7 @@ class Job:
     calls: list[Call] = field(default_factory=list)
     # The events Box logged by a target's user after Box accepted the termination, by target index, oldest first.
     activity_after: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    # The notifications sent about the job (README "Notifications"): per event and receiver, its delivery's
+    # The notifications sent about the job (docs/notifications.md): per event and receiver, its delivery's
     # status, attempts and last answer; receivers shown as `scheme://host/…` and a fingerprint, never whole.
     notifications: list[dict[str, Any]] = field(default_factory=list)
 

@@ -322,7 +322,7 @@ def test_a_call_whose_record_vanished_gives_its_targets_back_to_be_queued_again(
     job_ids = _queued(store, ctx, "user00001@example.com", "user00002@example.com")
     taken = ctx.queue.take(USERS, call_id="c-lost", now_ms=ctx.now_ms(), claim_ms=ctx.claim_ms, batch=100, cap=4,
                            token="t-lost")
-    store.redis.delete(ctx.queue.call_key(taken.call_id))  # evicted, against the advice of the README
+    store.redis.delete(ctx.queue.call_key(taken.call_id))  # evicted, against the advice of docs/reliability.md
     _drain(ctx)
     assert box.calls == []  # its claim stands: nothing else waits
     _drain(make_ctx(store, box, later=ctx.claim_seconds + 1))  # the claim ran out: its targets are queued again

@@ -1,4 +1,4 @@
-"""The reliability settings of the configured Celery app (README "Reliability"), read from the app itself."""
+"""The reliability settings of the configured Celery app (docs/reliability.md), read from the app itself."""
 
 from __future__ import annotations
 

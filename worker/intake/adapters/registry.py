@@ -29,7 +29,7 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "box-shield": box_shield.BoxShieldAdapter,
 }
 
-# Where each source's identities are looked for unless settings say otherwise (the README shows this table).
+# Where each source's identities are looked for unless settings say otherwise (docs/intake.md shows this table).
 DEFAULT_PATHS: dict[str, tuple[str, ...]] = {
     "generic": generic.DEFAULT_PATHS,
     "splunk": splunk.DEFAULT_PATHS,
