@@ -49,6 +49,18 @@ def test_dev_stack_then_terminate_wait_ends_succeeded(redis_url: str, tmp_path: 
         assert run.returncode == 0, run.stderr
         assert "succeeded" in run.stdout and TERMINATE_ACCEPTED_MESSAGE in run.stdout
         _post_the_printed_curl(text)
+        # doctor beside the stack: without its Box settings it names the dev stack's simulator, fails nothing
+        beside = subprocess.run([sys.executable, "-m", "worker.cli", "doctor"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60)
+        assert beside.returncode == 0, beside.stdout + beside.stderr
+        assert "warn box: these settings name no Box; the dev stack on this prefix uses boxsim" in beside.stdout
+        assert "warn worker box: 1 live worker(s) talk to the dev stack's boxsim" in beside.stdout
+        # and with them (its env file sourced), the Box check passes and says the Box is simulated
+        sourced = subprocess.run(["bash", "-c", f". ./boxcut-dev.env && {sys.executable} -m worker.cli doctor"],
+                                 env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert sourced.returncode == 0, sourced.stdout + sourced.stderr
+        assert "ok   box: SIMULATED: boxsim at http://127.0.0.1:" in sourced.stdout
+        assert "ok   worker box: 1 live worker(s)" in sourced.stdout
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
         dev.wait(timeout=60)

@@ -173,8 +173,22 @@ class DevStack:
         self.env.update(self.box_env)
         self.boxsim_url = sim.admin_url.removesuffix("/_boxsim")
         self.simulated_box = True
+        self._mark_simulated_box(sim.base_url)
         self.lines.append(f"box     SIMULATED: boxsim at {sim.base_url} (no Box credentials are set; "
                           "seeded users such as jdoe@example.com)")
+
+    def _mark_simulated_box(self, api_url: str) -> None:
+        """Say in Redis, under this run's prefix, that its Box is boxsim at `api_url` (`boxcut doctor` reads it,
+        so it tells the dev stack's simulator from a Box it cannot reach); gone when the stack stops."""
+        from worker.connections import redis_client
+
+        client, key = redis_client(self.settings), simulated_box_key(self.settings.key_prefix)
+        client.set(key, api_url)
+
+        def unmark() -> None:
+            client.delete(key)
+
+        self._stops.append(unmark)
 
     # -- worker ----------------------------------------------------------------------------------------------
 
@@ -291,6 +305,11 @@ def _remove_if_ours(path: Path, text: str) -> None:
     with contextlib.suppress(OSError):
         if path.read_text(encoding="utf-8") == text:
             path.unlink()
+
+
+def simulated_box_key(prefix: str) -> str:
+    """Where a running `boxcut dev` names the boxsim it started as its Box (the simulator's API URL)."""
+    return f"{prefix}dev:simulated_box"
 
 
 def dev_prefix() -> str:

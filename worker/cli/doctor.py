@@ -265,6 +265,11 @@ def _check_worker_boxes(settings: Settings, echo: Echo) -> bool:
         echo("warn worker box: no live worker keeps a heartbeat, so which Box they talk to is unknown")
         return True
     found = differences(mine, members)
+    simulated = _simulated_box(settings)
+    if simulated and not settings.has_box_credentials and all(m.box_api == simulated for m in found.other_api):
+        echo(f"warn worker box: {len(members)} live worker(s) talk to the dev stack's boxsim at {simulated} "
+             "(SIMULATED); these settings name no Box")
+        return True
     for other in found.other_api:
         echo(f"FAIL worker box: {other.describe()} talks to another Box API than {mine.box_api}")
     for other in found.other_client:
@@ -323,11 +328,28 @@ def _check_broker(settings: Settings, echo: Echo) -> bool:
     return True
 
 
+def _simulated_box(settings: Settings) -> str | None:
+    """The API URL of the boxsim that a `boxcut dev` running on this prefix uses as its Box, if one does."""
+    from worker.cli.dev_stack import simulated_box_key
+    from worker.connections import redis_client
+
+    try:
+        value = redis_client(settings).get(simulated_box_key(settings.key_prefix))
+    except redis.RedisError:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _check_box(settings: Settings, echo: Echo) -> bool:
     from worker.connections import redis_client
     from worker.runtime import box_client
 
+    simulated = _simulated_box(settings)
     if not settings.has_box_credentials:
+        if simulated:
+            echo(f"warn box: these settings name no Box; the dev stack on this prefix uses boxsim at {simulated} "
+                 "(SIMULATED): `. ./boxcut-dev.env` gives this shell the dev stack's settings")
+            return True
         echo("FAIL box: no credentials: set BOX_CLIENT_ID/BOX_CLIENT_SECRET/BOX_ENTERPRISE_ID, "
              "BOX_JWT_CONFIG_FILE or BOX_DEVELOPER_TOKEN (or use `boxcut dev`, which simulates Box)")
         return False
@@ -344,6 +366,9 @@ def _check_box(settings: Settings, echo: Echo) -> bool:
     except BoxcutError as exc:
         echo(f"FAIL box: {exc}")
         return False
+    if simulated == settings.box_api_base_url:
+        echo(f"ok   box: SIMULATED: boxsim at {simulated}, the dev stack's simulator; nobody is really signed out")
+        return True
     echo("note box terminate: Box offers no way to test the terminate permission without using it; "
          "a 403 on the first job means the app lacks the admin scope (Manage users / Manage groups)")
     return True
