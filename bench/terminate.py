@@ -56,7 +56,7 @@ def main() -> None:
 
 def _run(env: dict[str, str], sim: BoxSim, n_users: int) -> None:
     settings = load_settings(env, env_file=None)
-    store = JobStore(redis_client(settings), key_prefix=settings.key_prefix)
+    store = JobStore.from_settings(redis_client(settings), settings)
     targets = [{"type": "user", "login": f"user{i:05d}@example.com"} for i in range(1, n_users + 1)]
     sim.clear_requests()
     start = time.monotonic()

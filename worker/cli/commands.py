@@ -71,7 +71,7 @@ def _store(settings: Settings) -> JobStore:
     from worker.connections import redis_client
     from worker.jobs.store import JobStore
 
-    return JobStore(redis_client(settings), key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas)
+    return JobStore.from_settings(redis_client(settings), settings)
 
 
 def _history(settings: Settings) -> JobHistory:

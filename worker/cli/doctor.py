@@ -172,7 +172,7 @@ def _check_brake(settings: Settings, echo: Echo) -> None:
 def _store(settings: Settings, client: redis.Redis) -> JobStore:
     from worker.jobs.store import JobStore
 
-    return JobStore(client, key_prefix=settings.key_prefix)
+    return JobStore.from_settings(client, settings)
 
 
 def _check_shared_signals(settings: Settings, echo: Echo) -> None:
@@ -238,7 +238,7 @@ def _check_workers(settings: Settings, echo: Echo) -> bool:
              "cut off; start `boxcut worker` (on any host, against this Redis)")
         return False
     echo(f"ok   workers: {len(answers)} answered")
-    last = JobStore(redis_client(settings), key_prefix=settings.key_prefix).last_sweep()
+    last = JobStore.from_settings(redis_client(settings), settings).last_sweep()
     if last is None:
         echo("warn beat: no periodic sweep has run yet: a worker started a moment ago runs its first within "
              f"{settings.sweep_seconds:.0f} s; otherwise start `boxcut beat` (or a worker without --no-beat)")

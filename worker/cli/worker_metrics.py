@@ -60,7 +60,7 @@ class _SharedState:
 
         client = redis_client(settings)
         self.settings = settings
-        self.store = JobStore(client, key_prefix=settings.key_prefix)
+        self.store = JobStore.from_settings(client, settings)
         self.cursor = StreamCursor(client, key_prefix=settings.key_prefix)
         self.queue = SendQueue(client, key_prefix=settings.key_prefix)
         self.directory = DirectoryCache(client, key_prefix=settings.key_prefix,

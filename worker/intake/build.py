@@ -77,7 +77,7 @@ def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], brok
     if insecure_dev:  # here as well as in the CLI: every uvicorn worker process builds its own app
         check_insecure_dev(settings)
     client = redis_client(settings)
-    store = JobStore(client, key_prefix=settings.key_prefix, replicas=settings.redis_wait_replicas)
+    store = JobStore.from_settings(client, settings)
     keys = IdempotencyKeys(client, key_prefix=settings.key_prefix, ttl_seconds=settings.idempotency_ttl_seconds)
 
     def readiness() -> dict[str, str]:
