@@ -22,7 +22,7 @@ from benchkit import delete_prefix, start_worker
 
 from boxsim import BoxSim, SimConfig
 from config import load_settings
-from tasks.app import create_app, enqueuer
+from tasks.app import build_celery_app, enqueuer
 from worker.connections import redis_client
 from worker.jobs.store import JobStore
 from worker.jobs.submit import JobRequest, build_job, submit
@@ -60,7 +60,7 @@ def _run(env: dict[str, str], sim: BoxSim, n_users: int) -> None:
     targets = [{"type": "user", "login": f"user{i:05d}@example.com"} for i in range(1, n_users + 1)]
     sim.clear_requests()
     start = time.monotonic()
-    job = submit(store=store, enqueue=enqueuer(create_app(settings)),
+    job = submit(store=store, enqueue=enqueuer(build_celery_app(settings)),
                  job=build_job(JobRequest(targets=targets, source="bench", reason="bench")))
     while not (record := store.load(job.job_id)).state.is_final and record.state.value != "awaiting_approval":
         time.sleep(0.2)

@@ -140,7 +140,7 @@ ARCHIVE_SQLITE_FILE = "boxcut/archive.sqlite3"
 # hard limit) and retry countdowns (MAX_COUNTDOWN_SECONDS) stay under it.
 RABBITMQ_CONSUMER_TIMEOUT_SECONDS = 1800
 
-# -- Box's event stream (worker/events) ----------------------------------------------------------------------
+# -- Box's event stream (worker/event_stream) ----------------------------------------------------------------------
 
 # The enterprise event stream (admin_logs_streaming) is read this often; 0 turns the reader off. Box offers no
 # long polling for enterprise events, and its stream lags the events themselves by seconds to minutes.

@@ -16,8 +16,8 @@ from kombu.messaging import Producer
 from kombu.transport import redis as kombu_redis
 
 from config import Settings
-from config.celery import QUEUE, SEND_QUEUE, celery_config, max_countdown
-from tasks import broker, directory, events, jobs, notify, retention, sending
+from config.celery_settings import QUEUE, SEND_QUEUE, celery_config, max_countdown
+from tasks import broker, directory, event_stream, jobs, notify, retention, sending
 from tasks.beat_watch import BeatWatch
 from worker import logs
 from worker.runtime import Runtime
@@ -36,7 +36,7 @@ task_prerun.connect(_name_the_task, weak=False, dispatch_uid="boxcut-log-task")
 task_postrun.connect(_forget_the_task, weak=False, dispatch_uid="boxcut-log-task-done")
 
 
-def create_app(settings: Settings) -> Celery:
+def build_celery_app(settings: Settings) -> Celery:
     """A Celery app for these settings; its worker processes build their Runtime lazily, after the fork."""
     app = Celery("boxcut", set_as_current=False)
     app.conf.update(celery_config(settings))
@@ -56,7 +56,7 @@ def create_app(settings: Settings) -> Celery:
                      stale_job_seconds=settings.stale_job_seconds, max_countdown=max_countdown(settings))
     directory.register(app, context=runtime.context, settings=settings, queue=SEND_QUEUE)
     retention.register(app, context=runtime.context, settings=settings)
-    events.register(app, context=runtime.context, settings=settings, enqueue=enqueuer(app))
+    event_stream.register(app, context=runtime.context, settings=settings, enqueue=enqueuer(app))
     notify.register(app, context=runtime.context, settings=settings, max_countdown=max_countdown(settings))
     return app
 

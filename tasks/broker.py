@@ -10,8 +10,8 @@ not a connection error, so nothing catches it and the worker exits ("Unrecoverab
 "'NoneType' object has no attribute 'hostname'")"), drills showed, with every task it held. Here the channel
 keeps its connection's settings, so the restore meets Redis being down as the connection error it is, kombu
 ignores it as it ignores any other, and the consumer reconnects. The messages it held stay in Redis's unacked set
-and are delivered again (`unacked_restore_interval`, config/celery.py). The same AttributeError, reached by other
-paths to a collected connection, is celery/kombu#582 and celery/kombu#970 upstream; kombu 5.7.0, the newest
+and are delivered again (`unacked_restore_interval`, config/celery_settings.py). The same AttributeError, reached by
+other paths to a collected connection, is celery/kombu#582 and celery/kombu#970 upstream; kombu 5.7.0, the newest
 release, still has this one: kombu is held at 5.7.* (pyproject.toml), the version the drills test this class against.
 
 A full Redis (`maxmemory` with `noeviction`): kombu acknowledges a message by removing it from the unacked set and
@@ -98,7 +98,7 @@ class SentinelChannel(Channel, kombu_redis.SentinelChannel):  # type: ignore[mis
     with alternates switches to the next one after each failed attempt, and switching re-reads the transport from
     the URL's scheme: after the first failed reconnect of a failover the worker ran kombu's own transport, without
     these mends. So the broker URL names one Sentinel and the transport option `sentinels` names them all
-    (config/celery.py). The pool is built from them, from the settings a collected connection had (kombu's read
+    (config/celery_settings.py). The pool is built from them, from the settings a collected connection had (kombu's read
     `client.alt` of a collected connection: "AttributeError: 'NoneType' object has no attribute 'alt'", drills
     showed)."""
 
@@ -127,5 +127,5 @@ class SentinelTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]
     Channel = SentinelChannel
 
 
-# What `broker_transport` names (config/celery.py).
+# What `broker_transport` names (config/celery_settings.py).
 TRANSPORT = f"{__name__}:Transport"

@@ -5,8 +5,8 @@ as `boxcut` builds it; importing it connects to nothing."""
 from __future__ import annotations
 
 from config import load_settings
-from tasks.app import create_app
+from tasks.app import build_celery_app
 
-app = create_app(load_settings())
+app = build_celery_app(load_settings())
 
 __all__ = ["app"]

@@ -1,5 +1,5 @@
 """Notifications (worker/notify): the periodic scanner of the audit stream (on SEND_QUEUE, like the other
-periodic tasks), and the delivery task it enqueues per receiver on NOTIFY_QUEUE (config/celery.py), retried
+periodic tasks), and the delivery task it enqueues per receiver on NOTIFY_QUEUE (config/celery_settings.py), retried
 with back-off through Celery. Beat sends the scanner every BOXCUT_NOTIFY_POLL_SECONDS when receivers are
 named; one pass runs at a time across all workers (a lock)."""
 
@@ -13,7 +13,7 @@ from celery import Celery, Task
 from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 
 from config import Settings, defaults
-from config.celery import NOTIFY_QUEUE
+from config.celery_settings import NOTIFY_QUEUE
 from worker import logs
 from worker.connections import TRANSIENT_REDIS_FAULTS
 from worker.notify.delivery import Answer, Post, backoff

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 
-# The periodic tasks (config/celery.py's beat_schedule).
+# The periodic tasks (config/celery_settings.py's beat_schedule).
 PERIODIC_TASKS = ("boxcut.sweep", "boxcut.refresh_directory", "boxcut.expire", "boxcut.archive",
                   "boxcut.read_events", "boxcut.scan_notifications")
 # Celery's loggers of those lines: beat, the worker's strategy (received) and the task trace (succeeded).

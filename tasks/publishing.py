@@ -25,7 +25,7 @@ from kombu.messaging import Producer
 from kombu.transport import redis as kombu_redis
 
 from config import Settings
-from config.celery import QUEUE
+from config.celery_settings import QUEUE
 from tasks import jobs
 from tasks.app import _PublishChannel, _PublishTransport, _SentinelPublishChannel, _SentinelPublishTransport
 from worker.jobs.submit import TaskWrites

@@ -2,7 +2,7 @@
 and the rest of the run's context (`Runtime`), the event-stream reader and the notifier; each built once per
 process, after the fork (`PerProcess`).
 
-It wires the run (worker/run), the event stream (worker/events) and notifications (worker/notify) together, so it
+It wires the run (worker/run), the event stream (worker/event_stream) and notifications (worker/notify) together, so it
 stands above all three (its own layer in pyproject.toml's import-linter contract); the tasks and the CLI use it.
 """
 
@@ -18,14 +18,14 @@ import redis
 import requests
 
 from config import Settings, defaults
-from config.celery import max_countdown
+from config.celery_settings import max_countdown
 from worker.box.auth import token_source_for
 from worker.box.client import BoxClient
 from worker.box.fingerprint import box_fingerprint
 from worker.box.rate_limit import RateLimiter
 from worker.connections import redis_client
-from worker.events.cursor import StreamCursor
-from worker.events.reader import EventReader, EventSource
+from worker.event_stream.cursor import StreamCursor
+from worker.event_stream.reader import EventReader, EventSource
 from worker.jobs.brake import Brake
 from worker.jobs.history import history_of
 from worker.jobs.idempotency import IdempotencyKeys

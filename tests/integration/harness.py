@@ -20,7 +20,7 @@ import requests
 
 from boxsim import BoxSim, SimConfig
 from config import Settings, load_settings
-from tasks.app import create_app, enqueuer
+from tasks.app import build_celery_app, enqueuer
 from worker.connections import redis_client
 from worker.intake.auth import signature
 from worker.jobs.history import JobHistory, history_of
@@ -125,7 +125,7 @@ class Stack:
     def submit(self, targets: list[dict[str, str]], *, dry_run: bool = False, reason: str = "test") -> str:
         settings = self.settings()
         request = JobRequest(targets=targets, source="test", reason=reason, requested_by="pytest", dry_run=dry_run)
-        return submit(store=self.store(), enqueue=enqueuer(create_app(settings)), job=build_job(request)).job_id
+        return submit(store=self.store(), enqueue=enqueuer(build_celery_app(settings)), job=build_job(request)).job_id
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """Poll the job record until it is final (or waits for approval); fail with the record if it never is."""

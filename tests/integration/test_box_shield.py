@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import REPO, Stack, post_signed, running_stack, until
-from worker.events.cursor import StreamCursor
+from worker.event_stream.cursor import StreamCursor
 from worker.jobs.model import Job, JobState, TargetStatus
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import REPO, Stack, running_stack
-from worker.box.models import TERMINATE_ACCEPTED_MESSAGE
+from worker.box.answers import TERMINATE_ACCEPTED_MESSAGE
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import requests
 from config import load_settings
 from tests.integration.harness import REPO, running_stack
 from worker.archive.store import Archive
-from worker.box.models import TERMINATE_ACCEPTED_MESSAGE
+from worker.box.answers import TERMINATE_ACCEPTED_MESSAGE
 from worker.cli import doctor
 
 pytestmark = pytest.mark.integration

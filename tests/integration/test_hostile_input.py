@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from tasks.app import create_app, enqueuer
+from tasks.app import build_celery_app, enqueuer
 from tests.integration.harness import REPO, Stack, running_stack
 from worker.intake.auth import signature
 from worker.jobs.model import Job, JobState, Target, TargetStatus, utc_now
@@ -171,7 +171,7 @@ def test_a_record_holding_hostile_ids_sends_no_request_for_them(stack: Stack) ->
               requested_by="pytest", dry_run=False, created_at=now, updated_at=now, targets=targets)
     stack.sim.clear_requests()
     store.create(job)
-    enqueuer(create_app(settings))(job.job_id)
+    enqueuer(build_celery_app(settings))(job.job_id)
     done = stack.wait(job.job_id)
     assert done.state is JobState.FAILED, done.to_dict()
     assert all(t.status is TargetStatus.FAILED and "not a Box id" in (t.detail or "") for t in done.targets)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.integration.harness import Stack, post_signed, running_stack
-from worker.box.models import TERMINATE_ACCEPTED_MESSAGE
+from worker.box.answers import TERMINATE_ACCEPTED_MESSAGE
 from worker.jobs.model import JobState
 
 pytestmark = pytest.mark.integration

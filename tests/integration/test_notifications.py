@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tasks.app import create_app, enqueuer
+from tasks.app import build_celery_app, enqueuer
 from tests.integration.harness import Stack, running_stack, until
 from worker.jobs.actions import approve
 from worker.jobs.model import Job, JobState
@@ -101,7 +101,7 @@ def waiting_then_approved(stack: Stack) -> tuple[str, Job]:
 
 
 def approve_and_finish(stack: Stack, job_id: str) -> Job:
-    approve(store=stack.store(), enqueue=enqueuer(create_app(stack.settings())), job_id=job_id, actor="pytest")
+    approve(store=stack.store(), enqueue=enqueuer(build_celery_app(stack.settings())), job_id=job_id, actor="pytest")
     until(lambda: stack.store().load(job_id).state.is_final, f"job {job_id} to end")
     return stack.store().load(job_id)
 

@@ -15,7 +15,7 @@ import redis
 
 from boxsim import SimConfig
 from config import load_settings
-from tasks.app import create_app, enqueuer
+from tasks.app import build_celery_app, enqueuer
 from tasks.publishing import same_redis, task_writes
 from tests.integration.harness import Stack, running_stack, until
 from worker.connections import redis_client
@@ -69,7 +69,7 @@ def _events(pubsub: redis.client.PubSub, count: int) -> list[tuple[bytes, Any]]:
 
 def test_a_one_step_job_is_sent_as_send_task_sends_it_and_a_prefork_worker_runs_it(stack: Stack) -> None:
     settings = stack.settings()
-    app, client = create_app(settings), redis_client(settings)
+    app, client = build_celery_app(settings), redis_client(settings)
     writes = task_writes(app, settings)
     assert writes is not None and same_redis(app, settings)
     store = stack.store()
@@ -104,7 +104,7 @@ def test_a_one_step_job_is_sent_as_send_task_sends_it_and_a_prefork_worker_runs_
 
 def test_a_repeat_in_one_step_gets_the_first_job_and_sends_nothing(stack: Stack) -> None:
     settings = stack.settings()
-    app, client = create_app(settings), redis_client(settings)
+    app, client = build_celery_app(settings), redis_client(settings)
     keys = IdempotencyKeys(client, key_prefix=settings.key_prefix, ttl_seconds=600)
     writes = task_writes(app, settings)
     first = submit(store=stack.store(), enqueue=enqueuer(app), job=build_job(_request("user00003@example.com")),
@@ -128,4 +128,4 @@ def _user_id(stack: Stack, job_id: str) -> str:
 def test_rabbitmq_as_the_broker_keeps_the_two_step_path() -> None:
     settings = load_settings({"BOXCUT_REDIS_URL": "redis://127.0.0.1:1/0",
                               "BOXCUT_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"}, env_file=None)
-    assert task_writes(create_app(settings), settings) is None
+    assert task_writes(build_celery_app(settings), settings) is None

@@ -131,7 +131,7 @@ def test_doctor_names_the_primary_the_sentinels_name(tmp_path: Path) -> None:
 def test_behind_sentinels_with_a_password_the_store_and_the_broker_reach_the_primary(tmp_path: Path) -> None:
     """The compose variant's shape: Redis servers with a password (here with '@', '/' and ',' in it), Sentinels
     that log in to them; the job store (redis-py) and the broker (kombu) both find the primary and use database 2."""
-    from tasks.app import create_app, enqueuer
+    from tasks.app import build_celery_app, enqueuer
     from worker.connections import redis_client
 
     password = "p@ss/w,rd"
@@ -140,7 +140,7 @@ def test_behind_sentinels_with_a_password_the_store_and_the_broker_reach_the_pri
                                   "BOXCUT_KEY_PREFIX": "sentinel-login:"}, env_file=None)
         store = JobStore(redis_client(settings), key_prefix=settings.key_prefix, replicas=1)
         job_id = _job_id(store)
-        enqueuer(create_app(settings))(job_id)
+        enqueuer(build_celery_app(settings))(job_id)
         store.mark_enqueued(job_id)
         on_primary = redis.Redis(port=group.primary.port, password=password, db=2)
         assert on_primary.hget(f"sentinel-login:job:{job_id}", "enqueued_at") is not None
@@ -152,7 +152,7 @@ def test_behind_sentinels_with_a_password_the_store_and_the_broker_reach_the_pri
 def test_behind_sentinels_a_submission_in_one_step_is_on_the_replica_with_its_task(tmp_path: Path) -> None:
     """The intake's one step (claim, record and task in one Lua script, `tasks.publishing`) behind Sentinels: it
     reaches the primary they name, database 2, under the key prefix, and WAIT covers the record and the task."""
-    from tasks.app import create_app, enqueuer
+    from tasks.app import build_celery_app, enqueuer
     from tasks.publishing import task_writes
     from worker.connections import redis_client
     from worker.jobs.idempotency import IdempotencyKeys
@@ -162,7 +162,7 @@ def test_behind_sentinels_a_submission_in_one_step_is_on_the_replica_with_its_ta
     with sentinel_group(tmp_path, password=password) as group:
         settings = load_settings({"BOXCUT_REDIS_URL": group.url + "/2", "BOXCUT_REDIS_PASSWORD": password,
                                   "BOXCUT_KEY_PREFIX": "sentinel-one-step:"}, env_file=None)
-        client, app = redis_client(settings), create_app(settings)
+        client, app = redis_client(settings), build_celery_app(settings)
         store = JobStore(client, key_prefix=settings.key_prefix, replicas=1)
         keys = IdempotencyKeys(client, key_prefix=settings.key_prefix, ttl_seconds=600)
         job = build_job(JobRequest(targets=[{"type": "user", "login": "jdoe@example.com"}], source="test"))

@@ -8,7 +8,7 @@ import pytest
 
 from boxsim import validate_request_body
 from tests.integration.harness import Stack, running_stack
-from worker.box.models import TERMINATE_ACCEPTED_MESSAGE
+from worker.box.answers import TERMINATE_ACCEPTED_MESSAGE
 from worker.jobs.model import JobState, TargetStatus
 
 pytestmark = pytest.mark.integration

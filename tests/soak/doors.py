@@ -44,9 +44,9 @@ from tests.ssf_tokens import (
     sign,
 )
 from worker.errors import JobNotFound
-from worker.events.cursor import StreamCursor
-from worker.events.reader import REQUESTED_BY as EVENT_STREAM_REQUESTER
-from worker.events.shield import SOURCE as SHIELD_SOURCE
+from worker.event_stream.cursor import StreamCursor
+from worker.event_stream.reader import REQUESTED_BY as EVENT_STREAM_REQUESTER
+from worker.event_stream.shield import SOURCE as SHIELD_SOURCE
 from worker.jobs.history import JobHistory, Listed
 from worker.jobs.model import JobState
 from worker.jobs.offboarding import OFFBOARDING_SOURCE

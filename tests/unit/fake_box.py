@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from worker.box.models import (
+from worker.box.answers import (
     GROUPS_TERMINATE_ENDPOINT,
     TERMINATE_ACCEPTED_MESSAGE,
     USERS_TERMINATE_ENDPOINT,

@@ -14,7 +14,7 @@ import fakeredis
 from fastapi.testclient import TestClient
 
 from config import Settings, load_settings
-from worker.intake.app import create_app
+from worker.intake.app import intake_app_from_deps
 from worker.intake.auth import Authenticator, signature
 from worker.intake.build import set_receiver
 from worker.intake.deps import IntakeDeps
@@ -92,5 +92,5 @@ def make_intake(extra_env: Mapping[str, str] | None = None, *, insecure_dev: boo
     deps = IntakeDeps(settings=settings, store=store, intake=intake, auth=Authenticator(settings),
                       readiness=lambda: {"redis": "ok", "broker": "ok"}, insecure_dev=insecure_dev,
                       ssf=set_receiver(settings, redis, store, enqueue) if settings.ssf_transmitters else None)
-    client = TestClient(create_app(deps), raise_server_exceptions=not refused_enqueues)
+    client = TestClient(intake_app_from_deps(deps), raise_server_exceptions=not refused_enqueues)
     return IntakeUnderTest(client, store, settings, enqueued, redis, server)

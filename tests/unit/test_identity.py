@@ -9,7 +9,7 @@ import pytest
 from config import Settings
 from worker.identity import MAX_ID_DIGITS, box_id_problem, is_box_id, login_key, login_problem
 from worker.intake.adapters.base import dedupe_targets, user_targets
-from worker.intake.models import SECOND_SPELLINGS
+from worker.intake.schemas import SECOND_SPELLINGS
 from worker.jobs.model import Target
 from worker.jobs.offboarding_file import parse_csv
 from worker.run.policy import Policy

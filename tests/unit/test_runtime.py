@@ -7,8 +7,8 @@ from typing import Any, cast
 
 import fakeredis
 
+from worker.box.answers import BoxUser
 from worker.box.client import BoxClient
-from worker.box.models import BoxUser
 from worker.runtime import ServiceAccount
 
 

@@ -26,8 +26,7 @@ from tenacity.wait import wait_base
 
 from config.settings import Settings
 from worker import metrics
-from worker.box.auth import TokenSource
-from worker.box.models import (
+from worker.box.answers import (
     EVENTS_ENDPOINT,
     GROUPS_TERMINATE_ENDPOINT,
     USERS_TERMINATE_ENDPOINT,
@@ -36,6 +35,7 @@ from worker.box.models import (
     CallResult,
     EventPage,
 )
+from worker.box.auth import TokenSource
 from worker.box.rate_limit import RateLimiter
 from worker.box.retry import (
     LOOKUP_BACKOFF,

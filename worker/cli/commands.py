@@ -91,11 +91,12 @@ def _archive_read() -> Iterator[None]:
         _fail(f"the archive cannot be read now: {error}", EXIT_UNAVAILABLE)
 
 
-def create_app(settings: Settings) -> Celery:
-    """The Celery app for these settings (`tasks.app.create_app`, imported only by the commands that need it)."""
-    from tasks.app import create_app as celery_app
+def celery_app(settings: Settings) -> Celery:
+    """The Celery app for these settings (`tasks.app.build_celery_app`, imported only by the commands that need
+    it)."""
+    from tasks.app import build_celery_app
 
-    return celery_app(settings)
+    return build_celery_app(settings)
 
 
 def enqueuer(app: Celery) -> Enqueue:
@@ -197,7 +198,7 @@ def worker(concurrency: int, loglevel: str | None, beat: bool, metrics_port: int
     loglevel = (loglevel or settings.log_level).upper()
     logging.getLogger().setLevel(loglevel)
     _quiet_periodic_tasks()
-    app = create_app(settings)
+    app = celery_app(settings)
     quiet = ["--quiet"] if logs.choose_format(settings.log_format, sys.stderr) == "json" else []  # no banner
     stop_heartbeat = _join_fleet(settings, chosen)
     try:
@@ -240,7 +241,7 @@ def _check_box_credentials(settings: Settings, queues: list[str]) -> None:
     import requests
 
     from config import BoxAuthMode
-    from config.celery import QUEUE, SEND_QUEUE
+    from config.celery_settings import QUEUE, SEND_QUEUE
     from worker.box.auth import token_fetcher_for
     from worker.errors import BoxAuthError, BoxTransportError
 
@@ -270,7 +271,7 @@ def _quiet_periodic_tasks() -> None:
 def _join_fleet(settings: Settings, queues: list[str]) -> Callable[[], None]:
     """Refuse to start beside live workers that talk to another Box API (worker/run/fleet.py), else keep this
     worker's heartbeat; return what stops it. A worker for notifications alone talks to no Box."""
-    from config.celery import QUEUE, SEND_QUEUE
+    from config.celery_settings import QUEUE, SEND_QUEUE
     from worker.connections import redis_client
     from worker.run.fleet import OtherBox, join
 
@@ -284,7 +285,7 @@ def _join_fleet(settings: Settings, queues: list[str]) -> Callable[[], None]:
 
 def _queues(text: str) -> list[str]:
     """The Celery queues of the work `--queues` names, or a usage error naming what it does not know."""
-    from config.celery import NOTIFY_QUEUE, QUEUE, SEND_QUEUE
+    from config.celery_settings import NOTIFY_QUEUE, QUEUE, SEND_QUEUE
 
     named = {"jobs": QUEUE, "send": SEND_QUEUE, "notify": NOTIFY_QUEUE}
     words = [w.strip().lower() for w in text.split(",") if w.strip()]
@@ -308,7 +309,7 @@ def beat(loglevel: str | None) -> None:
     loglevel = (loglevel or settings.log_level).upper()
     logging.getLogger().setLevel(loglevel)
     _quiet_periodic_tasks()
-    app = create_app(settings)
+    app = celery_app(settings)
     app.start(["beat", f"--loglevel={loglevel}"])
 
 
@@ -387,7 +388,7 @@ def terminate(users: tuple[str, ...], groups: tuple[str, ...], dry_run: bool, re
     request = JobRequest(targets=_target_specs(users, groups), source="cli", reason=reason,
                          requested_by=_actor(), dry_run=dry_run, expand_groups=expand_groups)
     try:
-        job = submit(store=store, enqueue=enqueuer(create_app(settings)), job=build_job(request))
+        job = submit(store=store, enqueue=enqueuer(celery_app(settings)), job=build_job(request))
     except InvalidRequest as exc:
         _fail(str(exc), EXIT_USAGE)
     click.echo(job.job_id)
@@ -478,7 +479,7 @@ def _submit_idempotent(settings: Settings, store: JobStore, request: JobRequest,
         job = build_job(request)
     except InvalidRequest as exc:
         _fail(str(exc), EXIT_USAGE)
-    return submit(store=store, enqueue=enqueuer(create_app(settings)), job=job, keys=keys, key=key)
+    return submit(store=store, enqueue=enqueuer(celery_app(settings)), job=job, keys=keys, key=key)
 
 
 def _would_terminate(job: Job) -> str:
@@ -521,7 +522,7 @@ def approve(job_id: str, wait: bool) -> None:
     settings = _settings()
     store = _store(settings)
     try:
-        job = job_actions.approve(store=store, enqueue=enqueuer(create_app(settings)), job_id=job_id, actor=_actor())
+        job = job_actions.approve(store=store, enqueue=enqueuer(celery_app(settings)), job_id=job_id, actor=_actor())
     except (JobNotFound, InvalidTransition) as exc:
         _fail(_not_possible(job_id, exc))
     click.echo(f"approved {job.job_id} ({job.approval.approved_by if job.approval else None})")
@@ -540,7 +541,7 @@ def retry(job_id: str, wait: bool) -> None:
     settings = _settings()
     store = _store(settings)
     try:
-        done = job_actions.retry(store=store, enqueue=enqueuer(create_app(settings)), job_id=job_id,
+        done = job_actions.retry(store=store, enqueue=enqueuer(celery_app(settings)), job_id=job_id,
                                  actor=_actor())
     except (JobNotFound, InvalidTransition) as exc:
         _fail(_not_possible(job_id, exc))
@@ -600,7 +601,7 @@ def brake_release(source: str) -> None:
     store = _store(settings)
     try:
         done = job_actions.release_brake(store=store, brake=Brake.from_settings(store.redis, settings),
-                                         enqueue=enqueuer(create_app(settings)), source=source, actor=_actor())
+                                         enqueue=enqueuer(celery_app(settings)), source=source, actor=_actor())
     except InvalidTransition as exc:
         _fail(str(exc), EXIT_USAGE)
     click.echo(f"released {source} until {done.until}: {len(done.approved):,} held jobs approved"
@@ -617,9 +618,8 @@ def _not_possible(job_id: str, exc: Exception) -> str:
 def sweep() -> None:
     """Run the periodic sweep once, now: enqueue again jobs that lost their task, start senders for targets
     nobody carries, settle jobs nothing carries any more. Safe beside the workers' own sweeps."""
-    from config.celery import SEND_QUEUE
+    from config.celery_settings import SEND_QUEUE
     from tasks import sending
-    from tasks.app import create_app as celery_app
     from tasks.app import enqueuer as make_enqueuer
     from worker.runtime import Runtime
 
@@ -884,7 +884,7 @@ def _demo(settings: Settings, login: str) -> None:
     store = _store(settings)
     request = JobRequest(targets=[{"type": "user", "login": login}], source="cli", reason="boxcut dev --demo",
                          requested_by=f"cli:{_whoami()}")
-    job = submit(store=store, enqueue=enqueuer(create_app(settings)), job=build_job(request))
+    job = submit(store=store, enqueue=enqueuer(celery_app(settings)), job=build_job(request))
     click.echo(f"\ndemo job {job.job_id}:")
     click.echo(describe_job(wait_for_job(store, job.job_id)))
 

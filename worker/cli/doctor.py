@@ -201,7 +201,7 @@ def _check_event_stream(settings: Settings, echo: Echo, *, now: float | None = N
     through it at all (they do only for the rules that publish to the event stream). Warnings only: boxcut
     still acts on alerts from every other source without it."""
     from worker.connections import redis_client
-    from worker.events.cursor import StreamCursor
+    from worker.event_stream.cursor import StreamCursor
 
     if not settings.reads_events:
         echo("ok   event stream: not read (BOXCUT_EVENTS_POLL_SECONDS=0): no Box Shield alerts from it, no watch "
@@ -228,11 +228,11 @@ def _check_event_stream(settings: Settings, echo: Echo, *, now: float | None = N
 def _check_workers(settings: Settings, echo: Echo) -> bool:
     """At least one worker answers, and the periodic sweep (Celery beat: `boxcut beat`, or inside a worker) has run
     lately."""
-    from tasks.app import create_app
+    from tasks.app import build_celery_app
     from worker.connections import redis_client
     from worker.jobs.store import JobStore
 
-    answers = create_app(settings).control.ping(timeout=WORKER_PING_SECONDS) or []
+    answers = build_celery_app(settings).control.ping(timeout=WORKER_PING_SECONDS) or []
     if not answers:
         echo(f"FAIL workers: no worker answered within {WORKER_PING_SECONDS:.0f} s: jobs stay queued and nobody is "
              "cut off; start `boxcut worker` (on any host, against this Redis)")
@@ -316,10 +316,10 @@ def _primary(settings: Settings) -> str:
 
 
 def _check_broker(settings: Settings, echo: Echo) -> bool:
-    from tasks.app import create_app
+    from tasks.app import build_celery_app
 
     try:
-        with create_app(settings).connection_for_write() as conn:
+        with build_celery_app(settings).connection_for_write() as conn:
             conn.ensure_connection(max_retries=1)
     except Exception as exc:
         echo(f"FAIL broker: {exc}")

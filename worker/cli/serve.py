@@ -32,11 +32,11 @@ def intake_app(settings: Settings, *, insecure_dev: bool = False) -> FastAPI:
     each job's record when the broker is the records' Redis (`tasks.publishing`).
 
     Raises SettingsError for a setting the intake refuses."""
-    from tasks.app import broker_check, create_app, enqueuer
+    from tasks.app import broker_check, build_celery_app, enqueuer
     from tasks.publishing import task_writes
     from worker.intake.build import build_intake_app
 
-    celery = create_app(settings)
+    celery = build_celery_app(settings)
     return build_intake_app(settings, enqueue=enqueuer(celery), broker_check=broker_check(celery),
                             insecure_dev=insecure_dev, task_writes=task_writes(celery, settings))
 

@@ -53,7 +53,7 @@ class _SharedState:
 
     def __init__(self, settings: Settings) -> None:
         from worker.connections import redis_client
-        from worker.events.cursor import StreamCursor
+        from worker.event_stream.cursor import StreamCursor
         from worker.jobs.send_queue import SendQueue
         from worker.jobs.store import JobStore
         from worker.run.directory_cache import DirectoryCache

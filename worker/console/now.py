@@ -28,7 +28,7 @@ import redis
 
 from config import Settings
 from worker.box.rate_limit import RateLimiter
-from worker.events.cursor import StreamCursor
+from worker.event_stream.cursor import StreamCursor
 from worker.jobs import actions as job_actions
 from worker.jobs.brake import Brake
 from worker.jobs.history import JobHistory

@@ -25,7 +25,9 @@ from worker.intake.docs import add_offline_docs
 from worker.intake.http import ApiError, error_response, parse_json, read_body, require_json_content_type
 from worker.intake.metrics import IntakeMetrics
 from worker.intake.middleware import LoopbackOnly, RequestLog
-from worker.intake.models import (
+from worker.intake.openapi_security import declare_security
+from worker.intake.operator_routes import add_operator_routes
+from worker.intake.schemas import (
     AlertAccepted,
     GenericEnvelope,
     JobRef,
@@ -34,8 +36,6 @@ from worker.intake.models import (
     component_schemas,
     error_responses,
 )
-from worker.intake.openapi_security import declare_security
-from worker.intake.operator_routes import add_operator_routes
 from worker.intake.service import Accepted
 from worker.intake.slack_routes import add_slack_routes
 from worker.intake.ssf_routes import add_ssf_routes
@@ -50,7 +50,7 @@ STORE_RETRY_AFTER_SECONDS = 5
 AlertSource = enum.StrEnum("AlertSource", {s.replace("-", "_"): s for s in defaults.ALERT_SOURCES})  # type: ignore[misc]
 
 
-def create_app(deps: IntakeDeps) -> FastAPI:
+def intake_app_from_deps(deps: IntakeDeps) -> FastAPI:
     """The intake app for these dependencies."""
     app = FastAPI(title="boxcut intake", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None)
     add_offline_docs(app, title="boxcut intake")

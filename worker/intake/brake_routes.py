@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from worker.errors import InvalidTransition
 from worker.intake.deps import IntakeDeps
 from worker.intake.http import ApiError, parse_json, read_body
-from worker.intake.models import error_responses
+from worker.intake.schemas import error_responses
 from worker.jobs import actions as job_actions
 from worker.jobs.brake import Brake
 

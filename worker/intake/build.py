@@ -12,7 +12,7 @@ from config import Settings, SettingsError, defaults
 from config.settings import BoxAuthMode, identity_paths_variable
 from worker.connections import redis_client
 from worker.intake.adapters.registry import check_paths
-from worker.intake.app import create_app
+from worker.intake.app import intake_app_from_deps
 from worker.intake.auth import Authenticator
 from worker.intake.deps import IntakeDeps
 from worker.intake.loopback import is_loopback_url
@@ -104,7 +104,7 @@ def build_intake_app(settings: Settings, *, enqueue: Callable[[str], None], brok
                       readiness=readiness, insecure_dev=insecure_dev,
                       ssf=set_receiver(settings, client, store, enqueue) if settings.ssf_transmitters else None,
                       history=history_of(settings, store))
-    return create_app(deps)
+    return intake_app_from_deps(deps)
 
 
 def set_receiver(settings: Settings, client: redis.Redis, store: JobStore,

@@ -17,7 +17,7 @@ from worker.intake.brake_routes import add_brake_routes
 from worker.intake.deps import IntakeDeps
 from worker.intake.http import ApiError, parse_json, read_body
 from worker.intake.metrics import IntakeMetrics
-from worker.intake.models import JobList, JobSummaryModel, OffboardingAccepted, RetryStarted, error_responses
+from worker.intake.schemas import JobList, JobSummaryModel, OffboardingAccepted, RetryStarted, error_responses
 from worker.jobs import actions as job_actions
 from worker.jobs import evidence_signing
 from worker.jobs.model import JobState

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from config.shield_rules import DEFAULT_RULES, ShieldRule
-from worker.events.shield import SOURCE as BOX_SHIELD
-from worker.events.shield import decided
+from worker.event_stream.shield import SOURCE as BOX_SHIELD
+from worker.event_stream.shield import decided
 from worker.intake.adapters.base import Envelope
 from worker.intake.auth import SignedDelivery
 from worker.jobs.idempotency import IdempotencyKeys
@@ -35,7 +35,7 @@ class AlertIntake:
     expand_groups: bool = False  # BOXCUT_EXPAND_GROUPS: record whose sessions a group call covered
     shield_rules: tuple[ShieldRule, ...] = DEFAULT_RULES  # BOXCUT_SHIELD_RULES
     # Box Shield event ids are Box's own, kept as long as the event-stream reader keeps them: an alert a SIEM
-    # relays and the same alert read from the stream are one job (worker/events/reader.py). None: `keys`.
+    # relays and the same alert read from the stream are one job (worker/event_stream/reader.py). None: `keys`.
     shield_keys: IdempotencyKeys | None = field(default=None)
     # The broker is the store's Redis: each job's claim, record and task are written in one step (`submit`).
     task_writes: TaskWrites | None = None

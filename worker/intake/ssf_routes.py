@@ -16,7 +16,7 @@ from config import defaults
 from worker.intake.deps import IntakeDeps
 from worker.intake.http import read_body
 from worker.intake.metrics import IntakeMetrics
-from worker.intake.models import error_responses
+from worker.intake.schemas import error_responses
 from worker.ssf.events import SOURCE
 from worker.ssf.verifier import SetRefused
 

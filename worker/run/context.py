@@ -14,7 +14,7 @@ from typing import Protocol
 
 from config import defaults
 from worker.archive.store import Archive
-from worker.box.models import BoxUser, CallResult
+from worker.box.answers import BoxUser, CallResult
 from worker.jobs.brake import Brake
 from worker.jobs.send_queue import Budget, SendQueue
 from worker.jobs.store import JobStore
@@ -81,7 +81,7 @@ class RunContext:
     budget: Budget | None = None
     # How long a partial batch may gather while calls are scarce (BOXCUT_GATHER_SECONDS).
     gather_seconds: float = defaults.GATHER_SECONDS
-    # The longest countdown a scheduled sender may have (config.celery.max_countdown).
+    # The longest countdown a scheduled sender may have (config.celery_settings.max_countdown).
     max_countdown_seconds: float = defaults.MAX_COUNTDOWN_SECONDS
     sleep: Callable[[float], None] = field(default=time.sleep)
     wall_clock: Callable[[], float] = field(default=time.time)

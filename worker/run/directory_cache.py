@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from worker.box.models import BoxUser
+from worker.box.answers import BoxUser
 from worker.identity import login_key
 from worker.jobs.model import utc_now
 from worker.locks import RedisLock

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from worker.box.models import BoxUser
+from worker.box.answers import BoxUser
 from worker.errors import BoxAnswerMismatch, BoxPermanentError, UnsafeRequest
 from worker.jobs.model import Target, TargetStatus
 from worker.run.policy import Policy

@@ -18,7 +18,7 @@ from dataclasses import asdict
 
 import redis
 
-from worker.box.models import BoxGroup, BoxUser
+from worker.box.answers import BoxGroup, BoxUser
 from worker.identity import login_key
 from worker.locks import RedisLock
 from worker.run.resolver import DirectoryLookups

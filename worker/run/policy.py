@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from config import Settings
-from worker.box.models import BoxUser
+from worker.box.answers import BoxUser
 from worker.identity import login_key
 from worker.jobs.model import Target, TargetStatus, TargetType
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from worker.box.models import BoxGroup, BoxUser
+from worker.box.answers import BoxGroup, BoxUser
 from worker.errors import BoxAnswerMismatch, BoxPermanentError, UnsafeRequest
 from worker.jobs.model import Target, TargetStatus, TargetType
 

@@ -47,7 +47,7 @@ from tenacity.wait import wait_exponential
 
 from config import defaults
 from worker import logs, metrics
-from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
+from worker.box.answers import USERS_TERMINATE_ENDPOINT, CallResult
 from worker.connections import TRANSIENT_REDIS_FAULTS
 from worker.errors import BoxAuthError, RetryLater
 from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT, OPERATOR_SOURCE, Hold, source_of

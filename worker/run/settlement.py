@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from worker import metrics
-from worker.box.models import GROUPS_TERMINATE_ENDPOINT, USERS_TERMINATE_ENDPOINT
+from worker.box.answers import GROUPS_TERMINATE_ENDPOINT, USERS_TERMINATE_ENDPOINT
 from worker.errors import InvalidTransition
 from worker.jobs.model import Job, JobState, Target, TargetStatus, TargetType
 from worker.jobs.send_queue import SendQueue

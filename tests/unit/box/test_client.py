@@ -24,9 +24,9 @@ from tests.unit.fakes import (
     box_error,
     scripted_session,
 )
+from worker.box.answers import TERMINATE_ACCEPTED_MESSAGE, BoxGroup, BoxUser
 from worker.box.auth import CachedTokenSource, TokenSource
 from worker.box.client import BoxClient, _path
-from worker.box.models import TERMINATE_ACCEPTED_MESSAGE, BoxGroup, BoxUser
 from worker.box.rate_limit import RateLimiter
 from worker.errors import (
     BatchRetryLater,

@@ -29,7 +29,7 @@ def held(monkeypatch: pytest.MonkeyPatch) -> tuple[JobStore, list[str], list[str
     enqueued: list[str] = []
     monkeypatch.setattr(commands, "_store", lambda _settings: store)
     monkeypatch.setattr(commands, "enqueuer", lambda _app: enqueued.append)
-    monkeypatch.setattr(commands, "create_app", lambda _settings: None)
+    monkeypatch.setattr(commands, "celery_app", lambda _settings: None)
     monkeypatch.setattr("worker.connections.redis_client", lambda _settings: client)
     return store, job_ids, enqueued
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import fakeredis
 
 from config import load_settings
-from config.celery import celery_config
+from config.celery_settings import celery_config
 from worker.cli.commands import _sample_command
 from worker.cli.dev_stack import DevStack, forget_keys
 from worker.jobs.store import JobStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from config.celery import NOTIFY_QUEUE, QUEUE, SEND_QUEUE
+from config.celery_settings import NOTIFY_QUEUE, QUEUE, SEND_QUEUE
 from worker.cli.commands import _queues, main
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from config import Settings, SettingsError, load_settings
-from config.celery import NOTIFY_QUEUE, SEND_QUEUE, celery_config
+from config.celery_settings import NOTIFY_QUEUE, SEND_QUEUE, celery_config
 from config.notify_urls import NotifyURL, parse_notify_urls
 
 SECRET = {"BOXCUT_NOTIFY_HMAC_SECRET": "s"}

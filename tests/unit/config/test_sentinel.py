@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config import SettingsError, load_settings
-from config.celery import celery_config
+from config.celery_settings import celery_config
 from config.secret import Secret
 from config.sentinel import SentinelURLError, parse_sentinel_url
 
@@ -100,9 +100,9 @@ def test_a_broker_connection_that_fails_keeps_the_mended_sentinel_transport() ->
     """kombu switches a connection with alternates (`a;b`) to the next one after a failed attempt, re-reading the
     transport from the URL's scheme: kombu's own, without boxcut's mends. One URL has no alternates to switch to."""
     from tasks import broker
-    from tasks.app import create_app
+    from tasks.app import build_celery_app
 
-    app = create_app(load_settings({"BOXCUT_REDIS_URL": URL}, env_file=None))
+    app = build_celery_app(load_settings({"BOXCUT_REDIS_URL": URL}, env_file=None))
     for connection in (app.connection_for_write(), app.connection_for_read()):
         connection.maybe_switch_next()  # what a failed attempt does
         assert connection.get_transport_cls() is broker.SentinelTransport

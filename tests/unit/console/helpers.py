@@ -19,9 +19,9 @@ from config import Settings, load_settings
 from tests.unit.fake_box import FakeBox, accepted, make_ctx, new_job, users
 from worker.archive.migrate import upgrade
 from worker.archive.store import Archive
-from worker.box.models import BoxUser
+from worker.box.answers import BoxUser
 from worker.console import ConsoleDeps, add_console
-from worker.intake.app import create_app
+from worker.intake.app import intake_app_from_deps
 from worker.intake.auth import Authenticator
 from worker.intake.deps import IntakeDeps
 from worker.intake.service import AlertIntake
@@ -168,6 +168,6 @@ def make_console(tmp_path: Path, env: Mapping[str, str] | None = None, *, provid
         deps = IntakeDeps(settings=settings, store=store, intake=AlertIntake(store=store, enqueue=enqueue, keys=keys),
                           auth=Authenticator(settings), readiness=lambda: {"redis": "ok", "broker": "ok"},
                           history=history)
-        app = create_app(deps)
+        app = intake_app_from_deps(deps)
     client = TestClient(app, base_url=BASE)
     return ConsoleUnderTest(client, store, history, archive, settings, fake, enqueued, clock)

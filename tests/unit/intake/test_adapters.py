@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from worker.events.shield import ShieldFacts
+from worker.event_stream.shield import ShieldFacts
 from worker.intake.adapters import DEFAULT_PATHS, Envelope, NoIdentityFound, PayloadError, adapter_for, check_paths
 from worker.intake.adapters.box_shield import BoxShieldAdapter
 from worker.intake.adapters.datadog import DatadogAdapter

@@ -11,7 +11,7 @@ import pytest
 
 from tests.unit.intake_fixtures import IntakeUnderTest, make_intake, sample
 from worker.errors import AdapterError
-from worker.events.shield import ShieldAlert
+from worker.event_stream.shield import ShieldAlert
 
 KELVIN_KIM = "\u212aim@example.com"  # compares as kim@example.com under the old rule
 

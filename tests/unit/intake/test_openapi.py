@@ -37,7 +37,7 @@ from schemathesis.core.transport import Response
 from schemathesis.hooks import HookContext
 
 from tests.unit.intake_fixtures import INTAKE_TOKEN, OPERATOR_TOKEN, make_intake
-from worker.intake.app import IntakeDeps, create_app
+from worker.intake.app import IntakeDeps, intake_app_from_deps
 from worker.intake.auth import Authenticator
 from worker.jobs.model import JobState
 
@@ -265,7 +265,7 @@ def test_readyz_answers_as_documented_when_a_dependency_is_down() -> None:
                       readiness=lambda: {"redis": "ok", "broker": "unavailable: OperationalError"})
     case = schema["/readyz"]["GET"].Case()
     sent["real readiness GET /readyz"] += 1
-    response = case.call(app=create_app(deps))
+    response = case.call(app=intake_app_from_deps(deps))
     # A 503 is readiness's documented answer here, not a server error: every other check still applies.
     case.validate_response(response, checks=[c for c in CONFORMANCE if c is not not_a_server_error])
     assert response.status_code == 503 and response.json()["status"] == "unavailable"

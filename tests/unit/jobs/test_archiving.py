@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.unit.fake_box import FakeBox, accepted, make_ctx, new_job, refused, users
 from worker.archive.migrate import upgrade
 from worker.archive.store import Archive
-from worker.box.models import BoxUser
+from worker.box.answers import BoxUser
 from worker.errors import JobNotFound
 from worker.jobs import evidence_signing as signing
 from worker.jobs.archiving import Archiver

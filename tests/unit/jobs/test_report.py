@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.unit.fake_box import FakeBox, make_ctx, new_job, users
-from worker.box.models import TERMINATE_ACCEPTED_MESSAGE, USERS_TERMINATE_ENDPOINT, BoxUser, CallResult
+from worker.box.answers import TERMINATE_ACCEPTED_MESSAGE, USERS_TERMINATE_ENDPOINT, BoxUser, CallResult
 from worker.errors import JobNotFound
 from worker.jobs import actions as job_actions
 from worker.jobs import evidence_signing as signing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, users
-from worker.box.models import USERS_TERMINATE_ENDPOINT
+from worker.box.answers import USERS_TERMINATE_ENDPOINT
 from worker.jobs.model import JobState
 from worker.jobs.retention import expire
 from worker.jobs.store import JobStore

@@ -88,7 +88,7 @@ def test_the_intake_answers_503_with_retry_after_and_the_senders_retry_makes_the
 def test_the_cli_says_so_in_one_line_and_exits_1(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(commands, "_store", lambda _settings: store)
     monkeypatch.setattr(commands, "enqueuer", lambda _app: broker_down)
-    monkeypatch.setattr(commands, "create_app", lambda _settings: None)
+    monkeypatch.setattr(commands, "celery_app", lambda _settings: None)
     run = CliRunner().invoke(commands.main, ["terminate", "--user", "jdoe@example.com"], env={})
     assert run.exit_code == 1, run.output
     assert "could not be enqueued: the broker refused it" in run.output and "Traceback" not in run.output

@@ -10,7 +10,7 @@ import pytest
 
 from config.notify_urls import parse_notify_urls
 from tests.unit.fake_box import FakeBox, directory, make_ctx
-from worker.box.models import USERS_TERMINATE_ENDPOINT
+from worker.box.answers import USERS_TERMINATE_ENDPOINT
 from worker.jobs import actions as job_actions
 from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT, Brake, BrakeLimits
 from worker.jobs.model import JobState, TargetStatus

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, users
-from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
+from worker.box.answers import USERS_TERMINATE_ENDPOINT, CallResult
 from worker.box.rate_limit import RateLimiter
 from worker.jobs.send_queue import SendQueue, TakeOutcome
 from worker.jobs.store import JobStore

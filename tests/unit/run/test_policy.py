@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from config import Settings
-from worker.box.models import BoxUser
+from worker.box.answers import BoxUser
 from worker.jobs.model import Target, TargetStatus
 from worker.run.policy import Policy, blast_radius
 

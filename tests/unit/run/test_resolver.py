@@ -6,7 +6,7 @@ import fakeredis
 import pytest
 
 from tests.unit.fake_box import FakeBox, directory
-from worker.box.models import BoxGroup, BoxUser
+from worker.box.answers import BoxGroup, BoxUser
 from worker.errors import BoxAnswerMismatch, BoxPermanentError, UnsafeRequest
 from worker.jobs.model import Target, TargetStatus
 from worker.run.directory_cache import DirectoryCache

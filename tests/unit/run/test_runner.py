@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.fake_box import FakeBox, accepted, directory, make_ctx, new_job, refused, users
-from worker.box.models import (
+from worker.box.answers import (
     GROUPS_TERMINATE_ENDPOINT,
     TERMINATE_ACCEPTED_MESSAGE,
     USERS_TERMINATE_ENDPOINT,

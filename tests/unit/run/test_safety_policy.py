@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, refused, users
-from worker.box.models import BoxGroup, BoxUser
+from worker.box.answers import BoxGroup, BoxUser
 from worker.errors import BoxAnswerMismatch, BoxPermanentError, InvalidTransition, NotEnqueued
 from worker.jobs import actions as job_actions
 from worker.jobs.model import JobState, TargetStatus

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tests.unit.fake_box import FakeBox, accepted, directory, make_ctx, new_job, refused, users
-from worker.box.models import USERS_TERMINATE_ENDPOINT, CallResult
+from worker.box.answers import USERS_TERMINATE_ENDPOINT, CallResult
 from worker.box.rate_limit import RateLimiter
 from worker.errors import BatchRetryLater, RetryLater
 from worker.jobs import actions as job_actions

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from config import load_settings
-from tasks.app import create_app
+from tasks.app import build_celery_app
 from tasks.consumer import MAX_RETRY_SECONDS, Consumer
 
 
@@ -21,7 +21,7 @@ class _Connection:
 
 
 def test_the_worker_uses_the_consumer_that_retries_a_lost_broker_every_two_seconds_at_most() -> None:
-    app = create_app(load_settings({}, env_file=None))
+    app = build_celery_app(load_settings({}, env_file=None))
     assert app.conf.worker_consumer == "tasks.consumer:Consumer"
     consumer = Consumer.__new__(Consumer)  # just what ensure_connected reads
     consumer.app, consumer.first_connection_attempt, consumer.broker_connection_retry_attempt = app, False, 0

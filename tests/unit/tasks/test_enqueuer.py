@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from config import load_settings
-from config.celery import QUEUE
+from config.celery_settings import QUEUE
 from tasks import app as tasks_app
 from tasks.jobs import RUN_JOB
 
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[tuple[str, list[str], str, Any]]]:
-    app = tasks_app.create_app(load_settings({"BOXCUT_REDIS_URL": "redis://127.0.0.1:1/0"}, env_file=None))
+    app = tasks_app.build_celery_app(load_settings({"BOXCUT_REDIS_URL": "redis://127.0.0.1:1/0"}, env_file=None))
     calls: list[tuple[str, list[str], str, Any]] = []
     monkeypatch.setattr(app, "send_task", lambda name, *, args, queue, producer: calls.append(
         (name, args, queue, producer)))

@@ -6,7 +6,7 @@ from celery import Celery
 
 from tasks import jobs
 from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, users
-from worker.box.models import BoxUser
+from worker.box.answers import BoxUser
 from worker.errors import BoxAuthError
 from worker.jobs.model import JobState, TargetStatus
 from worker.jobs.store import JobStore

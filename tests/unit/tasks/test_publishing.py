@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from config import load_settings
-from tasks.app import create_app
+from tasks.app import build_celery_app
 from tasks.publishing import _KeyPrefix, same_redis, task_writes
 
 
@@ -18,14 +18,14 @@ from tasks.publishing import _KeyPrefix, same_redis, task_writes
 ])
 def test_a_broker_on_the_records_redis_is_written_in_one_step(env: dict[str, str]) -> None:
     settings = load_settings(env, env_file=None)
-    app = create_app(settings)
+    app = build_celery_app(settings)
     assert same_redis(app, settings) and task_writes(app, settings) is not None  # made lazily: nothing connects
 
 
 def test_rabbitmq_keeps_the_two_step_path() -> None:
     settings = load_settings({"BOXCUT_REDIS_URL": "redis://127.0.0.1:1/0",
                               "BOXCUT_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"}, env_file=None)
-    app = create_app(settings)
+    app = build_celery_app(settings)
     assert not same_redis(app, settings) and task_writes(app, settings) is None
 
 

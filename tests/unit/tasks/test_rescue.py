@@ -6,7 +6,7 @@ import time
 
 from tasks.sending import rescue
 from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, users
-from worker.box.models import USERS_TERMINATE_ENDPOINT
+from worker.box.answers import USERS_TERMINATE_ENDPOINT
 from worker.jobs.store import JobStore
 from worker.run.context import RunContext
 from worker.run.runner import run_job

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from worker.errors import AdapterError, NoIdentityFound, PayloadError
-from worker.events.shield import ShieldFacts
+from worker.event_stream.shield import ShieldFacts
 from worker.identity import login_key, login_problem
 from worker.intake.adapters.fieldpath import Reader, first_found, nodes_at, parse_path, scalar_text, values_at
 

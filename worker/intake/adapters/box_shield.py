@@ -4,7 +4,7 @@ An identity path whose last key is `id` holds a Box user id (Box sends it as a J
 target; any other path holds a login. The id comes first: it names exactly one user, while the alert's e-mail
 is not always that user's login. Events of another `event_type` are skipped, not refused. Each envelope carries
 the alert's category, priority and risk score, so the rule table (BOXCUT_SHIELD_RULES) decides a relayed alert
-as it decides one boxcut reads from the stream itself (worker/events).
+as it decides one boxcut reads from the stream itself (worker/event_stream).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from worker.errors import NoIdentityFound, PayloadError
-from worker.events.shield import USER_PATHS, ShieldFacts
+from worker.event_stream.shield import USER_PATHS, ShieldFacts
 from worker.identity import box_id_problem, login_problem
 from worker.intake.adapters.base import (
     Envelope,

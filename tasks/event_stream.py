@@ -1,4 +1,4 @@
-"""The periodic event-stream reader (worker/events/reader.py): Box Shield alerts in, activity after termination
+"""The periodic event-stream reader (worker/event_stream/reader.py): Box Shield alerts in, activity after termination
 recorded. Beat sends it every BOXCUT_EVENTS_POLL_SECONDS; one pass runs at a time across all workers (a lock),
 and a pass Box or Redis stops is simply the next pass's to finish. While Box's budget is scarce and targets wait
 for a terminate call, a pass is deferred (for up to a minute in a row): terminations come first."""

@@ -7,7 +7,7 @@ import pytest
 from config import SettingsError, load_settings
 from config.shield_rules import DEFAULT_RULES, ShieldAction, ShieldRule, decide, parse_rules
 from worker.errors import AdapterError
-from worker.events.shield import ShieldAlert, ShieldFacts, decided
+from worker.event_stream.shield import ShieldAlert, ShieldFacts, decided
 from worker.jobs.submit import JobRequest, build_job
 
 TERMINATE, APPROVE, RECORD = ShieldAction.TERMINATE, ShieldAction.APPROVE, ShieldAction.RECORD

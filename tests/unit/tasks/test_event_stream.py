@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.events import MAX_DEFER_SECONDS, defer_pass, terminations_wait
+from tasks.event_stream import MAX_DEFER_SECONDS, defer_pass, terminations_wait
 from tests.unit.fake_box import FakeBox, directory, make_ctx, new_job, users
 from worker.box.rate_limit import RateLimiter
 from worker.jobs.store import JobStore

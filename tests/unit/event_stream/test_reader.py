@@ -11,10 +11,10 @@ import fakeredis
 import pytest
 
 from config.shield_rules import DEFAULT_RULES
-from worker.box.models import EventPage
+from worker.box.answers import EventPage
 from worker.errors import BoxPermanentError
-from worker.events.cursor import StreamCursor
-from worker.events.reader import EventReader
+from worker.event_stream.cursor import StreamCursor
+from worker.event_stream.reader import EventReader
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.model import TargetStatus
 from worker.jobs.store import JobStore

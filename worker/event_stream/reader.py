@@ -23,10 +23,10 @@ from typing import Any, Protocol
 from config import defaults
 from config.shield_rules import ShieldRule
 from worker import metrics
-from worker.box.models import EventPage
+from worker.box.answers import EventPage
 from worker.errors import AdapterError, BoxPermanentError, describe_error
-from worker.events.cursor import StreamCursor
-from worker.events.shield import SHIELD_ALERT, ShieldAlert, action_of
+from worker.event_stream.cursor import StreamCursor
+from worker.event_stream.shield import SHIELD_ALERT, ShieldAlert, action_of
 from worker.jobs.idempotency import IdempotencyKeys
 from worker.jobs.store import JobStore, Watched
 from worker.jobs.submit import Enqueue, build_job, submit

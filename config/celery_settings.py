@@ -70,7 +70,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                         **{name: {"queue": NOTIFY_QUEUE} for name in _NOTIFYING}},
         # The sweep (tasks/sending.py), the directory refresh (tasks/directory.py), the expiry and the archive pass
         # (tasks/retention.py)
-        # and the event-stream reader (tasks/events.py); beat (`boxcut beat`, or inside `boxcut worker`) keeps no
+        # and the event-stream reader (tasks/event_stream.py); beat (`boxcut beat`, or inside `boxcut worker`) keeps no
         # schedule file.
         "beat_schedule": {
             "boxcut-sweep": _every(settings.sweep_seconds, "boxcut.sweep"),
