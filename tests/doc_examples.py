@@ -82,9 +82,20 @@ def collect(root: Path, documents: Iterable[Path]) -> list[Example]:
     return found
 
 
+# The documentation site's home page: README.md with its `docs/` links made relative to docs/ (`mirror_of_readme`;
+# a unit test holds the two equal), so its examples are README.md's and run once, there.
+SITE_HOME = "docs/index.md"
+
+
 def documented(root: Path) -> list[Path]:
-    """Where the documentation is: README.md first, then the pages under docs/, sorted."""
-    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    """Where the documentation is: README.md first, then the pages under docs/, sorted (but the site's home page,
+    README.md's mirror)."""
+    return [root / "README.md", *sorted(p for p in (root / "docs").rglob("*.md") if p != root / SITE_HOME)]
+
+
+def mirror_of_readme(readme: str) -> str:
+    """The site's home page as README.md makes it: the same text, its links into docs/ relative to docs/."""
+    return readme.replace("](docs/", "](")
 
 
 def _attributes(text: str, where: str) -> tuple[int, tuple[str, ...]]:

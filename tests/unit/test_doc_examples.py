@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.doc_examples import BadExample, collect, documented, parse
+from tests.doc_examples import SITE_HOME, BadExample, collect, documented, mirror_of_readme, parse
 
 PAGE = """\
 # A page
@@ -75,3 +75,10 @@ def test_the_readme_comes_first_then_the_pages_sorted(tmp_path: Path) -> None:
         (tmp_path / name).write_text("<!-- example: dev -->\n```sh\ntrue\n```\n")
     assert [e.id for e in collect(tmp_path, documented(tmp_path))] == [
         "README.md:2", "docs/a.md:2", "docs/b.md:2", "docs/guide/a.md:2"]
+
+
+def test_the_site_home_page_is_the_readme_so_its_examples_run_once_there() -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert (root / SITE_HOME).read_text(encoding="utf-8") == mirror_of_readme(readme)
+    assert root / SITE_HOME not in documented(root) and root / "README.md" in documented(root)
