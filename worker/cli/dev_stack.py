@@ -223,15 +223,31 @@ class DevStack:
             intake_token = self.env["BOXCUT_INTAKE_TOKENS"] = "dev-intake-" + secrets.token_urlsafe(16)
         if not self.settings.operator_tokens:
             operator_token = self.env["BOXCUT_OPERATOR_TOKENS"] = "dev-operator-" + secrets.token_urlsafe(16)
+        url = f"http://127.0.0.1:{port}"
+        console = self._turn_console_on(url)
         proc = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "intake", "--host", "127.0.0.1", "--port", str(port)], env=self.env
         )
         self._stops.append(lambda: _end(proc))
-        url = f"http://127.0.0.1:{port}"
         _wait_until(lambda: _http_ok(url + "/healthz"), what=f"the intake at {url}", timeout=30)
         self.intake = IntakeAccess(url, intake_token, operator_token)
         made = " (tokens made for this session, shown below)" if intake_token or operator_token else ""
         self.lines.append(f"intake  {url}, pid {proc.pid}{made}")
+        if console:
+            self.lines.append(f"console {url}/console (sign in with the operator token: OPERATOR_TOKEN in "
+                              f"{ENV_FILE_NAME})")
+
+    def _turn_console_on(self, url: str) -> bool:
+        """The operator console too, served over plain http on loopback and signed in with an operator token,
+        unless BOXCUT_CONSOLE says otherwise; whether it is on."""
+        if self.env.get("BOXCUT_CONSOLE", "").strip():
+            return self.settings.console
+        if not (self.settings.console_token_signin or self.settings.oidc_issuer):
+            return False  # nobody could sign in: the console stays off, as the settings would refuse it
+        self.env["BOXCUT_CONSOLE"] = "on"
+        if not self.env.get("BOXCUT_PUBLIC_URL", "").strip():
+            self.env["BOXCUT_PUBLIC_URL"] = url  # links in notices point here; the cookie is not Secure on loopback
+        return True
 
 
     # -- the env file ----------------------------------------------------------------------------------------
