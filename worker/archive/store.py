@@ -51,6 +51,7 @@ __all__ = [
     "AuditRow",
     "CallRow",
     "Expired",
+    "JobLine",
     "JobRow",
     "SchemaBehind",
     "Summary",
@@ -99,8 +100,8 @@ class AuditRow:
 
 
 @dataclass(frozen=True)
-class Summary:
-    """One line of a listing of archived jobs."""
+class JobLine:
+    """One line of a job listing, wherever the job is kept (the working store's listing extends it too)."""
 
     job_id: str
     state: str
@@ -108,6 +109,12 @@ class Summary:
     created_at: str
     updated_at: str
     reason: str
+
+
+@dataclass(frozen=True)
+class Summary(JobLine):
+    """One line of a listing of archived jobs: also when the job was made, to the microsecond (the order)."""
+
     created_us: int
 
 

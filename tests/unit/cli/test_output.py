@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from worker.cli.output import Progress
 from worker.jobs.store import JobStore
+
+
+class Scripted:
+    """The store as `wait_for_job` reads it, doing `steps[n]` to the job at its n-th load (a worker's doing)."""
+
+    def __init__(self, store: JobStore, steps: dict[int, Callable[[str], object]]) -> None:
+        self.store, self.steps, self.loads = store, steps, 0
+
+    def audit_entries(self, *, job_id: str) -> list[dict[str, Any]]:
+        return self.store.audit_entries(job_id=job_id)
+
+    def load(self, wanted: str) -> Any:
+        self.loads += 1
+        if self.loads in self.steps:
+            self.steps[self.loads](wanted)
+        return self.store.load(wanted)
 
 
 def test_the_bar_shows_rate_and_time_left_once_targets_finish() -> None:
@@ -29,23 +46,11 @@ def test_wait_says_when_no_worker_picks_the_job_up_and_what_a_job_waits_for(stor
     job_id = new_job(store, users("a@example.com"))
     ticks = iter(range(1000))
 
-    class Cancelling:
-        """The store, with the job cancelled once the wait has gone on past the warning."""
-
-        def __init__(self) -> None:
-            self.loads = 0
-
-        def audit_entries(self, *, job_id: str) -> list[dict[str, Any]]:
-            return store.audit_entries(job_id=job_id)
-
-        def load(self, wanted: str) -> Any:
-            self.loads += 1
-            if self.loads == int(UNPICKED_WARNING_SECONDS) + 3:
-                store.transition(wanted, to=JobState.CANCELLED, allowed_from=[JobState.QUEUED])
-            return store.load(wanted)
+    cancel_late = {int(UNPICKED_WARNING_SECONDS) + 3: lambda wanted: store.transition(
+        wanted, to=JobState.CANCELLED, allowed_from=[JobState.QUEUED])}
 
     out = io.StringIO()
-    job = wait_for_job(Cancelling(), job_id, out=out, poll_seconds=0, clock=lambda: float(next(ticks)))  # type: ignore[arg-type]
+    job = wait_for_job(Scripted(store, cancel_late), job_id, out=out, poll_seconds=0, clock=lambda: float(next(ticks)))  # type: ignore[arg-type]
     assert job.state is JobState.CANCELLED
     assert out.getvalue().count("no worker has picked it up") == 1
     waiting = store.load(job_id)
@@ -64,27 +69,17 @@ def test_wait_says_a_job_picked_up_and_failing_with_the_last_fault_recorded(stor
     store.transition(job_id, to=JobState.RESOLVING, allowed_from=[JobState.QUEUED])  # a worker took it
     ticks = iter(range(1000))
 
-    class Failing:
-        """The store, with the runs' faults recorded as a worker records them (tasks/jobs.py), then cancelled."""
-
-        def __init__(self) -> None:
-            self.loads = 0
-
-        def audit_entries(self, *, job_id: str) -> list[dict[str, Any]]:
-            return store.audit_entries(job_id=job_id)
-
-        def load(self, wanted: str) -> Any:
-            self.loads += 1
-            if self.loads == 2:
-                store.note(wanted, "fault", {"error": "BoxTransportError: no answer from Box's token endpoint"})
-            if self.loads == int(UNPICKED_WARNING_SECONDS) + 3:
-                store.note(wanted, "fault", {"error": "BoxRetryableError: Box answered 503"})
-            if self.loads == int(UNPICKED_WARNING_SECONDS) + 6:
-                store.transition(wanted, to=JobState.CANCELLED, allowed_from=[JobState.RESOLVING])
-            return store.load(wanted)
+    faults = {  # the runs' faults recorded as a worker records them (tasks/jobs.py), then the job cancelled
+        2: lambda wanted: store.note(wanted, "fault",
+                                     {"error": "BoxTransportError: no answer from Box's token endpoint"}),
+        int(UNPICKED_WARNING_SECONDS) + 3: lambda wanted: store.note(
+            wanted, "fault", {"error": "BoxRetryableError: Box answered 503"}),
+        int(UNPICKED_WARNING_SECONDS) + 6: lambda wanted: store.transition(
+            wanted, to=JobState.CANCELLED, allowed_from=[JobState.RESOLVING]),
+    }
 
     out = io.StringIO()
-    wait_for_job(Failing(), job_id, out=out, poll_seconds=0, clock=lambda: float(next(ticks)))  # type: ignore[arg-type]
+    wait_for_job(Scripted(store, faults), job_id, out=out, poll_seconds=0, clock=lambda: float(next(ticks)))  # type: ignore[arg-type]
     said = out.getvalue()
     assert "no worker has picked it up" not in said
     assert said.count(f"job {job_id} was picked up and is failing: BoxTransportError: no answer from Box's token "

@@ -13,6 +13,7 @@ from typing import Any
 
 from redis.commands.core import Script
 
+from worker.archive.store import JobLine
 from worker.errors import InvalidTransition, JobNotFound
 from worker.jobs.model import Approval, Job, JobState, Target, utc_now
 from worker.jobs.store.audit import AuditTrail, target_note
@@ -53,15 +54,8 @@ _SCALAR_FIELDS = ("job_id", "state", "source", "reason", "requested_by", "create
 
 
 @dataclass(frozen=True)
-class JobSummary:
+class JobSummary(JobLine):
     """One line of a job listing."""
-
-    job_id: str
-    state: str
-    source: str
-    created_at: str
-    updated_at: str
-    reason: str
 
     def to_dict(self) -> dict[str, str]:
         return dict(self.__dict__)
