@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import difflib
 import enum
-from collections.abc import Iterable
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -445,12 +446,31 @@ def setting(name: str) -> Setting:
     return BY_NAME[name]
 
 
-def unknown_setting(names: Iterable[str]) -> tuple[str, str] | None:
+# Variables a platform sets for a service or container whose name starts `BOXCUT`, never settings: Kubernetes'
+# service links (BOXCUT_INTAKE_SERVICE_HOST, BOXCUT_INTAKE_PORT_8000_TCP_ADDR, ...; on by default, one set for
+# every Service of the namespace) and Docker's legacy links (BOXCUT_NAME, BOXCUT_ENV_..., the same _PORT_ ones).
+_PLATFORM_NAMES = re.compile(r"^BOXCUT(_\w+?)?(_SERVICE_HOST|_SERVICE_PORT(_\w+)?|_PORT_\d+_(TCP|UDP|SCTP)"
+                             r"(_ADDR|_PORT|_PROTO)?|_ENV_\w+)$")
+_PLATFORM_VALUES = {"_PORT": re.compile(r"^(tcp|udp|sctp)://"), "_NAME": re.compile(r"^/")}
+
+
+def platform_variable(name: str, value: str) -> bool:
+    """Whether `name` is one a platform sets beside a service or container named boxcut-something (see
+    _PLATFORM_NAMES); `_PORT` and `_NAME` only with the values those platforms give them."""
+    if _PLATFORM_NAMES.match(name):
+        return True
+    return any(name.endswith(suffix) and pattern.match(value) for suffix, pattern in _PLATFORM_VALUES.items())
+
+
+def unknown_setting(environ: Mapping[str, str]) -> tuple[str, str] | None:
     """The first `BOXCUT_*` name that is no setting, and the problem to report (with the nearest known name), or
     None. Refused rather than ignored: a misspelled safety setting that is silently ignored (BOXCUT_PROTECTED_USER)
-    leaves accounts unprotected, which is worse than a refused start. `BOXCUT_TEST_*` is the test suite's."""
-    for name in sorted(names):
+    leaves accounts unprotected, which is worse than a refused start. `BOXCUT_TEST_*` is the test suite's, and
+    what Kubernetes or Docker set for a service or container named so is theirs (`platform_variable`)."""
+    for name in sorted(environ):
         if not name.startswith("BOXCUT_") or name in KNOWN_NAMES or name.startswith(RESERVED_PREFIX):
+            continue
+        if platform_variable(name, environ[name]):
             continue
         # compared without the prefix they all share, which would make any two names look alike
         tails = {known.removeprefix("BOXCUT_"): known for known in sorted(KNOWN_NAMES) if known.startswith("BOXCUT_")}

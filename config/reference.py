@@ -30,7 +30,9 @@ means unset: the default.
 An unknown `BOXCUT_*` variable stops boxcut too, naming the nearest setting
 (`BOXCUT_BATCHSIZE: unknown setting; did you mean BOXCUT_BATCH_SIZE?`): a misspelled safety setting
 (`BOXCUT_PROTECTED_USER`) that is silently ignored leaves accounts unprotected, which is worse than a refused
-start. Names that start `{catalogue.RESERVED_PREFIX}` belong to the test suite and the benchmarks and are ignored.
+start. Names that start `{catalogue.RESERVED_PREFIX}` belong to the test suite and the benchmarks and are ignored,
+and so are those Kubernetes and Docker set beside a service or container named `boxcut…` (`BOXCUT_SERVICE_HOST`,
+`BOXCUT_PORT_8000_TCP_ADDR`, `BOXCUT_ENV_…`: service links and legacy links).
 
 `boxcut doctor` checks the settings, Redis (and warns when AOF is off or eviction is on), the broker, a Box token
 and the right to list users. Every setting is declared once, in `config/catalogue.py`; this page and

@@ -115,7 +115,7 @@ def test_every_boxcut_name_the_repository_sets_is_a_setting() -> None:
                 continue  # this file names misspellings on purpose
             text = path.read_text(encoding="utf-8", errors="replace")
             for name in set(re.findall(r"\bBOXCUT_[A-Z0-9_]*[A-Z0-9]\b(?!_)", text)):
-                if name not in NOT_VARIABLES and catalogue.unknown_setting([name]) is not None:
+                if name not in NOT_VARIABLES and catalogue.unknown_setting({name: ""}) is not None:
                     unknown[name] = str(path.relative_to(REPO))
             for name in set(re.findall(r"\bBOX_[A-Z0-9_]*[A-Z0-9]\b(?!_)", text)):
                 if name not in catalogue.KNOWN_NAMES:
@@ -188,3 +188,26 @@ def test_test_names_compose_names_and_other_tools_names_pass() -> None:
                               "INTAKE_URL": "http://127.0.0.1:8000", "BOXSIM_URL": "http://127.0.0.1:8765",
                               "BOX_SOMETHING_ELSE": "x"}, env_file=None)
     assert settings.batch_size == 100
+
+
+# What Kubernetes sets in every pod for a Service named boxcut or boxcut-intake (service links, on by default), and
+# Docker's legacy links for a container named boxcut: never settings, never refused.
+PLATFORM = {
+    "BOXCUT_SERVICE_HOST": "10.0.0.7", "BOXCUT_SERVICE_PORT": "8000", "BOXCUT_SERVICE_PORT_HTTP": "8000",
+    "BOXCUT_PORT": "tcp://10.0.0.7:8000", "BOXCUT_PORT_8000_TCP": "tcp://10.0.0.7:8000",
+    "BOXCUT_PORT_8000_TCP_ADDR": "10.0.0.7", "BOXCUT_PORT_8000_TCP_PORT": "8000", "BOXCUT_PORT_8000_TCP_PROTO": "tcp",
+    "BOXCUT_INTAKE_SERVICE_HOST": "10.0.0.8", "BOXCUT_INTAKE_PORT_8000_TCP": "tcp://10.0.0.8:8000",
+    "BOXCUT_REDIS_PORT_6379_UDP_ADDR": "10.0.0.9", "BOXCUT_NAME": "/web/boxcut",
+    "BOXCUT_ENV_BOXCUT_REDIS_URL": "redis://redis:6379/0",
+}
+
+
+def test_what_kubernetes_and_docker_set_beside_a_service_named_boxcut_is_no_unknown_setting() -> None:
+    assert load_settings(PLATFORM, env_file=None).batch_size == load_settings({}, env_file=None).batch_size
+
+
+@pytest.mark.parametrize(("name", "value"), [("BOXCUT_PORT", "8000"), ("BOXCUT_NAME", "boxcut"),
+                                             ("BOXCUT_SERVICE_HOSTS", "10.0.0.7")])
+def test_a_platform_like_name_with_another_value_is_still_refused(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=rf"^{name}: unknown setting"):
+        load_settings({name: value}, env_file=None)
