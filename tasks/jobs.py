@@ -21,7 +21,9 @@ from worker.errors import (
     JobNotFound,
     LeaseHeld,
     RetryLater,
+    describe_error,
 )
+from worker.jobs.model import FAULT_EVENT
 from worker.run.context import RunContext
 from worker.run.runner import RunOutcome, fail_for_credentials, give_up, run_job
 
@@ -85,7 +87,7 @@ def _run(task: Task, ctx: RunContext, job_id: str, max_countdown: float) -> str:
         _retry(task, ctx, job_id, countdown=min(held.ttl, LEASE_RECHECK_SECONDS))
     except TRANSIENT_FAULTS as fault:
         log.warning("job %s: %s; retrying", job_id, fault)
-        _note_fault(ctx, job_id, fault)
+        _note_fault(ctx, job_id, fault, retries=task.request.retries)
         _retry(task, ctx, job_id, countdown=fault_countdown(task.request.retries))
     except SoftTimeLimitExceeded:
         log.warning("job %s: the run overran its time limit; a fresh run continues it", job_id)
@@ -102,15 +104,14 @@ def _run(task: Task, ctx: RunContext, job_id: str, max_countdown: float) -> str:
     return outcome.value
 
 
-# The audit event a run's transient fault leaves in the job's trail: `--wait` says "picked up and failing: <it>".
-FAULT_EVENT = "fault"
-
-
-def _note_fault(ctx: RunContext, job_id: str, fault: Exception) -> None:
-    """Record the fault in the job's trail, so whoever waits for the job reads why it does not move; best effort
-    (Redis may be the fault)."""
+def _note_fault(ctx: RunContext, job_id: str, fault: Exception, *, retries: int) -> None:
+    """Record the fault in the job's trail, so whoever waits for the job reads why it does not move: at the first
+    retry and then at the 1st, 2nd, 4th, 8th... (at most 8 entries over a job's 100 retries, however long an outage
+    lasts); best effort (Redis may be the fault)."""
+    if retries & (retries - 1):
+        return
     with contextlib.suppress(redis.RedisError):
-        ctx.store.note(job_id, FAULT_EVENT, {"error": f"{type(fault).__name__}: {fault}"[:500]})
+        ctx.store.note(job_id, FAULT_EVENT, {"error": describe_error(fault)})
 
 
 def _continue(task: Task, job_id: str) -> None:

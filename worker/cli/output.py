@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from worker.jobs.history import Listed
-from worker.jobs.model import Job, JobState, TargetStatus
+from worker.jobs.model import FAULT_EVENT, Job, JobState, TargetStatus
 from worker.jobs.store import JobStore
 
 # Target statuses that are final: a target in one of these is done.
@@ -162,8 +162,6 @@ def summary_table(job: Job, *, limit: int = 20) -> str:
 # After this long still `queued`, `--wait` says that no worker has picked the job up; or, when a worker did and its
 # runs fail, the last fault recorded (and again whenever it changes).
 UNPICKED_WARNING_SECONDS = 10.0
-# The audit event a run's transient fault leaves (tasks/jobs.py FAULT_EVENT).
-FAULT_EVENT = "fault"
 
 
 def wait_for_job(
@@ -176,13 +174,13 @@ def wait_for_job(
 ) -> Job:
     """Show progress until the job is final or waits for approval; return its record."""
     progress, last, started = Progress(started=clock()), None, clock()
-    live, said = out.isatty(), None
+    live, said, faults = out.isatty(), None, FaultWatch(store, job_id)
     while True:
         job = store.load(job_id)
         tally = counts(job)
         stalled = job.state in (JobState.QUEUED, JobState.RESOLVING)
         if stalled and clock() - started >= UNPICKED_WARNING_SECONDS:
-            warning = _stall_warning(store, job)
+            warning = _stall_warning(job, faults.last())
             if warning is not None and warning != said:
                 out.write(("\n" if live else "") + warning + "\n")
                 said = warning
@@ -199,10 +197,9 @@ def wait_for_job(
         time.sleep(poll_seconds)
 
 
-def _stall_warning(store: JobStore, job: Job) -> str | None:
-    """Why a job has not moved: a worker picked it up and its runs fail (the last fault its trail records), or no
-    worker has picked it up at all; None while it merely runs."""
-    fault = last_fault(store, job.job_id)
+def _stall_warning(job: Job, fault: str | None) -> str | None:
+    """Why a job has not moved: a worker picked it up and its runs fail (`fault`, the last its trail recorded since
+    the wait began), or no worker has picked it up at all; None while it merely runs."""
     if fault is not None:
         return (f"job {job.job_id} was picked up and is failing: {fault} (the worker tries again; "
                 "boxcut doctor checks Box and Redis)")
@@ -212,12 +209,22 @@ def _stall_warning(store: JobStore, job: Job) -> str | None:
     return None
 
 
-def last_fault(store: JobStore, job_id: str) -> str | None:
-    """The last fault a run of the job recorded, or None."""
-    for entry in reversed(store.audit_entries(job_id=job_id)):
-        if entry.get("event") == FAULT_EVENT:
-            return str((entry.get("data") or {}).get("error") or "an unnamed fault")
-    return None
+class FaultWatch:
+    """The faults a job's runs record from the moment the wait began (an older one, from before a `retry`, says
+    nothing of now), read from where the last look ended, so a long wait never reads the whole trail again."""
+
+    def __init__(self, store: JobStore, job_id: str, *, since_ms: int | None = None) -> None:
+        self.store, self.job_id = store, job_id
+        self._next_ms = int(time.time() * 1000) if since_ms is None else since_ms
+        self._fault: str | None = None
+
+    def last(self) -> str | None:
+        """The last fault recorded since the wait began, or None."""
+        for entry in self.store.audit_since(since_ms=self._next_ms, stream=self.store.job_audit_key(self.job_id)):
+            self._next_ms = int(str(entry["id"]).split("-", 1)[0]) + 1
+            if entry.get("event") == FAULT_EVENT:
+                self._fault = str((entry.get("data") or {}).get("error") or "an unnamed fault")
+        return self._fault
 
 
 _AGE = re.compile(r"(\d+)([mhd])")

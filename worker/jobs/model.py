@@ -43,6 +43,10 @@ FINAL_STATES = frozenset(
      JobState.RECORDED}
 )
 
+# The audit event a run's transient fault (Box or Redis not answering) leaves in the job's trail, so that whoever
+# waits for the job reads why it does not move (`boxcut ... --wait`: "picked up and failing").
+FAULT_EVENT = "fault"
+
 # Cancelling is allowed until the job is settled: no target still waiting in the send queue is sent after it;
 # targets already committed to a call are not called back (that call, and its retries, still name them).
 CANCELLABLE_STATES = frozenset({JobState.QUEUED, JobState.RESOLVING, JobState.AWAITING_APPROVAL,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +16,11 @@ class Scripted:
     def __init__(self, store: JobStore, steps: dict[int, Callable[[str], object]]) -> None:
         self.store, self.steps, self.loads = store, steps, 0
 
-    def audit_entries(self, *, job_id: str) -> list[dict[str, Any]]:
-        return self.store.audit_entries(job_id=job_id)
+    def audit_since(self, **query: Any) -> Any:
+        return self.store.audit_since(**query)
+
+    def job_audit_key(self, job_id: str) -> str:
+        return self.store.job_audit_key(job_id)
 
     def load(self, wanted: str) -> Any:
         self.loads += 1
@@ -87,21 +91,38 @@ def test_wait_says_a_job_picked_up_and_failing_with_the_last_fault_recorded(stor
     assert said.count("picked up and is failing: BoxRetryableError: Box answered 503") == 1
 
 
-def test_a_transient_fault_of_a_run_is_recorded_in_the_jobs_trail(store: JobStore) -> None:
-    from tasks.jobs import FAULT_EVENT, _note_fault
+def test_a_transient_fault_of_a_run_is_recorded_in_the_jobs_trail_a_few_times_however_long_it_lasts(
+        store: JobStore) -> None:
+    from tasks.jobs import _note_fault
     from tests.unit.fake_box import new_job, users
-    from worker.cli.output import FAULT_EVENT as SHOWN
-    from worker.cli.output import last_fault
+    from worker.cli.output import FaultWatch
     from worker.errors import BoxTransportError
 
-    assert FAULT_EVENT == SHOWN
     job_id = new_job(store, users("a@example.com"))
-    assert last_fault(store, job_id) is None
+    watch = FaultWatch(store, job_id, since_ms=0)
+    assert watch.last() is None
 
     class Context:
         pass
 
     ctx = Context()
     ctx.store = store  # type: ignore[attr-defined]
-    _note_fault(ctx, job_id, BoxTransportError("no answer from Box"))  # type: ignore[arg-type]
-    assert last_fault(store, job_id) == "BoxTransportError: no answer from Box"
+    for retries in range(100):
+        _note_fault(ctx, job_id, BoxTransportError(f"no answer from Box ({retries})"),  # type: ignore[arg-type]
+                    retries=retries)
+    noted = [e["data"]["error"] for e in store.audit_entries(job_id=job_id) if e["event"] == "fault"]
+    assert noted == [f"BoxTransportError: no answer from Box ({n})" for n in (0, 1, 2, 4, 8, 16, 32, 64)]
+    assert watch.last() == "BoxTransportError: no answer from Box (64)"
+
+
+def test_a_fault_recorded_before_the_wait_began_says_nothing_of_now(store: JobStore) -> None:
+    from tests.unit.fake_box import new_job, users
+    from worker.cli.output import FaultWatch
+
+    job_id = new_job(store, users("a@example.com"))
+    store.note(job_id, "fault", {"error": "BoxTransportError: an outage of an hour ago"})
+    watch = FaultWatch(store, job_id, since_ms=int(time.time() * 1000) + 1)
+    assert watch.last() is None
+    time.sleep(0.002)
+    store.note(job_id, "fault", {"error": "BoxRetryableError: Box answered 503"})
+    assert watch.last() == "BoxRetryableError: Box answered 503"
