@@ -12,7 +12,7 @@ from celery import Celery, Task
 from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 
 from worker import logs
-from worker.connections import TRANSIENT_REDIS_FAULTS
+from worker.connections import TRANSIENT_REDIS_FAULTS, recover_from
 from worker.errors import (
     BoxAuthError,
     BoxRetryableError,
@@ -87,6 +87,7 @@ def _run(task: Task, ctx: RunContext, job_id: str, max_countdown: float) -> str:
         _retry(task, ctx, job_id, countdown=min(held.ttl, LEASE_RECHECK_SECONDS))
     except TRANSIENT_FAULTS as fault:
         log.warning("job %s: %s; retrying", job_id, fault)
+        recover_from(ctx.store.redis, fault)
         _note_fault(ctx, job_id, fault, retries=task.request.retries)
         _retry(task, ctx, job_id, countdown=fault_countdown(task.request.retries))
     except SoftTimeLimitExceeded:

@@ -15,12 +15,20 @@ from config.sentinel import SentinelConfig
 # What a client sees while Redis heals by itself, so every task and the sender wait it out (a retry, a later pass)
 # rather than give up: Redis down or restarting (ConnectionError, TimeoutError), still loading its data after a
 # restart (BusyLoadingError, a ConnectionError named for clarity), full (OutOfMemoryError: retention and settling
-# free it), or just after a Sentinel failover, a connection still on the old primary, now a replica
-# (ReadOnlyError: the client reconnects to the new primary).
+# free it), or a connection still on the old primary, now a replica, after a failover that moved the primary by
+# DNS or a proxy (ReadOnlyError: `recover_from` drops the client's connections, so the next connects to the new
+# primary; through Sentinels, redis-py already turns it into a ConnectionError and reconnects).
 TRANSIENT_REDIS_FAULTS = (
     redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError, redis.exceptions.OutOfMemoryError,
     redis.exceptions.ReadOnlyError,
 )
+
+
+def recover_from(client: redis.Redis, fault: BaseException) -> None:
+    """Before trying again after `fault`: a ReadOnlyError means this client's pooled connections reach a replica,
+    and would keep reaching it (redis-py keeps a connection through an error reply), so they are dropped."""
+    if isinstance(fault, redis.exceptions.ReadOnlyError):
+        client.connection_pool.disconnect()
 
 # Every client has them, so a vanished Redis shows as an error instead of a hang.
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5, "health_check_interval": 30}

@@ -48,7 +48,7 @@ from tenacity.wait import wait_exponential
 from config import defaults
 from worker import logs, metrics
 from worker.box.answers import USERS_TERMINATE_ENDPOINT, CallResult
-from worker.connections import TRANSIENT_REDIS_FAULTS
+from worker.connections import TRANSIENT_REDIS_FAULTS, recover_from
 from worker.errors import BoxAuthError, RetryLater
 from worker.jobs.brake import BRAKE_ACTOR, ENGAGED_EVENT, OPERATOR_SOURCE, Hold, source_of
 from worker.jobs.model import (
@@ -477,13 +477,15 @@ def _through_redis_faults(ctx: RunContext, step: Callable[[], _T]) -> _T:
     the call this sender's meanwhile; the step's own guard refuses it once another sender took the call over."""
     retrying = Retrying(retry=retry_if_exception_type(TRANSIENT_REDIS_FAULTS),
                         stop=stop_after_delay(RECORD_PATIENCE_SECONDS), wait=wait_exponential(multiplier=0.25, max=5),
-                        sleep=ctx.sleep, reraise=True, before_sleep=_say_redis_fault)
+                        sleep=ctx.sleep, reraise=True, before_sleep=lambda state: _after_redis_fault(ctx, state))
     return retrying(step)
 
 
-def _say_redis_fault(state: RetryCallState) -> None:
+def _after_redis_fault(ctx: RunContext, state: RetryCallState) -> None:
     fault = state.outcome.exception() if state.outcome else None
     log.warning("keeping Box's answer through a Redis fault (%s); trying again", type(fault).__name__)
+    if fault is not None:
+        recover_from(ctx.store.redis, fault)
 
 
 def _must_split(call: Call, result: CallResult) -> bool:

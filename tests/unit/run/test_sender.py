@@ -502,9 +502,11 @@ def test_an_answer_is_written_through_a_redis_fault_while_the_call_is_still_this
         _through_redis_faults(ctx, never)  # its patience is spent: another sender's turn
 
 
-def test_an_answer_is_written_through_a_sentinel_failover(store: JobStore) -> None:
-    """Just after a failover a connection may still reach the old primary, now a replica: ReadOnlyError is waited
-    out like a restart, not taken for a refusal."""
+def test_an_answer_is_written_through_a_failover_and_the_connections_to_the_replica_are_dropped(
+        store: JobStore) -> None:
+    """Just after a failover (by DNS or a proxy) a pooled connection may still reach the old primary, now a replica:
+    ReadOnlyError is waited out like a restart, not taken for a refusal, and the pool's connections are dropped so
+    the next write connects anew."""
     from worker.run.sender import _through_redis_faults
 
     ctx = make_ctx(store, FakeBox(users=directory(1)))
@@ -517,4 +519,7 @@ def test_an_answer_is_written_through_a_sentinel_failover(store: JobStore) -> No
             raise redis.exceptions.ReadOnlyError("You can't write against a read only replica.")
         return "written"
 
-    assert _through_redis_faults(ctx, write) == "written" and len(tries) == 2
+    dropped: list[int] = []
+    with mock.patch.object(store.redis.connection_pool, "disconnect", lambda *_a, **_k: dropped.append(1)):
+        assert _through_redis_faults(ctx, write) == "written" and len(tries) == 2
+    assert dropped == [1]
