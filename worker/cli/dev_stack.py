@@ -73,8 +73,10 @@ class DevStack:
         self._ensure_redis()
         self._forget_own_keys_at_stop()
         self._ensure_box()
+        port = intake_port if _port_free(intake_port) else _free_port()
+        console = self._turn_console_on(f"http://127.0.0.1:{port}")  # before the worker: its notices link there
         self._start_worker(worker_concurrency)
-        self._start_intake(intake_port if _port_free(intake_port) else _free_port())
+        self._start_intake(port, console=console)
 
     def stop(self) -> None:
         for stop in reversed(self._stops):
@@ -216,7 +218,7 @@ class DevStack:
 
     # -- intake --------------------------------------------------------------------------------------------
 
-    def _start_intake(self, port: int) -> None:
+    def _start_intake(self, port: int, *, console: bool = False) -> None:
         """Serve the intake on loopback; with no tokens configured, make some for this session and show them."""
         intake_token = operator_token = None
         if not (self.settings.intake_tokens or self.settings.intake_hmac_secrets):
@@ -224,7 +226,6 @@ class DevStack:
         if not self.settings.operator_tokens:
             operator_token = self.env["BOXCUT_OPERATOR_TOKENS"] = "dev-operator-" + secrets.token_urlsafe(16)
         url = f"http://127.0.0.1:{port}"
-        console = self._turn_console_on(url)
         proc = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "intake", "--host", "127.0.0.1", "--port", str(port)], env=self.env
         )
@@ -238,17 +239,23 @@ class DevStack:
                               f"{ENV_FILE_NAME})")
 
     def _turn_console_on(self, url: str) -> bool:
-        """The operator console too, served over plain http on loopback and signed in with an operator token,
-        unless BOXCUT_CONSOLE says otherwise; whether it is on."""
+        """The operator console too, served over plain http on loopback at `url` and signed in with an operator
+        token, unless BOXCUT_CONSOLE says otherwise; whether it is on. Left off when nobody could sign in, or when
+        BOXCUT_PUBLIC_URL names another address (its cookie and origin would be that address's, not this one's)."""
         if self.env.get("BOXCUT_CONSOLE", "").strip():
             return self.settings.console
         if not (self.settings.console_token_signin or self.settings.oidc_issuer):
             return False  # nobody could sign in: the console stays off, as the settings would refuse it
-        self.env["BOXCUT_CONSOLE"] = "on"
-        if not self.env.get("BOXCUT_PUBLIC_URL", "").strip():
-            self.env["BOXCUT_PUBLIC_URL"] = url  # links in notices point here; the cookie is not Secure on loopback
-        return True
+        from worker.console.session import LOOPBACK_HOSTS
 
+        public = self.settings.public_url
+        if public and not (urlparse(public).scheme == "http" and urlparse(public).hostname in LOOPBACK_HOSTS):
+            self.lines.append(f"console off: BOXCUT_PUBLIC_URL names {public}, not this stack's intake "
+                              "(BOXCUT_CONSOLE=on serves it anyway)")
+            return False
+        self.env["BOXCUT_CONSOLE"] = "on"
+        self.env["BOXCUT_PUBLIC_URL"] = public or url  # links in notices point here; the cookie is not Secure
+        return True
 
     # -- the env file ----------------------------------------------------------------------------------------
 

@@ -172,9 +172,20 @@ def csrf_ok(request: Request, sent: str | None) -> bool:
 
 
 def origin_ok(request: Request, own_origin: str) -> bool:
-    """A POST's `Origin`, when the browser sends one, must be the console's own (`null` is not)."""
+    """A POST's `Origin`, when the browser sends one, must be the console's own (`null` is not); a console served
+    over plain http on loopback is its own under any loopback name (localhost, 127.0.0.1, [::1]) on its port."""
     sent = request.headers.get("origin")
-    return sent is None or sent.rstrip("/").lower() == own_origin.lower()
+    return sent is None or sent.rstrip("/").lower() == own_origin.lower() or _same_loopback(sent, own_origin)
+
+
+def _same_loopback(sent: str, own_origin: str) -> bool:
+    a, b = urlsplit(sent.rstrip("/").lower()), urlsplit(own_origin.lower())
+    try:
+        ports = a.port or 80, b.port or 80
+    except ValueError:
+        return False
+    return (a.scheme == b.scheme == "http" and ports[0] == ports[1] and (a.hostname or "") in LOOPBACK_HOSTS
+            and (b.hostname or "") in LOOPBACK_HOSTS)
 
 
 def flash(request: Request, kind: str, text: str) -> None:

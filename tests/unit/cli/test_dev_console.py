@@ -21,9 +21,17 @@ def test_the_console_is_on_by_default_with_its_public_url_on_loopback() -> None:
     assert on and stack.env["BOXCUT_CONSOLE"] == "on" and stack.env["BOXCUT_PUBLIC_URL"] == URL
 
 
-def test_a_public_url_of_ones_own_is_kept() -> None:
+def test_a_loopback_public_url_of_ones_own_is_kept() -> None:
+    on, stack = _turned_on({"BOXCUT_PUBLIC_URL": "http://localhost:8000"})
+    assert on and stack.env["BOXCUT_PUBLIC_URL"] == "http://localhost:8000"
+
+
+def test_a_public_url_elsewhere_leaves_the_console_off_and_says_why() -> None:
+    """Its cookie would be Secure and its origin that address's: nobody could sign in to the loopback stack."""
     on, stack = _turned_on({"BOXCUT_PUBLIC_URL": "https://boxcut.example.com"})
-    assert on and stack.env["BOXCUT_PUBLIC_URL"] == "https://boxcut.example.com"
+    assert not on and "BOXCUT_CONSOLE" not in stack.env
+    said = "console off: BOXCUT_PUBLIC_URL names https://boxcut.example.com"
+    assert any(line.startswith(said) for line in stack.lines)
 
 
 @pytest.mark.parametrize("env", [{"BOXCUT_CONSOLE": "off"}, {"BOXCUT_CONSOLE_TOKEN_SIGNIN": "off"}])

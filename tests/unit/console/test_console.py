@@ -524,3 +524,21 @@ def test_an_oidc_issuer_over_plain_http_is_refused_but_on_loopback() -> None:
     with pytest.raises(SettingsError, match="BOXCUT_OIDC_ISSUER"):
         load_settings({**ENV, "BOXCUT_OIDC_ISSUER": "http://idp.example.com"}, env_file=None)
     assert load_settings({**ENV, "BOXCUT_OIDC_ISSUER": "http://127.0.0.1:9000"}, env_file=None).oidc_issuer
+
+
+@pytest.mark.parametrize(("sent", "own", "ok"), [
+    ("http://localhost:8000", "http://127.0.0.1:8000", True),  # the dev stack, opened under another loopback name
+    ("http://[::1]:8000", "http://localhost:8000", True),
+    ("http://127.0.0.1:8001", "http://127.0.0.1:8000", False),  # another port: another origin
+    ("https://localhost:8000", "http://127.0.0.1:8000", False),
+    ("http://localhost.evil.example.com:8000", "http://127.0.0.1:8000", False),
+    ("http://127.0.0.1:8000", "https://boxcut.example.com", False),
+    ("null", "http://127.0.0.1:8000", False),
+])
+def test_a_console_on_loopback_is_its_own_origin_under_any_loopback_name(sent: str, own: str, ok: bool) -> None:
+    from starlette.requests import Request
+
+    from worker.console.session import origin_ok
+
+    request = Request({"type": "http", "headers": [(b"origin", sent.encode())]})
+    assert origin_ok(request, own) is ok
