@@ -45,8 +45,16 @@ def require_json_content_type(request: Request) -> None:
 # server that answers and closes while the sender still writes makes the sender's kernel meet a reset, and a
 # client without `Expect: 100-continue` (urllib, requests) then sees a broken pipe instead of the 413, which its
 # retry logic takes for a transient fault. Past either bound the connection is closed, as nginx's lingering close.
-DISCARD_MAX_BYTES = 64 * 1024 * 1024
+# The bound is a few times the limit (a sender's body is rarely many times too large), at most DISCARD_MAX_BYTES:
+# anyone may send a body, before any credential is checked, and it should cost the intake little.
+DISCARD_LIMITS = 4
+DISCARD_MAX_BYTES = 16 * 1024 * 1024
 DISCARD_MAX_SECONDS = 5.0
+
+
+def discard_bound(limit: int) -> int:
+    """How much of a refused body is read and dropped at the most, for a body limit of `limit` bytes."""
+    return min(DISCARD_LIMITS * limit, DISCARD_MAX_BYTES)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -58,27 +66,28 @@ async def read_body(request: Request, limit: int) -> bytes:
     size = 0
     if declared and declared.isdigit() and int(declared) > limit:
         refused = ApiError(413, "payload_too_large", f"body is {declared} bytes; the limit is {limit}")
-        if request.headers.get("expect", "").lower() != "100-continue" and int(declared) <= DISCARD_MAX_BYTES:
-            await _discard(stream, 0)  # a sender that asked first is refused unread: it sends nothing more
+        # a sender that asked first (100-continue) is refused unread: it sends nothing more
+        if request.headers.get("expect", "").lower() != "100-continue" and int(declared) <= discard_bound(limit):
+            await _discard(stream, 0, discard_bound(limit))
         raise refused
     chunks = []
     async for chunk in stream:
         size += len(chunk)
         if size > limit:
-            await _discard(stream, size)
+            await _discard(stream, size, discard_bound(limit))
             raise ApiError(413, "payload_too_large", f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def _discard(stream: AsyncIterator[bytes], size: int) -> None:
-    """Read what is left of a refused body and drop it, until it ends, DISCARD_MAX_BYTES in all were read, or
+async def _discard(stream: AsyncIterator[bytes], size: int, bound: int) -> None:
+    """Read what is left of a refused body and drop it, until it ends, `bound` bytes in all were read, or
     DISCARD_MAX_SECONDS passed; a sender that hangs up meanwhile ends it too."""
     async def drain() -> None:
         nonlocal size
         async for chunk in stream:
             size += len(chunk)
-            if size > DISCARD_MAX_BYTES:
+            if size > bound:
                 return
 
     with contextlib.suppress(TimeoutError, ClientDisconnect):

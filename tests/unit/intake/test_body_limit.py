@@ -31,9 +31,9 @@ def request_of(chunks: int, *, headers: dict[str, str] | None = None) -> tuple[R
 @pytest.mark.parametrize("declared", [True, False])
 def test_a_body_over_the_limit_is_read_to_its_end_before_the_413(declared: bool) -> None:
     headers = {"content-length": str(40 * len(CHUNK))} if declared else {}
-    request, read = request_of(40, headers=headers)
+    request, read = request_of(40, headers=headers)  # 2.5 times the limit, as 2.6 MB is beside 1 MiB
     with pytest.raises(ApiError) as refused:
-        asyncio.run(read_body(request, 4 * len(CHUNK)))
+        asyncio.run(read_body(request, 16 * len(CHUNK)))
     assert refused.value.status == 413
     assert read[0] == 40
 
@@ -46,10 +46,14 @@ def test_a_sender_that_asked_first_is_refused_unread() -> None:
 
 
 def test_what_is_read_and_dropped_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "DISCARD_MAX_BYTES", 10 * len(CHUNK))
     request, read = request_of(1000)
     with pytest.raises(ApiError):
         asyncio.run(read_body(request, 4 * len(CHUNK)))
+    assert read[0] == 17  # four times the limit, and the chunk that passed it
+    monkeypatch.setattr(http, "DISCARD_MAX_BYTES", 10 * len(CHUNK))
+    capped, read = request_of(1000)
+    with pytest.raises(ApiError):
+        asyncio.run(read_body(capped, 4 * len(CHUNK)))
     assert read[0] == 11
     declared, unread = request_of(1000, headers={"content-length": str(1000 * len(CHUNK))})
     with pytest.raises(ApiError):
