@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
 import requests
@@ -83,6 +84,16 @@ def test_a_worker_whose_credentials_box_refuses_refuses_to_start_with_boxs_answe
     said = done.stderr.strip().splitlines()[-1]
     assert said.startswith("boxcut: refusing to start: Box refused the token request (") and "invalid_client" in said
     assert secret not in done.stderr + done.stdout
+
+
+def test_boxcut_dev_whose_worker_refuses_to_start_says_so_and_stops(stack: Stack, tmp_path: Path) -> None:
+    env = {**stack.env, "BOX_CLIENT_SECRET": "not-the-secret-77aa"}  # Box credentials of one's own, refused
+    done = subprocess.run([sys.executable, "-m", "worker.cli", "dev"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 69, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "boxcut: refusing to start: Box refused the token request" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("boxcut: boxcut dev: the worker did not start (exit 64)")
+    assert "boxcut dev is up" not in done.stdout and not (tmp_path / "boxcut-dev.env").exists()
 
 
 def test_a_worker_starts_while_box_does_not_answer_saying_so(stack: Stack) -> None:

@@ -814,7 +814,7 @@ def doctor() -> None:
 @click.option("--concurrency", "-c", type=click.IntRange(1, 16), default=2, show_default=True)
 def dev(demo: bool, concurrency: int) -> None:
     """Run the whole stack here: Redis and the Box simulator where none is set up, and a worker."""
-    from worker.cli.dev_stack import DevStack
+    from worker.cli.dev_stack import DevStack, DevStackError
 
     settings = _settings()
     stack = DevStack(settings)
@@ -833,6 +833,8 @@ def dev(demo: bool, concurrency: int) -> None:
             time.sleep(1)
     except KeyboardInterrupt:
         click.echo("\nstopping")
+    except DevStackError as error:  # said, then the stack is stopped (finally)
+        _fail(f"boxcut dev: {error}", EXIT_UNAVAILABLE)
     finally:
         stack.stop()
 

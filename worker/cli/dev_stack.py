@@ -74,9 +74,10 @@ class DevStack:
         self._forget_own_keys_at_stop()
         self._ensure_box()
         port = intake_port if _port_free(intake_port) else _free_port()
+        tokens = self._make_tokens()
         console = self._turn_console_on(f"http://127.0.0.1:{port}")  # before the worker: its notices link there
         self._start_worker(worker_concurrency)
-        self._start_intake(port, console=console)
+        self._start_intake(port, tokens, console=console)
 
     def stop(self) -> None:
         for stop in reversed(self._stops):
@@ -200,8 +201,20 @@ class DevStack:
             [sys.executable, "-m", "worker.cli", "worker", "--concurrency", str(concurrency)], env=self.env
         )
         self._stops.append(lambda: _end(proc))
+        # Up once it keeps its heartbeat; a worker that refused to start (no usable Box credentials) has exited.
+        _wait_until(lambda: proc.poll() is not None or self._worker_joined(proc.pid), what="the worker", timeout=60)
+        if proc.poll() is not None:
+            raise DevStackError(f"the worker did not start (exit {proc.returncode}): its reason is above")
         self.lines.append(f"worker  a Celery worker (prefork, {concurrency} processes), pid {proc.pid}")
         self.lines.append(f"archive {self._archive_shown()}")
+
+    def _worker_joined(self, pid: int) -> bool:
+        """Whether the worker of process `pid` keeps its heartbeat among this prefix's workers (worker/run/fleet.py)."""
+        from worker.connections import redis_client
+        from worker.run.fleet import Fleet
+
+        members = Fleet(redis_client(self.settings), key_prefix=self.settings.key_prefix).live()
+        return any(member.worker.endswith(f":{pid}") for member in members)
 
     def _archive_shown(self) -> str:
         """Where finished jobs settle: the archive's URL with its password hidden, and whether it is embedded."""
@@ -218,13 +231,19 @@ class DevStack:
 
     # -- intake --------------------------------------------------------------------------------------------
 
-    def _start_intake(self, port: int, *, console: bool = False) -> None:
-        """Serve the intake on loopback; with no tokens configured, make some for this session and show them."""
+    def _make_tokens(self) -> tuple[str | None, str | None]:
+        """With no intake or operator tokens configured, make some for this session (every process of the stack
+        gets them: the console's sign-in is checked by the worker's settings too); the ones made."""
         intake_token = operator_token = None
         if not (self.settings.intake_tokens or self.settings.intake_hmac_secrets):
             intake_token = self.env["BOXCUT_INTAKE_TOKENS"] = "dev-intake-" + secrets.token_urlsafe(16)
         if not self.settings.operator_tokens:
             operator_token = self.env["BOXCUT_OPERATOR_TOKENS"] = "dev-operator-" + secrets.token_urlsafe(16)
+        return intake_token, operator_token
+
+    def _start_intake(self, port: int, tokens: tuple[str | None, str | None], *, console: bool = False) -> None:
+        """Serve the intake on loopback, and show the tokens made for this session (`tokens`)."""
+        intake_token, operator_token = tokens
         url = f"http://127.0.0.1:{port}"
         proc = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "intake", "--host", "127.0.0.1", "--port", str(port)], env=self.env
@@ -382,11 +401,15 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+class DevStackError(RuntimeError):
+    """A part of the dev stack did not come up; the message says which (and the part's own output says why)."""
+
+
 def _wait_until(check: Callable[[], bool], *, what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not come up within {timeout:.0f} s")
+            raise DevStackError(f"{what} did not come up within {timeout:.0f} s")
         time.sleep(0.1)
 
 
