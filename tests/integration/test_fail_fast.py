@@ -117,6 +117,16 @@ def test_a_worker_whose_redis_does_not_answer_exits_69_after_a_bounded_wait(stac
     assert 9 < took < 30
 
 
+def test_a_worker_whose_redis_refuses_its_credentials_exits_64_at_once(stack: Stack) -> None:
+    redis_url = stack.env["BOXCUT_REDIS_URL"].replace("redis://", "redis://someone:wrong-77aa@", 1)
+    started = time.monotonic()
+    done = run_worker(stack, {"BOXCUT_REDIS_URL": redis_url})
+    assert done.returncode == 64, done.stderr[-2000:]
+    said = done.stderr.strip().splitlines()[-1]
+    assert said.startswith("boxcut: refusing to start: Redis at redis://") and "refused the credentials" in said
+    assert "wrong-77aa" not in done.stderr and time.monotonic() - started < 9  # no 10 s wait for a wrong password
+
+
 def test_an_idle_worker_says_next_to_nothing_at_info(stack: Stack) -> None:
     worker = stack.start_worker(loglevel="INFO", extra_env={"BOXCUT_LOG_FORMAT": "json"})
     try:

@@ -226,6 +226,9 @@ def _wait_for_redis(settings: Settings, *, wait_seconds: float = REDIS_START_WAI
         try:
             client.ping()
             return
+        except redis.AuthenticationError as refused:  # a wrong password is no outage: waiting mends nothing
+            _fail(f"refusing to start: Redis at {_redis_url()} refused the credentials ({refused}); fix "
+                  "BOXCUT_REDIS_URL or BOXCUT_REDIS_PASSWORD", EXIT_USAGE)
         except (redis.RedisError, OSError) as error:
             if time.monotonic() >= deadline:
                 _fail(f"refusing to start: Redis at {_redis_url()} {_redis_trouble(error)}; tried for "
