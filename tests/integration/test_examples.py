@@ -112,7 +112,9 @@ def dev_stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     log = base / "dev.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([str(Path(sys.executable).with_name("boxcut")), "dev"], cwd=folder,
-                                env={**env, "BOXCUT_REDIS_URL": redis_url}, stdin=subprocess.DEVNULL, stdout=out,
+                                # the event stream read every 2 s, not 10: the Box Shield examples wait less
+                                env={**env, "BOXCUT_REDIS_URL": redis_url, "BOXCUT_EVENTS_POLL_SECONDS": "2"},
+                                stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     stack = Stack(proc, folder, log, scripts, env, {})
     try:
