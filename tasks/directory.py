@@ -32,8 +32,11 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
                                      max_age_seconds=settings.directory_refresh_seconds * 0.9)
         except (*TRANSIENT_FAULTS, BoxAuthError) as fault:  # the next round tries again; lookups serve meanwhile
             done = f"not refreshed: {fault}"
-        # A copy made is logged by the cache itself; a round with nothing to do is DEBUG, one that failed a WARNING.
-        (log.warning if done.startswith("not refreshed") else log.debug)("directory copy: %s", done)
+        # A copy made is logged by the cache itself; a round with nothing to do is DEBUG, one that failed a WARNING;
+        # an enterprise too large to copy in the background is worth saying (once a round, every few minutes).
+        level = logging.WARNING if done.startswith("not refreshed") else (
+            logging.INFO if "too many" in done else logging.DEBUG)
+        log.log(level, "directory copy: %s", done)
         return done
 
     def first_refresh(**_: Any) -> None:

@@ -40,5 +40,6 @@ def test_docs_render_the_operations_with_no_network(redis_url: str, tmp_path: Pa
     assert not re.findall(r"(?:src|href)=\"https?://", page)  # nothing fetched from elsewhere
     paths = set(re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', dom))
     assert {"/v1/alerts", "/v1/alerts/{source}", "/v1/jobs/{job_id}", "/v1/offboarding"} <= paths, dom[-2000:]
+    assert re.search(r'<button class="btn authorize', dom), "no Authorize button: the document declares no scheme"
     assert "/v1/alerts" in redoc and "boxcut intake" in redoc
     assert (tmp_path / "docs.png").stat().st_size > 10_000
