@@ -266,7 +266,8 @@ def _check_worker_boxes(settings: Settings, echo: Echo) -> bool:
         return True
     found = differences(mine, members)
     simulated = _simulated_box(settings)
-    if simulated and not settings.has_box_credentials and all(m.box_api == simulated for m in found.other_api):
+    if (simulated and not settings.has_box_credentials and not found.other_client
+            and all(m.box_api == simulated for m in found.other_api)):
         echo(f"warn worker box: {len(members)} live worker(s) talk to the dev stack's boxsim at {simulated} "
              "(SIMULATED); these settings name no Box")
         return True
