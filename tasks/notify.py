@@ -15,7 +15,7 @@ from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 from config import Settings, defaults
 from config.celery_settings import NOTIFY_QUEUE
 from worker import logs
-from worker.connections import TRANSIENT_REDIS_FAULTS
+from worker.connections import TRANSIENT_REDIS_FAULTS, recover_from
 from worker.notify.delivery import Answer, Post, backoff
 from worker.notify.notice import Notice
 from worker.run.context import RunContext
@@ -43,6 +43,7 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
         try:
             done = scanner().scan().describe()
         except TRANSIENT_REDIS_FAULTS as fault:  # the next pass goes on from the kept position
+            recover_from(context().store.redis, fault)
             done = f"stopped, to go on at the next pass: {fault}"
             log.warning("notifications: %s", done)
             return done
@@ -62,6 +63,7 @@ def register(app: Celery, *, context: Callable[[], RunContext], settings: Settin
             # the same back-off; its count is the record's, so this never sends more than BOXCUT_NOTIFY_ATTEMPTS.
             except TRANSIENT_REDIS_FAULTS as fault:
                 log.warning("job %s: notification %s not recorded (Redis: %s); trying again", job_id, event, fault)
+                recover_from(context().store.redis, fault)
                 raise self.retry(countdown=min(max_countdown, backoff(
                     self.request.retries + 1, base=settings.notify_retry_seconds, cap=max_countdown))) from None
             except Exception as error:  # not a fault to wait out: said in the record, never left `queued`

@@ -24,3 +24,19 @@ def test_the_tasks_and_the_sender_share_the_list() -> None:
     assert set(TRANSIENT_REDIS_FAULTS) <= set(jobs.TRANSIENT_FAULTS)
     assert notify.TRANSIENT_REDIS_FAULTS is TRANSIENT_REDIS_FAULTS
     assert sender.TRANSIENT_REDIS_FAULTS is TRANSIENT_REDIS_FAULTS
+
+
+def test_only_a_read_only_reply_drops_the_clients_connections() -> None:
+    from unittest import mock
+
+    import fakeredis
+
+    from worker.connections import recover_from
+
+    client = fakeredis.FakeRedis()
+    with mock.patch.object(client.connection_pool, "disconnect") as disconnect:
+        recover_from(client, redis.ConnectionError("gone"))  # redis-py reconnects by itself after these
+        recover_from(client, redis.exceptions.OutOfMemoryError("full"))
+        assert disconnect.call_count == 0
+        recover_from(client, redis.exceptions.ReadOnlyError("You can't write against a read only replica."))
+        assert disconnect.call_count == 1
