@@ -202,19 +202,21 @@ class DevStack:
         )
         self._stops.append(lambda: _end(proc))
         # Up once it keeps its heartbeat; a worker that refused to start (no usable Box credentials) has exited.
-        _wait_until(lambda: proc.poll() is not None or self._worker_joined(proc.pid), what="the worker", timeout=60)
+        joined = self._worker_joined(proc.pid)
+        _wait_until(lambda: proc.poll() is not None or joined(), what="the worker", timeout=60)
         if proc.poll() is not None:
             raise DevStackError(f"the worker did not start (exit {proc.returncode}): its reason is above")
         self.lines.append(f"worker  a Celery worker (prefork, {concurrency} processes), pid {proc.pid}")
         self.lines.append(f"archive {self._archive_shown()}")
 
-    def _worker_joined(self, pid: int) -> bool:
-        """Whether the worker of process `pid` keeps its heartbeat among this prefix's workers (worker/run/fleet.py)."""
+    def _worker_joined(self, pid: int) -> Callable[[], bool]:
+        """A check of whether the worker of process `pid` keeps its heartbeat among this prefix's workers
+        (worker/run/fleet.py), on one Redis client however often it is asked."""
         from worker.connections import redis_client
         from worker.run.fleet import Fleet
 
-        members = Fleet(redis_client(self.settings), key_prefix=self.settings.key_prefix).live()
-        return any(member.worker.endswith(f":{pid}") for member in members)
+        fleet = Fleet(redis_client(self.settings), key_prefix=self.settings.key_prefix)
+        return lambda: any(member.worker.endswith(f":{pid}") for member in fleet.live())
 
     def _archive_shown(self) -> str:
         """Where finished jobs settle: the archive's URL with its password hidden, and whether it is embedded."""
